@@ -1,0 +1,88 @@
+# ember: one entry point for building, testing, demos and benchmarks.
+# Targets: all (default), test, demo, bench, kernel, rootfs, vmhost-kernel, deps, clean.
+
+CC       ?= gcc
+BUILD    := build
+SANITIZE ?= 0
+
+CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio
+LDFLAGS  :=
+LDLIBS   := -ljansson -lpthread
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+# The VMM: every .c in src/, api/ and virtio/ except main.c forms a library that the
+# unit tests link against too.
+CORE_SRC := $(filter-out src/main.c,$(wildcard src/*.c api/*.c virtio/*.c))
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+GUEST_SRC := $(wildcard tests/guest/*.c tests/guest/*.S)
+GUEST_ELF := $(BUILD)/tests/guest.elf
+GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
+	-fno-stack-protector -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=small -nostdlib -fno-asynchronous-unwind-tables
+
+.PHONY: all test demo bench kernel rootfs vmhost-kernel deps clean unit-tests
+all: $(BUILD)/ember $(GUEST_ELF)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libember.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/ember: $(BUILD)/obj/src/main.o $(BUILD)/libember.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libember.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libember.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(GUEST_ELF): $(GUEST_SRC) tests/guest/guest.ld
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -Wl,-T,tests/guest/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments -static -o $@ $(GUEST_SRC)
+
+unit-tests: $(UNIT_BIN)
+
+deps:
+	rootfs/install-deps.sh
+
+kernel: deps
+	rootfs/build-kernel.sh guest
+
+vmhost-kernel: deps
+	rootfs/build-kernel.sh vmhost
+
+rootfs: deps
+	rootfs/build-rootfs.sh
+
+test: deps
+	$(MAKE) all unit-tests
+	rootfs/build-kernel.sh guest
+	rootfs/build-rootfs.sh
+	rootfs/build-kernel.sh vmhost
+	tests/run-all.sh
+
+demo: deps
+	$(MAKE) all
+	rootfs/build-kernel.sh guest
+	rootfs/build-rootfs.sh
+	tests/demo.sh
+
+bench: deps
+	$(MAKE) all
+	rootfs/build-kernel.sh guest
+	rootfs/build-rootfs.sh
+	rootfs/build-kernel.sh vmhost
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d

@@ -1,0 +1,145 @@
+/* ember: command line, then one VM from configuration to exit. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "config_json.h"
+#include "log.h"
+#include "vm.h"
+
+#define EMBER_VERSION "0.1.0"
+
+static struct termios saved_termios;
+static bool termios_saved;
+
+static void restore_terminal(void)
+{
+	if (termios_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
+}
+
+/* Raw mode: every key, Ctrl+C included, goes to the guest, as on a real serial line. */
+static void make_terminal_raw(void)
+{
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_termios) < 0)
+		return;
+	termios_saved = true;
+	atexit(restore_terminal);
+	struct termios raw = saved_termios;
+	raw.c_lflag &= (tcflag_t) ~(ICANON | ECHO | ISIG);
+	raw.c_iflag &= (tcflag_t) ~(ICRNL | IXON);
+	raw.c_cc[VMIN] = 1;
+	raw.c_cc[VTIME] = 0;
+	tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ember --no-api --config-file FILE [options]\n"
+		"\n"
+		"  --no-api              configure from --config-file only (no API socket)\n"
+		"  --config-file FILE    Firecracker-style JSON: boot-source, machine-config, serial\n"
+		"  --boot-timer          log Guest-boot-time when the guest writes the boot timer\n"
+		"  --log-path PATH       write the log to PATH (file or FIFO) instead of stderr\n"
+		"  --level LEVEL         Error, Warning, Info (default) or Debug\n"
+		"  --id ID               instance id shown in log lines\n"
+		"  --version, --help\n"
+		"\n"
+		"Exit status: 0 when the guest powers off or resets, 1 on a setup error,\n"
+		"3 when a vCPU fails, 128+N when stopped by signal N.\n");
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	static struct vm vm; /* zeroed, as vm_create expects */
+	vm.start_ns = monotonic_ns();
+	vm.start_cpu_ns = cpu_ns();
+	log_set_level_name("Info");
+
+	enum { OPT_NO_API = 256, OPT_CONFIG, OPT_BOOT_TIMER, OPT_LOG_PATH, OPT_LEVEL, OPT_ID,
+	       OPT_VERSION };
+	static const struct option opts[] = {
+		{ "no-api", no_argument, NULL, OPT_NO_API },
+		{ "config-file", required_argument, NULL, OPT_CONFIG },
+		{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
+		{ "log-path", required_argument, NULL, OPT_LOG_PATH },
+		{ "level", required_argument, NULL, OPT_LEVEL },
+		{ "id", required_argument, NULL, OPT_ID },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool no_api = false;
+	const char *config_path = NULL;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_NO_API:
+			no_api = true;
+			break;
+		case OPT_CONFIG:
+			config_path = optarg;
+			break;
+		case OPT_BOOT_TIMER:
+			vm.boot_timer_enabled = true;
+			break;
+		case OPT_LOG_PATH: {
+			int rc = log_open(optarg);
+			if (rc)
+				die("--log-path %s: %s", optarg, strerror(-rc));
+			break;
+		}
+		case OPT_LEVEL:
+			if (log_set_level_name(optarg))
+				die("--level %s: expected Error, Warning, Info or Debug", optarg);
+			break;
+		case OPT_ID:
+			if (strlen(optarg) == 0 || strlen(optarg) > 64)
+				die("--id: must be 1 to 64 characters");
+			log_set_id(optarg);
+			break;
+		case OPT_VERSION:
+			printf("ember v%s\n", EMBER_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind < argc)
+		die("unexpected argument '%s' (see --help)", argv[optind]);
+	if (!no_api)
+		die("the HTTP API is not available in this build yet: use --no-api --config-file FILE");
+	if (!config_path)
+		die("--no-api needs --config-file FILE");
+
+	struct vm_config cfg;
+	vm_config_init(&cfg);
+	char err[API_ERR_LEN];
+	if (api_load_config_file(config_path, &cfg, err) || api_validate_for_start(&cfg, err))
+		die("%s", err);
+
+	vm_create(&vm, &cfg);
+	make_terminal_raw();
+	int code = vm_run(&vm);
+	vm_destroy(&vm);
+	vm_config_free(&cfg);
+	return code;
+}

@@ -1,0 +1,293 @@
+/* VM creation: KVM, memory, legacy devices, kernel, vCPUs; and the VMM thread's loop. */
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "boot_timer.h"
+#include "i8042.h"
+#include "layout.h"
+#include "loader.h"
+#include "log.h"
+#include "mptable.h"
+#include "serial.h"
+#include "vcpu.h"
+
+static void open_kvm(struct vm *vm)
+{
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		if (errno == ENOENT)
+			die("/dev/kvm does not exist: this host has no KVM (load kvm_intel or "
+			    "kvm_amd, or enable virtualization in the firmware)");
+		if (errno == EACCES || errno == EPERM)
+			die("/dev/kvm: permission denied (run as root or join the group that owns "
+			    "/dev/kvm)");
+		die("/dev/kvm: %s", strerror(errno));
+	}
+	int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION)
+		die("/dev/kvm: KVM API version %d, ember needs %d", version, KVM_API_VERSION);
+	/* PVM registers itself as the kvm_pvm module; it cannot run standard kernels. */
+	vm->pvm_host = access("/sys/module/kvm_pvm", F_OK) == 0;
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
+		die("/dev/kvm: KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+}
+
+static void create_vm_and_irqchip(struct vm *vm)
+{
+	do
+		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	while (vm->vm_fd < 0 && errno == EINTR);
+	if (vm->vm_fd < 0)
+		die("KVM_CREATE_VM: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
+		die("KVM_SET_TSS_ADDR: %s", strerror(errno));
+	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
+		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s (not needed on this host)", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		die("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+}
+
+static void *create_pit(void *arg)
+{
+	struct vm *vm = arg;
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		die("KVM_CREATE_PIT2: %s", strerror(errno));
+	return NULL;
+}
+
+static void map_memory(struct vm *vm)
+{
+	uint64_t size = (uint64_t)vm->cfg->machine.mem_size_mib << 20;
+	int rc = vm_memory_init(vm, size);
+	if (rc)
+		die("cannot map %u MiB of guest memory: %s", vm->cfg->machine.mem_size_mib,
+		    strerror(-rc));
+}
+
+static void *register_memory(void *arg)
+{
+	struct vm *vm = arg;
+	for (unsigned i = 0; i < vm->nr_mem; i++) {
+		struct kvm_userspace_memory_region region = {
+			.slot = i,
+			.guest_phys_addr = vm->mem[i].gpa,
+			.memory_size = vm->mem[i].size,
+			.userspace_addr = (uint64_t)(uintptr_t)vm->mem[i].hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+			die("KVM_SET_USER_MEMORY_REGION (slot %u, %llu MiB): %s", i,
+			    (unsigned long long)(vm->mem[i].size >> 20), strerror(errno));
+	}
+	return NULL;
+}
+
+/* Runs fn on a helper thread: KVM_CREATE_PIT2 and KVM_SET_USER_MEMORY_REGION mostly sleep
+ * (a kernel thread start, an SRCU grace period), so they overlap with the rest of setup. */
+static pthread_t start_setup_thread(struct vm *vm, void *(*fn)(void *))
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, fn, vm))
+		die("cannot start a setup thread");
+	return t;
+}
+
+static struct kvm_cpuid2 *supported_cpuid(struct vm *vm)
+{
+	for (unsigned nent = 64; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+		if (!c)
+			die("out of memory");
+		c->nent = nent;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG)
+			die("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	}
+	die("KVM_GET_SUPPORTED_CPUID: too many entries");
+}
+
+/* Loads kernel and initrd and writes every boot structure. Returns the entry point. */
+static uint64_t load_guest(struct vm *vm)
+{
+	const struct boot_source_config *boot = &vm->cfg->boot;
+	char err[LOADER_ERR_LEN];
+	struct kernel_image k;
+	if (loader_load_kernel(vm, boot->kernel_image_path, &k, err))
+		die("%s", err);
+	if (vm->pvm_host && k.is_linux && !k.is_pvm_guest && !getenv("EMBER_PVM_FORCE"))
+		die("kernel %s is a standard Linux kernel, but this host's /dev/kvm is PVM "
+		    "(kvm_pvm), which only runs kernels built as PVM guests: it would die in early "
+		    "boot. Run it in the emulated KVM host (tests/vmhost/run -- build/ember ...) or on "
+		    "a host with VMX/SVM; EMBER_PVM_FORCE=1 tries anyway",
+		    boot->kernel_image_path);
+
+	uint64_t initrd_gpa = 0, initrd_size = 0;
+	if (boot->initrd_path &&
+	    loader_load_initrd(vm, boot->initrd_path, &k, &initrd_gpa, &initrd_size, err))
+		die("%s", err);
+
+	char cmdline[CMDLINE_MAX];
+	const char *args = boot->boot_args ? boot->boot_args : DEFAULT_BOOT_ARGS;
+	/* Devices that announce themselves on the command line (virtio-mmio) join here. */
+	if (boot_cmdline_build(cmdline, k.cmdline_max, args, NULL, 0))
+		die("kernel command line longer than %u bytes", k.cmdline_max);
+	if (boot_write_params(vm, &k, cmdline, initrd_gpa, initrd_size, err))
+		die("%s", err);
+	if (boot_write_page_tables(vm))
+		die("guest memory too small for the boot page tables");
+	if (mptable_write(vm, EBDA_START, 0xa0000, vm->nr_vcpus))
+		die("cannot write the MP table for %u vCPUs", vm->nr_vcpus);
+	log_debug("kernel %s: entry 0x%llx, command line: %s", boot->kernel_image_path,
+		  (unsigned long long)k.entry, cmdline);
+	return k.entry;
+}
+
+static void on_exit_event(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	uint64_t v;
+	ssize_t r = read(vm->exit_event_fd, &v, sizeof(v));
+	(void)r;
+	vm->loop.stop = true;
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	struct signalfd_siginfo si;
+	if (read(vm->loop_signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		log_info("received signal %u, stopping the VM", si.ssi_signo);
+		vm_request_exit(vm, 128 + (int)si.ssi_signo);
+	}
+}
+
+void vm_request_exit(struct vm *vm, int code)
+{
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&vm->exiting, &expected, true))
+		return;
+	vm->exit_code = code;
+	uint64_t one = 1;
+	ssize_t r = write(vm->exit_event_fd, &one, sizeof(one));
+	(void)r;
+}
+
+void vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	vm->cfg = cfg;
+	vm->kvm_fd = vm->vm_fd = vm->exit_event_fd = vm->loop_signal_fd = -1;
+	vm->nr_vcpus = cfg->machine.vcpu_count;
+	atomic_init(&vm->exiting, false);
+	if (evloop_init(&vm->loop))
+		die("epoll_create: %s", strerror(errno));
+	vm->exit_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_event_fd < 0 || evloop_add(&vm->loop, vm->exit_event_fd, EPOLLIN,
+						on_exit_event, vm))
+		die("cannot create the exit eventfd: %s", strerror(errno));
+
+	/* SIGTERM/SIGINT/SIGHUP end the VM through the loop; the mask is inherited by every
+	 * thread created after this point. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	vm->loop_signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->loop_signal_fd < 0 || evloop_add(&vm->loop, vm->loop_signal_fd, EPOLLIN,
+						 on_signal, vm))
+		die("cannot create the signalfd: %s", strerror(errno));
+
+	open_kvm(vm);
+	create_vm_and_irqchip(vm);
+	map_memory(vm);
+	pthread_t pit_thread = start_setup_thread(vm, create_pit);
+	pthread_t mem_thread = start_setup_thread(vm, register_memory);
+
+	int out_fd = STDOUT_FILENO;
+	if (cfg->serial_out_path) {
+		out_fd = open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (out_fd < 0)
+			die("serial_out_path %s: %s", cfg->serial_out_path, strerror(errno));
+	}
+	vm->serial = serial_create(vm, out_fd, STDIN_FILENO);
+	vm->i8042 = i8042_create(vm);
+	if (vm->boot_timer_enabled)
+		boot_timer_register(vm);
+
+	uint64_t entry = load_guest(vm);
+
+	struct kvm_cpuid2 *cpuid = supported_cpuid(vm);
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		die("out of memory");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_create(vm, &vm->vcpus[i], i, cpuid);
+	free(cpuid);
+	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
+	vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	pthread_join(pit_thread, NULL);
+	pthread_join(mem_thread, NULL);
+}
+
+int vm_run(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		int rc = vcpu_start(&vm->vcpus[i]);
+		if (rc) {
+			log_err("cannot start vCPU %u thread: %s", i, strerror(-rc));
+			vm_request_exit(vm, 1);
+			break;
+		}
+	}
+	int rc = evloop_run(&vm->loop);
+	if (rc)
+		log_err("event loop failed: %s", strerror(-rc));
+	vm_request_exit(vm, rc ? 1 : 0); /* no-op if the VM already chose its code */
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_stop(&vm->vcpus[i]);
+	return vm->exit_code;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+	}
+	serial_destroy(vm->serial);
+	i8042_destroy(vm->i8042);
+	vm_memory_free(vm);
+	io_bus_free(&vm->pio_bus);
+	io_bus_free(&vm->mmio_bus);
+	evloop_close(&vm->loop);
+	if (vm->exit_event_fd >= 0)
+		close(vm->exit_event_fd);
+	if (vm->loop_signal_fd >= 0)
+		close(vm->loop_signal_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+}

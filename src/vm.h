@@ -1,0 +1,77 @@
+/* struct vm: all per-VM state, passed explicitly everywhere. */
+#ifndef EMBER_VM_H
+#define EMBER_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "config.h"
+#include "evloop.h"
+
+struct vcpu;
+struct serial;
+struct i8042;
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *hva;
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	bool pvm_host; /* /dev/kvm is kvm_pvm: only PVM guest kernels boot */
+
+	struct mem_region mem[2]; /* below the 3 GiB MMIO gap, and from 4 GiB up */
+	unsigned nr_mem;
+	uint64_t mem_size;
+
+	struct io_bus pio_bus;
+	struct io_bus mmio_bus;
+	struct evloop loop;
+
+	unsigned nr_vcpus;
+	struct vcpu *vcpus;
+	int vcpu_mmap_size;
+
+	struct serial *serial;
+	struct i8042 *i8042;
+
+	bool boot_timer_enabled;
+	uint64_t start_ns;     /* CLOCK_MONOTONIC reference for the boot timer */
+	uint64_t start_cpu_ns; /* CLOCK_PROCESS_CPUTIME_ID at the same moment */
+
+	/* Set once by whichever thread ends the VM first; the VMM loop then stops. */
+	atomic_bool exiting;
+	int exit_code;
+	int exit_event_fd;
+	int loop_signal_fd; /* SIGTERM, SIGINT, SIGHUP */
+};
+
+/* Guest memory: anonymous MAP_NORESERVE mappings laid out around the MMIO gap. Usable
+ * without KVM (unit tests). */
+int vm_memory_init(struct vm *vm, uint64_t size);
+void vm_memory_free(struct vm *vm);
+/* The one checked accessor: a host pointer for [gpa, gpa+len) if it lies entirely in one
+ * RAM region, NULL otherwise (overflow, gap, beyond the end). */
+void *gpa_to_hva(const struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* vm must be zeroed, with boot_timer_enabled and start_ns/start_cpu_ns set by the caller.
+ * Creates the KVM VM (irqchip, PIT, memory slots), the legacy devices and the vCPUs, and
+ * loads the kernel. Setup failures exit with a message via die(). */
+void vm_create(struct vm *vm, const struct vm_config *cfg);
+/* Starts the vCPUs and runs the VMM event loop until the VM ends; returns the exit code. */
+int vm_run(struct vm *vm);
+/* Ends the VM with code (first caller wins); safe from any thread. */
+void vm_request_exit(struct vm *vm, int code);
+void vm_destroy(struct vm *vm);
+
+uint64_t monotonic_ns(void);
+
+#endif

@@ -1,0 +1,80 @@
+/* A tiny freestanding guest for fast tests on any KVM, PVM included: prints a line on the
+ * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
+ * "halt" on its command line, stays halted so that tests have a running VM). */
+#include <stdbool.h>
+#include <stdint.h>
+
+#define UART 0x3f8
+#define UART_LSR 5
+#define UART_LSR_THRE 0x20
+#define I8042_CMD 0x64
+#define I8042_RESET 0xfe
+#define BOOT_TIMER ((volatile uint8_t *)0xc0000000UL)
+#define BP_CMD_LINE_PTR 0x228
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+	uint8_t v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static void putc_uart(char c)
+{
+	while (!(inb(UART + UART_LSR) & UART_LSR_THRE))
+		;
+	outb(UART, (uint8_t)c);
+}
+
+static void puts_uart(const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\n')
+			putc_uart('\r');
+		putc_uart(*s);
+	}
+}
+
+/* True when word appears as a whole word in the command line. */
+static bool has_word(const char *cmdline, const char *word)
+{
+	const char *p = cmdline;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		const char *w = word;
+		const char *q = p;
+		while (*w && *q == *w) {
+			q++;
+			w++;
+		}
+		if (!*w && (*q == ' ' || *q == '\0'))
+			return true;
+		while (*p && *p != ' ')
+			p++;
+	}
+	return false;
+}
+
+void guest_main(const uint8_t *boot_params)
+{
+	uint32_t cmd_ptr = *(const volatile uint32_t *)(boot_params + BP_CMD_LINE_PTR);
+	const char *cmdline = cmd_ptr ? (const char *)(uintptr_t)cmd_ptr : "";
+
+	puts_uart("ember test guest: hello from the guest\n");
+	*BOOT_TIMER = 123;
+
+	if (has_word(cmdline, "halt")) {
+		puts_uart("ember test guest: halting\n");
+		for (;;)
+			__asm__ volatile("cli; hlt");
+	}
+	outb(I8042_CMD, I8042_RESET);
+	for (;;)
+		__asm__ volatile("hlt");
+}
