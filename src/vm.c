@@ -110,7 +110,7 @@ static pthread_t start_setup_thread(struct vm *vm, void *(*fn)(void *))
 
 static struct kvm_cpuid2 *supported_cpuid(struct vm *vm)
 {
-	for (unsigned nent = 64; nent <= 4096; nent *= 2) {
+	for (unsigned nent = 128; nent <= 4096; nent *= 2) {
 		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
 		if (!c)
 			die("out of memory");
@@ -221,8 +221,18 @@ void vm_create(struct vm *vm, const struct vm_config *cfg)
 	open_kvm(vm);
 	create_vm_and_irqchip(vm);
 	map_memory(vm);
-	pthread_t pit_thread = start_setup_thread(vm, create_pit);
 	pthread_t mem_thread = start_setup_thread(vm, register_memory);
+
+	/* vCPUs before the PIT: KVM_CREATE_PIT2 holds the VM lock while it starts its kernel
+	 * thread, and KVM_CREATE_VCPU would wait for it. */
+	struct kvm_cpuid2 *cpuid = supported_cpuid(vm);
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		die("out of memory");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_create(vm, &vm->vcpus[i], i, cpuid);
+	free(cpuid);
+	pthread_t pit_thread = start_setup_thread(vm, create_pit);
 
 	int out_fd = STDOUT_FILENO;
 	if (cfg->serial_out_path) {
@@ -235,17 +245,8 @@ void vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (vm->boot_timer_enabled)
 		boot_timer_register(vm);
 
-	uint64_t entry = load_guest(vm);
-
-	struct kvm_cpuid2 *cpuid = supported_cpuid(vm);
-	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus)
-		die("out of memory");
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		vcpu_create(vm, &vm->vcpus[i], i, cpuid);
-	free(cpuid);
 	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
-	vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	vcpu_setup_long_mode(&vm->vcpus[0], load_guest(vm));
 	pthread_join(pit_thread, NULL);
 	pthread_join(mem_thread, NULL);
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# make bench: every benchmark, one after the other; bench/README.md keeps the latest table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== 1. ember start to the test guest's boot-timer write (this host's /dev/kvm)"
+bench/start-test-guest.sh "${EMBER_BENCH_RUNS:-50}"
+echo
+echo "== 2. Linux boot to /init in the emulated KVM host: ember vs QEMU microvm"
+bench/linux-boot.sh

@@ -1,0 +1,162 @@
+#!/usr/bin/env bats
+# The freestanding test guest on this host's /dev/kvm (PVM or hardware), and every
+# promised start-up error. Fast: each case is one short-lived ember process.
+
+load lib/common
+
+setup() {
+	D=$(scratch_dir)
+}
+
+teardown() {
+	rm -rf "$D"
+}
+
+@test "test guest boots, prints on the UART, logs Guest-boot-time and ember exits 0" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "console=ttyS0" 1 128
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --boot-timer
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ember test guest: hello from the guest"* ]]
+	[[ "$output" =~ Guest-boot-time\ =\ +[0-9]+\ us ]]
+}
+
+@test "without --boot-timer no Guest-boot-time line is logged" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" 1 64
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+	[[ "$output" != *"Guest-boot-time"* ]]
+}
+
+@test "test guest boots with 4 vCPUs and with memory above the 3 GiB hole" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" 4 4096
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+}
+
+@test "halted guest keeps ember running until SIGTERM, which exits 143" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "halt" 1 64
+	"$EMBER" --no-api --config-file "$D/vm.json" >"$D/out" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do grep -q "halting" "$D/out" && break; sleep 0.05; done
+	grep -q "halting" "$D/out"
+	sleep 0.2
+	kill -0 "$pid" # still running
+	kill -TERM "$pid"
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" -eq 143 ]
+}
+
+@test "serial_out_path sends the console to a file" {
+	cat >"$D/vm.json" <<JSON
+{ "boot-source": { "kernel_image_path": "$TEST_GUEST" },
+  "serial": { "serial_out_path": "$D/console.log" } }
+JSON
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 0 ]
+	[[ "$output" != *"hello from the guest"* ]]
+	grep -q "hello from the guest" "$D/console.log"
+}
+
+@test "--level and --log-path put the log in a file" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" 1 64
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --boot-timer --log-path "$D/log" --level Info --id vm-42
+	[ "$status" -eq 0 ]
+	grep -q "\[vm-42\] \[Info\] Guest-boot-time" "$D/log"
+}
+
+# --- errors: each must exit non-zero with a message naming what is wrong ---
+
+expect_error() { # expect_error PATTERN ARGS...
+	local pattern=$1
+	shift
+	run timeout 20 "$EMBER" "$@"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$pattern"* ]]
+}
+
+@test "error: missing config file names the path" {
+	expect_error "$D/nope.json" --no-api --config-file "$D/nope.json"
+}
+
+@test "error: invalid JSON gives line and column" {
+	printf '{\n  "boot-source": {\n    "kernel_image_path": \n' >"$D/vm.json"
+	expect_error "line 4" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: unknown top-level key and unknown field are named" {
+	echo '{"boot-source": {"kernel_image_path": "x"}, "bogus": 1}' >"$D/vm.json"
+	expect_error "unknown key 'bogus'" --no-api --config-file "$D/vm.json"
+	echo '{"boot-source": {"kernel_image_path": "x", "kernel": 1}}' >"$D/vm.json"
+	expect_error "unknown field 'kernel'" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: wrong types and out-of-range values name the key" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" 0 64
+	expect_error "'vcpu_count' is 0, must be between 1 and 32" --no-api --config-file "$D/vm.json"
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" 33 64
+	expect_error "'vcpu_count'" --no-api --config-file "$D/vm.json"
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" 1 8
+	expect_error "'mem_size_mib' is 8" --no-api --config-file "$D/vm.json"
+	write_config "$D/vm.json" "$TEST_GUEST" "" "" '"two"' 64
+	expect_error "'vcpu_count' must be an integer" --no-api --config-file "$D/vm.json"
+	echo '{"boot-source": {"kernel_image_path": 7}}' >"$D/vm.json"
+	expect_error "'kernel_image_path' must be a string" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: missing kernel and missing initrd name the file" {
+	write_config "$D/vm.json" "$D/no-kernel" "" "" 1 64
+	expect_error "kernel $D/no-kernel: No such file or directory" --no-api --config-file "$D/vm.json"
+	write_config "$D/vm.json" "$TEST_GUEST" "$D/no-initrd" "" 1 64
+	expect_error "initrd $D/no-initrd: No such file or directory" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: truncated, foreign and garbage kernel images are rejected" {
+	head -c 3000 "$TEST_GUEST" >"$D/truncated.elf"
+	write_config "$D/vm.json" "$D/truncated.elf" "" "" 1 64
+	expect_error "kernel $D/truncated.elf: segment 0 extends past the end of the file" --no-api --config-file "$D/vm.json"
+	cp "$TEST_GUEST" "$D/arm.elf"
+	printf '\xb7\x00' | dd of="$D/arm.elf" bs=1 seek=18 conv=notrunc status=none # EM_AARCH64
+	write_config "$D/vm.json" "$D/arm.elf" "" "" 1 64
+	expect_error "is not x86_64" --no-api --config-file "$D/vm.json"
+	head -c 4096 /dev/urandom >"$D/garbage"
+	write_config "$D/vm.json" "$D/garbage" "" "" 1 64
+	expect_error "neither an ELF vmlinux nor a bzImage" --no-api --config-file "$D/vm.json"
+	: >"$D/empty"
+	write_config "$D/vm.json" "$D/empty" "" "" 1 64
+	expect_error "too short" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: a command line longer than the kernel accepts" {
+	long=$(printf 'x%.0s' $(seq 2100))
+	write_config "$D/vm.json" "$TEST_GUEST" "" "$long" 1 64
+	expect_error "'boot_args' is longer than 2047 bytes" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: an initrd too large for guest memory" {
+	truncate -s 20M "$D/big.img"
+	write_config "$D/vm.json" "$TEST_GUEST" "$D/big.img" "" 1 16
+	expect_error "do not fit" --no-api --config-file "$D/vm.json"
+}
+
+@test "error: API mode is refused plainly until it exists, and bad options" {
+	expect_error "--no-api" --config-file /dev/null
+	expect_error "--level Loud" --no-api --level Loud
+	expect_error "unexpected argument" --no-api stray
+}
+
+@test "on a PVM host a standard Linux kernel is refused with an explicit message" {
+	if [ ! -e /sys/module/kvm_pvm ]; then
+		skip "this host's KVM is not PVM"
+	fi
+	[ -f "$GUEST_VMLINUX" ] || { echo "build/guest/vmlinux missing: run make kernel"; false; }
+	write_config "$D/vm.json" "$GUEST_VMLINUX" "$GUEST_INITRAMFS" "$LINUX_ARGS" 1 128
+	expect_error "PVM" --no-api --config-file "$D/vm.json"
+	write_config "$D/vm.json" "$GUEST_BZIMAGE" "" "$LINUX_ARGS" 1 128
+	expect_error "only runs kernels built as PVM guests" --no-api --config-file "$D/vm.json"
+}
