@@ -48,7 +48,7 @@ $(GUEST_ELF): $(GUEST_SRC) tests/guest/guest.ld
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -Wl,-T,tests/guest/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments -static -o $@ $(GUEST_SRC)
 
-unit-tests: $(UNIT_BIN)
+unit-tests: $(UNIT_BIN) $(GUEST_ELF)
 
 deps:
 	rootfs/install-deps.sh
@@ -82,7 +82,8 @@ bench: deps
 	rootfs/build-kernel.sh vmhost
 	bench/run.sh
 
+# Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/libember.a $(BUILD)/test-tmp
 
--include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+-include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d)

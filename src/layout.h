@@ -3,7 +3,7 @@
 #define EMBER_LAYOUT_H
 
 #define GDT_ADDR 0x500ULL
-#define IDT_ADDR 0x520ULL
+#define IDT_ADDR 0x530ULL /* after the five GDT entries at 0x500-0x527 */
 #define ZERO_PAGE_ADDR 0x7000ULL
 #define BOOT_STACK_TOP 0x8ff0ULL
 #define PML4_ADDR 0x9000ULL

@@ -199,13 +199,14 @@ static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_s
 	uint64_t load = ((uint64_t)le32(hdr + 0x25c) << 32) | le32(hdr + 0x258);
 	uint32_t init_size = le32(hdr + 0x260);
 	uint64_t need = init_size > pm_size ? init_size : pm_size;
-	if (load < HIMEM_START || !gpa_to_hva(vm, load, need))
-		load = HIMEM_START;
-	uint8_t *dst = gpa_to_hva(vm, load, need);
+	/* A relocatable kernel would move itself up to its preferred address anyway, so a
+	 * guest without room there cannot run it. */
+	uint8_t *dst = load >= HIMEM_START ? gpa_to_hva(vm, load, need) : NULL;
 	if (!dst)
 		return fail(err, -EINVAL,
-			    "kernel %s: needs %llu bytes at 0x%llx, more than guest memory (%llu MiB) has",
-			    path, (unsigned long long)need, (unsigned long long)load,
+			    "kernel %s: needs %llu MiB of guest memory (%llu bytes at 0x%llx), the guest has %llu MiB",
+			    path, (unsigned long long)((load + need + (1 << 20) - 1) >> 20),
+			    (unsigned long long)need, (unsigned long long)load,
 			    (unsigned long long)(vm->mem_size >> 20));
 	if (read_at(fd, dst, pm_size, pm_offset))
 		return fail(err, -EIO, "kernel %s: cannot read the protected-mode kernel", path);
