@@ -6,8 +6,8 @@ BUILD    := build
 SANITIZE ?= 0
 
 CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio
-LDFLAGS  :=
-LDLIBS   := -ljansson -lpthread
+LDFLAGS  := -Wl,--as-needed
+LDLIBS   := -ljansson -luring -lmicrohttpd -lseccomp -lpthread
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
@@ -16,6 +16,7 @@ endif
 # The VMM: every .c in src/, api/ and virtio/ except main.c forms a library that the
 # unit tests link against too.
 CORE_SRC := $(filter-out src/main.c,$(wildcard src/*.c api/*.c virtio/*.c))
+# The jailer's objects are built by the same pattern rule but only go into ember-jailer.
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -27,7 +28,12 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fn
 	-fno-stack-protector -mno-red-zone -mno-sse -mno-mmx -mno-80387 -mcmodel=small -nostdlib -fno-asynchronous-unwind-tables
 
 .PHONY: all test demo bench kernel rootfs vmhost-kernel deps clean unit-tests
-all: $(BUILD)/ember $(GUEST_ELF)
+# The jailer is a separate, small binary: it never links the VMM.
+JAILER_SRC := $(wildcard jailer/*.c)
+all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer)
+
+$(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcap
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -86,4 +92,4 @@ bench: deps
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/libember.a $(BUILD)/test-tmp
 
--include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d)
+-include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -136,8 +136,10 @@ int main(int argc, char **argv)
 	if (api_load_config_file(config_path, &cfg, err) || api_validate_for_start(&cfg, err))
 		die("%s", err);
 
-	vm_create(&vm, &cfg);
+	vm_init(&vm);
+	vm_boot(&vm, &cfg);
 	make_terminal_raw();
+	vm_start(&vm);
 	int code = vm_run(&vm);
 	vm_destroy(&vm);
 	vm_config_free(&cfg);

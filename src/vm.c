@@ -192,11 +192,9 @@ void vm_request_exit(struct vm *vm, int code)
 	(void)r;
 }
 
-void vm_create(struct vm *vm, const struct vm_config *cfg)
+void vm_init(struct vm *vm)
 {
-	vm->cfg = cfg;
 	vm->kvm_fd = vm->vm_fd = vm->exit_event_fd = vm->loop_signal_fd = -1;
-	vm->nr_vcpus = cfg->machine.vcpu_count;
 	atomic_init(&vm->exiting, false);
 	if (evloop_init(&vm->loop))
 		die("epoll_create: %s", strerror(errno));
@@ -217,7 +215,12 @@ void vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (vm->loop_signal_fd < 0 || evloop_add(&vm->loop, vm->loop_signal_fd, EPOLLIN,
 						 on_signal, vm))
 		die("cannot create the signalfd: %s", strerror(errno));
+}
 
+void vm_boot(struct vm *vm, const struct vm_config *cfg)
+{
+	vm->cfg = cfg;
+	vm->nr_vcpus = cfg->machine.vcpu_count;
 	open_kvm(vm);
 	create_vm_and_irqchip(vm);
 	map_memory(vm);
@@ -251,16 +254,21 @@ void vm_create(struct vm *vm, const struct vm_config *cfg)
 	pthread_join(mem_thread, NULL);
 }
 
-int vm_run(struct vm *vm)
+int vm_start(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		int rc = vcpu_start(&vm->vcpus[i]);
 		if (rc) {
 			log_err("cannot start vCPU %u thread: %s", i, strerror(-rc));
 			vm_request_exit(vm, 1);
-			break;
+			return rc;
 		}
 	}
+	return 0;
+}
+
+int vm_run(struct vm *vm)
+{
 	int rc = evloop_run(&vm->loop);
 	if (rc)
 		log_err("event loop failed: %s", strerror(-rc));

@@ -62,11 +62,16 @@ void vm_memory_free(struct vm *vm);
  * RAM region, NULL otherwise (overflow, gap, beyond the end). */
 void *gpa_to_hva(const struct vm *vm, uint64_t gpa, uint64_t len);
 
-/* vm must be zeroed, with boot_timer_enabled and start_ns/start_cpu_ns set by the caller.
- * Creates the KVM VM (irqchip, PIT, memory slots), the legacy devices and the vCPUs, and
- * loads the kernel. Setup failures exit with a message via die(). */
-void vm_create(struct vm *vm, const struct vm_config *cfg);
-/* Starts the vCPUs and runs the VMM event loop until the VM ends; returns the exit code. */
+/* The VMM thread's basics, before any configuration: the event loop, the exit eventfd
+ * and the signals that stop ember. vm must be zeroed, with boot_timer_enabled and
+ * start_ns/start_cpu_ns set by the caller. */
+void vm_init(struct vm *vm);
+/* Creates the KVM VM (irqchip, PIT, memory slots), the devices and the vCPUs, and loads
+ * the kernel. Setup failures exit with a message via die(). */
+void vm_boot(struct vm *vm, const struct vm_config *cfg);
+/* Starts the vCPU threads. */
+int vm_start(struct vm *vm);
+/* Runs the VMM event loop until the VM ends, stops the vCPUs; returns the exit code. */
 int vm_run(struct vm *vm);
 /* Ends the VM with code (first caller wins); safe from any thread. */
 void vm_request_exit(struct vm *vm, int code);
