@@ -15,8 +15,8 @@ endif
 
 # The VMM: every .c in src/, api/ and virtio/ except main.c forms a library that the
 # unit tests link against too.
-CORE_SRC := $(filter-out src/main.c,$(wildcard src/*.c api/*.c virtio/*.c))
-# The jailer's objects are built by the same pattern rule but only go into ember-jailer.
+# jailer/seccomp*.c are the filters ember installs per thread: part of the VMM.
+CORE_SRC := $(filter-out src/main.c,$(wildcard src/*.c api/*.c virtio/*.c jailer/seccomp*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -29,7 +29,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fn
 
 .PHONY: all test demo bench kernel rootfs vmhost-kernel deps clean unit-tests
 # The jailer is a separate, small binary: it never links the VMM.
-JAILER_SRC := $(wildcard jailer/*.c)
+JAILER_SRC := $(filter-out jailer/seccomp%,$(wildcard jailer/*.c))
 all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer)
 
 $(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
