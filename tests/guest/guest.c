@@ -1,6 +1,7 @@
 /* A tiny freestanding guest for fast tests on any KVM, PVM included: prints a line on the
  * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
- * "halt" on its command line, stays halted so that tests have a running VM). */
+ * "halt" on its command line, stays halted so that tests have a running VM; with "spin"
+ * it busy-loops and prints a tick line now and then, for pause/resume tests). */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -69,6 +70,14 @@ void guest_main(const uint8_t *boot_params)
 	puts_uart("ember test guest: hello from the guest\n");
 	*BOOT_TIMER = 123;
 
+	if (has_word(cmdline, "spin")) {
+		/* Keeps the vCPU busy and the console moving: pause/resume tests watch it. */
+		for (unsigned long tick = 0;; tick++) {
+			for (volatile unsigned long i = 0; i < 2000000; i++)
+				;
+			puts_uart("ember test guest: tick\n");
+		}
+	}
 	if (has_word(cmdline, "halt")) {
 		puts_uart("ember test guest: halting\n");
 		for (;;)
