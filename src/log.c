@@ -13,6 +13,14 @@
 static enum log_level current_level = LOG_WARNING;
 static int log_fd = STDERR_FILENO;
 static char instance_id[65] = "anonymous-instance";
+static bool show_level = true;
+static bool show_origin;
+
+void log_set_format(bool level, bool origin)
+{
+	show_level = level;
+	show_origin = origin;
+}
 
 static const char *const level_names[] = { "Error", "Warning", "Info", "Debug" };
 
@@ -57,18 +65,23 @@ void log_set_id(const char *id)
 	snprintf(instance_id, sizeof(instance_id), "%s", id);
 }
 
-static void vlog(enum log_level level, const char *fmt, va_list ap)
+static void vlog(enum log_level level, const char *file, int line_no, const char *fmt,
+		 va_list ap)
 {
 	char line[1024];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ [%s] [%s] ",
+	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ [%s] ",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, ts.tv_nsec, instance_id, level_names[level]);
+			 tm.tm_sec, ts.tv_nsec, instance_id);
 	if (n < 0)
 		return;
+	if (show_level)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "[%s] ", level_names[level]);
+	if (show_origin && file)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "[%s:%d] ", file, line_no);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		return;
@@ -81,13 +94,13 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
 	(void)r;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
 	if ((int)level > (int)current_level)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(level, fmt, ap);
+	vlog(level, file, line, fmt, ap);
 	va_end(ap);
 }
 

@@ -2,12 +2,18 @@
 #ifndef EMBER_LOG_H
 #define EMBER_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 int log_set_level_name(const char *name); /* "Error", "Warning", "Info", "Debug"; -EINVAL else */
 int log_open(const char *path);           /* -errno on failure */
 void log_set_id(const char *id);
-void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* What each line shows besides the message: [Level] (default on) and [file:line]. */
+void log_set_format(bool show_level, bool show_origin);
+void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+#define log_msg(level, ...) log_msg_at(level, __FILE__, __LINE__, __VA_ARGS__)
 /* Prints "ember: <message>" to stderr (and the log) and exits with status 1. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

@@ -137,7 +137,8 @@ int main(int argc, char **argv)
 		die("%s", err);
 
 	vm_init(&vm);
-	vm_boot(&vm, &cfg);
+	if (vm_boot(&vm, &cfg, err))
+		die("%s", err);
 	make_terminal_raw();
 	vm_start(&vm);
 	int code = vm_run(&vm);

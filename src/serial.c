@@ -264,6 +264,8 @@ void serial_destroy(struct serial *s)
 {
 	if (!s)
 		return;
+	if (s->in_fd >= 0)
+		evloop_remove(&s->vm->loop, s->in_fd);
 	if (s->irq_fd >= 0)
 		close(s->irq_fd);
 	pthread_mutex_destroy(&s->lock);

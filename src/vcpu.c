@@ -12,6 +12,7 @@
 #include "cpuid.h"
 #include "layout.h"
 #include "log.h"
+#include "metrics.h"
 
 #define VCPU_KICK_SIGNAL SIGRTMIN
 
@@ -173,6 +174,7 @@ static void handle_io(struct vcpu *vcpu)
 	struct kvm_run *run = vcpu->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+	metric_inc(&vcpu_metrics[is_write ? VCPU_EXIT_IO_OUT : VCPU_EXIT_IO_IN]);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
 		if (!io_bus_access(&vcpu->vm->pio_bus, run->io.port, data, run->io.size, is_write) &&
 		    !is_write)
@@ -184,6 +186,7 @@ static void handle_mmio(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 	unsigned len = run->mmio.len <= 8 ? run->mmio.len : 8;
+	metric_inc(&vcpu_metrics[run->mmio.is_write ? VCPU_EXIT_MMIO_WRITE : VCPU_EXIT_MMIO_READ]);
 	if (!io_bus_access(&vcpu->vm->mmio_bus, run->mmio.phys_addr, run->mmio.data, len,
 			   run->mmio.is_write)) {
 		if (!run->mmio.is_write)
@@ -250,10 +253,25 @@ static bool handle_exit(struct vcpu *vcpu)
 	}
 }
 
+/* Parks the thread while the VM is paused. */
+static void wait_while_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->paused && !atomic_load(&vm->exiting)) {
+		vm->nr_parked++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->paused && !atomic_load(&vm->exiting))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->nr_parked--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	while (!atomic_load(&vcpu->vm->exiting)) {
+		wait_while_paused(vcpu->vm);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->run->immediate_exit = 0;
@@ -290,14 +308,19 @@ int vcpu_start(struct vcpu *vcpu)
 	return 0;
 }
 
-void vcpu_stop(struct vcpu *vcpu)
+void vcpu_kick(struct vcpu *vcpu)
 {
-	if (!vcpu->started)
-		return;
 	/* immediate_exit covers the window before the thread re-enters KVM_RUN, the signal
 	 * the time it already spends inside. */
 	vcpu->run->immediate_exit = 1;
 	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_stop(struct vcpu *vcpu)
+{
+	if (!vcpu->started)
+		return;
+	vcpu_kick(vcpu);
 	pthread_join(vcpu->thread, NULL);
 	vcpu->started = false;
 }

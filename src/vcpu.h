@@ -25,6 +25,8 @@ void vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned index,
 /* The boot CPU enters the kernel in long mode at entry with RSI = the zero page. */
 void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry);
 int vcpu_start(struct vcpu *vcpu);
+/* Makes a running KVM_RUN return soon (the thread then rechecks pause and exit). */
+void vcpu_kick(struct vcpu *vcpu);
 /* Makes a running KVM_RUN return and the thread finish; then joins it. */
 void vcpu_stop(struct vcpu *vcpu);
 void vcpu_destroy(struct vcpu *vcpu);

@@ -25,17 +25,22 @@
 #include "serial.h"
 #include "vcpu.h"
 
-static void open_kvm(struct vm *vm)
+static int open_kvm(struct vm *vm, char *err)
 {
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
+		int rc = -errno;
 		if (errno == ENOENT)
-			die("/dev/kvm does not exist: this host has no KVM (load kvm_intel or "
-			    "kvm_amd, or enable virtualization in the firmware)");
-		if (errno == EACCES || errno == EPERM)
-			die("/dev/kvm: permission denied (run as root or join the group that owns "
-			    "/dev/kvm)");
-		die("/dev/kvm: %s", strerror(errno));
+			snprintf(err, VM_ERR_LEN,
+				 "/dev/kvm does not exist: this host has no KVM (load kvm_intel or "
+				 "kvm_amd, or enable virtualization in the firmware)");
+		else if (errno == EACCES || errno == EPERM)
+			snprintf(err, VM_ERR_LEN,
+				 "/dev/kvm: permission denied (run as root or join the group that "
+				 "owns /dev/kvm)");
+		else
+			snprintf(err, VM_ERR_LEN, "/dev/kvm: %s", strerror(errno));
+		return rc;
 	}
 	int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (version != KVM_API_VERSION)
@@ -45,6 +50,7 @@ static void open_kvm(struct vm *vm)
 	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
 		die("/dev/kvm: KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+	return 0;
 }
 
 static void create_vm_and_irqchip(struct vm *vm)
@@ -124,40 +130,50 @@ static struct kvm_cpuid2 *supported_cpuid(struct vm *vm)
 	die("KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
-/* Loads kernel and initrd and writes every boot structure. Returns the entry point. */
-static uint64_t load_guest(struct vm *vm)
+/* Loads kernel and initrd and writes every boot structure; the entry point goes to
+ * *entry. Errors are the user's (files, sizes): a message in err, nothing exits. */
+static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 {
 	const struct boot_source_config *boot = &vm->cfg->boot;
-	char err[LOADER_ERR_LEN];
 	struct kernel_image k;
-	if (loader_load_kernel(vm, boot->kernel_image_path, &k, err))
-		die("%s", err);
-	if (vm->pvm_host && k.is_linux && !k.is_pvm_guest && !getenv("EMBER_PVM_FORCE"))
-		die("kernel %s is a standard Linux kernel, but this host's /dev/kvm is PVM "
-		    "(kvm_pvm), which only runs kernels built as PVM guests: it would die in early "
-		    "boot. Run it in the emulated KVM host (tests/vmhost/run -- build/ember ...) or on "
-		    "a host with VMX/SVM; EMBER_PVM_FORCE=1 tries anyway",
-		    boot->kernel_image_path);
+	int rc = loader_load_kernel(vm, boot->kernel_image_path, &k, err);
+	if (rc)
+		return rc;
+	if (vm->pvm_host && k.is_linux && !k.is_pvm_guest && !getenv("EMBER_PVM_FORCE")) {
+		snprintf(err, VM_ERR_LEN,
+			 "kernel %s is a standard Linux kernel, but this host's /dev/kvm is PVM "
+			 "(kvm_pvm), which only runs kernels built as PVM guests: it would die in "
+			 "early boot. Run it in the emulated KVM host (tests/vmhost/run -- build/ember "
+			 "...) or on a host with VMX/SVM; EMBER_PVM_FORCE=1 tries anyway",
+			 boot->kernel_image_path);
+		return -ENOTSUP;
+	}
 
 	uint64_t initrd_gpa = 0, initrd_size = 0;
-	if (boot->initrd_path &&
-	    loader_load_initrd(vm, boot->initrd_path, &k, &initrd_gpa, &initrd_size, err))
-		die("%s", err);
+	if (boot->initrd_path) {
+		rc = loader_load_initrd(vm, boot->initrd_path, &k, &initrd_gpa, &initrd_size, err);
+		if (rc)
+			return rc;
+	}
 
 	char cmdline[CMDLINE_MAX];
 	const char *args = boot->boot_args ? boot->boot_args : DEFAULT_BOOT_ARGS;
 	/* Devices that announce themselves on the command line (virtio-mmio) join here. */
-	if (boot_cmdline_build(cmdline, k.cmdline_max, args, NULL, 0))
-		die("kernel command line longer than %u bytes", k.cmdline_max);
-	if (boot_write_params(vm, &k, cmdline, initrd_gpa, initrd_size, err))
-		die("%s", err);
-	if (boot_write_page_tables(vm))
-		die("guest memory too small for the boot page tables");
-	if (mptable_write(vm, EBDA_START, 0xa0000, vm->nr_vcpus))
-		die("cannot write the MP table for %u vCPUs", vm->nr_vcpus);
+	if (boot_cmdline_build(cmdline, k.cmdline_max, args, NULL, 0)) {
+		snprintf(err, VM_ERR_LEN, "kernel command line longer than %u bytes", k.cmdline_max);
+		return -ENAMETOOLONG;
+	}
+	rc = boot_write_params(vm, &k, cmdline, initrd_gpa, initrd_size, err);
+	if (rc)
+		return rc;
+	if (boot_write_page_tables(vm) || mptable_write(vm, EBDA_START, 0xa0000, vm->nr_vcpus)) {
+		snprintf(err, VM_ERR_LEN, "cannot write the boot page tables and MP table");
+		return -ENOMEM;
+	}
 	log_debug("kernel %s: entry 0x%llx, command line: %s", boot->kernel_image_path,
 		  (unsigned long long)k.entry, cmdline);
-	return k.entry;
+	*entry = k.entry;
+	return 0;
 }
 
 static void on_exit_event(void *opaque, uint32_t events)
@@ -194,8 +210,10 @@ void vm_request_exit(struct vm *vm, int code)
 
 void vm_init(struct vm *vm)
 {
-	vm->kvm_fd = vm->vm_fd = vm->exit_event_fd = vm->loop_signal_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->exit_event_fd = vm->loop_signal_fd = vm->serial_out_fd = -1;
 	atomic_init(&vm->exiting, false);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	if (evloop_init(&vm->loop))
 		die("epoll_create: %s", strerror(errno));
 	vm->exit_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -217,11 +235,26 @@ void vm_init(struct vm *vm)
 		die("cannot create the signalfd: %s", strerror(errno));
 }
 
-void vm_boot(struct vm *vm, const struct vm_config *cfg)
+int vm_boot(struct vm *vm, const struct vm_config *cfg, char *err)
 {
 	vm->cfg = cfg;
 	vm->nr_vcpus = cfg->machine.vcpu_count;
-	open_kvm(vm);
+	int out_fd = STDOUT_FILENO;
+	if (cfg->serial_out_path) {
+		out_fd = open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (out_fd < 0) {
+			int rc = -errno;
+			snprintf(err, VM_ERR_LEN, "serial_out_path %s: %s", cfg->serial_out_path,
+				 strerror(errno));
+			return rc;
+		}
+	}
+	vm->serial_out_fd = out_fd;
+	int rc = open_kvm(vm, err);
+	if (rc) {
+		vm_release(vm);
+		return rc;
+	}
 	create_vm_and_irqchip(vm);
 	map_memory(vm);
 	pthread_t mem_thread = start_setup_thread(vm, register_memory);
@@ -237,21 +270,21 @@ void vm_boot(struct vm *vm, const struct vm_config *cfg)
 	free(cpuid);
 	pthread_t pit_thread = start_setup_thread(vm, create_pit);
 
-	int out_fd = STDOUT_FILENO;
-	if (cfg->serial_out_path) {
-		out_fd = open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (out_fd < 0)
-			die("serial_out_path %s: %s", cfg->serial_out_path, strerror(errno));
-	}
 	vm->serial = serial_create(vm, out_fd, STDIN_FILENO);
 	vm->i8042 = i8042_create(vm);
 	if (vm->boot_timer_enabled)
 		boot_timer_register(vm);
 
+	uint64_t entry = 0;
+	rc = load_guest(vm, &entry, err);
 	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
-	vcpu_setup_long_mode(&vm->vcpus[0], load_guest(vm));
+	if (!rc)
+		vcpu_setup_long_mode(&vm->vcpus[0], entry);
 	pthread_join(pit_thread, NULL);
 	pthread_join(mem_thread, NULL);
+	if (rc)
+		vm_release(vm); /* the configuration can be fixed and the boot tried again */
+	return rc;
 }
 
 int vm_start(struct vm *vm)
@@ -267,36 +300,101 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->paused) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EINVAL;
+	}
+	vm->paused = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->nr_parked < vm->nr_vcpus && !atomic_load(&vm->exiting))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* kvmclock would otherwise jump forward by the paused time at resume. */
+	struct kvm_clock_data clock = { 0 };
+	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) == 0) {
+		free(vm->saved_clock);
+		vm->saved_clock = malloc(sizeof(clock));
+		if (vm->saved_clock)
+			*vm->saved_clock = clock;
+	}
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!vm->paused) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EINVAL;
+	}
+	if (vm->saved_clock) {
+		struct kvm_clock_data clock = { .clock = vm->saved_clock->clock };
+		if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+			log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));
+		free(vm->saved_clock);
+		vm->saved_clock = NULL;
+	}
+	vm->paused = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
 int vm_run(struct vm *vm)
 {
 	int rc = evloop_run(&vm->loop);
 	if (rc)
 		log_err("event loop failed: %s", strerror(-rc));
 	vm_request_exit(vm, rc ? 1 : 0); /* no-op if the VM already chose its code */
+	/* Paused vCPUs wake up, see exiting and finish. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_stop(&vm->vcpus[i]);
 	return vm->exit_code;
 }
 
-void vm_destroy(struct vm *vm)
+void vm_release(struct vm *vm)
 {
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->nr_vcpus; i++)
 			vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
+		vm->vcpus = NULL;
 	}
 	serial_destroy(vm->serial);
+	vm->serial = NULL;
 	i8042_destroy(vm->i8042);
+	vm->i8042 = NULL;
+	if (vm->serial_out_fd > STDERR_FILENO)
+		close(vm->serial_out_fd);
+	vm->serial_out_fd = -1;
+	free(vm->saved_clock);
+	vm->saved_clock = NULL;
 	vm_memory_free(vm);
 	io_bus_free(&vm->pio_bus);
 	io_bus_free(&vm->mmio_bus);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_release(vm);
 	evloop_close(&vm->loop);
 	if (vm->exit_event_fd >= 0)
 		close(vm->exit_event_fd);
 	if (vm->loop_signal_fd >= 0)
 		close(vm->loop_signal_fd);
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
-	if (vm->kvm_fd >= 0)
-		close(vm->kvm_fd);
+	vm->exit_event_fd = vm->loop_signal_fd = -1;
 }

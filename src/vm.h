@@ -41,11 +41,20 @@ struct vm {
 	int vcpu_mmap_size;
 
 	struct serial *serial;
+	int serial_out_fd;
 	struct i8042 *i8042;
 
 	bool boot_timer_enabled;
 	uint64_t start_ns;     /* CLOCK_MONOTONIC reference for the boot timer */
 	uint64_t start_cpu_ns; /* CLOCK_PROCESS_CPUTIME_ID at the same moment */
+
+	/* Pause: vCPU threads park on pause_cond while paused is set; nr_parked counts them
+	 * so that a pause returns only once every vCPU has stopped. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool paused;
+	unsigned nr_parked;
+	struct kvm_clock_data *saved_clock;
 
 	/* Set once by whichever thread ends the VM first; the VMM loop then stops. */
 	atomic_bool exiting;
@@ -66,15 +75,23 @@ void *gpa_to_hva(const struct vm *vm, uint64_t gpa, uint64_t len);
  * and the signals that stop ember. vm must be zeroed, with boot_timer_enabled and
  * start_ns/start_cpu_ns set by the caller. */
 void vm_init(struct vm *vm);
+#define VM_ERR_LEN 512
 /* Creates the KVM VM (irqchip, PIT, memory slots), the devices and the vCPUs, and loads
- * the kernel. Setup failures exit with a message via die(). */
-void vm_boot(struct vm *vm, const struct vm_config *cfg);
+ * the kernel. What the user can get wrong (files, sizes, no /dev/kvm) returns -errno with
+ * a message in err and leaves nothing behind; KVM failing unexpectedly exits via die(). */
+int vm_boot(struct vm *vm, const struct vm_config *cfg, char *err);
 /* Starts the vCPU threads. */
 int vm_start(struct vm *vm);
 /* Runs the VMM event loop until the VM ends, stops the vCPUs; returns the exit code. */
 int vm_run(struct vm *vm);
+/* Stops every vCPU (the guest's clock stops too) / lets them run again. -EINVAL when
+ * not in the matching state. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
 /* Ends the VM with code (first caller wins); safe from any thread. */
 void vm_request_exit(struct vm *vm, int code);
+/* Undoes vm_boot (vCPUs, devices, memory, the KVM VM); the event loop stays. */
+void vm_release(struct vm *vm);
 void vm_destroy(struct vm *vm);
 
 uint64_t monotonic_ns(void);
