@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "api.h"
 #include "config_json.h"
 #include "log.h"
+#include "version.h"
+#include "metrics.h"
 #include "vm.h"
 
-#define EMBER_VERSION "0.1.0"
 
 static struct termios saved_termios;
 static bool termios_saved;
@@ -42,10 +44,15 @@ static void make_terminal_raw(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: ember --no-api --config-file FILE [options]\n"
+		"usage: ember [--api-sock PATH] [--config-file FILE] [options]\n"
+		"       ember --no-api --config-file FILE [options]\n"
 		"\n"
-		"  --no-api              configure from --config-file only (no API socket)\n"
-		"  --config-file FILE    Firecracker-style JSON: boot-source, machine-config, serial\n"
+		"  --api-sock PATH       the API's Unix socket (default " API_DEFAULT_SOCKET ")\n"
+		"  --http-api-max-payload-size N\n"
+		"                        largest request body accepted (default 51200 bytes)\n"
+		"  --config-file FILE    Firecracker-style JSON: boot-source, machine-config, serial;\n"
+		"                        the VM starts at once, the API stays open unless --no-api\n"
+		"  --no-api              no API socket: --config-file is the whole configuration\n"
 		"  --boot-timer          log Guest-boot-time when the guest writes the boot timer\n"
 		"  --log-path PATH       write the log to PATH (file or FIFO) instead of stderr\n"
 		"  --level LEVEL         Error, Warning, Info (default) or Debug\n"
@@ -71,7 +78,7 @@ int main(int argc, char **argv)
 	log_set_level_name("Info");
 
 	enum { OPT_NO_API = 256, OPT_CONFIG, OPT_BOOT_TIMER, OPT_LOG_PATH, OPT_LEVEL, OPT_ID,
-	       OPT_VERSION };
+	       OPT_VERSION, OPT_API_SOCK, OPT_MAX_PAYLOAD };
 	static const struct option opts[] = {
 		{ "no-api", no_argument, NULL, OPT_NO_API },
 		{ "config-file", required_argument, NULL, OPT_CONFIG },
@@ -80,11 +87,16 @@ int main(int argc, char **argv)
 		{ "level", required_argument, NULL, OPT_LEVEL },
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+		{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool no_api = false;
 	const char *config_path = NULL;
+	const char *api_sock = API_DEFAULT_SOCKET;
+	const char *instance_id = "anonymous-instance";
+	size_t max_payload = API_DEFAULT_MAX_PAYLOAD;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
@@ -111,7 +123,19 @@ int main(int argc, char **argv)
 			if (strlen(optarg) == 0 || strlen(optarg) > 64)
 				die("--id: must be 1 to 64 characters");
 			log_set_id(optarg);
+			instance_id = optarg;
 			break;
+		case OPT_API_SOCK:
+			api_sock = optarg;
+			break;
+		case OPT_MAX_PAYLOAD: {
+			char *end;
+			unsigned long long n = strtoull(optarg, &end, 10);
+			if (*end || n == 0 || n > (1ULL << 30))
+				die("--http-api-max-payload-size %s: expected a byte count", optarg);
+			max_payload = (size_t)n;
+			break;
+		}
 		case OPT_VERSION:
 			printf("ember v%s\n", EMBER_VERSION);
 			return 0;
@@ -125,24 +149,38 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		die("unexpected argument '%s' (see --help)", argv[optind]);
-	if (!no_api)
-		die("the HTTP API is not available in this build yet: use --no-api --config-file FILE");
-	if (!config_path)
+	if (no_api && !config_path)
 		die("--no-api needs --config-file FILE");
 
 	struct vm_config cfg;
 	vm_config_init(&cfg);
-	char err[API_ERR_LEN];
-	if (api_load_config_file(config_path, &cfg, err) || api_validate_for_start(&cfg, err))
+	char err[API_ERR_LEN] = "";
+	if (config_path && api_load_config_file(config_path, &cfg, err))
 		die("%s", err);
 
 	vm_init(&vm);
-	if (vm_boot(&vm, &cfg, err))
+	api_metrics_init();
+	struct api_ctx ctx = { .vm = &vm, .cfg = &cfg, .instance_id = instance_id,
+			       .metrics_timer_fd = -1 };
+	struct api_server *srv = NULL;
+	if (!no_api) {
+		srv = api_server_start(&ctx, api_sock, max_payload, err);
+		if (!srv)
+			die("%s", err);
+	}
+	/* A config file starts the VM at once, as Firecracker does; the API, if any, stays. */
+	if (config_path && api_instance_start(&ctx, err))
 		die("%s", err);
 	make_terminal_raw();
-	vm_start(&vm);
 	int code = vm_run(&vm);
+	api_server_stop(srv);
+	if (ctx.metrics_path)
+		metrics_flush(); /* the last interval's counts */
 	vm_destroy(&vm);
 	vm_config_free(&cfg);
+	free(ctx.log_path);
+	free(ctx.metrics_path);
+	if (ctx.metrics_timer_fd >= 0)
+		close(ctx.metrics_timer_fd);
 	return code;
 }

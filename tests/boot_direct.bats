@@ -144,8 +144,8 @@ expect_error() { # expect_error PATTERN ARGS...
 	expect_error "do not fit" --no-api --config-file "$D/vm.json"
 }
 
-@test "error: API mode is refused plainly until it exists, and bad options" {
-	expect_error "--no-api" --config-file /dev/null
+@test "error: bad options" {
+	expect_error "--no-api needs --config-file" --no-api
 	expect_error "--level Loud" --no-api --level Loud
 	expect_error "unexpected argument" --no-api stray
 }
