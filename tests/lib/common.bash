@@ -26,3 +26,45 @@ write_config() {
 }
 JSON
 }
+
+# --- the HTTP API ---
+
+# api_start [ember args...]: starts ember with an API socket in $D; sets EMBER_PID, SOCK.
+api_start() {
+	SOCK="$D/api.sock"
+	"$EMBER" --api-sock "$SOCK" "$@" >"$D/ember.out" 2>&1 &
+	EMBER_PID=$!
+	for _ in $(seq 200); do [ -S "$SOCK" ] && return 0; sleep 0.01; done
+	echo "API socket never appeared" >&2
+	cat "$D/ember.out" >&2
+	return 1
+}
+
+api_stop() {
+	[ -n "${EMBER_PID:-}" ] || return 0
+	kill -TERM "$EMBER_PID" 2>/dev/null || true
+	wait "$EMBER_PID" 2>/dev/null || true
+	EMBER_PID=
+}
+
+# api METHOD PATH [BODY]: prints the body, then the status on the last line.
+api() {
+	local method=$1 path=$2 body=${3-}
+	if [ $# -ge 3 ]; then
+		curl -s --max-time 10 --unix-socket "$SOCK" -X "$method" -H 'Content-Type: application/json' \
+			-d "$body" -w '\n%{http_code}' "http://localhost$path"
+	else
+		curl -s --max-time 10 --unix-socket "$SOCK" -X "$method" -w '\n%{http_code}' "http://localhost$path"
+	fi
+}
+
+# expect_api STATUS METHOD PATH [BODY] [PATTERN]: the reply has STATUS (and PATTERN).
+expect_api() {
+	local want=$1 method=$2 path=$3 body=${4-} pattern=${5-} out
+	if [ $# -ge 4 ]; then out=$(api "$method" "$path" "$body"); else out=$(api "$method" "$path"); fi
+	local got=${out##*$'\n'}
+	if [ "$got" != "$want" ] || { [ -n "$pattern" ] && [[ "$out" != *"$pattern"* ]]; }; then
+		echo "$method $path ${body:+($body)}: expected $want${pattern:+ with '$pattern'}, got: $out" >&2
+		return 1
+	fi
+}

@@ -1,0 +1,232 @@
+#!/usr/bin/env bats
+# The HTTP API on a Unix socket, on this host with the freestanding test guest.
+
+load lib/common
+
+setup() {
+	D=$(scratch_dir)
+	EMBER_PID=
+}
+
+teardown() {
+	api_stop
+	rm -rf "$D"
+}
+
+@test "GET / and /version answer before boot" {
+	api_start --id api-test-1
+	expect_api 200 GET / "" '"state":"Not started"'
+	expect_api 200 GET / "" '"id":"api-test-1"'
+	expect_api 200 GET /version "" '"firecracker_version":"0.1.0"'
+}
+
+@test "pre-boot configuration endpoints succeed and GET /vm/config reflects them" {
+	api_start
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256, "smt": false}'
+	expect_api 204 PATCH /machine-config '{"mem_size_mib": 128}'
+	expect_api 200 GET /machine-config "" '"vcpu_count":2,"mem_size_mib":128'
+	expect_api 204 PUT /logger "{\"log_path\": \"$D/log\", \"level\": \"Info\"}"
+	expect_api 204 PUT /metrics "{\"metrics_path\": \"$D/metrics\"}"
+	expect_api 204 PUT /serial "{\"serial_out_path\": \"$D/console\"}"
+	out=$(api GET /vm/config)
+	[[ "$out" == *"\"kernel_image_path\":\"$TEST_GUEST\""* ]]
+	[[ "$out" == *'"boot_args":"halt"'* ]]
+	[[ "$out" == *'"mem_size_mib":128'* ]]
+	[[ "$out" == *"\"metrics_path\":\"$D/metrics\""* ]]
+}
+
+@test "error classes: unknown field, wrong type, out of range, missing body, invalid JSON, not an object" {
+	api_start
+	expect_api 400 PUT /boot-source '{"kernel_image_path": "k", "bogus": 1}' "unknown field 'bogus'"
+	expect_api 400 PUT /boot-source '{"kernel_image_path": 42}' "'kernel_image_path' must be a string"
+	expect_api 400 PUT /boot-source '{}' "missing field 'kernel_image_path'"
+	expect_api 400 PUT /machine-config '{"vcpu_count": 1}' "missing field 'mem_size_mib'"
+	expect_api 400 PUT /machine-config '{"vcpu_count": 64, "mem_size_mib": 128}' "'vcpu_count' is 64, must be between 1 and 32"
+	expect_api 400 PATCH /machine-config '{"mem_size_mib": "lots"}' "'mem_size_mib' must be an integer"
+	expect_api 400 PATCH /machine-config '{"smt": true, "vcpu_count": 3}' "'vcpu_count' must be 1 or even"
+	expect_api 400 PUT /boot-source "" "Empty request body"
+	expect_api 400 PUT /machine-config '{"vcpu_count": 2,' "Invalid JSON at line 1"
+	expect_api 400 PUT /machine-config '[1, 2]' "must be a JSON object"
+	expect_api 400 PUT /logger '{"level": "Loud"}' "invalid level 'Loud'"
+	expect_api 400 PUT /logger '{"log_path": "/nonexistent-dir/log"}' "cannot open /nonexistent-dir/log"
+	expect_api 400 PUT /metrics '{"metrics_path": 3}' "'metrics_path'"
+	expect_api 400 PUT /actions '{"action_type": "Explode"}' "unknown action_type 'Explode'"
+	expect_api 400 PUT /actions '{"action_type": "FlushMetrics"}' "metrics are not configured"
+	expect_api 400 PATCH /vm '{"state": "Paused"}' "not supported before starting the microVM"
+	expect_api 400 PUT /actions '{"action_type": "SendCtrlAltDel"}' "not supported before starting the microVM"
+	expect_api 400 PUT /drives/rootfs '{"drive_id": "rootfs"}' ""
+	# A failed request changed nothing.
+	expect_api 200 GET /machine-config "" '"vcpu_count":1,"mem_size_mib":128'
+}
+
+@test "unknown paths get 404 and wrong methods 405" {
+	api_start
+	expect_api 404 GET /nope "" "Invalid request path: /nope"
+	expect_api 404 PUT /boot-source/extra '{}' ""
+	expect_api 405 POST /machine-config '{}' "Method POST is not allowed"
+	expect_api 405 GET /boot-source "" ""
+	expect_api 405 PUT / '{}' ""
+	expect_api 405 DELETE /actions "" ""
+}
+
+@test "request bodies over the payload limit are refused, the default and a custom limit" {
+	api_start
+	big=$(head -c 60000 /dev/zero | tr '\0' ' ')
+	expect_api 400 PUT /boot-source "{\"kernel_image_path\": \"k\"$big}" "larger than the limit of 51200"
+	api_stop
+	rm -f "$SOCK"
+	api_start --http-api-max-payload-size 100
+	expect_api 400 PUT /boot-source "{\"kernel_image_path\": \"$(printf 'k%.0s' $(seq 120))\"}" "larger than the limit of 100"
+	expect_api 204 PUT /boot-source '{"kernel_image_path": "short"}'
+}
+
+@test "a malformed request line and oversized headers get 4xx and the server keeps answering" {
+	api_start
+	reply=$(printf 'THIS IS NOT HTTP\r\n\r\n' | socat -t 2 - "UNIX-CONNECT:$SOCK" | head -1)
+	echo "malformed: $reply"
+	[[ "$reply" =~ ^HTTP/1\.[01]\ 4[0-9][0-9] ]]
+	huge=$(head -c 40000 /dev/zero | tr '\0' 'x')
+	reply=$(printf 'GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n' "$huge" | socat -t 2 - "UNIX-CONNECT:$SOCK" | head -1)
+	echo "headers: $reply"
+	[[ "$reply" =~ ^HTTP/1\.[01]\ 4[0-9][0-9] ]]
+	expect_api 200 GET / "" "Not started"
+}
+
+@test "fifty concurrent clients all get correct answers" {
+	api_start
+	pids=()
+	for i in $(seq 50); do
+		if ((i % 2)); then
+			api GET / >"$D/r$i" &
+		else
+			api PATCH /machine-config "{\"mem_size_mib\": $((128 + i))}" >"$D/r$i" &
+		fi
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	for i in $(seq 50); do
+		if ((i % 2)); then
+			[ "$(tail -1 "$D/r$i")" = 200 ] && grep -q '"state":"Not started"' "$D/r$i"
+		else
+			[ "$(tail -1 "$D/r$i")" = 204 ]
+		fi
+	done
+	expect_api 200 GET / "" "Not started"
+}
+
+@test "InstanceStart boots the test guest; pre-boot requests are then refused" {
+	api_start --boot-timer
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	grep -q "hello from the guest" "$D/ember.out"
+	grep -q "Guest-boot-time" "$D/ember.out"
+	expect_api 200 GET / "" '"state":"Running"'
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "not supported after starting the microVM"
+	expect_api 400 PUT /boot-source '{"kernel_image_path": "k"}' "not supported after starting"
+	expect_api 400 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}' "not supported after starting"
+	expect_api 400 PUT /metrics "{\"metrics_path\": \"$D/m\"}" "not supported after starting"
+	expect_api 204 PUT /actions '{"action_type": "SendCtrlAltDel"}'
+	expect_api 200 GET /vm/config "" '"boot_args":"halt"'
+}
+
+@test "InstanceStart with a missing kernel fails with 400 and can be retried" {
+	api_start
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "no boot source"
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$D/missing\"}"
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "kernel $D/missing: No such file or directory"
+	expect_api 200 GET / "" "Not started"
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	grep -q halting "$D/ember.out"
+}
+
+@test "pause stops the guest and resume continues it" {
+	api_start
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"spin\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do [ "$(grep -c tick "$D/ember.out")" -ge 2 ] && break; sleep 0.05; done
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 200 GET / "" '"state":"Paused"'
+	expect_api 400 PATCH /vm '{"state": "Paused"}' "already paused"
+	before=$(grep -c tick "$D/ember.out")
+	sleep 1
+	[ "$(grep -c tick "$D/ember.out")" -eq "$before" ] # no progress while paused
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	expect_api 200 GET / "" '"state":"Running"'
+	for _ in $(seq 100); do [ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ] && break; sleep 0.05; done
+	[ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ]
+	expect_api 400 PATCH /vm '{"state": "Resumed"}' "not paused"
+	expect_api 400 PATCH /vm '{"state": "Sleeping"}' "must be \\\"Paused\\\" or \\\"Resumed\\\""
+}
+
+@test "metrics lines parse as JSON and their counters move" {
+	api_start
+	expect_api 204 PUT /metrics "{\"metrics_path\": \"$D/metrics\"}"
+	expect_api 400 PUT /metrics "{\"metrics_path\": \"$D/metrics2\"}" "reinitialization"
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
+	expect_api 400 PUT /boot-source '{"kernel_image_path": 1}' ""
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
+	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
+	[ "$(wc -l <"$D/metrics")" -eq 2 ]
+	# Every line is one JSON object.
+	jq -e 'type == "object"' "$D/metrics" >/dev/null
+	first=$(head -1 "$D/metrics")
+	[ "$(jq '.put_api_requests.boot_source_count' <<<"$first")" -eq 2 ]
+	[ "$(jq '.put_api_requests.boot_source_fails' <<<"$first")" -eq 1 ]
+	[ "$(jq '.put_api_requests.metrics_fails' <<<"$first")" -eq 1 ]
+	[ "$(jq '.vcpu.exit_io_out' <<<"$first")" -gt 10 ]
+	[ "$(jq '.vcpu.exit_mmio_write' <<<"$first")" -ge 1 ]
+	# Counts are per interval: the second line saw only the second flush.
+	second=$(tail -1 "$D/metrics")
+	[ "$(jq '.put_api_requests.actions_count' <<<"$second")" -eq 1 ]
+	[ "$(jq '.put_api_requests.boot_source_count' <<<"$second")" -eq 0 ]
+}
+
+@test "logger: log_path, level and show_log_origin shape the log lines" {
+	api_start
+	expect_api 204 PUT /logger "{\"log_path\": \"$D/log\", \"level\": \"Debug\", \"show_level\": true, \"show_log_origin\": true}"
+	expect_api 400 PUT /boot-source '{"kernel_image_path": 1}' ""
+	grep -Eq '\[Warning\] \[api/routes\.c:[0-9]+\] API PUT /boot-source: 400' "$D/log"
+}
+
+@test "the guest's reset ends ember with status 0 and removes the socket" {
+	api_start
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	status=0
+	wait "$EMBER_PID" || status=$?
+	EMBER_PID=
+	cat "$D/ember.out"
+	echo "status $status"
+	[ "$status" -eq 0 ]
+	[ ! -e "$SOCK" ]
+}
+
+@test "--config-file with the API starts the VM at once and keeps the API open" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "halt" 1 64
+	api_start --config-file "$D/vm.json"
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	expect_api 200 GET / "" '"state":"Running"'
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+}
+
+@test "a stale socket file is replaced; a socket in use is refused" {
+	SOCK="$D/api.sock"
+	python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$SOCK"
+	[ -S "$SOCK" ]
+	api_start
+	expect_api 200 GET / "" "Not started"
+	run timeout 5 "$EMBER" --api-sock "$SOCK"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"API socket $SOCK is in use by another process"* ]]
+	: >"$D/file"
+	run timeout 5 "$EMBER" --api-sock "$D/file"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"exists and is not a socket"* ]]
+}
