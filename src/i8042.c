@@ -14,6 +14,7 @@
 #define STATUS_OUT_FULL 0x01
 #define STATUS_SYSTEM 0x04
 #define STATUS_CMD 0x08 /* last write went to the command port */
+#define STATUS_UNLOCKED 0x10 /* keyboard not inhibited by the key lock */
 #define CTR_KBD_INT 0x01
 #define CTR_SYSTEM 0x04
 
@@ -174,7 +175,7 @@ struct i8042 *i8042_create(struct vm *vm)
 		die("out of memory");
 	pthread_mutex_init(&d->lock, NULL);
 	d->vm = vm;
-	d->status = STATUS_SYSTEM;
+	d->status = STATUS_SYSTEM | STATUS_UNLOCKED;
 	d->ctr = CTR_KBD_INT | CTR_SYSTEM;
 	d->irq_fd = irq_line_create(vm, I8042_IRQ);
 	if (d->irq_fd < 0)

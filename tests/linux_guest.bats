@@ -29,7 +29,7 @@ teardown() {
 boot_linux() {
 	local kernel=$1 vcpus=$2 mem=$3 cmd=$4 extra=${5:-}
 	write_config "$D/vm.json" "$kernel" "$GUEST_INITRAMFS" "$LINUX_ARGS $extra -- $cmd" "$vcpus" "$mem"
-	run ember_on_linux_host timeout 240 "$EMBER" --no-api --config-file "$D/vm.json" --boot-timer
+	run ember_on_linux_host timeout 120 "$EMBER" --no-api --config-file "$D/vm.json" --boot-timer
 	echo "$output"
 }
 
