@@ -18,8 +18,8 @@ fragment=rootfs/$kind-kernel.config
 outdir=build/$kind
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/ember
 
-tarball=$(ls /usr/src/linux-source-*.tar.xz 2>/dev/null | sort -V | tail -n1 || true)
-if [[ -z "$tarball" ]]; then
+tarball=$(printf '%s\n' /usr/src/linux-source-*.tar.xz | sort -V | tail -n1)
+if [[ ! -f "$tarball" ]]; then
     echo "build-kernel: no /usr/src/linux-source-*.tar.xz; run 'make deps'" >&2
     exit 1
 fi
@@ -39,7 +39,7 @@ result=$cache/kernel-$kind-$key
 install_result() {
     mkdir -p "$outdir"
     for f in "${outputs[@]}"; do
-        cp -f "$result/$f" "$outdir/$f.tmp" && mv -f "$outdir/$f.tmp" "$outdir/$f"
+        cp -f "$result/$f" "$outdir/$f.tmp$$" && mv -f "$outdir/$f.tmp$$" "$outdir/$f"
     done
     cp -f "$result/config" "$outdir/kernel.config"
 }
@@ -106,6 +106,7 @@ while IFS= read -r raw; do
     got=${got#"$opt="}
     [[ "$got" == "# $opt is not set" || -z "$got" ]] && got=n
     if [[ "$got" != "$want" ]]; then
+        [[ "$got" == n ]] && got="not set"
         echo "build-kernel: $fragment: $opt wanted '$want', got '$got' (unmet dependency?)" >&2
         bad=1
     fi

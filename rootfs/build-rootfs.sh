@@ -25,11 +25,11 @@ result=$cache/rootfs-$key
 
 install_result() {
     mkdir -p "$outdir"
-    cp -f "$result/initramfs.cpio.gz" "$outdir/initramfs.cpio.gz.tmp"
-    mv -f "$outdir/initramfs.cpio.gz.tmp" "$outdir/initramfs.cpio.gz"
+    cp -f "$result/initramfs.cpio.gz" "$outdir/initramfs.cpio.gz.tmp$$"
+    mv -f "$outdir/initramfs.cpio.gz.tmp$$" "$outdir/initramfs.cpio.gz"
     # A fresh writable copy each time: guests may write to their root disk.
-    cp -f --sparse=always "$result/rootfs.ext4" "$outdir/rootfs.ext4.tmp"
-    mv -f "$outdir/rootfs.ext4.tmp" "$outdir/rootfs.ext4"
+    cp -f --sparse=always "$result/rootfs.ext4" "$outdir/rootfs.ext4.tmp$$"
+    mv -f "$outdir/rootfs.ext4.tmp$$" "$outdir/rootfs.ext4"
 }
 
 if [[ -e "$result/.done" ]]; then
