@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blk.h"
 #include "boot.h"
 #include "boot_timer.h"
 #include "i8042.h"
@@ -22,6 +23,7 @@
 #include "loader.h"
 #include "log.h"
 #include "mptable.h"
+#include "../jailer/seccomp.h"
 #include "serial.h"
 #include "vcpu.h"
 
@@ -159,7 +161,12 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 	char cmdline[CMDLINE_MAX];
 	const char *args = boot->boot_args ? boot->boot_args : DEFAULT_BOOT_ARGS;
 	/* Devices that announce themselves on the command line (virtio-mmio) join here. */
-	if (boot_cmdline_build(cmdline, k.cmdline_max, args, NULL, 0)) {
+	const char *extra[VIRTIO_DEV_MAX + 1];
+	unsigned nr_extra = 0;
+	rc = blk_create_drives(vm, extra, VIRTIO_DEV_MAX + 1, &nr_extra, err, VM_ERR_LEN);
+	if (rc)
+		return rc;
+	if (boot_cmdline_build(cmdline, k.cmdline_max, args, extra, nr_extra)) {
 		snprintf(err, VM_ERR_LEN, "kernel command line longer than %u bytes", k.cmdline_max);
 		return -ENAMETOOLONG;
 	}
@@ -289,6 +296,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, char *err)
 
 int vm_start(struct vm *vm)
 {
+	log_debug("starting %u vCPUs, %llu us after the start", vm->nr_vcpus,
+		  (unsigned long long)((monotonic_ns() - vm->start_ns) / 1000));
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		int rc = vcpu_start(&vm->vcpus[i]);
 		if (rc) {
@@ -296,6 +305,15 @@ int vm_start(struct vm *vm)
 			vm_request_exit(vm, 1);
 			return rc;
 		}
+	}
+	/* After the last thread this one creates (a filter is inherited by threads created
+	 * later) and before its loop handles anything the guest or an API client drives. With
+	 * the API, InstanceStart calls this from the loop: the same point Firecracker picks. */
+	int rc = seccomp_install(SECCOMP_VMM);
+	if (rc) {
+		log_err("cannot install the VMM thread's seccomp filter: %s", strerror(-rc));
+		vm_request_exit(vm, 1);
+		return rc;
 	}
 	return 0;
 }
@@ -378,6 +396,7 @@ void vm_release(struct vm *vm)
 	vm->serial_out_fd = -1;
 	free(vm->saved_clock);
 	vm->saved_clock = NULL;
+	virtio_devices_destroy(vm); /* before the memory their requests point into */
 	vm_memory_free(vm);
 	io_bus_free(&vm->pio_bus);
 	io_bus_free(&vm->mmio_bus);
