@@ -1,4 +1,5 @@
 #include "config_json.h"
+#include "drives_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -210,7 +211,9 @@ int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
 			rc = api_put_machine_config(cfg, val, false, inner);
 		else if (strcmp(key, "serial") == 0)
 			rc = api_put_serial(cfg, val, inner);
-		else if (strcmp(key, "drives") == 0 || strcmp(key, "network-interfaces") == 0)
+		else if (strcmp(key, "drives") == 0)
+			rc = api_put_drives(cfg, val, inner);
+		else if (strcmp(key, "network-interfaces") == 0)
 			rc = reject_unsupported_array(val, key, inner);
 		else
 			rc = fail(inner, "unknown key '%s'", key);

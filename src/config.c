@@ -17,5 +17,16 @@ void vm_config_free(struct vm_config *cfg)
 	free(cfg->boot.initrd_path);
 	free(cfg->boot.boot_args);
 	free(cfg->serial_out_path);
+	for (unsigned i = 0; i < cfg->nr_drives; i++)
+		drive_config_free(&cfg->drives[i]);
+	free(cfg->drives);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+void drive_config_free(struct drive_config *d)
+{
+	free(d->drive_id);
+	free(d->path_on_host);
+	free(d->partuuid);
+	memset(d, 0, sizeof(*d));
 }

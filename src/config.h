@@ -29,13 +29,45 @@ struct machine_config {
 	bool track_dirty_pages;
 };
 
+/* Firecracker's TokenBucket: size tokens refill every refill_time_ms, one_time_burst extra
+ * tokens are spent first and never come back. size or refill_time_ms 0: no limit. */
+struct token_bucket_config {
+	uint64_t size;
+	uint64_t one_time_burst;
+	uint64_t refill_time_ms;
+};
+
+/* Firecracker's RateLimiter; shared by drives and (later) network interfaces. */
+struct rate_limiter_config {
+	struct token_bucket_config bandwidth; /* tokens are bytes */
+	struct token_bucket_config ops;	      /* tokens are requests */
+};
+
+enum drive_cache_type { DRIVE_CACHE_UNSAFE, DRIVE_CACHE_WRITEBACK };
+enum drive_io_engine { DRIVE_ENGINE_SYNC, DRIVE_ENGINE_ASYNC };
+
+/* One entry of Firecracker's "drives": a raw image file served as virtio-block. */
+struct drive_config {
+	char *drive_id;
+	char *path_on_host;
+	char *partuuid; /* root=PARTUUID=... instead of root=/dev/vda; NULL if unset */
+	bool is_root_device;
+	bool is_read_only;
+	enum drive_cache_type cache_type;
+	enum drive_io_engine io_engine;
+	struct rate_limiter_config rate_limiter;
+};
+
 struct vm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
-	char *serial_out_path; /* NULL: the guest console goes to stdout */
+	char *serial_out_path;	     /* NULL: the guest console goes to stdout */
+	struct drive_config *drives; /* in guest order: the root device first */
+	unsigned nr_drives;
 };
 
 void vm_config_init(struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);
+void drive_config_free(struct drive_config *d);
 
 #endif

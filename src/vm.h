@@ -15,6 +15,7 @@
 struct vcpu;
 struct serial;
 struct i8042;
+struct virtio_dev;
 
 struct mem_region {
 	uint64_t gpa;
@@ -43,6 +44,9 @@ struct vm {
 	struct serial *serial;
 	int serial_out_fd;
 	struct i8042 *i8042;
+	/* virtio-mmio devices in slot order (virtio/virtio.h): slot n is entry n. */
+	struct virtio_dev **virtio_devs;
+	unsigned nr_virtio_devs;
 
 	bool boot_timer_enabled;
 	uint64_t start_ns;     /* CLOCK_MONOTONIC reference for the boot timer */

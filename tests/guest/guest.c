@@ -1,29 +1,20 @@
 /* A tiny freestanding guest for fast tests on any KVM, PVM included: prints a line on the
  * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
  * "halt" on its command line, stays halted so that tests have a running VM; with "spin"
- * it busy-loops and prints a tick line now and then, for pause/resume tests). */
+ * it busy-loops and prints a tick line now and then, for pause/resume tests). Words that
+ * start with "blk-" first exercise the virtio-blk devices by polling (virtio.c). */
 #include <stdbool.h>
 #include <stdint.h>
 
-#define UART 0x3f8
-#define UART_LSR 5
-#define UART_LSR_THRE 0x20
-#define I8042_CMD 0x64
-#define I8042_RESET 0xfe
-#define BOOT_TIMER ((volatile uint8_t *)0xc0000000UL)
+#include "guest.h"
+
+#define UART		0x3f8
+#define UART_LSR	5
+#define UART_LSR_THRE	0x20
+#define I8042_CMD	0x64
+#define I8042_RESET	0xfe
+#define BOOT_TIMER	((volatile uint8_t *)0xc0000000UL)
 #define BP_CMD_LINE_PTR 0x228
-
-static inline void outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
 
 static void putc_uart(char c)
 {
@@ -32,7 +23,7 @@ static void putc_uart(char c)
 	outb(UART, (uint8_t)c);
 }
 
-static void puts_uart(const char *s)
+void puts_uart(const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\n')
@@ -42,7 +33,7 @@ static void puts_uart(const char *s)
 }
 
 /* True when word appears as a whole word in the command line. */
-static bool has_word(const char *cmdline, const char *word)
+bool has_word(const char *cmdline, const char *word)
 {
 	const char *p = cmdline;
 	while (*p) {
@@ -69,6 +60,8 @@ void guest_main(const uint8_t *boot_params)
 
 	puts_uart("ember test guest: hello from the guest\n");
 	*BOOT_TIMER = 123;
+	/* Words like blk-rw or blk-loop drive the virtio-blk devices (virtio.c). */
+	virtio_run(cmdline);
 
 	if (has_word(cmdline, "spin")) {
 		/* Keeps the vCPU busy and the console moving: pause/resume tests watch it. */

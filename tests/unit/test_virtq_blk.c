@@ -1,0 +1,449 @@
+/* virtio-blk end to end without KVM: a driver written here sets the device up through the
+ * MMIO bus, puts requests in guest memory, notifies, and the event loop does the rest
+ * (queue eventfd, engine, completions, rate-limiter timer), for both engines. */
+#include "unit_util.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+
+#include "blk.h"
+#include "layout.h"
+#include "virtio.h"
+
+#define NUM	    32
+#define DESC_GPA    0x10000ULL
+#define AVAIL_GPA   0x11000ULL
+#define USED_GPA    0x12000ULL
+#define HDR_GPA	    0x13000ULL /* request i's header at + 32 * i, status at + 16 */
+#define DATA_GPA    0x100000ULL
+#define IMG_SECTORS 128
+
+struct t {
+	struct vm *vm;
+	struct virtio_dev *dev;
+	uint16_t avail_idx;
+	const char *img;
+	uint8_t *pattern;
+};
+
+static struct t *t(void)
+{
+	static struct t s;
+	return &s;
+}
+
+static int blk_teardown(void **state)
+{
+	if (t()->vm) {
+		virtio_devices_destroy(t()->vm);
+		io_bus_free(&t()->vm->mmio_bus);
+		evloop_close(&t()->vm->loop);
+	}
+	free(t()->pattern);
+	memset(t(), 0, sizeof(*t()));
+	return unit_teardown(state);
+}
+
+#define BLK_TEST(fn) cmocka_unit_test_teardown(fn, blk_teardown)
+
+static uint32_t rd(uint64_t off)
+{
+	uint8_t d[4];
+	assert_true(io_bus_access(&t()->vm->mmio_bus, t()->dev->mmio_base + off, d, 4, false));
+	return get32(d);
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+	uint8_t d[4];
+	put32(d, v);
+	assert_true(io_bus_access(&t()->vm->mmio_bus, t()->dev->mmio_base + off, d, 4, true));
+}
+
+/* The image: sector s holds bytes (s * 7 + i) & 0xff. */
+static struct drive_config drive(enum drive_io_engine engine, bool read_only)
+{
+	size_t len = IMG_SECTORS * 512;
+	t()->pattern = malloc(len);
+	assert_non_null(t()->pattern);
+	for (size_t i = 0; i < len; i++)
+		t()->pattern[i] = (uint8_t)((i / 512) * 7 + i);
+	t()->img = unit_tmp_file(t()->pattern, len);
+	return (struct drive_config){ .drive_id = "disk_1",
+				      .path_on_host = (char *)t()->img,
+				      .is_read_only = read_only,
+				      .cache_type = DRIVE_CACHE_WRITEBACK,
+				      .io_engine = engine };
+}
+
+static void driver_init(void);
+
+static void start(const struct drive_config *d)
+{
+	t()->vm = unit_vm_new(4 * MIB);
+	assert_int_equal(evloop_init(&t()->vm->loop), 0);
+	char err[256];
+	int rc = blk_create(t()->vm, d, &t()->dev, err, sizeof(err));
+	if (rc)
+		fail_msg("blk_create: %s", err);
+	driver_init();
+}
+
+/* The driver's side of initialisation, from a reset device and zeroed rings. */
+static void driver_init(void)
+{
+	t()->avail_idx = 0;
+	memset(unit_gpa(t()->vm, DESC_GPA, 0x3000), 0, 0x3000);
+	wr(VIRTIO_MMIO_STATUS, 0);
+	wr(VIRTIO_MMIO_STATUS, 1);
+	wr(VIRTIO_MMIO_STATUS, 3);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	uint32_t offered = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, offered & (1u << VIRTIO_BLK_F_RO));
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1);
+	wr(VIRTIO_MMIO_STATUS, 0xb);
+	wr(VIRTIO_MMIO_QUEUE_NUM, NUM);
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, DESC_GPA);
+	wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, AVAIL_GPA);
+	wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, USED_GPA);
+	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+	wr(VIRTIO_MMIO_STATUS, 0xf);
+	assert_int_equal(rd(VIRTIO_MMIO_STATUS), 0xf);
+}
+
+static struct virtq_used *used(void)
+{
+	return (struct virtq_used *)unit_gpa(t()->vm, USED_GPA, 6 + 8 * NUM);
+}
+
+static uint8_t *status_of(unsigned slot)
+{
+	return unit_gpa(t()->vm, HDR_GPA + 32 * slot + 16, 1);
+}
+
+/* Queues request `slot` (descriptors 3*slot..3*slot+2); no notification yet. */
+static void queue_req(unsigned slot, uint32_t type, uint64_t sector, uint64_t data_gpa,
+		      uint32_t len)
+{
+	struct vm *vm = t()->vm;
+	uint8_t *hdr = unit_gpa(vm, HDR_GPA + 32 * slot, 16);
+	put32(hdr, type);
+	put32(hdr + 4, 0);
+	put32(hdr + 8, (uint32_t)sector);
+	put32(hdr + 12, (uint32_t)(sector >> 32));
+	*status_of(slot) = 0xee;
+	struct virtq_desc *d = (struct virtq_desc *)unit_gpa(vm, DESC_GPA, 16 * NUM);
+	uint16_t i = (uint16_t)(3 * slot);
+	bool dev_writes = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
+	d[i] = (struct virtq_desc){ HDR_GPA + 32 * slot, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(i + 1) };
+	d[i + 1] = (struct virtq_desc){ data_gpa, len,
+					(uint16_t)(VIRTQ_DESC_F_NEXT |
+						   (dev_writes ? VIRTQ_DESC_F_WRITE : 0)),
+					(uint16_t)(i + 2) };
+	d[i + 2] = (struct virtq_desc){ HDR_GPA + 32 * slot + 16, 1, VIRTQ_DESC_F_WRITE, 0 };
+	if (len == 0) /* no data: header then status */
+		d[i] = (struct virtq_desc){ HDR_GPA + 32 * slot, 16, VIRTQ_DESC_F_NEXT,
+					    (uint16_t)(i + 2) };
+	struct virtq_avail *a = (struct virtq_avail *)unit_gpa(vm, AVAIL_GPA, 6 + 2 * NUM);
+	a->ring[t()->avail_idx % NUM] = i;
+	a->idx = ++t()->avail_idx;
+}
+
+struct tick {
+	int fd;
+	uint64_t deadline_ns;
+	bool until_done;
+};
+
+static void on_tick(void *opaque, uint32_t events)
+{
+	struct tick *tk = opaque;
+	(void)events;
+	uint64_t n;
+	ssize_t r = read(tk->fd, &n, sizeof(n));
+	(void)r;
+	if ((tk->until_done && used()->idx == t()->avail_idx) || monotonic_ns() >= tk->deadline_ns)
+		t()->vm->loop.stop = true;
+}
+
+/* Runs the VMM event loop until every queued request is used (until_done) or ms passed.
+ * Returns the milliseconds it ran. */
+static uint64_t run_loop(unsigned ms, bool until_done)
+{
+	uint64_t t0 = monotonic_ns();
+	struct tick tk = { .deadline_ns = t0 + (uint64_t)ms * 1000000, .until_done = until_done };
+	tk.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	assert_true(tk.fd >= 0);
+	struct itimerspec its = { .it_interval = { 0, 2000000 }, .it_value = { 0, 2000000 } };
+	assert_int_equal(timerfd_settime(tk.fd, 0, &its, NULL), 0);
+	struct evloop *loop = &t()->vm->loop;
+	assert_int_equal(evloop_add(loop, tk.fd, EPOLLIN, on_tick, &tk), 0);
+	loop->stop = false;
+	assert_int_equal(evloop_run(loop), 0);
+	evloop_remove(loop, tk.fd);
+	close(tk.fd);
+	return (monotonic_ns() - t0) / 1000000;
+}
+
+static void notify(void)
+{
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+}
+
+static void read_write_flush_get_id(enum drive_io_engine engine)
+{
+	struct drive_config d = drive(engine, false);
+	start(&d);
+	struct vm *vm = t()->vm;
+	queue_req(0, VIRTIO_BLK_T_IN, 5, DATA_GPA, 1024);
+	uint8_t *w = unit_gpa(vm, DATA_GPA + 0x10000, 512);
+	memset(w, 0x5a, 512);
+	queue_req(1, VIRTIO_BLK_T_OUT, 9, DATA_GPA + 0x10000, 512);
+	queue_req(2, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 3);
+	assert_int_equal(*status_of(0), VIRTIO_BLK_S_OK);
+	assert_memory_equal(unit_gpa(vm, DATA_GPA, 1024), t()->pattern + 5 * 512, 1024);
+	assert_int_equal(*status_of(1), VIRTIO_BLK_S_OK);
+	assert_int_equal(*status_of(2), VIRTIO_BLK_S_OK);
+	/* used len: data written into the guest plus the status byte. */
+	for (int i = 0; i < 3; i++) {
+		uint32_t id = used()->ring[i].id, len = used()->ring[i].len;
+		assert_int_equal(len, id == 0 ? 1025 : 1);
+	}
+	size_t n;
+	uint8_t *img = unit_read_file(t()->img, &n);
+	assert_non_null(img);
+	for (int i = 0; i < 512; i++)
+		assert_int_equal(img[9 * 512 + i], 0x5a);
+	free(img);
+	assert_true(atomic_load(&t()->dev->irq_status) & VIRTIO_INT_USED_RING);
+
+	uint8_t *id = unit_gpa(vm, DATA_GPA + 0x20000, 32);
+	memset(id, 0xff, 32);
+	queue_req(0, VIRTIO_BLK_T_GET_ID, 0, DATA_GPA + 0x20000, 32);
+	queue_req(1, 77, 0, DATA_GPA, 512);				/* unknown type */
+	queue_req(2, VIRTIO_BLK_T_IN, IMG_SECTORS - 1, DATA_GPA, 1024); /* past the end */
+	queue_req(3, VIRTIO_BLK_T_IN, ~0ULL / 256, DATA_GPA, 512);	/* overflowing offset */
+	queue_req(4, VIRTIO_BLK_T_IN, 0, DATA_GPA, 100);		/* not whole sectors */
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 8);
+	assert_int_equal(*status_of(0), VIRTIO_BLK_S_OK);
+	assert_memory_equal(id, "disk_1\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 20);
+	assert_int_equal(id[20], 0xff); /* only 20 bytes */
+	assert_int_equal(*status_of(1), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(*status_of(2), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(*status_of(3), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(*status_of(4), VIRTIO_BLK_S_IOERR);
+}
+
+static void sync_engine(void **state)
+{
+	(void)state;
+	read_write_flush_get_id(DRIVE_ENGINE_SYNC);
+}
+
+static void async_engine(void **state)
+{
+	(void)state;
+	char why[200];
+	if (blk_uring_probe(why, sizeof(why)))
+		skip(); /* this host has no io_uring: the Sync tests still run */
+	read_write_flush_get_id(DRIVE_ENGINE_ASYNC);
+}
+
+static void read_only_drive(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, true);
+	start(&d);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	assert_true(rd(VIRTIO_MMIO_DEVICE_FEATURES) & (1u << VIRTIO_BLK_F_RO));
+	memset(unit_gpa(t()->vm, DATA_GPA, 512), 0x11, 512);
+	queue_req(0, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 512);
+	queue_req(1, VIRTIO_BLK_T_IN, 0, DATA_GPA, 512);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(*status_of(0), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(*status_of(1), VIRTIO_BLK_S_OK);
+	size_t n;
+	uint8_t *img = unit_read_file(t()->img, &n);
+	assert_memory_equal(img, t()->pattern, IMG_SECTORS * 512);
+	free(img);
+}
+
+static void broken_ring_needs_reset(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	start(&d);
+	struct virtq_avail *a = (struct virtq_avail *)unit_gpa(t()->vm, AVAIL_GPA, 6 + 2 * NUM);
+	a->idx = 200;
+	notify();
+	run_loop(100, false);
+	assert_true(rd(VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	assert_int_equal(used()->idx, 0);
+	/* Reset and set up again: the device serves requests once more. */
+	driver_init();
+	queue_req(0, VIRTIO_BLK_T_IN, 1, DATA_GPA, 512);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(*status_of(0), VIRTIO_BLK_S_OK);
+	assert_memory_equal(unit_gpa(t()->vm, DATA_GPA, 512), t()->pattern + 512, 512);
+}
+
+static void reset_drops_requests_in_flight(void **state)
+{
+	(void)state;
+	char why[200];
+	if (blk_uring_probe(why, sizeof(why)))
+		skip();
+	struct drive_config d = drive(DRIVE_ENGINE_ASYNC, false);
+	start(&d);
+	/* A flush with dirty data behind it: io_uring always hands fsync to a worker, and the
+	 * writeback takes a while, so the completion arrives after the reset below. */
+	int fd = open(t()->img, O_WRONLY);
+	assert_true(fd >= 0);
+	uint8_t *junk = calloc(1, 8 << 20);
+	assert_non_null(junk);
+	assert_int_equal(pwrite(fd, junk, 8 << 20, IMG_SECTORS * 512), 8 << 20);
+	free(junk);
+	close(fd);
+	queue_req(0, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	pthread_mutex_lock(&t()->dev->lock);
+	t()->dev->ops->queue_notify(t()->dev, 0);
+	pthread_mutex_unlock(&t()->dev->lock);
+	assert_int_equal(used()->idx, 0); /* still in flight */
+	wr(VIRTIO_MMIO_STATUS, 0);
+	run_loop(1000, false);
+	/* The completion came, and left the (reset) rings alone. */
+	assert_int_equal(used()->idx, 0);
+	assert_int_equal(*status_of(0), 0xee);
+	/* The new rings see exactly their own requests. */
+	driver_init();
+	queue_req(0, VIRTIO_BLK_T_IN, 3, DATA_GPA, 512);
+	notify();
+	run_loop(2000, true);
+	run_loop(50, false); /* a stale completion would show up here */
+	assert_int_equal(used()->idx, 1);
+	assert_int_equal(used()->ring[0].len, 513);
+	assert_int_equal(*status_of(0), VIRTIO_BLK_S_OK);
+}
+
+static void rate_limited_bandwidth(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	/* 16 KiB per 100 ms: one 16 KiB read at once from the full bucket, then 100 ms each. */
+	d.rate_limiter.bandwidth = (struct token_bucket_config){ 16384, 0, 100 };
+	start(&d);
+	for (unsigned i = 0; i < 4; i++)
+		queue_req(i, VIRTIO_BLK_T_IN, 0, DATA_GPA + i * 0x4000, 16384);
+	notify();
+	uint64_t ms = run_loop(3000, true);
+	assert_int_equal(used()->idx, 4);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(*status_of(i), VIRTIO_BLK_S_OK);
+	if (ms < 280 || ms > 1000)
+		fail_msg("4 x 16 KiB at 160 KiB/s took %llu ms, expected about 300",
+			 (unsigned long long)ms);
+}
+
+static void rate_limited_ops(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	d.rate_limiter.ops = (struct token_bucket_config){ 2, 1, 100 }; /* 20/s, 1 extra at first */
+	start(&d);
+	for (unsigned i = 0; i < 7; i++)
+		queue_req(i, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	notify();
+	uint64_t ms = run_loop(3000, true);
+	assert_int_equal(used()->idx, 7);
+	/* 3 at once (2 + the burst), then 4 more at 20/s: 200 ms. */
+	if (ms < 180 || ms > 800)
+		fail_msg("7 flushes took %llu ms, expected about 200", (unsigned long long)ms);
+}
+
+static void patch_a_running_drive(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_ASYNC, false);
+	char why[200];
+	if (blk_uring_probe(why, sizeof(why)))
+		d.io_engine = DRIVE_ENGINE_SYNC;
+	start(&d);
+	uint32_t gen = rd(VIRTIO_MMIO_CONFIG_GENERATION);
+	/* A new, larger image whose sector 0 says so. */
+	uint8_t big[IMG_SECTORS * 1024];
+	memset(big, 0x77, sizeof(big));
+	d.path_on_host = (char *)unit_tmp_file(big, sizeof(big));
+	d.rate_limiter.ops = (struct token_bucket_config){ 1, 0, 100 }; /* 10 requests/s */
+	char err[256];
+	if (blk_update(t()->vm, &d, err, sizeof(err)))
+		fail_msg("blk_update: %s", err);
+	assert_int_equal(rd(VIRTIO_MMIO_CONFIG_GENERATION), gen + 1);
+	assert_int_equal(rd(VIRTIO_MMIO_CONFIG), 2 * IMG_SECTORS);
+	assert_true(atomic_load(&t()->dev->irq_status) & VIRTIO_INT_CONFIG);
+	for (unsigned i = 0; i < 3; i++)
+		queue_req(i, VIRTIO_BLK_T_IN, 2 * IMG_SECTORS - 1, DATA_GPA + i * 512, 512);
+	notify();
+	uint64_t ms = run_loop(3000, true);
+	assert_int_equal(used()->idx, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(*status_of(i), VIRTIO_BLK_S_OK);
+		assert_int_equal(*unit_gpa(t()->vm, DATA_GPA + i * 512, 1), 0x77);
+	}
+	if (ms < 180) /* one at once, then 100 ms each */
+		fail_msg("3 reads at 10/s took only %llu ms", (unsigned long long)ms);
+	/* A missing image is refused and changes nothing; an unknown drive is -ENOENT. */
+	const char *img = d.path_on_host;
+	d.path_on_host = (char *)unit_missing_path();
+	assert_true(blk_update(t()->vm, &d, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, d.path_on_host));
+	assert_int_equal(rd(VIRTIO_MMIO_CONFIG), 2 * IMG_SECTORS);
+	d.path_on_host = (char *)img;
+	d.drive_id = "nope";
+	assert_int_equal(blk_update(t()->vm, &d, err, sizeof(err)), -ENOENT);
+}
+
+static void bad_images_are_refused(void **state)
+{
+	(void)state;
+	struct vm *vm = unit_vm_new(4 * MIB);
+	assert_int_equal(evloop_init(&vm->loop), 0);
+	t()->vm = vm;
+	char err[256];
+	struct drive_config d = { .drive_id = "scratch",
+				  .path_on_host = (char *)unit_missing_path() };
+	assert_true(blk_create(vm, &d, NULL, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "drive scratch"));
+	assert_non_null(strstr(err, d.path_on_host));
+	d.path_on_host = "/";
+	d.is_read_only = true;
+	assert_int_equal(blk_create(vm, &d, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a file or block device"));
+	assert_int_equal(vm->nr_virtio_devs, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		BLK_TEST(sync_engine),
+		BLK_TEST(async_engine),
+		BLK_TEST(read_only_drive),
+		BLK_TEST(broken_ring_needs_reset),
+		BLK_TEST(reset_drops_requests_in_flight),
+		BLK_TEST(rate_limited_bandwidth),
+		BLK_TEST(rate_limited_ops),
+		BLK_TEST(patch_a_running_drive),
+		BLK_TEST(bad_images_are_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

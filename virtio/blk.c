@@ -1,0 +1,517 @@
+/* virtio-block: request parsing, bounds and read-only checks, rate limiting, and the
+ * hand-off to an engine. Every request completes with a status byte for the guest; only a
+ * broken ring (not a bad request) makes the device need a reset. */
+#include "blk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rate_limiter.h"
+
+#define BLK_CONFIG_LEN 0x24 /* capacity through writeback: the fields ember fills */
+
+struct blk_dev {
+	struct virtio_dev vdev; /* first: the transport hands us &vdev */
+	char *id;		/* drive_id; its first 20 bytes are the GET_ID serial */
+	char *path;
+	int fd;
+	uint64_t sectors;
+	bool read_only;
+	bool writeback; /* FLUSH is fdatasync; otherwise a no-op (cache_type Unsafe) */
+	struct blk_engine *engine;
+	struct rate_limiter rl;
+	uint8_t config[BLK_CONFIG_LEN];
+	char root_arg[128];
+
+	struct blk_req *reqs; /* BLK_QUEUE_SIZE of them: one per chain in flight */
+	struct blk_req *free_reqs;
+	unsigned epoch; /* bumped by every reset: older completions leave the rings alone */
+	bool pushed;	/* used entries added since the last interrupt decision */
+};
+
+static struct blk_dev *to_blk(struct virtio_dev *dev)
+{
+	return (struct blk_dev *)dev;
+}
+
+static void put_req(struct blk_dev *b, struct blk_req *req)
+{
+	req->next_free = b->free_reqs;
+	b->free_reqs = req;
+}
+
+/* Writes the status byte and gives the chain back to the driver. */
+static void finish(struct blk_dev *b, struct blk_req *req, uint8_t status, uint32_t used_len)
+{
+	if (req->status)
+		*req->status = status;
+	virtq_push(&b->vdev.queues[0], req->chain.head, used_len);
+	b->pushed = true;
+	put_req(b, req);
+}
+
+void blk_req_done(struct blk_req *req, int64_t result)
+{
+	struct blk_dev *b = req->blk;
+	if (req->epoch != b->epoch) {
+		put_req(b, req); /* the driver reset the device meanwhile */
+		return;
+	}
+	if (result < 0) {
+		log_debug("virtio-blk %s: request type %u at byte %llu failed: %s", b->id,
+			  req->type, (unsigned long long)req->offset, strerror((int)-result));
+		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
+		return;
+	}
+	/* used len counts the bytes written into the guest's buffers: data and status. */
+	uint32_t used = req->type == VIRTIO_BLK_T_IN ? (uint32_t)req->len + 1 : 1;
+	finish(b, req, VIRTIO_BLK_S_OK, used);
+}
+
+static void get_id(struct blk_dev *b, struct blk_req *req, struct iovec *wr, unsigned nr_wr,
+		   uint64_t wr_len)
+{
+	char serial[BLK_ID_BYTES] = { 0 }; /* NUL-padded when the id is shorter */
+	memcpy(serial, b->id, strnlen(b->id, BLK_ID_BYTES));
+	uint64_t n = iov_from_buf(wr, nr_wr, serial, wr_len < BLK_ID_BYTES ? wr_len : BLK_ID_BYTES);
+	finish(b, req, VIRTIO_BLK_S_OK, (uint32_t)n + 1);
+}
+
+/* Checks a read or write against the image and the request limits. */
+static bool in_range(const struct blk_dev *b, uint64_t sector, uint64_t len)
+{
+	if (len % BLK_SECTOR_SIZE || len > BLK_REQ_MAX_BYTES)
+		return false;
+	return sector <= b->sectors && len / BLK_SECTOR_SIZE <= b->sectors - sector;
+}
+
+/* Decodes the chain in req. True when the request goes to the engine; false when it was
+ * completed here (GET_ID, a no-op flush, or an error status). bytes is what the rate
+ * limiter counts. */
+static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
+{
+	struct virtq_chain *c = &req->chain;
+	struct iovec *rd = c->iov, *wr = c->iov + c->nr_rd;
+	unsigned nr_rd = c->nr_rd, nr_wr = c->nr_wr;
+	req->status = NULL;
+	req->epoch = b->epoch;
+	req->offset = req->len = req->done = 0;
+	*bytes = 0;
+
+	if (c->wr_len == 0) {
+		/* No byte to put a status in: hand the chain back empty. */
+		finish(b, req, 0, 0);
+		return false;
+	}
+	struct iovec *last = &wr[nr_wr - 1];
+	req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+	iov_drop_back(wr, &nr_wr, 1);
+
+	struct {
+		uint32_t type;
+		uint32_t reserved;
+		uint64_t sector;
+	} hdr;
+	/* The header may be split over several buffers: the spec forbids assuming a layout. */
+	if (iov_to_buf(rd, nr_rd, &hdr, sizeof(hdr)) < sizeof(hdr)) {
+		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
+		return false;
+	}
+	iov_drop_front(rd, &nr_rd, sizeof(hdr));
+	req->type = hdr.type;
+
+	switch (hdr.type) {
+	case VIRTIO_BLK_T_IN:
+		req->iov = wr;
+		req->nr_iov = nr_wr;
+		req->len = c->wr_len - 1;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		if (b->read_only) {
+			finish(b, req, VIRTIO_BLK_S_IOERR, 1);
+			return false;
+		}
+		req->iov = rd;
+		req->nr_iov = nr_rd;
+		req->len = c->rd_len - sizeof(hdr);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		if (!b->writeback) {
+			finish(b, req, VIRTIO_BLK_S_OK, 1);
+			return false;
+		}
+		return true;
+	case VIRTIO_BLK_T_GET_ID:
+		get_id(b, req, wr, nr_wr, c->wr_len - 1);
+		return false;
+	default:
+		finish(b, req, VIRTIO_BLK_S_UNSUPP, 1);
+		return false;
+	}
+	if (!in_range(b, hdr.sector, req->len)) {
+		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
+		return false;
+	}
+	req->offset = hdr.sector * BLK_SECTOR_SIZE;
+	*bytes = req->len;
+	return true;
+}
+
+/* Runs the queue until it is empty, the request pool is, or the rate limiter says wait.
+ * A guest that keeps the queue full does not keep the VMM thread: after a queue's worth of
+ * chains the run yields and its own notification brings it back after the other events. */
+static void process_queue(struct blk_dev *b)
+{
+	struct virtq *q = &b->vdev.queues[0];
+	unsigned budget = BLK_QUEUE_SIZE;
+	for (;;) {
+		while (b->free_reqs && !b->rl.blocked) {
+			if (budget-- == 0) {
+				uint64_t one = 1;
+				ssize_t r = write(b->vdev.kicks[0].fd, &one, sizeof(one));
+				(void)r;
+				goto out;
+			}
+			struct blk_req *req = b->free_reqs;
+			int rc = virtq_pop(q, &req->chain);
+			if (rc == 0)
+				break;
+			if (rc < 0) {
+				virtio_needs_reset(&b->vdev, q->fault);
+				goto out;
+			}
+			b->free_reqs = req->next_free;
+			uint64_t bytes;
+			if (!parse(b, req, &bytes))
+				continue;
+			if (!rate_limiter_consume(&b->rl, 1, bytes, monotonic_ns())) {
+				/* The timer brings us back; the chain stays in the ring till then.
+				 */
+				virtq_unpop(q);
+				put_req(b, req);
+				goto out;
+			}
+			rc = b->engine->ops->submit(b->engine, req);
+			if (rc)
+				blk_req_done(req, rc);
+		}
+		/* An empty pool refills on completions, which run the queue again. */
+		if (!b->free_reqs || b->rl.blocked || !virtq_enable_notify(q))
+			break;
+	}
+out:
+	b->engine->ops->flush_batch(b->engine);
+	if (b->pushed) {
+		b->pushed = false;
+		virtio_queue_interrupt(&b->vdev, 0);
+	}
+}
+
+static void blk_queue_notify(struct virtio_dev *dev, unsigned q)
+{
+	(void)q;
+	process_queue(to_blk(dev));
+}
+
+/* Completions (Async engine) and rate-limiter timers: both may let the queue move again. */
+static void on_engine_event(void *opaque, uint32_t events)
+{
+	struct blk_dev *b = opaque;
+	(void)events;
+	pthread_mutex_lock(&b->vdev.lock);
+	b->engine->ops->reap(b->engine);
+	if (virtio_dev_running(&b->vdev))
+		process_queue(b);
+	else if (b->pushed) {
+		b->pushed = false;
+		virtio_queue_interrupt(&b->vdev, 0);
+	}
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+static void on_rate_timer(void *opaque, uint32_t events)
+{
+	struct blk_dev *b = opaque;
+	(void)events;
+	pthread_mutex_lock(&b->vdev.lock);
+	rate_limiter_timer_event(&b->rl);
+	if (virtio_dev_running(&b->vdev))
+		process_queue(b);
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+static void blk_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
+{
+	struct blk_dev *b = to_blk(dev);
+	if (offset >= BLK_CONFIG_LEN)
+		return;
+	uint64_t n = BLK_CONFIG_LEN - offset < len ? BLK_CONFIG_LEN - offset : len;
+	memcpy(data, b->config + offset, n);
+}
+
+static void blk_reset(struct virtio_dev *dev)
+{
+	struct blk_dev *b = to_blk(dev);
+	b->epoch++;
+	b->pushed = false;
+}
+
+static void blk_destroy(struct virtio_dev *dev)
+{
+	struct blk_dev *b = to_blk(dev);
+	if (b->engine) {
+		if (b->engine->event_fd >= 0)
+			evloop_remove(&dev->vm->loop, b->engine->event_fd);
+		b->engine->ops->destroy(b->engine);
+	}
+	if (b->rl.timer_fd >= 0)
+		evloop_remove(&dev->vm->loop, b->rl.timer_fd);
+	rate_limiter_destroy(&b->rl);
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b->reqs);
+	free(b->id);
+	free(b->path);
+	free(b);
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.config_read = blk_config_read,
+	.reset = blk_reset,
+	.queue_notify = blk_queue_notify,
+	.destroy = blk_destroy,
+};
+
+static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
+{
+	for (unsigned i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Opens path for drive id and learns its size in sectors; a block device works as well as
+ * a file. Returns the fd or -errno with a message in err. */
+static int open_image(const char *id, const char *path, bool read_only, uint64_t *sectors,
+		      char *err, size_t err_len)
+{
+	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, err_len, "drive %s: cannot open path_on_host %s%s: %s", id, path,
+			 read_only ? "" : " for writing", strerror(e));
+		return -e;
+	}
+	struct stat st;
+	uint64_t size = 0;
+	int rc = 0;
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		snprintf(err, err_len, "drive %s: path_on_host %s is not a file or block device",
+			 id, path);
+		rc = -EINVAL;
+	} else if (S_ISREG(st.st_mode)) {
+		size = (uint64_t)st.st_size;
+	} else if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+		rc = -errno;
+		snprintf(err, err_len, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(-rc));
+	}
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	if (size % BLK_SECTOR_SIZE)
+		log_warn("drive %s: %s is %llu bytes, not a multiple of %u: the last %llu bytes "
+			 "are not visible to the guest",
+			 id, path, (unsigned long long)size, BLK_SECTOR_SIZE,
+			 (unsigned long long)(size % BLK_SECTOR_SIZE));
+	*sectors = size / BLK_SECTOR_SIZE;
+	return fd;
+}
+
+int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev **out, char *err,
+	       size_t err_len)
+{
+	struct blk_dev *b = calloc(1, sizeof(*b));
+	if (!b) {
+		snprintf(err, err_len, "drive %s: out of memory", cfg->drive_id);
+		return -ENOMEM;
+	}
+	b->fd = -1;
+	b->rl.timer_fd = -1;
+	b->vdev.vm = vm; /* blk_destroy needs the event loop even before the transport exists */
+	b->id = strdup(cfg->drive_id);
+	b->path = strdup(cfg->path_on_host);
+	b->reqs = calloc(BLK_QUEUE_SIZE, sizeof(*b->reqs));
+	int rc = -ENOMEM;
+	if (!b->id || !b->path || !b->reqs) {
+		snprintf(err, err_len, "drive %s: out of memory", cfg->drive_id);
+		goto fail;
+	}
+	b->read_only = cfg->is_read_only;
+	b->writeback = cfg->cache_type == DRIVE_CACHE_WRITEBACK;
+	for (unsigned i = BLK_QUEUE_SIZE; i-- > 0;) {
+		b->reqs[i].blk = b;
+		put_req(b, &b->reqs[i]);
+	}
+	rc = open_image(b->id, b->path, b->read_only, &b->sectors, err, err_len);
+	if (rc < 0)
+		goto fail;
+	b->fd = rc;
+
+	char why[200];
+	b->engine = cfg->io_engine == DRIVE_ENGINE_ASYNC
+			    ? blk_uring_create(b->fd, BLK_QUEUE_SIZE, why, sizeof(why))
+			    : blk_sync_create(b->fd, why, sizeof(why));
+	if (!b->engine) {
+		snprintf(err, err_len, "drive %s: io_engine %s: %s", b->id,
+			 cfg->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync", why);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if ((rc = rate_limiter_init(&b->rl, &cfg->rate_limiter, monotonic_ns()))) {
+		snprintf(err, err_len, "drive %s: rate_limiter: timerfd: %s", b->id, strerror(-rc));
+		goto fail;
+	}
+
+	put_le(b->config + 0x00, b->sectors, 8); /* capacity, in 512-byte sectors */
+	put_le(b->config + 0x0c, BLK_SEG_MAX, 4);
+	put_le(b->config + 0x14, BLK_SECTOR_SIZE, 4);
+	uint64_t features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+			    (1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	if (b->read_only)
+		features |= 1ULL << VIRTIO_BLK_F_RO;
+
+	rc = virtio_mmio_init(&b->vdev, vm, &blk_ops, b->id, 1, BLK_QUEUE_SIZE, features);
+	if (rc) {
+		snprintf(err, err_len, "drive %s: cannot create the virtio-mmio device: %s", b->id,
+			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
+				       : strerror(-rc));
+		goto fail;
+	}
+	/* From here on the device belongs to the VM and is destroyed with it. */
+	if ((b->engine->event_fd >= 0 &&
+	     (rc = evloop_add(&vm->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) ||
+	    (b->rl.timer_fd >= 0 &&
+	     (rc = evloop_add(&vm->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b)))) {
+		snprintf(err, err_len, "drive %s: event loop: %s", b->id, strerror(-rc));
+		return rc;
+	}
+	if (out)
+		*out = &b->vdev;
+	log_debug("drive %s: %s, %llu sectors, %s, %s engine, cache %s%s", b->id, b->path,
+		  (unsigned long long)b->sectors, b->read_only ? "read-only" : "read-write",
+		  b->engine->ops->name, b->writeback ? "Writeback" : "Unsafe",
+		  rate_limiter_active(&b->rl) ? ", rate-limited" : "");
+	return 0;
+fail:
+	blk_destroy(&b->vdev);
+	return rc;
+}
+
+int blk_update(struct vm *vm, const struct drive_config *cfg, char *err, size_t err_len)
+{
+	struct blk_dev *b = NULL;
+	for (unsigned i = 0; i < vm->nr_virtio_devs && !b; i++) {
+		struct virtio_dev *dev = vm->virtio_devs[i];
+		if (dev->ops == &blk_ops && strcmp(to_blk(dev)->id, cfg->drive_id) == 0)
+			b = to_blk(dev);
+	}
+	if (!b) {
+		snprintf(err, err_len, "drive %s: no such drive in the running VM", cfg->drive_id);
+		return -ENOENT;
+	}
+	/* Everything that can fail first, outside the lock: the image and a copy of its path. */
+	int fd = -1;
+	uint64_t sectors = b->sectors;
+	char *path = NULL;
+	if (strcmp(cfg->path_on_host, b->path) != 0) {
+		fd = open_image(b->id, cfg->path_on_host, b->read_only, &sectors, err, err_len);
+		if (fd < 0)
+			return fd;
+		if (!(path = strdup(cfg->path_on_host))) {
+			close(fd);
+			snprintf(err, err_len, "drive %s: out of memory", b->id);
+			return -ENOMEM;
+		}
+	}
+	pthread_mutex_lock(&b->vdev.lock);
+	int had_timer = b->rl.timer_fd;
+	int rc = rate_limiter_update(&b->rl, &cfg->rate_limiter, monotonic_ns());
+	if (!rc && had_timer < 0 && b->rl.timer_fd >= 0)
+		rc = evloop_add(&vm->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b);
+	if (rc) {
+		snprintf(err, err_len, "drive %s: rate_limiter: %s", b->id, strerror(-rc));
+	} else if (fd >= 0 && (rc = b->engine->ops->set_fd(b->engine, fd))) {
+		snprintf(err, err_len, "drive %s: io_engine %s: %s", b->id, b->engine->ops->name,
+			 strerror(-rc));
+	} else if (fd >= 0) {
+		close(b->fd);
+		b->fd = fd;
+		fd = -1;
+		free(b->path);
+		b->path = path;
+		path = NULL;
+		if (sectors != b->sectors) {
+			b->sectors = sectors;
+			put_le(b->config + 0x00, sectors, 8);
+			virtio_config_changed(&b->vdev);
+		}
+	}
+	/* The new limits may allow what the old ones held back. */
+	if (!rc && virtio_dev_running(&b->vdev))
+		process_queue(b);
+	pthread_mutex_unlock(&b->vdev.lock);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return rc;
+}
+
+int blk_create_drives(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
+		      char *err, size_t err_len)
+{
+	const struct vm_config *cfg = vm->cfg;
+	unsigned n = *nr_extra;
+	/* Two passes: the root device first, so that it is /dev/vda as in Firecracker. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned i = 0; i < cfg->nr_drives; i++) {
+			const struct drive_config *d = &cfg->drives[i];
+			if (d->is_root_device != (pass == 0))
+				continue;
+			if (n + 2 > max_extra) {
+				snprintf(err, err_len,
+					 "drive %s: too many virtio devices (at most %d)",
+					 d->drive_id, VIRTIO_DEV_MAX);
+				return -ENOSPC;
+			}
+			struct virtio_dev *dev;
+			int rc = blk_create(vm, d, &dev, err, err_len);
+			if (rc)
+				return rc;
+			extra[n++] = dev->cmdline;
+			if (d->is_root_device) {
+				struct blk_dev *b = to_blk(dev);
+				const char *mode = d->is_read_only ? "ro" : "rw";
+				if (d->partuuid)
+					snprintf(b->root_arg, sizeof(b->root_arg),
+						 "root=PARTUUID=%s %s", d->partuuid, mode);
+				else
+					snprintf(b->root_arg, sizeof(b->root_arg),
+						 "root=/dev/vda %s", mode);
+				extra[n++] = b->root_arg;
+			}
+			*nr_extra = n;
+		}
+	}
+	return 0;
+}

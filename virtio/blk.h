@@ -1,0 +1,100 @@
+/* virtio-block over a raw image file, with two I/O engines as Firecracker names them:
+ * "Sync" (the VMM thread does each request with preadv/pwritev/fdatasync) and "Async"
+ * (io_uring, completions through an eventfd in the event loop). */
+#ifndef EMBER_BLK_H
+#define EMBER_BLK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "virtio.h"
+
+#define VIRTIO_ID_BLOCK 2
+
+/* Feature bits (virtio 1.x, "Block Device"). */
+#define VIRTIO_BLK_F_SEG_MAX  2
+#define VIRTIO_BLK_F_RO	      5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH    9
+
+#define VIRTIO_BLK_T_IN	    0
+#define VIRTIO_BLK_T_OUT    1
+#define VIRTIO_BLK_T_FLUSH  4
+#define VIRTIO_BLK_T_GET_ID 8
+
+#define VIRTIO_BLK_S_OK	    0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define BLK_QUEUE_SIZE	  256
+#define BLK_SEG_MAX	  (BLK_QUEUE_SIZE - 2) /* the header and the status take one each */
+#define BLK_SECTOR_SIZE	  512
+#define BLK_ID_BYTES	  20
+#define BLK_REQ_MAX_BYTES (1ULL << 30) /* larger requests are refused, not attempted */
+
+struct blk_dev;
+struct blk_req;
+struct blk_engine;
+
+struct blk_engine_ops {
+	const char *name;
+	/* Starts req (IN, OUT or FLUSH); the engine calls blk_req_done when it finishes,
+	 * possibly before returning. -errno if it could not even start. */
+	int (*submit)(struct blk_engine *e, struct blk_req *req);
+	/* Hands the requests submitted since the last call to the kernel. */
+	void (*flush_batch)(struct blk_engine *e);
+	/* event_fd became readable: completes what finished. */
+	void (*reap)(struct blk_engine *e);
+	/* Later requests go to fd (PATCH path_on_host); those in flight finish on the old. */
+	int (*set_fd)(struct blk_engine *e, int fd);
+	void (*destroy)(struct blk_engine *e);
+};
+
+struct blk_engine {
+	const struct blk_engine_ops *ops;
+	int fd;	      /* the image */
+	int event_fd; /* -1 when every request completes inside submit */
+};
+
+struct blk_req {
+	struct blk_dev *blk;
+	uint32_t type;
+	uint64_t offset;   /* bytes into the image */
+	uint64_t len;	   /* data bytes */
+	uint64_t done;	   /* data bytes moved so far: short transfers continue from here */
+	struct iovec *iov; /* the data buffers not yet moved (inside chain.iov) */
+	unsigned nr_iov;
+	uint8_t *status; /* the request's status byte in guest memory */
+	unsigned epoch;	 /* the device's reset count when the request started */
+	struct blk_req *next_free;
+	struct virtq_chain chain;
+};
+
+/* result: data bytes moved (0 for FLUSH) or -errno. VMM thread, device lock held. */
+void blk_req_done(struct blk_req *req, int64_t result);
+
+struct blk_engine *blk_sync_create(int fd, char *err, size_t err_len);
+struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err, size_t err_len);
+/* 0 if this host can run the Async engine, else -errno and why in err. */
+int blk_uring_probe(char *err, size_t err_len);
+
+/* One virtio-blk device for drive cfg in vm's next virtio slot. -errno and a message
+ * naming the drive in err on failure. */
+int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev **out, char *err,
+	       size_t err_len);
+/* PATCH /drives/{id} on a running VM: cfg (already validated by api_patch_drive) gives
+ * the drive's path_on_host and rate_limiter. A new image takes effect for the next
+ * request, with a configuration interrupt when its size differs. -ENOENT if vm has no
+ * such drive; -errno and err otherwise, with nothing changed. */
+int blk_update(struct vm *vm, const struct drive_config *cfg, char *err, size_t err_len);
+
+/* Creates every drive of vm->cfg, the root device first (so it is /dev/vda), and appends
+ * to extra[*nr_extra...] the kernel arguments they need: virtio_mmio.device=... for each,
+ * and root=... ro|rw for the root device (the strings live as long as the devices).
+ * -errno with a message naming the drive in err; devices already made stay in vm, which
+ * destroys them. */
+int blk_create_drives(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
+		      char *err, size_t err_len);
+
+#endif

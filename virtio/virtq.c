@@ -1,0 +1,282 @@
+/* The split-virtqueue walker. The guest may rewrite any ring field or descriptor at any
+ * moment: each is read once into a local copy before it is checked and used. */
+#include "virtq.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define load16(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define store16(p, v) __atomic_store_n((p), (uint16_t)(v), __ATOMIC_RELAXED)
+
+void virtq_init(struct virtq *q, uint16_t num_max)
+{
+	memset(q, 0, sizeof(*q));
+	q->num_max = num_max;
+	q->num = num_max;
+}
+
+void virtq_reset(struct virtq *q)
+{
+	virtq_init(q, q->num_max);
+}
+
+/* Points at [gpa, gpa+len) if it is RAM and gpa has the alignment the spec requires. */
+static void *ring_part(struct vm *vm, uint64_t gpa, uint64_t len, uint64_t align)
+{
+	if (gpa & (align - 1))
+		return NULL;
+	return gpa_to_hva(vm, gpa, len);
+}
+
+int virtq_activate(struct virtq *q, struct vm *vm, uint64_t features)
+{
+	uint64_t n = q->num;
+	q->active = false;
+	q->broken = false;
+	if (n == 0 || n > q->num_max || (n & (n - 1))) {
+		q->fault = "queue size is not a power of 2 within QueueNumMax";
+		return -EINVAL;
+	}
+	/* Event index adds used_event after the avail ring and avail_event after the used
+	 * ring; the sizes below include them whether or not they are negotiated. */
+	q->desc = ring_part(vm, q->desc_gpa, 16 * n, 16);
+	q->avail = ring_part(vm, q->avail_gpa, 6 + 2 * n, 2);
+	q->used = ring_part(vm, q->used_gpa, 6 + 8 * n, 4);
+	if (!q->desc || !q->avail || !q->used) {
+		q->fault = "a ring address is misaligned or outside guest memory";
+		return -EINVAL;
+	}
+	q->vm = vm;
+	q->event_idx = features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	q->indirect = features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	/* The driver starts both indexes at 0 (the device was reset or is new). */
+	q->next_avail = 0;
+	q->used_idx = 0;
+	q->signalled_used = 0;
+	q->signalled_valid = false;
+	q->fault = NULL;
+	q->active = true;
+	return 0;
+}
+
+static int broken(struct virtq *q, const char *why)
+{
+	q->broken = true;
+	q->fault = why;
+	return -EINVAL;
+}
+
+/* Walks the chain starting at head into c. A table visited more times than it has entries
+ * holds a loop; a chain of more descriptors than the queue size, indirect ones included, is
+ * one the spec forbids drivers to build. */
+static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
+{
+	const void *table = q->desc;
+	uint32_t table_len = q->num;
+	uint32_t idx = head, seen = 0, total = 0;
+	bool in_indirect = false;
+	unsigned nr = 0;
+
+	c->head = head;
+	c->nr_rd = c->nr_wr = 0;
+	c->rd_len = c->wr_len = 0;
+	for (;;) {
+		if (idx >= table_len)
+			return broken(q, "descriptor index beyond the table");
+		if (++seen > table_len)
+			return broken(q, "descriptor loop");
+		if (++total > q->num)
+			return broken(q, "chain longer than the queue size");
+		/* One read: the guest may change it. Byte arithmetic, because an indirect table
+		 * need not be aligned. */
+		struct virtq_desc d;
+		memcpy(&d, (const uint8_t *)table + (uint64_t)idx * sizeof(d), sizeof(d));
+
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			if (!q->indirect)
+				return broken(
+					q,
+					"indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC");
+			if (in_indirect)
+				return broken(q, "indirect descriptor inside an indirect table");
+			if (d.flags & VIRTQ_DESC_F_NEXT)
+				return broken(q, "indirect descriptor with NEXT set");
+			if (d.len == 0 || d.len % sizeof(struct virtq_desc) ||
+			    d.len / sizeof(struct virtq_desc) > VIRTQ_MAX_SIZE)
+				return broken(
+					q,
+					"indirect table length is not 16 to 4096 in steps of 16");
+			table = gpa_to_hva(q->vm, d.addr, d.len);
+			if (!table)
+				return broken(q, "indirect table outside guest memory");
+			table_len = d.len / sizeof(struct virtq_desc);
+			in_indirect = true;
+			idx = 0;
+			seen = 0;
+			continue;
+		}
+
+		/* Zero-length buffers carry nothing; skipping them keeps iov[] short. */
+		if (d.len) {
+			void *hva = gpa_to_hva(q->vm, d.addr, d.len);
+			if (!hva)
+				return broken(q, "buffer address outside guest memory");
+			if (nr == VIRTQ_MAX_SIZE)
+				return broken(q, "chain has more buffers than the queue size");
+			if (d.flags & VIRTQ_DESC_F_WRITE) {
+				c->nr_wr++;
+				c->wr_len += d.len;
+			} else {
+				if (c->nr_wr)
+					return broken(
+						q, "device-readable buffer after a writable one");
+				c->nr_rd++;
+				c->rd_len += d.len;
+			}
+			c->iov[nr].iov_base = hva;
+			c->iov[nr].iov_len = d.len;
+			nr++;
+		}
+		if (!(d.flags & VIRTQ_DESC_F_NEXT))
+			return 1;
+		idx = d.next;
+	}
+}
+
+int virtq_pop(struct virtq *q, struct virtq_chain *c)
+{
+	if (q->broken)
+		return -EINVAL;
+	if (!q->active)
+		return 0;
+	uint16_t avail_idx = load16(&q->avail->idx);
+	uint16_t pending = (uint16_t)(avail_idx - q->next_avail);
+	if (pending == 0)
+		return 0;
+	if (pending > q->num)
+		return broken(q, "avail index ran ahead by more than the queue size");
+	/* Orders the avail->idx read above before the ring entry and descriptor reads below:
+	 * the driver wrote those before it published the index. */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	uint16_t head = load16(&q->avail->ring[q->next_avail & (q->num - 1)]);
+	if (head >= q->num)
+		return broken(q, "avail ring entry names a descriptor beyond the table");
+	int rc = walk_chain(q, head, c);
+	if (rc > 0)
+		q->next_avail++;
+	return rc;
+}
+
+void virtq_unpop(struct virtq *q)
+{
+	q->next_avail--;
+}
+
+void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
+{
+	struct virtq_used_elem *e = &q->used->ring[q->used_idx & (q->num - 1)];
+	__atomic_store_n(&e->id, (uint32_t)head, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
+	q->used_idx++;
+	/* Orders the used element (and the data and status bytes the device wrote into the
+	 * chain's buffers before this call) before the used->idx store that publishes them. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	store16(&q->used->idx, q->used_idx);
+}
+
+/* Virtio's "has the index moved past event since old?", in 16-bit wrapping arithmetic. */
+static bool need_event(uint16_t event, uint16_t new_idx, uint16_t old)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
+bool virtq_need_interrupt(struct virtq *q)
+{
+	if (!q->active)
+		return false;
+	/* Orders the used->idx store (virtq_push) before reading used_event or the flags:
+	 * otherwise the driver could raise used_event after we read it but before it sees the
+	 * new index, and wait forever for an interrupt. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!q->event_idx)
+		return !(load16(&q->avail->flags) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+	uint16_t used_event = load16(&q->avail->ring[q->num]);
+	uint16_t old = q->signalled_used;
+	bool valid = q->signalled_valid;
+	q->signalled_used = q->used_idx;
+	q->signalled_valid = true;
+	return !valid || need_event(used_event, q->used_idx, old);
+}
+
+bool virtq_enable_notify(struct virtq *q)
+{
+	if (!q->active || q->broken)
+		return false;
+	if (q->event_idx) {
+		uint16_t *avail_event = (uint16_t *)&q->used->ring[q->num];
+		store16(avail_event, q->next_avail);
+		/* Orders the avail_event store before re-reading avail->idx: a chain the driver
+		 * added before it could see avail_event is found by the re-read below. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
+	return load16(&q->avail->idx) != q->next_avail;
+}
+
+uint64_t iov_drop_front(struct iovec *iov, unsigned *nr, uint64_t len)
+{
+	uint64_t done = 0;
+	unsigned skip = 0;
+	while (skip < *nr && done < len) {
+		uint64_t take = len - done;
+		if (take >= iov[skip].iov_len) {
+			done += iov[skip].iov_len;
+			skip++;
+		} else {
+			iov[skip].iov_base = (uint8_t *)iov[skip].iov_base + take;
+			iov[skip].iov_len -= take;
+			done += take;
+		}
+	}
+	memmove(iov, iov + skip, (*nr - skip) * sizeof(*iov));
+	*nr -= skip;
+	return done;
+}
+
+uint64_t iov_drop_back(struct iovec *iov, unsigned *nr, uint64_t len)
+{
+	uint64_t done = 0;
+	while (*nr && done < len) {
+		struct iovec *last = &iov[*nr - 1];
+		uint64_t take = len - done;
+		if (take >= last->iov_len) {
+			done += last->iov_len;
+			(*nr)--;
+		} else {
+			last->iov_len -= take;
+			done += take;
+		}
+	}
+	return done;
+}
+
+uint64_t iov_to_buf(const struct iovec *iov, unsigned nr, void *buf, uint64_t len)
+{
+	uint64_t done = 0;
+	for (unsigned i = 0; i < nr && done < len; i++) {
+		uint64_t n = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+		memcpy((uint8_t *)buf + done, iov[i].iov_base, n);
+		done += n;
+	}
+	return done;
+}
+
+uint64_t iov_from_buf(const struct iovec *iov, unsigned nr, const void *buf, uint64_t len)
+{
+	uint64_t done = 0;
+	for (unsigned i = 0; i < nr && done < len; i++) {
+		uint64_t n = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+		memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
+		done += n;
+	}
+	return done;
+}
