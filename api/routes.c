@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "blk.h"
 #include "config_json.h"
+#include "drives_json.h"
 #include "i8042.h"
 #include "log.h"
 #include "version.h"
@@ -132,8 +134,21 @@ static json_t *vm_config_json(const struct api_ctx *ctx)
 		json_object_set_new(boot, "initrd_path", json_string(cfg->boot.initrd_path));
 	if (cfg->boot.boot_args)
 		json_object_set_new(boot, "boot_args", json_string(cfg->boot.boot_args));
-	json_t *root = json_pack("{s:o, s:o, s:[], s:[], s:n}", "boot-source", boot,
-				 "machine-config", machine_config_json(cfg), "drives",
+	json_t *drives = json_array();
+	for (unsigned i = 0; i < cfg->nr_drives; i++) {
+		const struct drive_config *d = &cfg->drives[i];
+		json_t *obj = json_pack("{s:s, s:s, s:b, s:b, s:s, s:s}", "drive_id", d->drive_id,
+					"path_on_host", d->path_on_host, "is_root_device",
+					d->is_root_device, "is_read_only", d->is_read_only,
+					"cache_type",
+					d->cache_type == DRIVE_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
+					"io_engine", d->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync");
+		if (d->partuuid)
+			json_object_set_new(obj, "partuuid", json_string(d->partuuid));
+		json_array_append_new(drives, obj);
+	}
+	json_t *root = json_pack("{s:o, s:o, s:o, s:[], s:n}", "boot-source", boot,
+				 "machine-config", machine_config_json(cfg), "drives", drives,
 				 "network-interfaces", "vsock");
 	if (ctx->log_path)
 		json_object_set_new(root, "logger", json_pack("{s:s}", "log_path", ctx->log_path));
@@ -309,13 +324,46 @@ static unsigned patch_vm(struct api_ctx *ctx, json_t *body, struct api_reply *re
 	return 204;
 }
 
+static struct drive_config *find_drive(struct vm_config *cfg, const char *id)
+{
+	for (unsigned i = 0; i < cfg->nr_drives; i++)
+		if (strcmp(cfg->drives[i].drive_id, id) == 0)
+			return &cfg->drives[i];
+	return NULL;
+}
+
+/* PATCH /drives/{id} on a running VM: a new image or rate limiter for the live device.
+ * The configuration changes only if the device took the change. */
+static int patch_running_drive(struct api_ctx *ctx, const char *id, json_t *body, char *err)
+{
+	struct drive_config *d = find_drive(ctx->cfg, id);
+	if (!d) {
+		snprintf(err, API_ERR_LEN, "drive '%.64s' does not exist", id);
+		return -ENOENT;
+	}
+	char *old_path = strdup(d->path_on_host);
+	struct rate_limiter_config old_limits = d->rate_limiter;
+	int rc = api_patch_drive(ctx->cfg, id, body, err);
+	if (!rc) {
+		d = find_drive(ctx->cfg, id);
+		rc = blk_update(ctx->vm, d, err, API_ERR_LEN);
+		if (rc) {
+			free(d->path_on_host);
+			d->path_on_host = old_path;
+			d->rate_limiter = old_limits;
+			old_path = NULL;
+		}
+	}
+	free(old_path);
+	return rc;
+}
+
 /* Handles a request whose body parsed (or is absent for GET). */
 static unsigned handle(struct api_ctx *ctx, enum endpoint ep, unsigned method, const char *id,
 		       json_t *body, struct api_reply *reply)
 {
 	char err[API_ERR_LEN] = "";
 	int rc = 0;
-	(void)id;
 	switch (ep) {
 	case EP_ROOT:
 		reply->body = json_text(json_pack("{s:s, s:s, s:s, s:s}", "id", ctx->instance_id,
@@ -363,6 +411,15 @@ static unsigned handle(struct api_ctx *ctx, enum endpoint ep, unsigned method, c
 	case EP_VM:
 		return patch_vm(ctx, body, reply);
 	case EP_DRIVES:
+		if (method == M_PATCH && ctx->started)
+			rc = patch_running_drive(ctx, id, body, err);
+		else if (ctx->started)
+			return fault(reply, 400, PRE_BOOT_ONLY);
+		else if (method == M_PATCH)
+			rc = api_patch_drive(ctx->cfg, id, body, err);
+		else
+			rc = api_put_drive(ctx->cfg, id, body, err);
+		break;
 	case EP_NETWORK_INTERFACES:
 	case EP_VSOCK:
 		snprintf(err, sizeof(err), "%s is not supported by this ember build yet",

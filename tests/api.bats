@@ -230,3 +230,32 @@ teardown() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"exists and is not a socket"* ]]
 }
+
+@test "Firecracker's getting-started curl sequence boots the test guest with drives" {
+	api_start
+	truncate -s 8M "$D/rootfs.img"
+	truncate -s 4M "$D/data.img"
+	tests/fc-getting-started.sh "$SOCK" "$TEST_GUEST" "$D/rootfs.img" "console=ttyS0 halt" 1 64
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	grep -q "hello from the guest" "$D/ember.out"
+	expect_api 200 GET / "" '"state":"Running"'
+	expect_api 200 GET /vm/config "" '"drive_id":"rootfs"'
+	expect_api 400 PUT /drives/data "{\"drive_id\": \"data\", \"path_on_host\": \"$D/data.img\", \"is_root_device\": false, \"is_read_only\": true}" "not supported after starting"
+	# PATCH on a running VM swaps the image behind the drive.
+	expect_api 204 PATCH /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$D/data.img\"}"
+	expect_api 200 GET /vm/config "" "\"path_on_host\":\"$D/data.img\""
+	expect_api 400 PATCH /drives/nope '{"drive_id": "nope", "path_on_host": "/x"}' "nope"
+	expect_api 400 PATCH /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$D/missing.img\"}" "missing.img"
+	expect_api 200 GET /vm/config "" "\"path_on_host\":\"$D/data.img\""
+}
+
+@test "drive endpoints before boot: PUT, PATCH, and their errors" {
+	api_start
+	truncate -s 4M "$D/a.img"
+	expect_api 204 PUT /drives/a "{\"drive_id\": \"a\", \"path_on_host\": \"$D/a.img\", \"is_root_device\": false, \"is_read_only\": false}"
+	expect_api 400 PUT /drives/a "{\"drive_id\": \"b\", \"path_on_host\": \"$D/a.img\", \"is_root_device\": false, \"is_read_only\": false}" ""
+	expect_api 400 PUT /drives/c '{"drive_id": "c", "path_on_host": 5, "is_root_device": false, "is_read_only": false}' "path_on_host"
+	expect_api 400 PUT /drives/c '{"drive_id": "c", "path_on_host": "/x", "is_root_device": false, "is_read_only": false, "bogus": 1}' "bogus"
+	expect_api 204 PATCH /drives/a '{"drive_id": "a", "rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}'
+	expect_api 200 GET /vm/config "" '"drive_id":"a"'
+}

@@ -80,3 +80,13 @@ boot_linux() {
 	[[ "$output" == *"Kernel panic"* ]]
 	[[ "$output" != *"not-reached"* ]]
 }
+
+@test "the API boots Linux with its root on /dev/vda, Firecracker's getting-started way" {
+	run ember_on_linux_host tests/api-linux-boot.sh "$D" 'echo api boot ok; mount | grep " / "'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"state":"Running"'* ]]
+	[[ "$output" == *"api boot ok"* ]]
+	[[ "$output" == *"/dev/vda on / type ext4"* ]]
+	[[ "$output" =~ Guest-boot-time\ =\ +[0-9]+\ us ]]
+}
