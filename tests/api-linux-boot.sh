@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$1 cmd=$2
 cp build/guest/rootfs.ext4 "$dir/rootfs.ext4"
-sock="$dir/api.sock"
+# A Unix socket cannot live on the emulated host's 9p share: keep it in /tmp.
+sock=$(mktemp -u /tmp/ember-api-XXXXXX.sock)
 build/ember --api-sock "$sock" --boot-timer >"$dir/console" 2>&1 &
 pid=$!
 for _ in $(seq 500); do [ -S "$sock" ] && break; sleep 0.01; done

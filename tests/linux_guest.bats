@@ -82,11 +82,12 @@ boot_linux() {
 }
 
 @test "the API boots Linux with its root on /dev/vda, Firecracker's getting-started way" {
-	run ember_on_linux_host tests/api-linux-boot.sh "$D" 'echo api boot ok; mount | grep " / "'
+	run ember_on_linux_host tests/api-linux-boot.sh "$D" 'echo api boot ok; cat /proc/cmdline; mount | grep -w ext4'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *'"state":"Running"'* ]]
 	[[ "$output" == *"api boot ok"* ]]
-	[[ "$output" == *"/dev/vda on / type ext4"* ]]
+	[[ "$output" == *"root=/dev/vda rw"* ]]
+	[[ "$output" == *" on / type ext4 (rw"* ]]
 	[[ "$output" =~ Guest-boot-time\ =\ +[0-9]+\ us ]]
 }

@@ -1,0 +1,349 @@
+#!/usr/bin/env bats
+# build/ember-jailer: the jail's tree, and in the jailed ember each layer the jailer adds:
+# user and group, no capabilities, no_new_privs, seccomp, cgroups (v1 and v2), the network
+# namespace, resource limits, PID namespace, daemonizing. Then the whole API flow under the
+# jailer, and every refusal of bad input with its message. Needs root, as the jailer does.
+
+load lib/common
+source "$EMBER_ROOT/tests/lib/host-kind.sh"
+
+JAILER="$EMBER_ROOT/build/ember-jailer"
+JUID=10000
+JGID=10001
+# Our cgroups live under their own parent, away from any real jail's.
+CG_PARENT=ember-bats
+
+setup_file() {
+	[ "$(id -u)" -eq 0 ] || skip "the jailer needs root"
+}
+
+setup() {
+	D=$(scratch_dir)
+	ID="jt-$$-$BATS_TEST_NUMBER"
+	BASE="$D/jails"
+	JAIL="$BASE/ember/$ID/root"
+	EMBER_PID=
+	NETNS=
+}
+
+teardown() {
+	if [ -n "$EMBER_PID" ]; then
+		kill -TERM "$EMBER_PID" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$EMBER_PID" 2>/dev/null || break; sleep 0.02; done
+	fi
+	# The jail's cgroups, in every hierarchy: leaves first, then our parent if empty.
+	local dir
+	for dir in /sys/fs/cgroup/*/"$CG_PARENT"/"$ID" /sys/fs/cgroup/"$CG_PARENT"/"$ID" \
+		/sys/fs/cgroup/*/"$CG_PARENT" /sys/fs/cgroup/"$CG_PARENT"; do
+		[ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
+	done
+	[ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null || true
+	rm -rf "$D"
+}
+
+# prepare_jail BOOT_ARGS: the libraries, the test guest and vm.json in the jail's root,
+# before the jailer runs (it leaves an existing jail directory in place, as Firecracker's).
+prepare_jail() {
+	"$EMBER_ROOT/jailer/jail-libs.sh" "$JAIL" "$EMBER"
+	install -m 0644 "$TEST_GUEST" "$JAIL/guest.elf"
+	write_config "$JAIL/vm.json" /guest.elf "" "$1" 2 64
+	chmod 0644 "$JAIL/vm.json"
+}
+
+# jail_start [JAILER OPTIONS...]: starts a halted test guest under the jailer in the
+# background and waits for it; sets EMBER_PID (the jailer execs ember in place).
+jail_start() {
+	prepare_jail halt
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" "$@" -- --no-api --config-file /vm.json >"$D/out" 2>&1 &
+	EMBER_PID=$!
+	wait_for "halting"
+}
+
+wait_for() { # wait_for TEXT [FILE]
+	local file=${2:-$D/out}
+	for _ in $(seq 250); do grep -q "$1" "$file" 2>/dev/null && return 0; sleep 0.02; done
+	echo "'$1' never appeared in $file:"
+	cat "$file"
+	return 1
+}
+
+# status_field PID FIELD: the field's value in /proc/PID/status, tabs squeezed.
+status_field() {
+	awk -v f="$2:" '$1 == f { $1 = ""; sub(/^ /, ""); print }' "/proc/$1/status"
+}
+
+# The v2 hierarchy's mount point and its root's controllers.
+v2_mount() {
+	awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts
+}
+
+# A v1 hierarchy with controller $1 is mounted.
+has_v1() {
+	awk -v c="$1" '$3 == "cgroup" { n = split($4, o, ","); for (i = 1; i <= n; i++) if (o[i] == c) f = 1 } END { exit !f }' /proc/mounts
+}
+
+@test "the jailer boots the test guest: ember copied in, tree, owners and modes" {
+	prepare_jail ""
+	run timeout 20 "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --no-api --config-file /vm.json --boot-timer
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+	# ember got the jail's id, and the boot timer counts from the jailer's start.
+	[[ "$output" =~ \[$ID\]\ \[Info\]\ Guest-boot-time\ =\ +[0-9]+\ us ]]
+	cmp "$EMBER" "$JAIL/ember"
+	[ "$(stat -c '%U:%G %a' "$JAIL/ember")" = "root:root 755" ]
+	[ "$(stat -c '%u:%g %a' "$JAIL")" = "$JUID:$JGID 755" ]
+	[ ! -e "$JAIL/old_root" ]
+	for dev in "kvm 10 232" "net/tun 10 200" "urandom 1 9"; do
+		set -- $dev
+		# %t/%T: major and minor in hex
+		[ "$(stat -c '%F %u:%g %a' "$JAIL/dev/$1")" = "character special file $JUID:$JGID 600" ]
+		[ "$(stat -c '%t %T' "$JAIL/dev/$1")" = "$(printf '%x %x' "$2" "$3")" ]
+	done
+}
+
+@test "every thread of the jailed ember: Uid/Gid, no capabilities, NoNewPrivs 1, Seccomp 2" {
+	jail_start
+	local threads=0
+	for task in /proc/"$EMBER_PID"/task/*; do
+		t=${task##*/}
+		echo "thread $t: $(tr -s '\t' ' ' <"$task/status" | grep -E '^(Name|Uid|Gid|Groups|Cap[A-Za-z]+|NoNewPrivs|Seccomp):' | tr '\n' ' ')"
+		[ "$(status_field "$EMBER_PID/task/$t" Uid)" = "$JUID $JUID $JUID $JUID" ]
+		[ "$(status_field "$EMBER_PID/task/$t" Gid)" = "$JGID $JGID $JGID $JGID" ]
+		[ -z "$(status_field "$EMBER_PID/task/$t" Groups)" ]
+		for cap in CapInh CapPrm CapEff CapBnd CapAmb; do
+			[ "$(status_field "$EMBER_PID/task/$t" $cap)" = 0000000000000000 ]
+		done
+		[ "$(status_field "$EMBER_PID/task/$t" NoNewPrivs)" = 1 ]
+		[ "$(status_field "$EMBER_PID/task/$t" Seccomp)" = 2 ]
+		threads=$((threads + 1))
+	done
+	[ "$threads" -ge 3 ] # the VMM thread and two vCPUs
+	# Its root is the jail (seen from here, its / holds the jail's files); the environment is
+	# empty; ember got the jail's id.
+	[ "$(stat -c %i /proc/"$EMBER_PID"/root/vm.json)" = "$(stat -c %i "$JAIL/vm.json")" ]
+	[ ! -e /proc/"$EMBER_PID"/root/old_root ]
+	[ ! -s /proc/"$EMBER_PID"/environ ]
+	grep -qx -- "--id=$ID" <(tr '\0' '\n' </proc/"$EMBER_PID"/cmdline)
+}
+
+@test "inherited descriptors are closed" {
+	prepare_jail halt
+	exec 7>"$D/inherited"
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --no-api --config-file /vm.json >"$D/out" 2>&1 &
+	EMBER_PID=$!
+	exec 7>&-
+	wait_for "halting"
+	ls -l /proc/"$EMBER_PID"/fd
+	! ls -l /proc/"$EMBER_PID"/fd | grep -q "$D/inherited"
+}
+
+@test "cgroup v1: ember is in the jail's cgroups and the values are applied" {
+	has_v1 cpu && has_v1 pids || skip "no cgroup v1 cpu and pids hierarchies here"
+	jail_start --parent-cgroup "$CG_PARENT" --cgroup cpu.shares=512 --cgroup pids.max=64
+	cat /proc/"$EMBER_PID"/cgroup
+	grep -Eq "^[0-9]+:([^:]*,)?cpu(,[^:]*)?:/$CG_PARENT/$ID\$" /proc/"$EMBER_PID"/cgroup
+	grep -Eq "^[0-9]+:pids:/$CG_PARENT/$ID\$" /proc/"$EMBER_PID"/cgroup
+	cpu=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/mounts)
+	pids=$(awk '$3 == "cgroup" && $4 ~ /(^|,)pids(,|$)/ { print $2; exit }' /proc/mounts)
+	[ "$(cat "$cpu/$CG_PARENT/$ID/cpu.shares")" = 512 ]
+	[ "$(cat "$pids/$CG_PARENT/$ID/pids.max")" = 64 ]
+	# Every thread, not just the one the jailer wrote into tasks.
+	[ "$(wc -l <"$pids/$CG_PARENT/$ID/tasks")" -eq "$(ls /proc/"$EMBER_PID"/task | wc -l)" ]
+}
+
+@test "cgroup v2: ember is in the jail's cgroup and the limits are applied" {
+	mount=$(v2_mount)
+	[ -n "$mount" ] || skip "no cgroup v2 hierarchy here"
+	controllers=$(cat "$mount/cgroup.controllers")
+	# A controller the v2 root offers on this machine, with a value to set.
+	setting=
+	for candidate in pids:pids.max=64 cpu:cpu.weight=50 memory:memory.max=536870912 \
+		hugetlb:hugetlb.2MB.max=2097152; do
+		if [[ " $controllers " == *" ${candidate%%:*} "* ]]; then
+			setting=${candidate#*:}
+			break
+		fi
+	done
+	[ -n "$setting" ] || skip "the v2 hierarchy has none of pids, cpu, memory, hugetlb"
+	jail_start --cgroup-version 2 --parent-cgroup "$CG_PARENT" --cgroup "$setting" \
+		--cgroup cgroup.max.descendants=0
+	cat /proc/"$EMBER_PID"/cgroup
+	grep -qx "0::/$CG_PARENT/$ID" /proc/"$EMBER_PID"/cgroup
+	[ "$(cat "$mount/$CG_PARENT/$ID/${setting%%=*}")" = "${setting#*=}" ]
+	[ "$(cat "$mount/$CG_PARENT/$ID/cgroup.max.descendants")" = 0 ]
+	grep -qw "${setting%%.*}" "$mount/$CG_PARENT/cgroup.subtree_control"
+}
+
+@test "--netns: ember runs in the given network namespace" {
+	NETNS="ember-bats-$$"
+	ip netns add "$NETNS"
+	jail_start --netns "/var/run/netns/$NETNS"
+	[ "$(stat -L -c %i /proc/"$EMBER_PID"/ns/net)" = "$(stat -L -c %i "/var/run/netns/$NETNS")" ]
+	[ "$(stat -L -c %i /proc/"$EMBER_PID"/ns/net)" != "$(stat -L -c %i /proc/self/ns/net)" ]
+	# And in a new mount namespace of its own.
+	[ "$(stat -L -c %i /proc/"$EMBER_PID"/ns/mnt)" != "$(stat -L -c %i /proc/self/ns/mnt)" ]
+}
+
+@test "--resource-limit: the limits are applied; without, no-file is 2048" {
+	jail_start --resource-limit no-file=123 --resource-limit fsize=1000000
+	grep -E "^Max open files +123 +123 " /proc/"$EMBER_PID"/limits
+	grep -E "^Max file size +1000000 +1000000 " /proc/"$EMBER_PID"/limits
+	kill -TERM "$EMBER_PID"
+	wait "$EMBER_PID" || true
+	ID="$ID-b"
+	JAIL="$BASE/ember/$ID/root"
+	jail_start
+	grep -E "^Max open files +2048 +2048 " /proc/"$EMBER_PID"/limits
+}
+
+@test "--new-pid-ns: ember is PID 1 of a new namespace; its PID is in <jail>/ember.pid" {
+	prepare_jail halt
+	# Output to a file: ember keeps the jailer's stdout open, a pipe would never end.
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" --new-pid-ns -- --no-api --config-file /vm.json \
+		--log-path /ember.log >"$D/out" 2>&1 # the jailer returns once the child runs
+	EMBER_PID=$(cat "$JAIL/ember.pid")
+	wait_for "VM started" "$JAIL/ember.log"
+	grep -E "^NSpid:\s+$EMBER_PID\s+1$" /proc/"$EMBER_PID"/status
+	[ "$(status_field "$EMBER_PID" Seccomp)" = 2 ]
+	# PID 1 still stops on SIGTERM: ember handles it (signalfd).
+	kill -TERM "$EMBER_PID"
+	for _ in $(seq 100); do kill -0 "$EMBER_PID" 2>/dev/null || break; sleep 0.02; done
+	! kill -0 "$EMBER_PID" 2>/dev/null
+	EMBER_PID=
+}
+
+@test "--daemonize: a session of its own, standard I/O on /dev/null" {
+	prepare_jail halt
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" --daemonize -- --no-api --config-file /vm.json \
+		--log-path /ember.log >"$D/out" 2>&1 &
+	EMBER_PID=$!
+	wait_for "VM started" "$JAIL/ember.log"
+	[ "$(awk '{ print $6 }' /proc/"$EMBER_PID"/stat)" = "$EMBER_PID" ] # session id
+	for fd in 0 1 2; do [ "$(readlink /proc/"$EMBER_PID"/fd/$fd)" = /dev/null ]; done
+	[ ! -s "$D/out" ]
+}
+
+@test "the API flow under the jailer boots the test guest (InstanceStart through the socket)" {
+	run timeout 60 "$EMBER_ROOT/tests/helpers/jailed-api-boot.sh" "$TEST_GUEST" "" "console=ttyS0" 2 64
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+	[[ "$output" =~ Guest-boot-time\ =\ +[0-9]+\ us ]]
+	[[ "$output" != *"bad syscall"* ]]
+}
+
+@test "the API flow under the jailer boots Linux where /dev/kvm can (the emulated host here)" {
+	[ -f "$GUEST_VMLINUX" ] && [ -f "$GUEST_INITRAMFS" ] || skip "no guest kernel: run make kernel rootfs"
+	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
+		skip "build/vmhost/bzImage missing: run make vmhost-kernel"
+	fi
+	export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-300}
+	run ember_on_linux_host timeout 240 "$EMBER_ROOT/tests/helpers/jailed-api-boot.sh" \
+		"$GUEST_VMLINUX" "$GUEST_INITRAMFS" "$LINUX_ARGS -- echo jailed guest userspace" 1 128
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"jailed guest userspace"* ]]
+	[[ "$output" == *"EMBER-EXIT-STATUS=0"* ]]
+	[[ "$output" != *"bad syscall"* ]]
+}
+
+# --- bad input: refused before anything is created, with a message naming the value ---
+
+# refused PATTERN JAILER-ARGS...: exit 1, PATTERN in the message, no jail created.
+refused() {
+	local pattern=$1
+	shift
+	run "$JAILER" "$@"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == "ember-jailer: "*"$pattern"* ]]
+	[ ! -e "$BASE/ember" ]
+}
+
+@test "refused: invalid ids" {
+	local common=(--exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir "$BASE")
+	refused "--id 'a/b': only letters, digits and '-' are allowed" --id a/b "${common[@]}"
+	refused "--id '..': only letters" --id .. "${common[@]}"
+	refused "--id 'vm_1': only letters" --id vm_1 "${common[@]}"
+	long=$(printf 'a%.0s' $(seq 65))
+	refused "--id '$long': must be 1 to 64 characters long" --id "$long" "${common[@]}"
+	refused "--id '': must be 1 to 64" --id "" "${common[@]}"
+}
+
+@test "refused: a missing, symlinked or non-regular exec file" {
+	local common=(--id "$ID" --uid 1 --gid 1 --chroot-base-dir "$BASE")
+	refused "--exec-file $D/nope: No such file or directory" --exec-file "$D/nope" "${common[@]}"
+	ln -s "$EMBER" "$D/ember-link"
+	refused "--exec-file $D/ember-link: is a symbolic link" --exec-file "$D/ember-link" "${common[@]}"
+	refused "--exec-file $D: is not a regular file" --exec-file "$D" "${common[@]}"
+	echo data >"$D/plain"
+	refused "--exec-file $D/plain: is not executable" --exec-file "$D/plain" "${common[@]}"
+}
+
+@test "refused: a missing network namespace, or a file that is not one" {
+	local common=(--id "$ID" --exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir "$BASE")
+	refused "--netns /var/run/netns/ember-bats-none: No such file or directory" \
+		--netns /var/run/netns/ember-bats-none "${common[@]}"
+	refused "--netns /proc/self/ns/mnt: is not a network namespace" \
+		--netns /proc/self/ns/mnt "${common[@]}"
+}
+
+@test "refused: unknown cgroup files and controllers, malformed settings" {
+	local common=(--id "$ID" --exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir "$BASE"
+		--parent-cgroup "$CG_PARENT")
+	if has_v1 cpu; then
+		refused "--cgroup cpu.no_such_file=1: unknown cgroup file 'cpu.no_such_file'" \
+			--cgroup cpu.no_such_file=1 "${common[@]}"
+	fi
+	refused "--cgroup nosuchctl.max=1: no cgroup v1 hierarchy has the 'nosuchctl' controller" \
+		--cgroup nosuchctl.max=1 "${common[@]}"
+	if [ -n "$(v2_mount)" ]; then
+		refused "has no 'nosuchctl' controller" --cgroup-version 2 --cgroup nosuchctl.max=1 "${common[@]}"
+	fi
+	refused "--cgroup 'cpushares=1': the file must be <controller>.<name>" --cgroup cpushares=1 "${common[@]}"
+	refused "--cgroup 'cpu.shares': expected FILE=VALUE" --cgroup cpu.shares "${common[@]}"
+	refused "--cgroup-version '3': expected 1 or 2" --cgroup-version 3 "${common[@]}"
+	refused "--parent-cgroup '../up': must not contain '..'" --parent-cgroup ../up \
+		--id "$ID" --exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir "$BASE"
+}
+
+@test "refused: a chroot base that is not a directory, or not absolute" {
+	echo file >"$D/file"
+	BASE="$D/file"
+	refused "--chroot-base-dir $D/file: is not a directory" \
+		--id "$ID" --exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir "$D/file"
+	BASE="$D/jails"
+	refused "--chroot-base-dir relative/dir: must be an absolute path" \
+		--id "$ID" --exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir relative/dir
+}
+
+@test "refused: bad uid, gid, resource limits, options and arguments" {
+	local common=(--id "$ID" --exec-file "$EMBER" --chroot-base-dir "$BASE")
+	refused "--uid 'root': expected a number" --uid root --gid 1 "${common[@]}"
+	refused "--gid '-1': expected a number" --uid 1 --gid -1 "${common[@]}"
+	refused "--uid '4294967295': expected a number from 0 to 4294967294" --uid 4294967295 --gid 1 "${common[@]}"
+	refused "--resource-limit 'nproc=1': unknown resource 'nproc'" --uid 1 --gid 1 --resource-limit nproc=1 "${common[@]}"
+	refused "--resource-limit 'fsize=big': 'big' is not a number" --uid 1 --gid 1 --resource-limit fsize=big "${common[@]}"
+	refused "unknown option '--bogus'" --uid 1 --gid 1 --bogus "${common[@]}"
+	refused "--netns needs a value" --uid 1 --gid 1 "${common[@]}" --netns
+	refused "unexpected argument 'stray'" --uid 1 --gid 1 "${common[@]}" stray
+	refused "--id, --exec-file, --uid and --gid are required" --id "$ID"
+}
+
+@test "a jail whose libraries are missing fails at exec with a message that says so" {
+	run "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --version
+	echo "$output"
+	if ldd "$EMBER" | grep -q 'not a dynamic executable'; then
+		[ "$status" -eq 0 ] # a static ember needs nothing else in the jail
+	else
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"exec /ember: its ELF interpreter or a shared library is missing inside the jail"* ]]
+	fi
+}
