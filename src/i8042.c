@@ -155,8 +155,10 @@ static void i8042_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
 
 int i8042_send_ctrl_alt_del(struct i8042 *d)
 {
-	/* Scan code set 2 as translated to set 1: make Ctrl, Alt, Del, then break all. */
-	static const uint8_t seq[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+	/* Scan code set 2 (the controller does not translate: CTR bit 6 is clear): press
+	 * Ctrl, Alt, Del, then release them (0xf0 prefixes a release). */
+	static const uint8_t seq[] = { 0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0,
+				       0x71, 0xf0, 0x11, 0xf0, 0x14 };
 	pthread_mutex_lock(&d->lock);
 	int rc = -EBUSY;
 	if (d->count + sizeof(seq) <= BUF_SIZE) {

@@ -91,3 +91,13 @@ boot_linux() {
 	[[ "$output" == *" on / type ext4 (rw"* ]]
 	[[ "$output" =~ Guest-boot-time\ =\ +[0-9]+\ us ]]
 }
+
+@test "SendCtrlAltDel through the API powers the Linux guest off" {
+	run ember_on_linux_host tests/api-linux-ctrl-alt-del.sh "$D"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"SendCtrlAltDel: 204"* ]]
+	[[ "$output" == *"Ctrl+Alt+Del, powering off"* ]]
+	secs=$(sed -n 's/.*ember exited with 0 after \([0-9]*\) s.*/\1/p' <<<"$output")
+	[ "$secs" -lt 30 ] # long before the guest's 60 s command would have ended
+}
