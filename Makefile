@@ -5,7 +5,7 @@ CC       ?= gcc
 BUILD    := build
 SANITIZE ?= 0
 
-CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio
+CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio -Ijailer
 LDFLAGS  := -Wl,--as-needed
 LDLIBS   := -ljansson -luring -lmicrohttpd -lseccomp -lpthread
 ifeq ($(SANITIZE),1)
@@ -55,6 +55,13 @@ $(GUEST_ELF): $(GUEST_SRC) tests/guest/guest.ld
 	$(CC) $(GUEST_CFLAGS) -Wl,-T,tests/guest/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments -static -o $@ $(GUEST_SRC)
 
 unit-tests: $(UNIT_BIN) $(GUEST_ELF)
+
+# Small C programs the bats suites run (tests/helpers/*.c), built without the VMM.
+HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,$(wildcard tests/helpers/*.c))
+unit-tests: $(HELPER_BIN)
+$(BUILD)/tests/helpers/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 deps:
 	rootfs/install-deps.sh

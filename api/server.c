@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "seccomp.h"
 
 /* Headers larger than this get libmicrohttpd's own error reply. */
 #define CONNECTION_MEMORY_LIMIT (32 * 1024)
@@ -191,6 +192,14 @@ static void *api_thread(void *arg)
 	epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev);
 	ev.data.fd = srv->stop_fd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, srv->stop_fd, &ev);
+	/* Before the first request: from here on clients drive this thread. */
+	int rc = seccomp_install(SECCOMP_API);
+	if (rc) {
+		log_err("cannot install the API thread's seccomp filter: %s", strerror(-rc));
+		vm_request_exit(srv->ctx->vm, 1);
+		close(ep);
+		return NULL;
+	}
 	for (;;) {
 		MHD_UNSIGNED_LONG_LONG timeout_ms;
 		int timeout = -1;

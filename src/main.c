@@ -15,6 +15,7 @@
 #include "version.h"
 #include "metrics.h"
 #include "vm.h"
+#include "seccomp.h"
 
 
 static struct termios saved_termios;
@@ -57,10 +58,14 @@ static void usage(FILE *out)
 		"  --log-path PATH       write the log to PATH (file or FIFO) instead of stderr\n"
 		"  --level LEVEL         Error, Warning, Info (default) or Debug\n"
 		"  --id ID               instance id shown in log lines\n"
+		"  --no-seccomp          install no seccomp filters (debugging only)\n"
+		"  --dump-seccomp THREAD write the compiled seccomp BPF of THREAD (vmm, vcpu or api)\n"
+		"                        to stdout and exit\n"
 		"  --version, --help\n"
 		"\n"
 		"Exit status: 0 when the guest powers off or resets, 1 on a setup error,\n"
-		"3 when a vCPU fails, 128+N when stopped by signal N.\n");
+		"3 when a vCPU fails, 148 when a seccomp filter traps a syscall,\n"
+		"128+N when stopped by signal N.\n");
 }
 
 static uint64_t cpu_ns(void)
@@ -78,7 +83,8 @@ int main(int argc, char **argv)
 	log_set_level_name("Info");
 
 	enum { OPT_NO_API = 256, OPT_CONFIG, OPT_BOOT_TIMER, OPT_LOG_PATH, OPT_LEVEL, OPT_ID,
-	       OPT_VERSION, OPT_API_SOCK, OPT_MAX_PAYLOAD };
+	       OPT_VERSION, OPT_API_SOCK, OPT_MAX_PAYLOAD, OPT_NO_SECCOMP, OPT_DUMP_SECCOMP,
+	       OPT_START_TIME_US, OPT_START_TIME_CPU_US };
 	static const struct option opts[] = {
 		{ "no-api", no_argument, NULL, OPT_NO_API },
 		{ "config-file", required_argument, NULL, OPT_CONFIG },
@@ -89,6 +95,10 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 		{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+		{ "dump-seccomp", required_argument, NULL, OPT_DUMP_SECCOMP },
+		{ "start-time-us", required_argument, NULL, OPT_START_TIME_US },
+		{ "start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -134,6 +144,34 @@ int main(int argc, char **argv)
 			if (*end || n == 0 || n > (1ULL << 30))
 				die("--http-api-max-payload-size %s: expected a byte count", optarg);
 			max_payload = (size_t)n;
+			break;
+		}
+		case OPT_NO_SECCOMP:
+			seccomp_disable();
+			break;
+		case OPT_DUMP_SECCOMP: {
+			int rc = seccomp_dump(optarg, STDOUT_FILENO);
+			if (rc == -EINVAL)
+				die("--dump-seccomp %s: expected vmm, vcpu or api", optarg);
+			if (rc)
+				die("--dump-seccomp %s: %s", optarg, strerror(-rc));
+			return 0;
+		}
+		case OPT_START_TIME_US:
+		case OPT_START_TIME_CPU_US: {
+			/* Passed by ember-jailer, as Firecracker's jailer does: the boot timer then
+			 * counts from the jailer's start, CPU time included. */
+			char *end;
+			errno = 0;
+			unsigned long long us = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end)
+				die("--%s %s: expected a number of microseconds",
+				    opt == OPT_START_TIME_US ? "start-time-us" : "start-time-cpu-us",
+				    optarg);
+			if (opt == OPT_START_TIME_US)
+				vm.start_ns = us * 1000;
+			else
+				vm.start_cpu_ns = us * 1000;
 			break;
 		}
 		case OPT_VERSION:

@@ -12,6 +12,7 @@
 #include "cpuid.h"
 #include "layout.h"
 #include "log.h"
+#include "seccomp.h"
 #include "metrics.h"
 
 #define VCPU_KICK_SIGNAL SIGRTMIN
@@ -270,6 +271,13 @@ static void wait_while_paused(struct vm *vm)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
+	/* Before the first KVM_RUN: from here on the guest drives this thread. */
+	int rc = seccomp_install(SECCOMP_VCPU);
+	if (rc) {
+		log_err("vCPU %u: cannot install the seccomp filter: %s", vcpu->index, strerror(-rc));
+		vm_request_exit(vcpu->vm, 1);
+		return NULL;
+	}
 	while (!atomic_load(&vcpu->vm->exiting)) {
 		wait_while_paused(vcpu->vm);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {

@@ -23,7 +23,7 @@
 #include "loader.h"
 #include "log.h"
 #include "mptable.h"
-#include "../jailer/seccomp.h"
+#include "seccomp.h"
 #include "serial.h"
 #include "vcpu.h"
 

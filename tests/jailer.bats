@@ -298,8 +298,15 @@ refused() {
 	local common=(--id "$ID" --exec-file "$EMBER" --uid 1 --gid 1 --chroot-base-dir "$BASE"
 		--parent-cgroup "$CG_PARENT")
 	if has_v1 cpu; then
-		refused "--cgroup cpu.no_such_file=1: unknown cgroup file 'cpu.no_such_file'" \
-			--cgroup cpu.no_such_file=1 "${common[@]}"
+		# Some files exist only below a hierarchy's root (pids.max), so a file that neither
+		# the root nor any child cgroup shows is refused once the jail's cgroup exists:
+		# after the jail directory, but before any value is written or ember runs.
+		run "$JAILER" --cgroup cpu.no_such_file=1 "${common[@]}"
+		echo "$output"
+		[ "$status" -eq 1 ]
+		[[ "$output" == "ember-jailer: --cgroup cpu.no_such_file=1: unknown cgroup file 'cpu.no_such_file'"* ]]
+		[ ! -d "$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/mounts)/$CG_PARENT/$ID" ]
+		rm -rf "$BASE"
 	fi
 	refused "--cgroup nosuchctl.max=1: no cgroup v1 hierarchy has the 'nosuchctl' controller" \
 		--cgroup nosuchctl.max=1 "${common[@]}"
