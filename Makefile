@@ -5,7 +5,7 @@ CC       ?= gcc
 BUILD    := build
 SANITIZE ?= 0
 
-CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio -Ijailer
+CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio -iquote jailer
 LDFLAGS  := -Wl,--as-needed
 LDLIBS   := -ljansson -luring -lmicrohttpd -lseccomp -lpthread
 ifeq ($(SANITIZE),1)

@@ -10,7 +10,7 @@
 #include "config.h"
 #include "vm.h"
 
-#define API_DEFAULT_SOCKET "/run/ember.socket"
+#define API_DEFAULT_SOCKET	"/run/ember.socket"
 #define API_DEFAULT_MAX_PAYLOAD 51200
 
 /* The VMM-side state the routes work on. */
@@ -27,7 +27,7 @@ struct api_ctx {
 
 struct api_reply {
 	unsigned status; /* HTTP status */
-	char *body;      /* JSON text (malloc'd) or NULL for no body */
+	char *body;	 /* JSON text (malloc'd) or NULL for no body */
 };
 
 /* Routes one request on the VMM thread. body may be NULL (no body). */

@@ -22,7 +22,7 @@ static int check_keys(json_t *obj, const char *what, const char *const *allowed,
 {
 	const char *key;
 	json_t *val;
-	json_object_foreach(obj, key, val) {
+	json_object_foreach (obj, key, val) {
 		bool known = false;
 		for (const char *const *a = allowed; *a; a++)
 			if (strcmp(key, *a) == 0)
@@ -95,8 +95,7 @@ static int get_bool(json_t *obj, const char *what, const char *key, bool *out, c
 
 int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 {
-	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args",
-					    NULL };
+	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args", NULL };
 	const char *what = "boot-source";
 	if (check_object(body, what, err) || check_keys(body, what, keys, err))
 		return -EINVAL;
@@ -128,9 +127,10 @@ int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 
 int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, char *err)
 {
-	static const char *const keys[] = { "vcpu_count",	 "mem_size_mib", "smt",
-					    "track_dirty_pages", "cpu_template", "huge_pages",
-					    NULL };
+	static const char *const keys[] = {
+		"vcpu_count",	"mem_size_mib", "smt", "track_dirty_pages",
+		"cpu_template", "huge_pages",	NULL
+	};
 	const char *what = "machine-config";
 	if (check_object(body, what, err) || check_keys(body, what, keys, err))
 		return -EINVAL;
@@ -149,8 +149,10 @@ int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, ch
 	 * templates and no huge-page backing. */
 	json_t *tmpl = json_object_get(body, "cpu_template");
 	if (tmpl && !(json_is_string(tmpl) && strcmp(json_string_value(tmpl), "None") == 0))
-		return fail(err, "%s: field 'cpu_template' must be \"None\" (ember has no CPU templates)",
-			    what);
+		return fail(
+			err,
+			"%s: field 'cpu_template' must be \"None\" (ember has no CPU templates)",
+			what);
 	json_t *huge = json_object_get(body, "huge_pages");
 	if (huge && !(json_is_string(huge) && strcmp(json_string_value(huge), "None") == 0))
 		return fail(err, "%s: field 'huge_pages' must be \"None\"", what);
@@ -204,7 +206,7 @@ int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
 	}
 	const char *key;
 	json_t *val;
-	json_object_foreach(root, key, val) {
+	json_object_foreach (root, key, val) {
 		if (strcmp(key, "boot-source") == 0)
 			rc = api_put_boot_source(cfg, val, inner);
 		else if (strcmp(key, "machine-config") == 0)

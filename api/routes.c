@@ -67,7 +67,7 @@ static struct metric_group request_groups[3];
 void api_metrics_init(void)
 {
 	static const char *const group_names[3] = { "get_api_requests", "put_api_requests",
-						     "patch_api_requests" };
+						    "patch_api_requests" };
 	for (unsigned m = 0; m < 3; m++) {
 		unsigned n = 0;
 		for (unsigned e = 0; e < EP_COUNT; e++) {
@@ -80,8 +80,8 @@ void api_metrics_init(void)
 			request_metrics[m][n++].name = count; /* lives as long as the process */
 			request_metrics[m][n++].name = fails;
 		}
-		request_groups[m] = (struct metric_group){ group_names[m], request_metrics[m], n,
-							   NULL };
+		request_groups[m] =
+			(struct metric_group){ group_names[m], request_metrics[m], n, NULL };
 		metrics_register(&request_groups[m]);
 	}
 }
@@ -129,7 +129,8 @@ static json_t *vm_config_json(const struct api_ctx *ctx)
 	const struct vm_config *cfg = ctx->cfg;
 	json_t *boot = json_object();
 	if (cfg->boot.kernel_image_path)
-		json_object_set_new(boot, "kernel_image_path", json_string(cfg->boot.kernel_image_path));
+		json_object_set_new(boot, "kernel_image_path",
+				    json_string(cfg->boot.kernel_image_path));
 	if (cfg->boot.initrd_path)
 		json_object_set_new(boot, "initrd_path", json_string(cfg->boot.initrd_path));
 	if (cfg->boot.boot_args)
@@ -137,12 +138,12 @@ static json_t *vm_config_json(const struct api_ctx *ctx)
 	json_t *drives = json_array();
 	for (unsigned i = 0; i < cfg->nr_drives; i++) {
 		const struct drive_config *d = &cfg->drives[i];
-		json_t *obj = json_pack("{s:s, s:s, s:b, s:b, s:s, s:s}", "drive_id", d->drive_id,
-					"path_on_host", d->path_on_host, "is_root_device",
-					d->is_root_device, "is_read_only", d->is_read_only,
-					"cache_type",
-					d->cache_type == DRIVE_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
-					"io_engine", d->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync");
+		json_t *obj = json_pack(
+			"{s:s, s:s, s:b, s:b, s:s, s:s}", "drive_id", d->drive_id, "path_on_host",
+			d->path_on_host, "is_root_device", d->is_root_device, "is_read_only",
+			d->is_read_only, "cache_type",
+			d->cache_type == DRIVE_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
+			"io_engine", d->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync");
 		if (d->partuuid)
 			json_object_set_new(obj, "partuuid", json_string(d->partuuid));
 		json_array_append_new(drives, obj);
@@ -197,11 +198,11 @@ int api_instance_start(struct api_ctx *ctx, char *err)
 
 static int put_logger(struct api_ctx *ctx, json_t *body, char *err)
 {
-	static const char *const keys[] = { "log_path", "level", "show_level", "show_log_origin",
-					    "module", NULL };
+	static const char *const keys[] = { "log_path",	       "level",	 "show_level",
+					    "show_log_origin", "module", NULL };
 	const char *key;
 	json_t *val;
-	json_object_foreach(body, key, val) {
+	json_object_foreach (body, key, val) {
 		bool known = false;
 		for (const char *const *k = keys; *k; k++)
 			known |= strcmp(*k, key) == 0;
@@ -216,8 +217,9 @@ static int put_logger(struct api_ctx *ctx, json_t *body, char *err)
 	if ((path && !json_is_string(path)) || (level && !json_is_string(level)) ||
 	    (show_level && !json_is_boolean(show_level)) ||
 	    (show_origin && !json_is_boolean(show_origin))) {
-		snprintf(err, API_ERR_LEN, "logger: log_path and level must be strings, "
-					   "show_level and show_log_origin booleans");
+		snprintf(err, API_ERR_LEN,
+			 "logger: log_path and level must be strings, "
+			 "show_level and show_log_origin booleans");
 		return -EINVAL;
 	}
 	if (level && log_set_level_name(json_string_value(level))) {
@@ -227,8 +229,8 @@ static int put_logger(struct api_ctx *ctx, json_t *body, char *err)
 	if (path) {
 		int rc = log_open(json_string_value(path));
 		if (rc) {
-			snprintf(err, API_ERR_LEN, "logger: cannot open %s: %s", json_string_value(path),
-				 strerror(-rc));
+			snprintf(err, API_ERR_LEN, "logger: cannot open %s: %s",
+				 json_string_value(path), strerror(-rc));
 			return rc;
 		}
 		free(ctx->log_path);
@@ -244,7 +246,8 @@ static int put_metrics(struct api_ctx *ctx, json_t *body, char *err)
 {
 	json_t *path = json_object_get(body, "metrics_path");
 	if (json_object_size(body) != 1 || !path || !json_is_string(path)) {
-		snprintf(err, API_ERR_LEN, "metrics: expected exactly one string field 'metrics_path'");
+		snprintf(err, API_ERR_LEN,
+			 "metrics: expected exactly one string field 'metrics_path'");
 		return -EINVAL;
 	}
 	if (ctx->metrics_path) {
@@ -261,14 +264,15 @@ static int put_metrics(struct api_ctx *ctx, json_t *body, char *err)
 	return api_metrics_timer_start(ctx);
 }
 
-#define PRE_BOOT_ONLY "The requested operation is not supported after starting the microVM."
+#define PRE_BOOT_ONLY  "The requested operation is not supported after starting the microVM."
 #define POST_BOOT_ONLY "The requested operation is not supported before starting the microVM."
 
 static unsigned put_actions(struct api_ctx *ctx, json_t *body, struct api_reply *reply)
 {
 	json_t *type = json_object_get(body, "action_type");
 	if (json_object_size(body) != 1 || !type || !json_is_string(type))
-		return fault(reply, 400, "actions: expected exactly one string field 'action_type'");
+		return fault(reply, 400,
+			     "actions: expected exactly one string field 'action_type'");
 	const char *action = json_string_value(type);
 	char err[API_ERR_LEN] = "";
 	if (strcmp(action, "InstanceStart") == 0) {
@@ -293,7 +297,8 @@ static unsigned put_actions(struct api_ctx *ctx, json_t *body, struct api_reply 
 		}
 	} else {
 		snprintf(err, sizeof(err),
-			 "actions: unknown action_type '%.100s' (InstanceStart, SendCtrlAltDel, FlushMetrics)",
+			 "actions: unknown action_type '%.100s' (InstanceStart, SendCtrlAltDel, "
+			 "FlushMetrics)",
 			 action);
 		return fault(reply, 400, err);
 	}
@@ -371,8 +376,8 @@ static unsigned handle(struct api_ctx *ctx, enum endpoint ep, unsigned method, c
 						  EMBER_VERSION, "app_name", "ember"));
 		break;
 	case EP_VERSION:
-		reply->body = json_text(json_pack("{s:s, s:s}", "firecracker_version", EMBER_VERSION,
-						  "ember_version", EMBER_VERSION));
+		reply->body = json_text(json_pack("{s:s, s:s}", "firecracker_version",
+						  EMBER_VERSION, "ember_version", EMBER_VERSION));
 		break;
 	case EP_VM_CONFIG:
 		reply->body = json_text(vm_config_json(ctx));
@@ -466,7 +471,7 @@ void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, con
 		fault(reply, 404, msg);
 		return;
 	}
-	unsigned m = strcmp(method, "GET") == 0	  ? M_GET
+	unsigned m = strcmp(method, "GET") == 0	    ? M_GET
 		     : strcmp(method, "PUT") == 0   ? M_PUT
 		     : strcmp(method, "PATCH") == 0 ? M_PATCH
 						    : 0;

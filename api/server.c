@@ -19,7 +19,7 @@
 
 /* Headers larger than this get libmicrohttpd's own error reply. */
 #define CONNECTION_MEMORY_LIMIT (32 * 1024)
-#define CONNECTION_TIMEOUT_S 60
+#define CONNECTION_TIMEOUT_S	60
 
 /* One request being received on a connection. */
 struct pending {
@@ -159,10 +159,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		size_t size = cl ? (size_t)strtoull(cl, NULL, 10) : p->len;
-		return send_reply(conn, MHD_HTTP_BAD_REQUEST,
-				  fault("Request payload with size %zu is larger than the limit of %zu "
-					"allowed by server.",
-					size, srv->max_payload));
+		return send_reply(
+			conn, MHD_HTTP_BAD_REQUEST,
+			fault("Request payload with size %zu is larger than the limit of %zu "
+			      "allowed by server.",
+			      size, srv->max_payload));
 	}
 	struct api_reply reply;
 	hand_to_vmm(srv, method, url, p, &reply);
@@ -186,7 +187,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void *api_thread(void *arg)
 {
 	struct api_server *srv = arg;
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = info->epoll_fd };
 	epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev);
@@ -267,7 +269,8 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 	pthread_cond_init(&srv->done_cond, NULL);
 	srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	strcpy(addr.sun_path, path);
-	if (srv->listen_fd < 0 || bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	if (srv->listen_fd < 0 ||
+	    bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    listen(srv->listen_fd, 64) < 0) {
 		snprintf(err, VM_ERR_LEN, "API socket %s: %s", path, strerror(errno));
 		goto fail;

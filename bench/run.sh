@@ -7,3 +7,9 @@ bench/start-test-guest.sh "${EMBER_BENCH_RUNS:-50}"
 echo
 echo "== 2. Linux boot to /init in the emulated KVM host: ember vs QEMU microvm"
 bench/linux-boot.sh
+echo
+echo "== 3/4. virtio-blk from inside a Linux guest: Sync vs Async vs QEMU virtio-blk"
+bench/blk.sh -t 3 -r 3
+echo
+echo "== 5. start until the API socket accepts: directly vs through ember-jailer"
+bench/jailer.sh 50

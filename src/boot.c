@@ -8,23 +8,23 @@
 
 /* boot_params offsets (Documentation/arch/x86/zero-page.rst and boot.rst). */
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
-#define BP_EXT_RAMDISK_SIZE 0x0c4
-#define BP_EXT_CMD_LINE_PTR 0x0c8
-#define BP_E820_ENTRIES 0x1e8
-#define BP_BOOT_FLAG 0x1fe
-#define BP_HEADER 0x202
-#define BP_VERSION 0x206
-#define BP_TYPE_OF_LOADER 0x210
-#define BP_LOADFLAGS 0x211
-#define BP_RAMDISK_IMAGE 0x218
-#define BP_RAMDISK_SIZE 0x21c
-#define BP_HEAP_END_PTR 0x224
-#define BP_CMD_LINE_PTR 0x228
-#define BP_KERNEL_ALIGNMENT 0x230
-#define BP_CMDLINE_SIZE 0x238
-#define BP_E820_TABLE 0x2d0
+#define BP_EXT_RAMDISK_SIZE  0x0c4
+#define BP_EXT_CMD_LINE_PTR  0x0c8
+#define BP_E820_ENTRIES	     0x1e8
+#define BP_BOOT_FLAG	     0x1fe
+#define BP_HEADER	     0x202
+#define BP_VERSION	     0x206
+#define BP_TYPE_OF_LOADER    0x210
+#define BP_LOADFLAGS	     0x211
+#define BP_RAMDISK_IMAGE     0x218
+#define BP_RAMDISK_SIZE	     0x21c
+#define BP_HEAP_END_PTR	     0x224
+#define BP_CMD_LINE_PTR	     0x228
+#define BP_KERNEL_ALIGNMENT  0x230
+#define BP_CMDLINE_SIZE	     0x238
+#define BP_E820_TABLE	     0x2d0
 
-#define LOADED_HIGH 0x01
+#define LOADED_HIGH  0x01
 #define CAN_USE_HEAP 0x80
 
 unsigned boot_e820_layout(uint64_t mem_size, struct e820_entry *out, unsigned max)
@@ -41,8 +41,8 @@ unsigned boot_e820_layout(uint64_t mem_size, struct e820_entry *out, unsigned ma
 	return n;
 }
 
-int boot_cmdline_build(char *out, size_t max_len, const char *boot_args,
-		       const char *const *extra, unsigned nr_extra)
+int boot_cmdline_build(char *out, size_t max_len, const char *boot_args, const char *const *extra,
+		       unsigned nr_extra)
 {
 	const char *init_args = NULL;
 	size_t head_len = strlen(boot_args);
@@ -162,8 +162,8 @@ int boot_write_page_tables(struct vm *vm)
 
 	gdt[0] = 0;
 	gdt[1] = 0;
-	gdt[BOOT_CS_SELECTOR / 8] = boot_gdt_entry(0xa09b, 0, 0xfffff);  /* 64-bit code */
-	gdt[BOOT_DS_SELECTOR / 8] = boot_gdt_entry(0xc093, 0, 0xfffff);  /* flat data */
+	gdt[BOOT_CS_SELECTOR / 8] = boot_gdt_entry(0xa09b, 0, 0xfffff);	 /* 64-bit code */
+	gdt[BOOT_DS_SELECTOR / 8] = boot_gdt_entry(0xc093, 0, 0xfffff);	 /* flat data */
 	gdt[BOOT_TSS_SELECTOR / 8] = boot_gdt_entry(0x808b, 0, 0xfffff); /* busy TSS */
 	idt[0] = 0;
 	return 0;

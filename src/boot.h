@@ -9,7 +9,7 @@
 #include "loader.h"
 #include "vm.h"
 
-#define E820_RAM 1
+#define E820_RAM	 1
 #define E820_MAX_ENTRIES 128
 
 struct e820_entry {
@@ -19,18 +19,18 @@ struct e820_entry {
 } __attribute__((packed));
 
 /* GDT selectors the boot protocol asks for (__BOOT_CS, __BOOT_DS) and our TSS. */
-#define BOOT_CS_SELECTOR 0x10
-#define BOOT_DS_SELECTOR 0x18
+#define BOOT_CS_SELECTOR  0x10
+#define BOOT_DS_SELECTOR  0x18
 #define BOOT_TSS_SELECTOR 0x20
-#define BOOT_GDT_ENTRIES 5
+#define BOOT_GDT_ENTRIES  5
 
 /* The RAM ranges for a guest of mem_size bytes; returns the number of entries. */
 unsigned boot_e820_layout(uint64_t mem_size, struct e820_entry *out, unsigned max);
 
 /* Joins boot_args and the VMM's own arguments (virtio_mmio.device=...), keeping everything
  * after " -- " last since the kernel hands it to init. -ENAMETOOLONG past max_len. */
-int boot_cmdline_build(char *out, size_t max_len, const char *boot_args,
-		       const char *const *extra, unsigned nr_extra);
+int boot_cmdline_build(char *out, size_t max_len, const char *boot_args, const char *const *extra,
+		       unsigned nr_extra);
 
 /* A GDT descriptor from Intel's flags/access word, base and limit. */
 uint64_t boot_gdt_entry(uint16_t flags, uint32_t base, uint32_t limit);

@@ -13,8 +13,7 @@ static uint64_t process_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static void boot_timer_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len,
-			  bool is_write)
+static void boot_timer_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write)
 {
 	struct vm *vm = opaque;
 	if (!is_write) {
@@ -33,8 +32,8 @@ static void boot_timer_io(void *opaque, uint64_t offset, uint8_t *data, unsigned
 
 void boot_timer_register(struct vm *vm)
 {
-	int rc = io_bus_register(&vm->mmio_bus, BOOT_TIMER_ADDR, BOOT_TIMER_SIZE, boot_timer_io,
-				 vm, "boot-timer");
+	int rc = io_bus_register(&vm->mmio_bus, BOOT_TIMER_ADDR, BOOT_TIMER_SIZE, boot_timer_io, vm,
+				 "boot-timer");
 	if (rc)
 		die("boot timer: cannot register at 0x%llx", (unsigned long long)BOOT_TIMER_ADDR);
 }

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t len, io_handler_fn fn,
-		    void *opaque, const char *name)
+int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t len, io_handler_fn fn, void *opaque,
+		    const char *name)
 {
 	if (len == 0 || base + len < base)
 		return -EINVAL;

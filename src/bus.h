@@ -24,8 +24,8 @@ struct io_bus {
 };
 
 /* -EINVAL for an empty or wrapping range, -EEXIST when it overlaps a registered one. */
-int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t len, io_handler_fn fn,
-		    void *opaque, const char *name);
+int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t len, io_handler_fn fn, void *opaque,
+		    const char *name);
 /* Dispatches an access; false when no device claims all of [addr, addr+len). */
 bool io_bus_access(const struct io_bus *bus, uint64_t addr, uint8_t *data, unsigned len,
 		   bool is_write);

@@ -6,20 +6,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define VCPU_MAX 32
+#define VCPU_MAX    32
 #define MEM_MIB_MIN 16
 #define MEM_MIB_MAX (1024 * 1024) /* 1 TiB: a sanity bound, not a promise */
-#define CMDLINE_MAX 2048          /* Linux's x86 COMMAND_LINE_SIZE */
+#define CMDLINE_MAX 2048	  /* Linux's x86 COMMAND_LINE_SIZE */
 
 /* Firecracker's default when boot_args is not given. */
-#define DEFAULT_BOOT_ARGS                                                              \
-	"reboot=k panic=1 pci=off nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux " \
+#define DEFAULT_BOOT_ARGS                                                                          \
+	"reboot=k panic=1 pci=off nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux "               \
 	"i8042.nopnp i8042.dumbkbd"
 
 struct boot_source_config {
 	char *kernel_image_path; /* NULL until configured */
-	char *initrd_path;       /* optional */
-	char *boot_args;         /* NULL means DEFAULT_BOOT_ARGS */
+	char *initrd_path;	 /* optional */
+	char *boot_args;	 /* NULL means DEFAULT_BOOT_ARGS */
 };
 
 struct machine_config {

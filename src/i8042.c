@@ -12,11 +12,11 @@
 #include "log.h"
 
 #define STATUS_OUT_FULL 0x01
-#define STATUS_SYSTEM 0x04
-#define STATUS_CMD 0x08 /* last write went to the command port */
+#define STATUS_SYSTEM	0x04
+#define STATUS_CMD	0x08 /* last write went to the command port */
 #define STATUS_UNLOCKED 0x10 /* keyboard not inhibited by the key lock */
-#define CTR_KBD_INT 0x01
-#define CTR_SYSTEM 0x04
+#define CTR_KBD_INT	0x01
+#define CTR_SYSTEM	0x04
 
 enum {
 	CMD_READ_CTR = 0x20,

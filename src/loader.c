@@ -62,7 +62,8 @@ static void classify_elf(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *ph, uin
 			if (n->n_namesz == 6 && name_off + 6 <= ph[i].p_filesz &&
 			    memcmp(notes + name_off, "Linux", 6) == 0)
 				k->is_linux = true;
-			off = name_off + ((n->n_namesz + 3ULL) & ~3ULL) + ((n->n_descsz + 3ULL) & ~3ULL);
+			off = name_off + ((n->n_namesz + 3ULL) & ~3ULL) +
+			      ((n->n_descsz + 3ULL) & ~3ULL);
 		}
 		free(notes);
 	}
@@ -79,7 +80,8 @@ static void classify_elf(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *ph, uin
 		if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum)
 			continue;
 		const Elf64_Shdr *strtab = &sh[sh[i].sh_link];
-		if (strtab->sh_size > (64u << 20) || strtab->sh_offset + strtab->sh_size > file_size)
+		if (strtab->sh_size > (64u << 20) ||
+		    strtab->sh_offset + strtab->sh_size > file_size)
 			continue;
 		char *str = malloc(strtab->sh_size + 1);
 		if (!str || read_at(fd, str, strtab->sh_size, strtab->sh_offset)) {
@@ -115,8 +117,7 @@ static int load_elf(struct vm *vm, int fd, const char *path, uint64_t file_size,
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > MAX_PHDRS)
 		return fail(err, -EINVAL, "kernel %s: bad program header table", path);
 	Elf64_Phdr ph[MAX_PHDRS];
-	if (eh.e_phoff > file_size ||
-	    read_at(fd, ph, eh.e_phnum * sizeof(Elf64_Phdr), eh.e_phoff))
+	if (eh.e_phoff > file_size || read_at(fd, ph, eh.e_phnum * sizeof(Elf64_Phdr), eh.e_phoff))
 		return fail(err, -EINVAL, "kernel %s: truncated program header table", path);
 
 	bool entry_loaded = false;
@@ -130,16 +131,19 @@ static int load_elf(struct vm *vm, int fd, const char *path, uint64_t file_size,
 		if (p->p_filesz > p->p_memsz || p->p_offset > file_size ||
 		    p->p_filesz > file_size - p->p_offset)
 			return fail(err, -EINVAL,
-				    "kernel %s: segment %u extends past the end of the file (truncated?)",
+				    "kernel %s: segment %u extends past the end of the file "
+				    "(truncated?)",
 				    path, i);
 		if (p->p_paddr < HIMEM_START)
 			return fail(err, -EINVAL,
-				    "kernel %s: segment %u at 0x%llx would overwrite the boot structures below 1 MiB",
+				    "kernel %s: segment %u at 0x%llx would overwrite the boot "
+				    "structures below 1 MiB",
 				    path, i, (unsigned long long)p->p_paddr);
 		uint8_t *dst = gpa_to_hva(vm, p->p_paddr, p->p_memsz);
 		if (!dst)
 			return fail(err, -EINVAL,
-				    "kernel %s: segment %u (0x%llx, %llu bytes) does not fit in guest memory (%llu MiB)",
+				    "kernel %s: segment %u (0x%llx, %llu bytes) does not fit in "
+				    "guest memory (%llu MiB)",
 				    path, i, (unsigned long long)p->p_paddr,
 				    (unsigned long long)p->p_memsz,
 				    (unsigned long long)(vm->mem_size >> 20));
@@ -154,8 +158,9 @@ static int load_elf(struct vm *vm, int fd, const char *path, uint64_t file_size,
 	if (loads == 0)
 		return fail(err, -EINVAL, "kernel %s: ELF has no loadable segment", path);
 	if (!entry_loaded)
-		return fail(err, -EINVAL, "kernel %s: entry point 0x%llx is outside the loaded segments",
-			    path, (unsigned long long)eh.e_entry);
+		return fail(err, -EINVAL,
+			    "kernel %s: entry point 0x%llx is outside the loaded segments", path,
+			    (unsigned long long)eh.e_entry);
 	k->entry = eh.e_entry;
 	k->is_bzimage = false;
 	k->initrd_addr_max = 0x37ffffff; /* the boot protocol's default for old kernels */
@@ -179,7 +184,8 @@ static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_s
 	k->protocol = (uint16_t)(hdr[0x206] | hdr[0x207] << 8);
 	if (k->protocol < 0x20c)
 		return fail(err, -EINVAL,
-			    "kernel %s: boot protocol %u.%02u is too old (2.12 needed for 64-bit entry)",
+			    "kernel %s: boot protocol %u.%02u is too old (2.12 needed for 64-bit "
+			    "entry)",
 			    path, k->protocol >> 8, k->protocol & 0xff);
 	uint16_t xloadflags = (uint16_t)(hdr[0x236] | hdr[0x237] << 8);
 	if (!(xloadflags & 1)) /* XLF_KERNEL_64 */
@@ -204,7 +210,8 @@ static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_s
 	uint8_t *dst = load >= HIMEM_START ? gpa_to_hva(vm, load, need) : NULL;
 	if (!dst)
 		return fail(err, -EINVAL,
-			    "kernel %s: needs %llu MiB of guest memory (%llu bytes at 0x%llx), the guest has %llu MiB",
+			    "kernel %s: needs %llu MiB of guest memory (%llu bytes at 0x%llx), the "
+			    "guest has %llu MiB",
 			    path, (unsigned long long)((load + need + (1 << 20) - 1) >> 20),
 			    (unsigned long long)need, (unsigned long long)load,
 			    (unsigned long long)(vm->mem_size >> 20));
@@ -223,7 +230,8 @@ static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_s
 	memcpy(k->setup_hdr + (0x214 - SETUP_HDR_OFFSET), &load32, 4);
 	k->initrd_addr_max = le32(hdr + 0x22c);
 	uint32_t cmdline_size = le32(hdr + 0x238);
-	k->cmdline_max = cmdline_size && cmdline_size < CMDLINE_MAX ? cmdline_size : CMDLINE_MAX - 1;
+	k->cmdline_max =
+		cmdline_size && cmdline_size < CMDLINE_MAX ? cmdline_size : CMDLINE_MAX - 1;
 	return 0;
 }
 
@@ -241,22 +249,25 @@ int loader_load_kernel(struct vm *vm, const char *path, struct kernel_image *k, 
 		rc = fail(err, -EINVAL, "kernel %s: not a regular file", path);
 	} else {
 		uint8_t magic[0x206] = { 0 };
-		size_t probe = (uint64_t)st.st_size < sizeof(magic) ? (size_t)st.st_size : sizeof(magic);
+		size_t probe =
+			(uint64_t)st.st_size < sizeof(magic) ? (size_t)st.st_size : sizeof(magic);
 		if (read_at(fd, magic, probe, 0) < 0 || probe < 4)
-			rc = fail(err, -EINVAL, "kernel %s: file too short to be a kernel image", path);
+			rc = fail(err, -EINVAL, "kernel %s: file too short to be a kernel image",
+				  path);
 		else if (memcmp(magic, ELFMAG, SELFMAG) == 0)
 			rc = load_elf(vm, fd, path, (uint64_t)st.st_size, k, err);
 		else if (probe >= 0x206 && memcmp(magic + 0x202, "HdrS", 4) == 0)
 			rc = load_bzimage(vm, fd, path, (uint64_t)st.st_size, k, err);
 		else
-			rc = fail(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage", path);
+			rc = fail(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage",
+				  path);
 	}
 	close(fd);
 	return rc;
 }
 
-int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_image *k,
-		       uint64_t *gpa, uint64_t *size, char *err)
+int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_image *k, uint64_t *gpa,
+		       uint64_t *size, char *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -278,7 +289,8 @@ int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_imag
 	uint64_t start = top >= len ? (top - len) & ~0xfffULL : 0;
 	if (top < len || start < k->load_end) {
 		rc = fail(err, -ENOMEM,
-			  "initrd %s: %llu bytes do not fit between the kernel and the top of low memory (%llu MiB guest)",
+			  "initrd %s: %llu bytes do not fit between the kernel and the top of low "
+			  "memory (%llu MiB guest)",
 			  path, (unsigned long long)len, (unsigned long long)(vm->mem_size >> 20));
 		goto out;
 	}

@@ -38,7 +38,7 @@ int log_set_level_name(const char *name)
 		return 0;
 	}
 	if (strcasecmp(name, "Off") == 0) {
-		current_level = (enum log_level)-1;
+		current_level = (enum log_level) - 1;
 		return 0;
 	}
 	return -EINVAL;
@@ -65,8 +65,7 @@ void log_set_id(const char *id)
 	snprintf(instance_id, sizeof(instance_id), "%s", id);
 }
 
-static void vlog(enum log_level level, const char *file, int line_no, const char *fmt,
-		 va_list ap)
+static void vlog(enum log_level level, const char *file, int line_no, const char *fmt, va_list ap)
 {
 	char line[1024];
 	struct timespec ts;

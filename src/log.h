@@ -7,7 +7,7 @@
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 int log_set_level_name(const char *name); /* "Error", "Warning", "Info", "Debug"; -EINVAL else */
-int log_open(const char *path);           /* -errno on failure */
+int log_open(const char *path);		  /* -errno on failure */
 void log_set_id(const char *id);
 /* What each line shows besides the message: [Level] (default on) and [file:line]. */
 void log_set_format(bool show_level, bool show_origin);
@@ -17,9 +17,9 @@ void log_msg_at(enum log_level level, const char *file, int line, const char *fm
 /* Prints "ember: <message>" to stderr (and the log) and exits with status 1. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
-#define log_err(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_err(...)   log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -17,7 +17,6 @@
 #include "vm.h"
 #include "seccomp.h"
 
-
 static struct termios saved_termios;
 static bool termios_saved;
 
@@ -51,15 +50,18 @@ static void usage(FILE *out)
 		"  --api-sock PATH       the API's Unix socket (default " API_DEFAULT_SOCKET ")\n"
 		"  --http-api-max-payload-size N\n"
 		"                        largest request body accepted (default 51200 bytes)\n"
-		"  --config-file FILE    Firecracker-style JSON: boot-source, machine-config, serial;\n"
-		"                        the VM starts at once, the API stays open unless --no-api\n"
+		"  --config-file FILE    Firecracker-style JSON: boot-source, machine-config, "
+		"serial;\n"
+		"                        the VM starts at once, the API stays open unless "
+		"--no-api\n"
 		"  --no-api              no API socket: --config-file is the whole configuration\n"
 		"  --boot-timer          log Guest-boot-time when the guest writes the boot timer\n"
 		"  --log-path PATH       write the log to PATH (file or FIFO) instead of stderr\n"
 		"  --level LEVEL         Error, Warning, Info (default) or Debug\n"
 		"  --id ID               instance id shown in log lines\n"
 		"  --no-seccomp          install no seccomp filters (debugging only)\n"
-		"  --dump-seccomp THREAD write the compiled seccomp BPF of THREAD (vmm, vcpu or api)\n"
+		"  --dump-seccomp THREAD write the compiled seccomp BPF of THREAD (vmm, vcpu or "
+		"api)\n"
 		"                        to stdout and exit\n"
 		"  --version, --help\n"
 		"\n"
@@ -82,9 +84,21 @@ int main(int argc, char **argv)
 	vm.start_cpu_ns = cpu_ns();
 	log_set_level_name("Info");
 
-	enum { OPT_NO_API = 256, OPT_CONFIG, OPT_BOOT_TIMER, OPT_LOG_PATH, OPT_LEVEL, OPT_ID,
-	       OPT_VERSION, OPT_API_SOCK, OPT_MAX_PAYLOAD, OPT_NO_SECCOMP, OPT_DUMP_SECCOMP,
-	       OPT_START_TIME_US, OPT_START_TIME_CPU_US };
+	enum {
+		OPT_NO_API = 256,
+		OPT_CONFIG,
+		OPT_BOOT_TIMER,
+		OPT_LOG_PATH,
+		OPT_LEVEL,
+		OPT_ID,
+		OPT_VERSION,
+		OPT_API_SOCK,
+		OPT_MAX_PAYLOAD,
+		OPT_NO_SECCOMP,
+		OPT_DUMP_SECCOMP,
+		OPT_START_TIME_US,
+		OPT_START_TIME_CPU_US
+	};
 	static const struct option opts[] = {
 		{ "no-api", no_argument, NULL, OPT_NO_API },
 		{ "config-file", required_argument, NULL, OPT_CONFIG },
@@ -142,7 +156,8 @@ int main(int argc, char **argv)
 			char *end;
 			unsigned long long n = strtoull(optarg, &end, 10);
 			if (*end || n == 0 || n > (1ULL << 30))
-				die("--http-api-max-payload-size %s: expected a byte count", optarg);
+				die("--http-api-max-payload-size %s: expected a byte count",
+				    optarg);
 			max_payload = (size_t)n;
 			break;
 		}
@@ -166,7 +181,8 @@ int main(int argc, char **argv)
 			unsigned long long us = strtoull(optarg, &end, 10);
 			if (errno || end == optarg || *end)
 				die("--%s %s: expected a number of microseconds",
-				    opt == OPT_START_TIME_US ? "start-time-us" : "start-time-cpu-us",
+				    opt == OPT_START_TIME_US ? "start-time-us"
+							     : "start-time-cpu-us",
 				    optarg);
 			if (opt == OPT_START_TIME_US)
 				vm.start_ns = us * 1000;
@@ -198,8 +214,9 @@ int main(int argc, char **argv)
 
 	vm_init(&vm);
 	api_metrics_init();
-	struct api_ctx ctx = { .vm = &vm, .cfg = &cfg, .instance_id = instance_id,
-			       .metrics_timer_fd = -1 };
+	struct api_ctx ctx = {
+		.vm = &vm, .cfg = &cfg, .instance_id = instance_id, .metrics_timer_fd = -1
+	};
 	struct api_server *srv = NULL;
 	if (!no_api) {
 		srv = api_server_start(&ctx, api_sock, max_payload, err);

@@ -79,7 +79,8 @@ int metrics_flush(void)
 		for (unsigned i = 0; i < g->nr; i++) {
 			struct metric *m = &g->metrics[i];
 			unsigned long now = atomic_load_explicit(&m->value, memory_order_relaxed);
-			json_object_set_new(obj, m->name, json_integer((json_int_t)(now - m->reported)));
+			json_object_set_new(obj, m->name,
+					    json_integer((json_int_t)(now - m->reported)));
 			m->reported = now;
 		}
 		json_object_set_new(root, g->name, obj);

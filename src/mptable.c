@@ -66,13 +66,13 @@ struct mpc_intsrc {
 
 enum { MP_PROCESSOR = 0, MP_BUS, MP_IOAPIC, MP_INTSRC, MP_LINTSRC };
 enum { MP_IRQ_INT = 0, MP_IRQ_NMI = 1, MP_IRQ_EXTINT = 3 };
-#define CPU_ENABLED 1
+#define CPU_ENABLED	  1
 #define CPU_BOOTPROCESSOR 2
-#define APIC_VERSION 0x14
-#define IOAPIC_VERSION 0x11
+#define APIC_VERSION	  0x14
+#define IOAPIC_VERSION	  0x11
 /* Family 6 signature with the FPU and APIC feature bits: what Linux expects to see. */
 #define CPU_SIGNATURE ((6 << 8) | (1 << 4) | 1)
-#define CPU_FEATURES ((1 << 0) | (1 << 9))
+#define CPU_FEATURES  ((1 << 0) | (1 << 9))
 
 size_t mptable_size(unsigned nr_cpus)
 {
@@ -135,8 +135,8 @@ int mptable_write(struct vm *vm, uint64_t gpa, uint64_t limit, unsigned nr_cpus)
 	/* KVM's default routing sends GSI n to IOAPIC pin n, so say exactly that. */
 	for (unsigned pin = 0; pin < MPTABLE_IOAPIC_PINS; pin++, entries++) {
 		struct mpc_intsrc *src = (struct mpc_intsrc *)p;
-		*src = (struct mpc_intsrc){ MP_INTSRC, MP_IRQ_INT, 0, 0, (uint8_t)pin, ioapic_id,
-					    (uint8_t)pin };
+		*src = (struct mpc_intsrc){ MP_INTSRC,	  MP_IRQ_INT, 0,	   0,
+					    (uint8_t)pin, ioapic_id,  (uint8_t)pin };
 		p += sizeof(*src);
 	}
 	/* LINT0 takes the PIC's ExtINT, LINT1 the NMI, on every local APIC. */

@@ -14,27 +14,27 @@
 
 /* Register offsets and bits from the 16550A data sheet. */
 enum { REG_DATA = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, REG_SCR };
-#define IER_RX_DATA 0x01
-#define IER_THR_EMPTY 0x02
-#define IIR_NONE 0x01
-#define IIR_THR_EMPTY 0x02
-#define IIR_RX_DATA 0x04
+#define IER_RX_DATA	 0x01
+#define IER_THR_EMPTY	 0x02
+#define IIR_NONE	 0x01
+#define IIR_THR_EMPTY	 0x02
+#define IIR_RX_DATA	 0x04
 #define IIR_FIFO_ENABLED 0xc0
-#define FCR_FIFO_ENABLE 0x01
-#define FCR_CLEAR_RX 0x02
-#define LCR_DLAB 0x80
-#define MCR_DTR 0x01
-#define MCR_RTS 0x02
-#define MCR_OUT1 0x04
-#define MCR_OUT2 0x08
-#define MCR_LOOP 0x10
-#define LSR_DATA_READY 0x01
-#define LSR_THR_EMPTY 0x20
-#define LSR_IDLE 0x40
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
+#define FCR_FIFO_ENABLE	 0x01
+#define FCR_CLEAR_RX	 0x02
+#define LCR_DLAB	 0x80
+#define MCR_DTR		 0x01
+#define MCR_RTS		 0x02
+#define MCR_OUT1	 0x04
+#define MCR_OUT2	 0x08
+#define MCR_LOOP	 0x10
+#define LSR_DATA_READY	 0x01
+#define LSR_THR_EMPTY	 0x20
+#define LSR_IDLE	 0x40
+#define MSR_CTS		 0x10
+#define MSR_DSR		 0x20
+#define MSR_RI		 0x40
+#define MSR_DCD		 0x80
 
 #define RX_FIFO_SIZE 64
 

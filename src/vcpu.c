@@ -17,21 +17,21 @@
 
 #define VCPU_KICK_SIGNAL SIGRTMIN
 
-#define MSR_IA32_TSC 0x10
-#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_TSC	      0x10
+#define MSR_IA32_SYSENTER_CS  0x174
 #define MSR_IA32_SYSENTER_ESP 0x175
 #define MSR_IA32_SYSENTER_EIP 0x176
-#define MSR_IA32_MISC_ENABLE 0x1a0
-#define MSR_MTRR_DEF_TYPE 0x2ff
-#define MSR_STAR 0xc0000081
-#define MSR_LSTAR 0xc0000082
-#define MSR_CSTAR 0xc0000083
-#define MSR_SYSCALL_MASK 0xc0000084
-#define MSR_KERNEL_GS_BASE 0xc0000102
+#define MSR_IA32_MISC_ENABLE  0x1a0
+#define MSR_MTRR_DEF_TYPE     0x2ff
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
+#define MSR_SYSCALL_MASK      0xc0000084
+#define MSR_KERNEL_GS_BASE    0xc0000102
 
-#define APIC_LVT_LINT0 0x350
-#define APIC_LVT_LINT1 0x360
-#define APIC_MODE_NMI 0x4
+#define APIC_LVT_LINT0	 0x350
+#define APIC_LVT_LINT1	 0x360
+#define APIC_MODE_NMI	 0x4
 #define APIC_MODE_EXTINT 0x7
 
 static void set_msrs(struct vcpu *vcpu)
@@ -49,7 +49,7 @@ static void set_msrs(struct vcpu *vcpu)
 		{ MSR_SYSCALL_MASK, 0 },
 		{ MSR_LSTAR, 0 },
 		{ MSR_IA32_TSC, 0 },
-		{ MSR_IA32_MISC_ENABLE, 1 },			 /* fast strings, as firmware leaves it */
+		{ MSR_IA32_MISC_ENABLE, 1 },	       /* fast strings, as firmware leaves it */
 		{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 }, /* MTRRs on, write-back by default */
 	};
 	const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
@@ -146,16 +146,19 @@ void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry)
 	set_segment(&sregs.cs, BOOT_CS_SELECTOR, 0xb, true);
 	set_segment(&sregs.ds, BOOT_DS_SELECTOR, 0x3, false);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.tr = (struct kvm_segment){ .base = 0, .limit = 0xfffff, .selector = BOOT_TSS_SELECTOR,
-					 .type = 0xb, .present = 1 };
+	sregs.tr = (struct kvm_segment){ .base = 0,
+					 .limit = 0xfffff,
+					 .selector = BOOT_TSS_SELECTOR,
+					 .type = 0xb,
+					 .present = 1 };
 	sregs.gdt.base = GDT_ADDR;
 	sregs.gdt.limit = BOOT_GDT_ENTRIES * 8 - 1;
 	sregs.idt.base = IDT_ADDR;
 	sregs.idt.limit = 7;
 	sregs.cr3 = PML4_ADDR;
-	sregs.cr4 |= 1u << 5;                        /* PAE */
-	sregs.cr0 |= (1u << 0) | (1u << 31);         /* PE, PG */
-	sregs.efer |= (1u << 8) | (1u << 10);        /* LME, LMA */
+	sregs.cr4 |= 1u << 5;		      /* PAE */
+	sregs.cr0 |= (1u << 0) | (1u << 31);  /* PE, PG */
+	sregs.efer |= (1u << 8) | (1u << 10); /* LME, LMA */
 	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
 		die("vCPU %u: KVM_SET_SREGS: %s", vcpu->index, strerror(errno));
 
@@ -177,7 +180,8 @@ static void handle_io(struct vcpu *vcpu)
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 	metric_inc(&vcpu_metrics[is_write ? VCPU_EXIT_IO_OUT : VCPU_EXIT_IO_IN]);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
-		if (!io_bus_access(&vcpu->vm->pio_bus, run->io.port, data, run->io.size, is_write) &&
+		if (!io_bus_access(&vcpu->vm->pio_bus, run->io.port, data, run->io.size,
+				   is_write) &&
 		    !is_write)
 			memset(data, 0xff, run->io.size); /* an empty ISA port floats high */
 	}
@@ -209,7 +213,8 @@ static void report_internal_error(struct vcpu *vcpu)
 		run->internal.suberror, rip);
 	if (vcpu->vm->pvm_host)
 		log_err("this host's /dev/kvm is PVM (kvm_pvm), which only runs kernels built as "
-			"PVM guests; a standard kernel fails like this in early boot. Run it in the "
+			"PVM guests; a standard kernel fails like this in early boot. Run it in "
+			"the "
 			"emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
 }
 
@@ -274,7 +279,8 @@ static void *vcpu_thread(void *arg)
 	/* Before the first KVM_RUN: from here on the guest drives this thread. */
 	int rc = seccomp_install(SECCOMP_VCPU);
 	if (rc) {
-		log_err("vCPU %u: cannot install the seccomp filter: %s", vcpu->index, strerror(-rc));
+		log_err("vCPU %u: cannot install the seccomp filter: %s", vcpu->index,
+			strerror(-rc));
 		vm_request_exit(vcpu->vm, 1);
 		return NULL;
 	}

@@ -66,7 +66,8 @@ static void create_vm_and_irqchip(struct vm *vm)
 		die("KVM_SET_TSS_ADDR: %s", strerror(errno));
 	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
-		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s (not needed on this host)", strerror(errno));
+		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s (not needed on this host)",
+			  strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		die("KVM_CREATE_IRQCHIP: %s", strerror(errno));
 }
@@ -145,7 +146,8 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 		snprintf(err, VM_ERR_LEN,
 			 "kernel %s is a standard Linux kernel, but this host's /dev/kvm is PVM "
 			 "(kvm_pvm), which only runs kernels built as PVM guests: it would die in "
-			 "early boot. Run it in the emulated KVM host (tests/vmhost/run -- build/ember "
+			 "early boot. Run it in the emulated KVM host (tests/vmhost/run -- "
+			 "build/ember "
 			 "...) or on a host with VMX/SVM; EMBER_PVM_FORCE=1 tries anyway",
 			 boot->kernel_image_path);
 		return -ENOTSUP;
@@ -167,7 +169,8 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 	if (rc)
 		return rc;
 	if (boot_cmdline_build(cmdline, k.cmdline_max, args, extra, nr_extra)) {
-		snprintf(err, VM_ERR_LEN, "kernel command line longer than %u bytes", k.cmdline_max);
+		snprintf(err, VM_ERR_LEN, "kernel command line longer than %u bytes",
+			 k.cmdline_max);
 		return -ENAMETOOLONG;
 	}
 	rc = boot_write_params(vm, &k, cmdline, initrd_gpa, initrd_size, err);
@@ -224,8 +227,8 @@ void vm_init(struct vm *vm)
 	if (evloop_init(&vm->loop))
 		die("epoll_create: %s", strerror(errno));
 	vm->exit_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->exit_event_fd < 0 || evloop_add(&vm->loop, vm->exit_event_fd, EPOLLIN,
-						on_exit_event, vm))
+	if (vm->exit_event_fd < 0 ||
+	    evloop_add(&vm->loop, vm->exit_event_fd, EPOLLIN, on_exit_event, vm))
 		die("cannot create the exit eventfd: %s", strerror(errno));
 
 	/* SIGTERM/SIGINT/SIGHUP end the VM through the loop; the mask is inherited by every
@@ -237,8 +240,8 @@ void vm_init(struct vm *vm)
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	vm->loop_signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (vm->loop_signal_fd < 0 || evloop_add(&vm->loop, vm->loop_signal_fd, EPOLLIN,
-						 on_signal, vm))
+	if (vm->loop_signal_fd < 0 ||
+	    evloop_add(&vm->loop, vm->loop_signal_fd, EPOLLIN, on_signal, vm))
 		die("cannot create the signalfd: %s", strerror(errno));
 }
 
@@ -248,7 +251,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, char *err)
 	vm->nr_vcpus = cfg->machine.vcpu_count;
 	int out_fd = STDOUT_FILENO;
 	if (cfg->serial_out_path) {
-		out_fd = open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		out_fd =
+			open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (out_fd < 0) {
 			int rc = -errno;
 			snprintf(err, VM_ERR_LEN, "serial_out_path %s: %s", cfg->serial_out_path,

@@ -39,8 +39,8 @@ static void check_e820(uint64_t mem)
 static void e820_layouts(void **state)
 {
 	(void)state;
-	static const uint64_t sizes[] = { 64 * MIB, 1 * GIB,	 3 * GIB,
-					  3 * GIB + 512 * MIB, 4 * GIB, 8 * GIB };
+	static const uint64_t sizes[] = { 64 * MIB, 1 * GIB, 3 * GIB, 3 * GIB + 512 * MIB,
+					  4 * GIB,  8 * GIB };
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		check_e820(sizes[i]);
 }
@@ -118,7 +118,8 @@ static void cmdline_joins(void **state)
 	expect_cmdline("console=ttyS0", 2, "console=ttyS0 " E0 " " E1);
 	expect_cmdline("", 1, E0);
 	/* init's arguments stay after " --", after everything the VMM adds. */
-	expect_cmdline("console=ttyS0 -- init1 init2", 2, "console=ttyS0 " E0 " " E1 " -- init1 init2");
+	expect_cmdline("console=ttyS0 -- init1 init2", 2,
+		       "console=ttyS0 " E0 " " E1 " -- init1 init2");
 	expect_cmdline("-- init1", 1, E0 " -- init1");
 	expect_cmdline("console=ttyS0 --", 1, "console=ttyS0 " E0 " --");
 	expect_cmdline("a=1 -- b -- c", 1, "a=1 " E0 " -- b -- c");
@@ -151,7 +152,8 @@ static void cmdline_length_limit(void **state)
 
 static struct kernel_image vmlinux_image(void)
 {
-	return (struct kernel_image){ .entry = 0x1000000, .load_end = 0x2000000,
+	return (struct kernel_image){ .entry = 0x1000000,
+				      .load_end = 0x2000000,
 				      .cmdline_max = CMDLINE_MAX - 1,
 				      .initrd_addr_max = 0x37ffffff };
 }
@@ -260,8 +262,8 @@ static void page_tables_identity_map(void **state)
 	}
 	assert_int_equal(get64(pdpt + 8 * 4), 0);
 	/* Walk a few addresses through the tables: each maps to itself with a 2 MiB page. */
-	static const uint64_t addrs[] = { 0, 0x100000, 0x1000000, 0x3fe00000, 0x40000000,
-					  MMIO_GAP_START, IOAPIC_ADDR, 0xffffffffULL };
+	static const uint64_t addrs[] = { 0,	      0x100000,	      0x1000000,   0x3fe00000,
+					  0x40000000, MMIO_GAP_START, IOAPIC_ADDR, 0xffffffffULL };
 	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
 		uint64_t a = addrs[i];
 		uint64_t pdpte = get64(pdpt + 8 * (a >> 30));

@@ -64,7 +64,7 @@ static void bus_overlaps_rejected(void **state)
 	assert_int_equal(reg(0xf8, 0x10, NULL), -EEXIST);  /* over the start */
 	assert_int_equal(reg(0x10f, 0x10, NULL), -EEXIST); /* over the end */
 	assert_int_equal(reg(0x100, 0x10, NULL), -EEXIST); /* the same */
-	assert_int_equal(reg(0x104, 1, NULL), -EEXIST);    /* inside */
+	assert_int_equal(reg(0x104, 1, NULL), -EEXIST);	   /* inside */
 	assert_int_equal(reg(0xf0, 0x40, NULL), -EEXIST);  /* around */
 	assert_int_equal(bus()->nr, 1);
 	/* Touching is not overlapping. */
@@ -169,22 +169,29 @@ static void host_cpuid(struct kvm_cpuid_entry2 *e)
 	memset(e, 0, NR_LEAVES * sizeof(*e));
 	e[L0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0x1f, .ebx = 0x756e6547 };
 	/* Host values the filter must replace (apic id 0x3a, count 0x40) or keep (low ebx). */
-	e[L1] = (struct kvm_cpuid_entry2){ .function = 1, .eax = 0x806c1, .ebx = 0x3a401234,
-					  .ecx = 0x7ffafbff, .edx = 0xbfebfbff };
+	e[L1] = (struct kvm_cpuid_entry2){ .function = 1,
+					   .eax = 0x806c1,
+					   .ebx = 0x3a401234,
+					   .ecx = 0x7ffafbff,
+					   .edx = 0xbfebfbff };
 	e[L4_L1D] = (struct kvm_cpuid_entry2){ .function = 4, .index = 0, .eax = 0xfc004121 };
 	e[L4_L3] = (struct kvm_cpuid_entry2){ .function = 4, .index = 3, .eax = 0xfc03c163 };
 	e[L4_END] = (struct kvm_cpuid_entry2){ .function = 4, .index = 4, .eax = 0 };
 	for (unsigned i = 0; i < 3; i++) {
-		e[LB0 + i] = (struct kvm_cpuid_entry2){ .function = 0xb, .index = i,
-							.eax = 7, .ebx = 99, .ecx = 0x1234, .edx = 77 };
+		e[LB0 + i] = (struct kvm_cpuid_entry2){
+			.function = 0xb, .index = i, .eax = 7, .ebx = 99, .ecx = 0x1234, .edx = 77
+		};
 		if (i < 2)
-			e[L1F0 + i] = (struct kvm_cpuid_entry2){ .function = 0x1f, .index = i,
-								 .eax = 7, .edx = 77 };
+			e[L1F0 + i] = (struct kvm_cpuid_entry2){
+				.function = 0x1f, .index = i, .eax = 7, .edx = 77
+			};
 	}
-	e[L88] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = 0x3030,
-					   .ecx = 0xabcd7007 };
-	e[L8E] = (struct kvm_cpuid_entry2){ .function = 0x8000001e, .eax = 55, .ebx = 0x1234,
-					   .ecx = 0x303 };
+	e[L88] = (struct kvm_cpuid_entry2){ .function = 0x80000008,
+					    .eax = 0x3030,
+					    .ecx = 0xabcd7007 };
+	e[L8E] = (struct kvm_cpuid_entry2){
+		.function = 0x8000001e, .eax = 55, .ebx = 0x1234, .ecx = 0x303
+	};
 }
 
 static void filtered(struct kvm_cpuid_entry2 *e, unsigned cpu, unsigned n, bool smt)
@@ -214,9 +221,8 @@ static void cpuid_leaf1(void **state)
 	assert_int_equal(e[L1].ecx >> 31, 1);
 }
 
-static void check_topology_leaf(const struct kvm_cpuid_entry2 *e, unsigned cpu,
-				unsigned smt_shift, unsigned threads, unsigned pkg_shift,
-				unsigned n)
+static void check_topology_leaf(const struct kvm_cpuid_entry2 *e, unsigned cpu, unsigned smt_shift,
+				unsigned threads, unsigned pkg_shift, unsigned n)
 {
 	assert_int_equal(e[0].edx, cpu); /* x2APIC id on every subleaf */
 	assert_int_equal(e[1].edx, cpu);
@@ -256,7 +262,7 @@ static void cpuid_leaf_8000001e(void **state)
 	filtered(e, 3, 4, true);
 	assert_int_equal(e[L8E].eax, 3);
 	assert_int_equal((e[L8E].ebx >> 8) & 0xff, 1); /* threads per core - 1 */
-	assert_int_equal(e[L8E].ebx & 0xff, 1);        /* core id: cpu 3 is core 1's second thread */
+	assert_int_equal(e[L8E].ebx & 0xff, 1); /* core id: cpu 3 is core 1's second thread */
 	assert_int_equal(e[L8E].ecx, 0);
 	filtered(e, 3, 4, false);
 	assert_int_equal(e[L8E].eax, 3);

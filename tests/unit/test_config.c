@@ -67,7 +67,9 @@ static void boot_source_valid(void **state)
 	(void)state;
 	char err[API_ERR_LEN] = "";
 	assert_int_equal(boot_source("{\"kernel_image_path\": \"/k\", \"initrd_path\": \"/i\","
-				     " \"boot_args\": \"console=ttyS0\"}", err), 0);
+				     " \"boot_args\": \"console=ttyS0\"}",
+				     err),
+			 0);
 	assert_string_equal(cfg()->boot.kernel_image_path, "/k");
 	assert_string_equal(cfg()->boot.initrd_path, "/i");
 	assert_string_equal(cfg()->boot.boot_args, "console=ttyS0");
@@ -125,11 +127,13 @@ static void boot_source_refusal_keeps_previous(void **state)
 {
 	(void)state;
 	char err[API_ERR_LEN] = "";
-	assert_int_equal(boot_source("{\"kernel_image_path\": \"/old\", \"boot_args\": \"a=1\"}",
-				     err), 0);
+	assert_int_equal(
+		boot_source("{\"kernel_image_path\": \"/old\", \"boot_args\": \"a=1\"}", err), 0);
 	/* Fails on its last check, after the other fields were read. */
 	refused(boot_source("{\"kernel_image_path\": \"/new\", \"initrd_path\": \"/i\","
-			    " \"boot_args\": 5}", err), err, "boot_args");
+			    " \"boot_args\": 5}",
+			    err),
+		err, "boot_args");
 	refused(boot_source("{\"kernel_image_path\": \"\", \"boot_args\": \"b=2\"}", err), err,
 		"kernel_image_path");
 	assert_string_equal(cfg()->boot.kernel_image_path, "/old");
@@ -143,13 +147,18 @@ static void machine_config_bounds(void **state)
 {
 	(void)state;
 	char err[API_ERR_LEN] = "";
-	refused(machine("{\"vcpu_count\": 0, \"mem_size_mib\": 128}", false, err), err, "vcpu_count");
-	refused(machine("{\"vcpu_count\": 33, \"mem_size_mib\": 128}", false, err), err, "vcpu_count");
-	refused(machine("{\"vcpu_count\": -1, \"mem_size_mib\": 128}", false, err), err, "vcpu_count");
+	refused(machine("{\"vcpu_count\": 0, \"mem_size_mib\": 128}", false, err), err,
+		"vcpu_count");
+	refused(machine("{\"vcpu_count\": 33, \"mem_size_mib\": 128}", false, err), err,
+		"vcpu_count");
+	refused(machine("{\"vcpu_count\": -1, \"mem_size_mib\": 128}", false, err), err,
+		"vcpu_count");
 	refused(machine("{\"vcpu_count\": 4294967297, \"mem_size_mib\": 128}", false, err), err,
 		"vcpu_count");
-	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 15}", false, err), err, "mem_size_mib");
-	refused(machine("{\"vcpu_count\": 1.0, \"mem_size_mib\": 128}", false, err), err, "vcpu_count");
+	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 15}", false, err), err,
+		"mem_size_mib");
+	refused(machine("{\"vcpu_count\": 1.0, \"mem_size_mib\": 128}", false, err), err,
+		"vcpu_count");
 	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": \"128\"}", false, err), err,
 		"mem_size_mib");
 	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": 1}", false, err), err,
@@ -168,18 +177,22 @@ static void machine_config_smt_and_templates(void **state)
 	char err[API_ERR_LEN] = "";
 	refused(machine("{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}", false, err),
 		err, "smt");
-	assert_int_equal(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": true}",
-				 false, err), 0);
+	assert_int_equal(
+		machine("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": true}", false, err),
+		0);
 	assert_true(cfg()->machine.smt);
 	assert_int_equal(machine("{\"vcpu_count\": 4, \"mem_size_mib\": 128, \"smt\": true,"
 				 " \"cpu_template\": \"None\", \"huge_pages\": \"None\"}",
-				 false, err), 0);
+				 false, err),
+			 0);
 	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"cpu_template\": \"C3\"}",
-			false, err), err, "cpu_template");
-	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"huge_pages\": \"2M\"}",
-			false, err), err, "huge_pages");
-	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"cpus\": 2}", false, err),
-		err, "cpus");
+			false, err),
+		err, "cpu_template");
+	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"huge_pages\": \"2M\"}", false,
+			err),
+		err, "huge_pages");
+	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"cpus\": 2}", false, err), err,
+		"cpus");
 	/* PATCH to an odd count with smt still on from the last PUT. */
 	refused(machine("{\"vcpu_count\": 5}", true, err), err, "smt");
 	assert_int_equal(cfg()->machine.vcpu_count, 4);
@@ -192,7 +205,9 @@ static void machine_config_put_and_patch(void **state)
 	refused(machine("{\"vcpu_count\": 2}", false, err), err, "mem_size_mib");
 	refused(machine("{\"mem_size_mib\": 256}", false, err), err, "vcpu_count");
 	assert_int_equal(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 256, \"smt\": true,"
-				 " \"track_dirty_pages\": true}", false, err), 0);
+				 " \"track_dirty_pages\": true}",
+				 false, err),
+			 0);
 	assert_int_equal(machine("{\"mem_size_mib\": 512}", true, err), 0);
 	assert_int_equal(cfg()->machine.vcpu_count, 2);
 	assert_int_equal(cfg()->machine.mem_size_mib, 512);
@@ -226,9 +241,11 @@ static void config_file_valid(void **state)
 {
 	(void)state;
 	char err[API_ERR_LEN] = "";
-	int rc = load_text("{" BOOT ", \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256},"
+	int rc = load_text("{" BOOT
+			   ", \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256},"
 			   " \"serial\": {\"serial_out_path\": \"/tmp/console\"},"
-			   " \"drives\": [], \"network-interfaces\": []}", err, NULL);
+			   " \"drives\": [], \"network-interfaces\": []}",
+			   err, NULL);
 	if (rc)
 		fail_msg("valid config refused: %s", err);
 	assert_string_equal(cfg()->boot.kernel_image_path, "/k");
@@ -244,7 +261,8 @@ static void config_file_invalid_json(void **state)
 	char err[API_ERR_LEN] = "";
 	const char *path;
 	/* The stray comma is on line 3, column 1 onwards. */
-	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/k\"}\n,}\n", err, &path);
+	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/k\"}\n,}\n", err,
+			   &path);
 	assert_int_equal(rc, -EINVAL);
 	assert_non_null(strstr(err, path));
 	if (!strstr(err, "line 3"))
@@ -260,7 +278,8 @@ static void config_file_refusals(void **state)
 	} cases[] = {
 		{ "[1, 2]", "object" },
 		{ "{" BOOT ", \"logger\": {}}", "logger" },
-		{ "{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}}", "boot-source" },
+		{ "{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}}",
+		  "boot-source" },
 		{ "{" BOOT ", \"drives\": [{\"drive_id\": \"rootfs\"}]}", "drives" },
 		{ "{" BOOT ", \"network-interfaces\": {}}", "network-interfaces" },
 		{ "{" BOOT ", \"machine-config\": {\"vcpu_count\": 64, \"mem_size_mib\": 128}}",
@@ -268,7 +287,8 @@ static void config_file_refusals(void **state)
 		{ "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"x\": 1}}", "'x'" },
 		{ "{" BOOT ", \"serial\": {}}", "serial_out_path" },
 		{ "{" BOOT ", " BOOT "}", "boot-source" },
-		{ "{\"boot-source\": {\"kernel_image_path\": \"/a\", \"kernel_image_path\": \"/b\"}}",
+		{ "{\"boot-source\": {\"kernel_image_path\": \"/a\", \"kernel_image_path\": "
+		  "\"/b\"}}",
 		  "kernel_image_path" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -276,8 +296,8 @@ static void config_file_refusals(void **state)
 		const char *path;
 		int rc = load_text(cases[i].text, err, &path);
 		if (rc != -EINVAL || !strstr(err, path) || !strstr(err, cases[i].key))
-			fail_msg("config %s: rc %d, error \"%s\" should name %s and %s", cases[i].text,
-				 rc, err, path, cases[i].key);
+			fail_msg("config %s: rc %d, error \"%s\" should name %s and %s",
+				 cases[i].text, rc, err, path, cases[i].key);
 		unit_teardown(NULL); /* the file count is bounded */
 	}
 }

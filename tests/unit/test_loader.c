@@ -8,7 +8,7 @@
 /* ---- a minimal ELF64 x86_64 executable: header, program headers, then the payload ---- */
 
 #define PAYLOAD_OFF 0x100
-#define SEG_GPA 0x100000ULL
+#define SEG_GPA	    0x100000ULL
 
 struct elf_file {
 	_Alignas(8) uint8_t buf[0x2000];
@@ -48,9 +48,14 @@ static void make_elf(struct elf_file *f, uint64_t paddr, uint64_t entry, uint64_
 	e->e_ehsize = sizeof(Elf64_Ehdr);
 	e->e_phentsize = sizeof(Elf64_Phdr);
 	e->e_phnum = 1;
-	*phdr(f, 0) = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R | PF_W | PF_X,
-				   .p_offset = PAYLOAD_OFF, .p_vaddr = paddr, .p_paddr = paddr,
-				   .p_filesz = filesz, .p_memsz = memsz, .p_align = 0x1000 };
+	*phdr(f, 0) = (Elf64_Phdr){ .p_type = PT_LOAD,
+				    .p_flags = PF_R | PF_W | PF_X,
+				    .p_offset = PAYLOAD_OFF,
+				    .p_vaddr = paddr,
+				    .p_paddr = paddr,
+				    .p_filesz = filesz,
+				    .p_memsz = memsz,
+				    .p_align = 0x1000 };
 	for (size_t i = 0; i < filesz; i++)
 		f->buf[PAYLOAD_OFF + i] = pattern(i);
 	f->len = PAYLOAD_OFF + filesz;
@@ -101,14 +106,17 @@ static void elf_linux_note_marks_linux(void **state)
 	struct elf_file f;
 	make_elf(&f, SEG_GPA, SEG_GPA, 0x40, 0x40);
 	/* A PT_NOTE with one "Linux" note, as every kernel since 4.18 has. */
-	static const uint8_t note[] = { 6, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 'L', 'i', 'n', 'u',
-					'x', 0, 0, 0, 0xde, 0xad, 0xbe, 0xef };
+	static const uint8_t note[] = { 6,   0,	  0,   0,   4,	 0, 0, 0, 1,	0,    0,    0,
+					'L', 'i', 'n', 'u', 'x', 0, 0, 0, 0xde, 0xad, 0xbe, 0xef };
 	size_t off = f.len;
 	memcpy(f.buf + off, note, sizeof(note));
 	f.len += sizeof(note);
 	ehdr(&f)->e_phnum = 2;
-	*phdr(&f, 1) = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = off, .p_filesz = sizeof(note),
-				    .p_memsz = sizeof(note), .p_align = 4 };
+	*phdr(&f, 1) = (Elf64_Phdr){ .p_type = PT_NOTE,
+				     .p_offset = off,
+				     .p_filesz = sizeof(note),
+				     .p_memsz = sizeof(note),
+				     .p_align = 4 };
 	const char *path = unit_tmp_file(f.buf, f.len);
 	struct kernel_image k;
 	char err[LOADER_ERR_LEN] = "";
@@ -244,10 +252,10 @@ static void garbage_rejected(void **state)
 /* ---- a synthetic bzImage: boot sector + setup sectors, then the protected-mode part ---- */
 
 #define BZ_SETUP_SECTS 4
-#define BZ_PM_OFF ((BZ_SETUP_SECTS + 1) * 512)
-#define BZ_PM_SIZE 0x3000
-#define BZ_LEN (BZ_PM_OFF + BZ_PM_SIZE)
-#define BZ_HDR_END 0x26c /* end of the 2.15 setup header (kernel_info_offset) */
+#define BZ_PM_OFF      ((BZ_SETUP_SECTS + 1) * 512)
+#define BZ_PM_SIZE     0x3000
+#define BZ_LEN	       (BZ_PM_OFF + BZ_PM_SIZE)
+#define BZ_HDR_END     0x26c /* end of the 2.15 setup header (kernel_info_offset) */
 
 static void make_bzimage(uint8_t *b, uint64_t pref_address, uint32_t init_size)
 {

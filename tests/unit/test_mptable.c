@@ -5,8 +5,8 @@
 #include "layout.h"
 #include "mptable.h"
 
-#define MP_LIMIT 0xa0000ULL
-#define MPF_LEN 16
+#define MP_LIMIT    0xa0000ULL
+#define MPF_LEN	    16
 #define MPC_HDR_LEN 44
 
 static uint8_t sum8(const uint8_t *p, size_t len)
@@ -52,10 +52,10 @@ static void check_mptable(unsigned n)
 	for (unsigned i = 0; i < count; i++) {
 		assert_true(p < end);
 		switch (p[0]) {
-		case 0: /* processor, 20 bytes */
-			assert_int_equal(p[1], cpus); /* apic id */
+		case 0:						   /* processor, 20 bytes */
+			assert_int_equal(p[1], cpus);		   /* apic id */
 			assert_int_equal(p[3], cpus == 0 ? 3 : 1); /* enabled, BSP only on cpu 0 */
-			assert_true(p[2] != 0);  /* local APIC version */
+			assert_true(p[2] != 0);			   /* local APIC version */
 			cpus++;
 			p += 20;
 			break;
@@ -72,7 +72,7 @@ static void check_mptable(unsigned n)
 			ioapics++;
 			p += 8;
 			break;
-		case 3: /* I/O interrupt: ISA irq i to IOAPIC pin i */
+		case 3:				   /* I/O interrupt: ISA irq i to IOAPIC pin i */
 			assert_int_equal(p[1], 0); /* INT */
 			assert_int_equal(p[4], 0); /* the ISA bus */
 			assert_int_equal(p[5], intsrc);
@@ -149,10 +149,8 @@ static void mptable_too_many_cpus(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		UNIT_TEST(mptable_1_cpu),
-		UNIT_TEST(mptable_2_cpus),
-		UNIT_TEST(mptable_32_cpus),
-		UNIT_TEST(mptable_size_per_cpu),
+		UNIT_TEST(mptable_1_cpu),	  UNIT_TEST(mptable_2_cpus),
+		UNIT_TEST(mptable_32_cpus),	  UNIT_TEST(mptable_size_per_cpu),
 		UNIT_TEST(mptable_too_many_cpus),
 	};
 	return cmocka_run_group_tests_name("mptable", tests, NULL, NULL);

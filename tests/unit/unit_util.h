@@ -20,8 +20,8 @@
 #include "vm.h"
 
 #define UNIT_MAX_TMP 16
-#define MIB (1024ULL * 1024)
-#define GIB (1024ULL * MIB)
+#define MIB	     (1024ULL * 1024)
+#define GIB	     (1024ULL * MIB)
 
 /* State lives in a function-local static so that a file using only some helpers does not
  * trip -Wunused-variable. */
