@@ -192,6 +192,21 @@ static int compile_once(enum seccomp_thread t)
 	return rc;
 }
 
+int seccomp_prepare(void)
+{
+	if (disabled)
+		return 0;
+	pthread_once(&process_setup_once, process_setup);
+	if (process_setup_error)
+		return process_setup_error;
+	for (unsigned t = 0; t < SECCOMP_THREAD_KINDS; t++) {
+		int rc = compile_once((enum seccomp_thread)t);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int seccomp_install(enum seccomp_thread t)
 {
 	if (disabled)

@@ -33,6 +33,10 @@ int seccomp_thread_from_name(const char *name, enum seccomp_thread *t);
 void seccomp_disable(void);
 bool seccomp_enabled(void);
 
+/* Compiles every kind's filter now (and does the process-wide setup), so that installing
+ * them later costs no compilation on the boot path. 0 or -errno. */
+int seccomp_prepare(void);
+
 /* Installs thread kind t's filter on the calling thread. Returns 0 or -errno. The first call
  * also installs the SIGSYS handler (process-wide) and initializes the libc state that would
  * otherwise open files lazily (the time zone), so that logging keeps working under a filter. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "blk.h"
+#include "net.h"
 #include "boot.h"
 #include "boot_timer.h"
 #include "i8042.h"
@@ -168,6 +169,9 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 	rc = blk_create_drives(vm, extra, VIRTIO_DEV_MAX + 1, &nr_extra, err, VM_ERR_LEN);
 	if (rc)
 		return rc;
+	rc = net_create_all(vm, extra, VIRTIO_DEV_MAX + 1, &nr_extra, err, VM_ERR_LEN);
+	if (rc)
+		return rc;
 	if (boot_cmdline_build(cmdline, k.cmdline_max, args, extra, nr_extra)) {
 		snprintf(err, VM_ERR_LEN, "kernel command line longer than %u bytes",
 			 k.cmdline_max);
@@ -291,6 +295,11 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg, char *err)
 	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
 	if (!rc)
 		vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	/* The filters compile while KVM finishes the PIT and the memory slots. */
+	int seccomp_rc = seccomp_prepare();
+	if (seccomp_rc)
+		log_warn("seccomp filters do not compile (%s); installing them will fail",
+			 strerror(-seccomp_rc));
 	pthread_join(pit_thread, NULL);
 	pthread_join(mem_thread, NULL);
 	if (rc)
