@@ -1,5 +1,7 @@
 #include "config_json.h"
+#include "json_fields.h"
 #include "drives_json.h"
+#include "net_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,36 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(char *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, API_ERR_LEN, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-/* Rejects any key of obj that is not in allowed (NULL-terminated). */
-static int check_keys(json_t *obj, const char *what, const char *const *allowed, char *err)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach (obj, key, val) {
-		bool known = false;
-		for (const char *const *a = allowed; *a; a++)
-			if (strcmp(key, *a) == 0)
-				known = true;
-		if (!known)
-			return fail(err, "%s: unknown field '%s'", what, key);
-	}
-	return 0;
-}
-
 static int check_object(json_t *body, const char *what, char *err)
 {
 	if (!body || !json_is_object(body))
-		return fail(err, "%s: expected a JSON object", what);
+		return api_fail(err, "%s: expected a JSON object", what);
 	return 0;
 }
 
@@ -47,17 +23,17 @@ static int get_string(json_t *obj, const char *what, const char *key, bool requi
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		if (required)
-			return fail(err, "%s: missing field '%s'", what, key);
+			return api_fail(err, "%s: missing field '%s'", what, key);
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(err, "%s: field '%s' must be a string", what, key);
+		return api_fail(err, "%s: field '%s' must be a string", what, key);
 	const char *s = json_string_value(v);
 	if (strlen(s) != json_string_length(v))
-		return fail(err, "%s: field '%s' contains a NUL character", what, key);
+		return api_fail(err, "%s: field '%s' contains a NUL character", what, key);
 	char *copy = strdup(s);
 	if (!copy)
-		return fail(err, "%s: out of memory", what);
+		return api_fail(err, "%s: out of memory", what);
 	free(*out);
 	*out = copy;
 	return 0;
@@ -69,27 +45,16 @@ static int get_uint(json_t *obj, const char *what, const char *key, bool require
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		if (required)
-			return fail(err, "%s: missing field '%s'", what, key);
+			return api_fail(err, "%s: missing field '%s'", what, key);
 		return 0;
 	}
 	if (!json_is_integer(v))
-		return fail(err, "%s: field '%s' must be an integer", what, key);
+		return api_fail(err, "%s: field '%s' must be an integer", what, key);
 	json_int_t n = json_integer_value(v);
 	if (n < min || n > max)
-		return fail(err, "%s: field '%s' is %lld, must be between %lld and %lld", what, key,
-			    (long long)n, min, max);
+		return api_fail(err, "%s: field '%s' is %lld, must be between %lld and %lld", what,
+				key, (long long)n, min, max);
 	*out = (unsigned)n;
-	return 0;
-}
-
-static int get_bool(json_t *obj, const char *what, const char *key, bool *out, char *err)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v)
-		return 0;
-	if (!json_is_boolean(v))
-		return fail(err, "%s: field '%s' must be a boolean", what, key);
-	*out = json_is_true(v);
 	return 0;
 }
 
@@ -97,7 +62,7 @@ int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 {
 	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args", NULL };
 	const char *what = "boot-source";
-	if (check_object(body, what, err) || check_keys(body, what, keys, err))
+	if (check_object(body, what, err) || api_check_keys(body, what, keys, err))
 		return -EINVAL;
 
 	/* Validate into a scratch copy so a rejected request changes nothing. */
@@ -108,10 +73,10 @@ int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 	if (!rc)
 		rc = get_string(body, what, "boot_args", false, &next.boot_args, err);
 	if (!rc && next.boot_args && strlen(next.boot_args) >= CMDLINE_MAX)
-		rc = fail(err, "%s: field 'boot_args' is longer than %d bytes", what,
-			  CMDLINE_MAX - 1);
+		rc = api_fail(err, "%s: field 'boot_args' is longer than %d bytes", what,
+			      CMDLINE_MAX - 1);
 	if (!rc && next.kernel_image_path[0] == '\0')
-		rc = fail(err, "%s: field 'kernel_image_path' is empty", what);
+		rc = api_fail(err, "%s: field 'kernel_image_path' is empty", what);
 	if (rc) {
 		free(next.kernel_image_path);
 		free(next.initrd_path);
@@ -132,7 +97,7 @@ int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, ch
 		"cpu_template", "huge_pages",	NULL
 	};
 	const char *what = "machine-config";
-	if (check_object(body, what, err) || check_keys(body, what, keys, err))
+	if (check_object(body, what, err) || api_check_keys(body, what, keys, err))
 		return -EINVAL;
 
 	struct machine_config next = cfg->machine;
@@ -141,25 +106,26 @@ int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, ch
 	if (get_uint(body, what, "vcpu_count", !partial, 1, VCPU_MAX, &next.vcpu_count, err) ||
 	    get_uint(body, what, "mem_size_mib", !partial, MEM_MIB_MIN, MEM_MIB_MAX,
 		     &next.mem_size_mib, err) ||
-	    get_bool(body, what, "smt", &next.smt, err) ||
-	    get_bool(body, what, "track_dirty_pages", &next.track_dirty_pages, err))
+	    api_get_bool(body, what, "smt", false, &next.smt, err) ||
+	    api_get_bool(body, what, "track_dirty_pages", false, &next.track_dirty_pages, err))
 		return -EINVAL;
 
 	/* Only the values that mean "nothing special" are accepted: ember has no CPU
 	 * templates and no huge-page backing. */
 	json_t *tmpl = json_object_get(body, "cpu_template");
 	if (tmpl && !(json_is_string(tmpl) && strcmp(json_string_value(tmpl), "None") == 0))
-		return fail(
+		return api_fail(
 			err,
 			"%s: field 'cpu_template' must be \"None\" (ember has no CPU templates)",
 			what);
 	json_t *huge = json_object_get(body, "huge_pages");
 	if (huge && !(json_is_string(huge) && strcmp(json_string_value(huge), "None") == 0))
-		return fail(err, "%s: field 'huge_pages' must be \"None\"", what);
+		return api_fail(err, "%s: field 'huge_pages' must be \"None\"", what);
 
 	if (next.smt && next.vcpu_count > 1 && next.vcpu_count % 2)
-		return fail(err, "%s: with 'smt' enabled, 'vcpu_count' must be 1 or even (got %u)",
-			    what, next.vcpu_count);
+		return api_fail(err,
+				"%s: with 'smt' enabled, 'vcpu_count' must be 1 or even (got %u)",
+				what, next.vcpu_count);
 	cfg->machine = next;
 	return 0;
 }
@@ -167,7 +133,7 @@ int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, ch
 int api_put_serial(struct vm_config *cfg, json_t *body, char *err)
 {
 	static const char *const keys[] = { "serial_out_path", NULL };
-	if (check_object(body, "serial", err) || check_keys(body, "serial", keys, err))
+	if (check_object(body, "serial", err) || api_check_keys(body, "serial", keys, err))
 		return -EINVAL;
 	return get_string(body, "serial", "serial_out_path", true, &cfg->serial_out_path, err);
 }
@@ -175,17 +141,8 @@ int api_put_serial(struct vm_config *cfg, json_t *body, char *err)
 int api_validate_for_start(const struct vm_config *cfg, char *err)
 {
 	if (!cfg->boot.kernel_image_path)
-		return fail(err, "no boot source: 'kernel_image_path' is not configured");
+		return api_fail(err, "no boot source: 'kernel_image_path' is not configured");
 	return 0;
-}
-
-/* Sections that Firecracker's config file has and later ember work will fill. An empty
- * array is accepted (clients often send one); anything else is refused plainly. */
-static int reject_unsupported_array(json_t *v, const char *key, char *err)
-{
-	if (json_is_array(v) && json_array_size(v) == 0)
-		return 0;
-	return fail(err, "'%s' is not supported by this ember build yet", key);
 }
 
 int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
@@ -194,14 +151,14 @@ int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		if (jerr.line <= 0)
-			return fail(err, "config file %s: %s", path, jerr.text);
-		return fail(err, "config file %s: invalid JSON at line %d column %d: %s", path,
-			    jerr.line, jerr.column, jerr.text);
+			return api_fail(err, "config file %s: %s", path, jerr.text);
+		return api_fail(err, "config file %s: invalid JSON at line %d column %d: %s", path,
+				jerr.line, jerr.column, jerr.text);
 	}
 	char inner[API_ERR_LEN];
 	int rc = 0;
 	if (!json_is_object(root)) {
-		rc = fail(inner, "the top level must be a JSON object");
+		rc = api_fail(inner, "the top level must be a JSON object");
 		goto out;
 	}
 	const char *key;
@@ -216,14 +173,14 @@ int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
 		else if (strcmp(key, "drives") == 0)
 			rc = api_put_drives(cfg, val, inner);
 		else if (strcmp(key, "network-interfaces") == 0)
-			rc = reject_unsupported_array(val, key, inner);
+			rc = api_put_nets(cfg, val, inner);
 		else
-			rc = fail(inner, "unknown key '%s'", key);
+			rc = api_fail(inner, "unknown key '%s'", key);
 		if (rc)
 			goto out;
 	}
 	if (!json_object_get(root, "boot-source"))
-		rc = fail(inner, "missing 'boot-source'");
+		rc = api_fail(inner, "missing 'boot-source'");
 out:
 	if (rc)
 		snprintf(err, API_ERR_LEN, "config file %s: %.400s", path, inner);

@@ -10,141 +10,20 @@
 #include <unistd.h>
 
 #include "blk.h"
-
-static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(char *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, API_ERR_LEN, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-static int check_keys(json_t *obj, const char *what, const char *const *allowed, char *err)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach (obj, key, val) {
-		bool known = false;
-		for (const char *const *a = allowed; *a && !known; a++)
-			known = strcmp(key, *a) == 0;
-		if (!known)
-			return fail(err, "%s: unknown field '%s'", what, key);
-	}
-	return 0;
-}
-
-/* A string field without NUL bytes; NULL (and 0) when absent. */
-static int get_str(json_t *obj, const char *what, const char *key, const char **out, char *err)
-{
-	json_t *v = json_object_get(obj, key);
-	*out = NULL;
-	if (!v)
-		return 0;
-	if (!json_is_string(v))
-		return fail(err, "%s: field '%s' must be a string", what, key);
-	if (strlen(json_string_value(v)) != json_string_length(v))
-		return fail(err, "%s: field '%s' contains a NUL character", what, key);
-	*out = json_string_value(v);
-	return 0;
-}
-
-static int get_bool(json_t *obj, const char *what, const char *key, bool required, bool *out,
-		    char *err)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v)
-		return required ? fail(err, "%s: missing field '%s'", what, key) : 0;
-	if (!json_is_boolean(v))
-		return fail(err, "%s: field '%s' must be a boolean", what, key);
-	*out = json_is_true(v);
-	return 0;
-}
-
-/* One of names[] (NULL-terminated); its index goes to *out. */
-static int get_enum(json_t *obj, const char *what, const char *key, const char *const *names,
-		    int *out, char *err)
-{
-	const char *s;
-	if (get_str(obj, what, key, &s, err))
-		return -EINVAL;
-	if (!s)
-		return 0;
-	for (int i = 0; names[i]; i++) {
-		if (strcmp(s, names[i]) == 0) {
-			*out = i;
-			return 0;
-		}
-	}
-	return fail(err, "%s: field '%s' must be \"%s\" or \"%s\", not \"%.64s\"", what, key,
-		    names[0], names[1], s);
-}
-
-static int get_bucket(json_t *obj, const char *what, const char *name,
-		      struct token_bucket_config *out, char *err)
-{
-	static const char *const keys[] = { "size", "one_time_burst", "refill_time", NULL };
-	json_t *b = json_object_get(obj, name);
-	char where[160];
-	snprintf(where, sizeof(where), "%s: rate_limiter.%s", what, name);
-	if (!json_is_object(b))
-		return fail(err, "%s must be an object", where);
-	if (check_keys(b, where, keys, err))
-		return -EINVAL;
-	struct token_bucket_config next = { 0 };
-	uint64_t *fields[] = { &next.size, &next.one_time_burst, &next.refill_time_ms };
-	for (int i = 0; keys[i]; i++) {
-		json_t *v = json_object_get(b, keys[i]);
-		if (!v) {
-			if (i != 1) /* one_time_burst is the only optional one */
-				return fail(err, "%s: missing field '%s'", where, keys[i]);
-			continue;
-		}
-		if (!json_is_integer(v) || json_integer_value(v) < 0)
-			return fail(err, "%s: field '%s' must be a non-negative integer", where,
-				    keys[i]);
-		*fields[i] = (uint64_t)json_integer_value(v);
-	}
-	*out = next;
-	return 0;
-}
-
-/* rate_limiter: buckets present replace those in *rl, absent ones stay. */
-static int get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl,
-			    char *err)
-{
-	static const char *const keys[] = { "bandwidth", "ops", NULL };
-	json_t *v = json_object_get(obj, "rate_limiter");
-	if (!v || json_is_null(v))
-		return 0;
-	char where[128];
-	snprintf(where, sizeof(where), "%s: rate_limiter", what);
-	if (!json_is_object(v))
-		return fail(err, "%s must be an object", where);
-	if (check_keys(v, where, keys, err))
-		return -EINVAL;
-	struct rate_limiter_config next = *rl;
-	if ((json_object_get(v, "bandwidth") &&
-	     get_bucket(v, what, "bandwidth", &next.bandwidth, err)) ||
-	    (json_object_get(v, "ops") && get_bucket(v, what, "ops", &next.ops, err)))
-		return -EINVAL;
-	*rl = next;
-	return 0;
-}
+#include "json_fields.h"
 
 static int check_id(const char *id, const char *what, char *err)
 {
 	size_t n = strlen(id);
 	if (n == 0 || n > DRIVE_ID_MAX)
-		return fail(err, "%s: field 'drive_id' must be 1 to %d characters", what,
-			    DRIVE_ID_MAX);
+		return api_fail(err, "%s: field 'drive_id' must be 1 to %d characters", what,
+				DRIVE_ID_MAX);
 	for (size_t i = 0; i < n; i++)
 		if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
 		      (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
-			return fail(err,
-				    "%s: field 'drive_id' may hold only letters, digits and '_'",
-				    what);
+			return api_fail(
+				err, "%s: field 'drive_id' may hold only letters, digits and '_'",
+				what);
 	return 0;
 }
 
@@ -153,16 +32,17 @@ static int check_path(const char *path, bool read_only, const char *what, char *
 {
 	struct stat st;
 	if (path[0] == '\0')
-		return fail(err, "%s: field 'path_on_host' is empty", what);
+		return api_fail(err, "%s: field 'path_on_host' is empty", what);
 	if (stat(path, &st) < 0)
-		return fail(err, "%s: path_on_host %.300s: %s", what, path, strerror(errno));
+		return api_fail(err, "%s: path_on_host %.300s: %s", what, path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return fail(err, "%s: path_on_host %.300s is not a file or block device", what,
-			    path);
+		return api_fail(err, "%s: path_on_host %.300s is not a file or block device", what,
+				path);
 	if (access(path, read_only ? R_OK : R_OK | W_OK) < 0)
-		return fail(err, "%s: path_on_host %.300s is not %s: %s", what, path,
-			    read_only ? "readable" : "readable and writable (set is_read_only?)",
-			    strerror(errno));
+		return api_fail(err, "%s: path_on_host %.300s is not %s: %s", what, path,
+				read_only ? "readable"
+					  : "readable and writable (set is_read_only?)",
+				strerror(errno));
 	return 0;
 }
 
@@ -178,18 +58,19 @@ static struct drive_config *find_drive(struct vm_config *cfg, const char *id)
 static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
 {
 	if (!json_is_object(body))
-		return fail(err, "drive%s%s: expected a JSON object", path_id ? " " : "",
-			    path_id ? path_id : "");
-	if (get_str(body, "drive", "drive_id", id, err))
+		return api_fail(err, "drive%s%s: expected a JSON object", path_id ? " " : "",
+				path_id ? path_id : "");
+	if (api_get_str(body, "drive", "drive_id", id, err))
 		return -EINVAL;
 	if (!*id)
-		return fail(err, "drive: missing field 'drive_id'");
+		return api_fail(err, "drive: missing field 'drive_id'");
 	snprintf(what, 96, "drive '%.64s'", *id);
 	if (check_id(*id, what, err))
 		return -EINVAL;
 	if (path_id && strcmp(path_id, *id) != 0)
-		return fail(err, "%s: field 'drive_id' does not match the id in the path ('%.64s')",
-			    what, path_id);
+		return api_fail(err,
+				"%s: field 'drive_id' does not match the id in the path ('%.64s')",
+				what, path_id);
 	return 0;
 }
 
@@ -203,25 +84,26 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 	static const char *const engines[] = { "Sync", "Async", NULL };
 	const char *id;
 	char what[96];
-	if (body_id(body, path_id, &id, what, err) || check_keys(body, what, keys, err))
+	if (body_id(body, path_id, &id, what, err) || api_check_keys(body, what, keys, err))
 		return -EINVAL;
 	if (json_object_get(body, "socket"))
-		return fail(err, "%s: field 'socket': vhost-user block devices are not supported",
-			    what);
+		return api_fail(err,
+				"%s: field 'socket': vhost-user block devices are not supported",
+				what);
 
 	struct drive_config next = { 0 };
 	const char *path, *partuuid;
 	int cache = DRIVE_CACHE_UNSAFE, engine = DRIVE_ENGINE_SYNC;
-	if (get_bool(body, what, "is_root_device", true, &next.is_root_device, err) ||
-	    get_bool(body, what, "is_read_only", false, &next.is_read_only, err) ||
-	    get_str(body, what, "path_on_host", &path, err) ||
-	    get_str(body, what, "partuuid", &partuuid, err) ||
-	    get_enum(body, what, "cache_type", caches, &cache, err) ||
-	    get_enum(body, what, "io_engine", engines, &engine, err) ||
-	    get_rate_limiter(body, what, &next.rate_limiter, err))
+	if (api_get_bool(body, what, "is_root_device", true, &next.is_root_device, err) ||
+	    api_get_bool(body, what, "is_read_only", false, &next.is_read_only, err) ||
+	    api_get_str(body, what, "path_on_host", &path, err) ||
+	    api_get_str(body, what, "partuuid", &partuuid, err) ||
+	    api_get_enum(body, what, "cache_type", caches, &cache, err) ||
+	    api_get_enum(body, what, "io_engine", engines, &engine, err) ||
+	    api_get_rate_limiter(body, what, &next.rate_limiter, err))
 		return -EINVAL;
 	if (!path)
-		return fail(err, "%s: missing field 'path_on_host'", what);
+		return api_fail(err, "%s: missing field 'path_on_host'", what);
 	if (check_path(path, next.is_read_only, what, err))
 		return -EINVAL;
 	if (partuuid) {
@@ -229,25 +111,27 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 		size_t n = strlen(partuuid);
 		if (n == 0 || n > DRIVE_PARTUUID_MAX ||
 		    strspn(partuuid, "0123456789abcdefABCDEF-") != n)
-			return fail(err, "%s: field 'partuuid' must be 1 to %d hex digits and '-'",
-				    what, DRIVE_PARTUUID_MAX);
+			return api_fail(err,
+					"%s: field 'partuuid' must be 1 to %d hex digits and '-'",
+					what, DRIVE_PARTUUID_MAX);
 	}
 	if (next.is_root_device) {
 		for (unsigned i = 0; i < cfg->nr_drives; i++)
 			if (cfg->drives[i].is_root_device && strcmp(cfg->drives[i].drive_id, id))
-				return fail(err,
-					    "%s: field 'is_root_device': drive '%s' is already the "
-					    "root device",
-					    what, cfg->drives[i].drive_id);
+				return api_fail(
+					err,
+					"%s: field 'is_root_device': drive '%s' is already the "
+					"root device",
+					what, cfg->drives[i].drive_id);
 	}
 	if (engine == DRIVE_ENGINE_ASYNC) {
 		char why[200];
 		if (blk_uring_probe(why, sizeof(why)))
-			return fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
+			return api_fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
 	}
 	struct drive_config *slot = find_drive(cfg, id);
 	if (!slot && cfg->nr_drives >= VIRTIO_DEV_MAX)
-		return fail(err, "%s: too many drives (at most %d)", what, VIRTIO_DEV_MAX);
+		return api_fail(err, "%s: too many drives (at most %d)", what, VIRTIO_DEV_MAX);
 
 	next.cache_type = (enum drive_cache_type)cache;
 	next.io_engine = (enum drive_io_engine)engine;
@@ -256,13 +140,13 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 	next.partuuid = partuuid ? strdup(partuuid) : NULL;
 	if (!next.drive_id || !next.path_on_host || (partuuid && !next.partuuid)) {
 		drive_config_free(&next);
-		return fail(err, "%s: out of memory", what);
+		return api_fail(err, "%s: out of memory", what);
 	}
 	if (!slot) {
 		struct drive_config *d = realloc(cfg->drives, (cfg->nr_drives + 1) * sizeof(*d));
 		if (!d) {
 			drive_config_free(&next);
-			return fail(err, "%s: out of memory", what);
+			return api_fail(err, "%s: out of memory", what);
 		}
 		cfg->drives = d;
 		slot = &d[cfg->nr_drives++];
@@ -280,7 +164,7 @@ int api_patch_drive(struct vm_config *cfg, const char *path_id, json_t *body, ch
 	char what[96];
 	if (body_id(body, path_id, &id, what, err))
 		return -EINVAL;
-	if (check_keys(body, what, keys, err)) {
+	if (api_check_keys(body, what, keys, err)) {
 		size_t n = strlen(err);
 		snprintf(err + n, API_ERR_LEN - n,
 			 " (PATCH changes only path_on_host and rate_limiter)");
@@ -288,17 +172,17 @@ int api_patch_drive(struct vm_config *cfg, const char *path_id, json_t *body, ch
 	}
 	struct drive_config *d = find_drive(cfg, id);
 	if (!d)
-		return fail(err, "%s: no such drive", what);
+		return api_fail(err, "%s: no such drive", what);
 	struct rate_limiter_config rl = d->rate_limiter;
-	if (get_str(body, what, "path_on_host", &path, err) ||
-	    get_rate_limiter(body, what, &rl, err))
+	if (api_get_str(body, what, "path_on_host", &path, err) ||
+	    api_get_rate_limiter(body, what, &rl, err))
 		return -EINVAL;
 	char *copy = NULL;
 	if (path) {
 		if (check_path(path, d->is_read_only, what, err))
 			return -EINVAL;
 		if (!(copy = strdup(path)))
-			return fail(err, "%s: out of memory", what);
+			return api_fail(err, "%s: out of memory", what);
 		free(d->path_on_host);
 		d->path_on_host = copy;
 	}
@@ -309,18 +193,19 @@ int api_patch_drive(struct vm_config *cfg, const char *path_id, json_t *body, ch
 int api_put_drives(struct vm_config *cfg, json_t *array, char *err)
 {
 	if (!json_is_array(array))
-		return fail(err, "drives: expected an array of drive objects");
+		return api_fail(err, "drives: expected an array of drive objects");
 	size_t i;
 	json_t *drive;
 	json_array_foreach (array, i, drive) {
 		/* The file lists each drive once; PUT's replace-by-id would hide a typo. */
 		json_t *id = json_is_object(drive) ? json_object_get(drive, "drive_id") : NULL;
 		if (json_is_string(id) && find_drive(cfg, json_string_value(id)))
-			return fail(err, "drive '%.64s': field 'drive_id' is used by two drives",
-				    json_string_value(id));
+			return api_fail(err,
+					"drive '%.64s': field 'drive_id' is used by two drives",
+					json_string_value(id));
 		char inner[API_ERR_LEN];
 		if (api_put_drive(cfg, NULL, drive, inner))
-			return fail(err, "drives[%zu]: %.450s", i, inner);
+			return api_fail(err, "drives[%zu]: %.450s", i, inner);
 	}
 	return 0;
 }
