@@ -13,3 +13,6 @@ bench/blk.sh -t 3 -r 3
 echo
 echo "== 5. start until the API socket accepts: directly vs through ember-jailer"
 bench/jailer.sh 50
+echo
+echo "== 6. the API: start to socket, InstanceStart to boot timer, request latency, memory, creation rate"
+bench/api.py 30

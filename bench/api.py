@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Issue 6's benchmarks, on this host's /dev/kvm with the freestanding test guest:
+  - ember start until the API socket accepts a connection
+  - InstanceStart to the guest's boot-timer write (ember's Guest-boot-time line)
+  - API request latency (GET / and PUT /machine-config on a kept-alive connection)
+  - ember's own memory: RSS minus the guest-memory mapping, test guest halted, 128 MiB
+  - creation rate: VMs configured through the API, started and exited per second, with
+    as many in flight as the machine has cores
+One Python process drives everything over the Unix socket, so no curl process is timed.
+Usage: bench/api.py [RUNS]"""
+import http.client
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBER = os.path.join(ROOT, "build", "ember")
+GUEST = os.path.join(ROOT, "build", "tests", "guest.elf")
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def request(conn, method, path, body=None):
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
+    return data
+
+
+def start_ember(tmp, name, *args):
+    sock = os.path.join(tmp, name + ".sock")
+    log = open(os.path.join(tmp, name + ".out"), "w+")
+    t0 = time.monotonic()
+    proc = subprocess.Popen([EMBER, "--api-sock", sock, *args], stdout=log, stderr=log)
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sock)
+            s.close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - t0 > 10:
+                raise RuntimeError("ember did not open its socket")
+            time.sleep(0.00002)
+    return proc, sock, log, (time.monotonic() - t0) * 1000
+
+
+def configure_and_start(sock, boot_args, mem=128):
+    conn = UnixHTTP(sock)
+    request(conn, "PUT", "/boot-source",
+            f'{{"kernel_image_path": "{GUEST}", "boot_args": "{boot_args}"}}')
+    request(conn, "PUT", "/machine-config", f'{{"vcpu_count": 1, "mem_size_mib": {mem}}}')
+    request(conn, "PUT", "/actions", '{"action_type": "InstanceStart"}')
+    return conn
+
+
+def stats(values):
+    values = sorted(values)
+    return f"{statistics.median(values):8.2f} {values[0]:8.2f} {values[-1]:8.2f}"
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    tmp = tempfile.mkdtemp()
+    socket_ms, boot_ms, get_ms, put_ms = [], [], [], []
+    probe = os.path.join(ROOT, "build", "tests", "helpers", "start_to_socket")
+    for i in range(runs):
+        # Start-up through the small C prober: Python's own fork and polling would add
+        # milliseconds to what is measured.
+        sock = os.path.join(tmp, f"p{i}.sock")
+        out = subprocess.run([probe, sock, "--", EMBER, "--api-sock", sock],
+                             capture_output=True, text=True, check=True).stdout
+        socket_ms.append(int(out.split()[0]) / 1000)
+        proc, sock, log, _ = start_ember(tmp, f"s{i}", "--boot-timer")
+        conn = configure_and_start(sock, "console=ttyS0")
+        proc.wait(timeout=10)
+        log.seek(0)
+        m = re.search(r"Guest-boot-time = *(\d+) us", log.read())
+        if not m:
+            raise RuntimeError("no Guest-boot-time line")
+        boot_ms.append(int(m.group(1)) / 1000)
+        log.close()
+
+    proc, sock, log, _ = start_ember(tmp, "lat")
+    conn = UnixHTTP(sock)
+    for i in range(200):
+        t = time.monotonic()
+        request(conn, "GET", "/")
+        get_ms.append((time.monotonic() - t) * 1000)
+        t = time.monotonic()
+        request(conn, "PUT", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 128}')
+        put_ms.append((time.monotonic() - t) * 1000)
+    # Memory: the same ember, now running the halted test guest.
+    request(conn, "PUT", "/boot-source", f'{{"kernel_image_path": "{GUEST}", "boot_args": "halt"}}')
+    request(conn, "PUT", "/actions", '{"action_type": "InstanceStart"}')
+    time.sleep(0.3)
+    total_kb, guest_kb, in_guest = 0, 0, False
+    with open(f"/proc/{proc.pid}/smaps") as f:
+        for line in f:
+            head = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if head:
+                size = int(head.group(2), 16) - int(head.group(1), 16)
+                in_guest = size >= 128 << 20  # the guest RAM mapping (nothing else is as big)
+            elif line.startswith("Rss:"):
+                kb = int(line.split()[1])
+                total_kb += kb
+                if in_guest:
+                    guest_kb += kb
+    private_kb = 0
+    with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                private_kb += int(line.split()[1])
+    proc.terminate()
+    proc.wait()
+
+    # Creation rate: waves of one VM per core, each configured, started, exited.
+    # Much of a start sleeps in KVM (see bench/README.md), so keep more VMs in flight than
+    # there are cores.
+    vms = max(runs * 2, 40)
+    workers = int(os.environ.get("EMBER_BENCH_INFLIGHT", 4 * (os.cpu_count() or 2)))
+    t0 = time.monotonic()
+    done = 0
+    while done < vms:
+        batch = []
+        for w in range(min(workers, vms - done)):
+            p, sock, log, _ = start_ember(tmp, f"c{done + w}")
+            batch.append((p, configure_and_start(sock, "console=ttyS0", 32), log))
+        for p, conn, log in batch:
+            if p.wait(timeout=10) != 0:
+                raise RuntimeError("a VM did not exit 0")
+            log.close()
+        done += len(batch)
+    rate = vms / (time.monotonic() - t0)
+
+    print(f"{'':44} {'median':>8} {'min':>8} {'max':>8}")
+    print(f"{'start until the API socket accepts (ms)':44} {stats(socket_ms)}")
+    print(f"{'InstanceStart to boot-timer write (ms)':44} {stats(boot_ms)}")
+    print(f"{'GET / latency (ms)':44} {stats(get_ms)}")
+    print(f"{'PUT /machine-config latency (ms)':44} {stats(put_ms)}")
+    print(f"ember's own memory (RSS minus guest pages): {(total_kb - guest_kb) / 1024:.2f} MiB"
+          f" (RSS {total_kb / 1024:.2f} MiB, guest pages {guest_kb / 1024:.2f} MiB);"
+          f" not shared with other processes: {(private_kb - guest_kb) / 1024:.2f} MiB")
+    print(f"creation rate: {rate:.1f} VMs/s ({vms} VMs through the API, {workers} at a time)")
+
+
+if __name__ == "__main__":
+    main()
