@@ -13,6 +13,8 @@
 #include "blk.h"
 #include "config_json.h"
 #include "drives_json.h"
+#include "net.h"
+#include "net_json.h"
 #include "i8042.h"
 #include "log.h"
 #include "version.h"
@@ -148,9 +150,9 @@ static json_t *vm_config_json(const struct api_ctx *ctx)
 			json_object_set_new(obj, "partuuid", json_string(d->partuuid));
 		json_array_append_new(drives, obj);
 	}
-	json_t *root = json_pack("{s:o, s:o, s:o, s:[], s:n}", "boot-source", boot,
-				 "machine-config", machine_config_json(cfg), "drives", drives,
-				 "network-interfaces", "vsock");
+	json_t *root = json_pack("{s:o, s:o, s:o, s:o, s:n}", "boot-source", boot, "machine-config",
+				 machine_config_json(cfg), "drives", drives, "network-interfaces",
+				 api_nets_json(cfg), "vsock");
 	if (ctx->log_path)
 		json_object_set_new(root, "logger", json_pack("{s:s}", "log_path", ctx->log_path));
 	if (ctx->metrics_path)
@@ -186,13 +188,14 @@ int api_instance_start(struct api_ctx *ctx, char *err)
 	rc = vm_boot(ctx->vm, ctx->cfg, err);
 	if (rc)
 		return rc;
+	/* Logged before the vCPUs run, so the line never splits the guest's first output. */
+	log_info("VM started");
 	rc = vm_start(ctx->vm);
 	if (rc) {
 		snprintf(err, API_ERR_LEN, "cannot start the vCPUs: %s", strerror(-rc));
 		return rc;
 	}
 	ctx->started = true;
-	log_info("VM started");
 	return 0;
 }
 
@@ -329,6 +332,27 @@ static unsigned patch_vm(struct api_ctx *ctx, json_t *body, struct api_reply *re
 	return 204;
 }
 
+/* PATCH /network-interfaces/{id} on a running VM: new rate limiters for the live device;
+ * the configuration keeps the old ones if the device refused them. */
+static int patch_running_net(struct api_ctx *ctx, const char *id, json_t *body, char *err)
+{
+	struct net_config *c = NULL;
+	for (unsigned i = 0; i < ctx->cfg->nr_nets && !c; i++)
+		if (strcmp(ctx->cfg->nets[i].iface_id, id) == 0)
+			c = &ctx->cfg->nets[i];
+	if (!c) {
+		snprintf(err, API_ERR_LEN, "network interface '%.64s' does not exist", id);
+		return -ENOENT;
+	}
+	struct rate_limiter_config rx = c->rx_rate_limiter, tx = c->tx_rate_limiter;
+	int rc = api_patch_net(ctx->cfg, id, body, err);
+	if (!rc && (rc = net_update(ctx->vm, c, err, API_ERR_LEN))) {
+		c->rx_rate_limiter = rx;
+		c->tx_rate_limiter = tx;
+	}
+	return rc;
+}
+
 static struct drive_config *find_drive(struct vm_config *cfg, const char *id)
 {
 	for (unsigned i = 0; i < cfg->nr_drives; i++)
@@ -426,6 +450,15 @@ static unsigned handle(struct api_ctx *ctx, enum endpoint ep, unsigned method, c
 			rc = api_put_drive(ctx->cfg, id, body, err);
 		break;
 	case EP_NETWORK_INTERFACES:
+		if (method == M_PATCH && ctx->started)
+			rc = patch_running_net(ctx, id, body, err);
+		else if (ctx->started)
+			return fault(reply, 400, PRE_BOOT_ONLY);
+		else if (method == M_PATCH)
+			rc = api_patch_net(ctx->cfg, id, body, err);
+		else
+			rc = api_put_net(ctx->cfg, id, body, err);
+		break;
 	case EP_VSOCK:
 		snprintf(err, sizeof(err), "%s is not supported by this ember build yet",
 			 endpoints[ep].path);

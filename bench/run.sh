@@ -16,3 +16,6 @@ bench/jailer.sh 50
 echo
 echo "== 6. the API: start to socket, InstanceStart to boot timer, request latency, memory, creation rate"
 bench/api.py 30
+echo
+echo "== 7. virtio-net: TCP throughput each way and ping latency, ember vs QEMU virtio-net on a TAP"
+bench/net.sh -n 3 -m 8

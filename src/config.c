@@ -20,6 +20,9 @@ void vm_config_free(struct vm_config *cfg)
 	for (unsigned i = 0; i < cfg->nr_drives; i++)
 		drive_config_free(&cfg->drives[i]);
 	free(cfg->drives);
+	for (unsigned i = 0; i < cfg->nr_nets; i++)
+		net_config_free(&cfg->nets[i]);
+	free(cfg->nets);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -29,4 +32,11 @@ void drive_config_free(struct drive_config *d)
 	free(d->path_on_host);
 	free(d->partuuid);
 	memset(d, 0, sizeof(*d));
+}
+
+void net_config_free(struct net_config *n)
+{
+	free(n->iface_id);
+	free(n->host_dev_name);
+	memset(n, 0, sizeof(*n));
 }

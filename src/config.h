@@ -58,16 +58,30 @@ struct drive_config {
 	struct rate_limiter_config rate_limiter;
 };
 
+/* One entry of Firecracker's "network-interfaces": virtio-net over a host TAP device. */
+struct net_config {
+	char *iface_id;
+	char *host_dev_name; /* the TAP, e.g. "tap0" */
+	bool has_mac;
+	uint8_t guest_mac[6];
+	uint16_t mtu; /* 0: not announced to the guest */
+	struct rate_limiter_config rx_rate_limiter;
+	struct rate_limiter_config tx_rate_limiter;
+};
+
 struct vm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
 	char *serial_out_path;	     /* NULL: the guest console goes to stdout */
 	struct drive_config *drives; /* in guest order: the root device first */
 	unsigned nr_drives;
+	struct net_config *nets; /* in guest order: eth0 first */
+	unsigned nr_nets;
 };
 
 void vm_config_init(struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);
 void drive_config_free(struct drive_config *d);
+void net_config_free(struct net_config *n);
 
 #endif

@@ -4,7 +4,10 @@
  *   blk-rw         GET_ID, read, write, flush, read back (indirect), bounds, framing
  *   blk-ro-write   a write to the read-only device in slot 1
  *   blk-loop, blk-oob-addr, blk-long-chain, blk-avail-ahead, blk-bad-status
- * After a hostile case the device is reset and must serve a valid read again. */
+ * After a hostile case the device is reset and must serve a valid read again.
+ * With a virtio-net device in slot 0 instead, hostile transmit chains ("net0: ..."):
+ *   net-tx-oversize, net-tx-writable, net-tx-short (dropped, the chain comes back),
+ *   net-tx-oob, net-tx-long (the device needs a reset; after it a frame goes out again). */
 #include "guest.h"
 
 #define MMIO_BASE 0xc0001000UL
@@ -92,6 +95,7 @@ static uint8_t buf2[4096] __attribute__((aligned(4096)));
 
 struct dev {
 	unsigned slot;
+	unsigned queue; /* the one queue this driver uses: 0 for blk, 1 (transmit) for net */
 	uintptr_t base;
 	uint64_t features;
 	uint16_t avail_idx, last_used;
@@ -129,7 +133,7 @@ static void put_dec(uint64_t v)
 /* "blkN: " at the start of a result line. */
 static void tag(const struct dev *d, const char *what)
 {
-	puts_uart("blk");
+	puts_uart(d->queue == 1 ? "net" : "blk");
 	put_dec(d->slot);
 	puts_uart(": ");
 	puts_uart(what);
@@ -165,14 +169,16 @@ static void clear_rings(void)
 	memset((void *)&used, 0, sizeof(used));
 }
 
-/* The driver side of initialisation (virtio 1.x 3.1.1). False, with a line, on failure. */
-static bool dev_init(struct dev *d, unsigned slot, uint64_t want)
+/* The driver side of initialisation (virtio 1.x 3.1.1) for device type id, with only
+ * queue set up. False, with a line, on failure. */
+static bool dev_init_as(struct dev *d, unsigned slot, uint64_t want, uint32_t id, unsigned queue)
 {
 	d->slot = slot;
+	d->queue = queue;
 	d->base = MMIO_BASE + slot * MMIO_SIZE;
 	d->avail_idx = d->last_used = 0;
-	if (rd(d, R_MAGIC) != 0x74726976 || rd(d, R_VERSION) != 2 || rd(d, R_DEVICE_ID) != 2) {
-		tag(d, "no virtio-blk device here\n");
+	if (rd(d, R_MAGIC) != 0x74726976 || rd(d, R_VERSION) != 2 || rd(d, R_DEVICE_ID) != id) {
+		tag(d, id == 2 ? "no virtio-blk device here\n" : "no virtio-net device here\n");
 		return false;
 	}
 	wr(d, R_STATUS, 0);
@@ -193,7 +199,7 @@ static bool dev_init(struct dev *d, unsigned slot, uint64_t want)
 		return false;
 	}
 	clear_rings();
-	wr(d, R_QUEUE_SEL, 0);
+	wr(d, R_QUEUE_SEL, queue);
 	if (rd(d, R_QUEUE_NUM_MAX) < QSIZE) {
 		tag(d, "queue too small\n");
 		return false;
@@ -210,6 +216,11 @@ static bool dev_init(struct dev *d, unsigned slot, uint64_t want)
 	return true;
 }
 
+static bool dev_init(struct dev *d, unsigned slot, uint64_t want)
+{
+	return dev_init_as(d, slot, want, 2, 0);
+}
+
 /* Publishes head and notifies. avail_step > 1 makes the index run ahead (hostile). */
 static void submit(struct dev *d, uint16_t head, uint16_t avail_step)
 {
@@ -218,7 +229,7 @@ static void submit(struct dev *d, uint16_t head, uint16_t avail_step)
 	d->avail_idx = (uint16_t)(d->avail_idx + avail_step);
 	avail.idx = d->avail_idx;
 	mb(); /* the index before the notification */
-	wr(d, R_QUEUE_NOTIFY, 0);
+	wr(d, R_QUEUE_NOTIFY, d->queue);
 }
 
 /* Waits for the next used entry: 1 (and *len), 0 when the device set NEEDS_RESET
@@ -534,6 +545,110 @@ static void blk_bad_status(void)
 	recover(&d, 0);
 }
 
+/* virtio-net: the 12-byte header (all zero: no offload) and then the frame. */
+#define NET_HDR 12
+
+static bool net_init(struct dev *d, uint64_t want)
+{
+	return dev_init_as(d, 0, want, 1, 1);
+}
+
+static void net_result(struct dev *d, const char *what)
+{
+	uint32_t len;
+	int rc = wait_used(d, &len);
+	tag(d, what);
+	kv("used", rc == 1);
+	kv("needs_reset", rc == 0);
+	puts_uart("\n");
+}
+
+/* A valid 60-byte broadcast frame (an experimental EtherType): the host counts it. */
+static void net_send_ok(struct dev *d, const char *what)
+{
+	memset(buf, 0, NET_HDR + 60);
+	memset(buf + NET_HDR, 0xff, 6);
+	buf[NET_HDR + 6] = 0x06;
+	buf[NET_HDR + 12] = 0x88;
+	buf[NET_HDR + 13] = 0xb5;
+	set_desc(0, buf, NET_HDR + 60, 0, 0);
+	submit(d, 0, 1);
+	net_result(d, what);
+}
+
+static void net_recover(struct dev *d)
+{
+	wr(d, R_STATUS, 0);
+	if (net_init(d, 0))
+		net_send_ok(d, "recovered");
+}
+
+/* Larger than an MTU-sized frame without segmentation offload: dropped. */
+static void net_tx_oversize(void)
+{
+	struct dev d;
+	if (!net_init(&d, 0))
+		return;
+	set_desc(0, buf, sizeof(buf), 0, 0);
+	submit(&d, 0, 1);
+	net_result(&d, "tx-oversize");
+	net_send_ok(&d, "tx-after-oversize");
+}
+
+/* A transmit chain with a device-writable buffer: the spec forbids it. */
+static void net_tx_writable(void)
+{
+	struct dev d;
+	if (!net_init(&d, 0))
+		return;
+	set_desc(0, buf, NET_HDR + 60, D_NEXT, 1);
+	set_desc(1, buf2, 64, D_WRITE, 0);
+	submit(&d, 0, 1);
+	net_result(&d, "tx-writable");
+	net_send_ok(&d, "tx-after-writable");
+}
+
+/* Shorter than the header. */
+static void net_tx_short(void)
+{
+	struct dev d;
+	if (!net_init(&d, 0))
+		return;
+	set_desc(0, buf, 8, 0, 0);
+	submit(&d, 0, 1);
+	net_result(&d, "tx-short");
+	net_send_ok(&d, "tx-after-short");
+}
+
+static void net_tx_oob(void)
+{
+	struct dev d;
+	if (!net_init(&d, 0))
+		return;
+	set_desc(0, buf, NET_HDR, D_NEXT, 1);
+	set_desc(1, (void *)0x400000000UL, 60, 0, 0); /* 16 GiB: no RAM */
+	submit(&d, 0, 1);
+	net_result(&d, "tx-oob");
+	net_recover(&d);
+}
+
+static void net_tx_long(void)
+{
+	struct dev d;
+	if (!net_init(&d, F_INDIRECT))
+		return;
+	/* QSIZE + 4 descriptors in one indirect table: longer than the queue allows. */
+	unsigned n = QSIZE + 4;
+	for (unsigned i = 0; i < n; i++)
+		indirect[i] =
+			(struct desc){ (uintptr_t)buf + 16 * i, 16,
+				       (uint16_t)(i + 1 < n ? D_NEXT : 0), (uint16_t)(i + 1) };
+	set_desc(0, indirect, n * sizeof(struct desc), D_INDIRECT, 0);
+	submit(&d, 0, 1);
+	net_result(&d, "tx-long");
+	net_recover(&d);
+}
+
 void virtio_run(const char *cmdline)
 {
 	static const struct {
@@ -547,6 +662,11 @@ void virtio_run(const char *cmdline)
 		{ "blk-long-chain", blk_long_chain },
 		{ "blk-avail-ahead", blk_avail_ahead },
 		{ "blk-bad-status", blk_bad_status },
+		{ "net-tx-oversize", net_tx_oversize },
+		{ "net-tx-writable", net_tx_writable },
+		{ "net-tx-short", net_tx_short },
+		{ "net-tx-oob", net_tx_oob },
+		{ "net-tx-long", net_tx_long },
 	};
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (has_word(cmdline, cases[i].word))

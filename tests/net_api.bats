@@ -1,0 +1,147 @@
+#!/usr/bin/env bats
+# virtio-net configuration on this host, with real TAP devices in a network namespace of
+# the test's own and the freestanding test guest: PUT and PATCH /network-interfaces/{id},
+# the config file's "network-interfaces", and the errors that name the interface and the
+# TAP (missing, down, in use).
+
+load lib/common
+
+setup_file() {
+	[ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] || skip "needs root and /dev/net/tun"
+}
+
+setup() {
+	D=$(scratch_dir)
+	EMBER_PID=
+	NS=ember-net-$$-$BATS_TEST_NUMBER
+	ip netns add "$NS"
+	in_ns ip link set lo up
+}
+
+teardown() {
+	api_stop
+	[ -n "${PID2:-}" ] && { kill "$PID2" 2>/dev/null; wait "$PID2" 2>/dev/null; }
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$D"
+}
+
+in_ns() { ip netns exec "$NS" "$@"; }
+
+tap() { # tap NAME [up]
+	in_ns ip tuntap add dev "$1" mode tap
+	[ "${2-}" = up ] && in_ns ip link set "$1" up
+	return 0
+}
+
+# api_start in the namespace (the API socket is a path: it works from anywhere).
+ns_api_start() {
+	SOCK="$D/api.sock"
+	ip netns exec "$NS" "$EMBER" --api-sock "$SOCK" "$@" >"$D/ember.out" 2>&1 &
+	EMBER_PID=$!
+	for _ in $(seq 200); do [ -S "$SOCK" ] && return 0; sleep 0.01; done
+	cat "$D/ember.out" >&2
+	return 1
+}
+
+boot_source() {
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+}
+
+@test "PUT /network-interfaces: a missing TAP, bad fields and a path mismatch are refused with the interface named" {
+	ns_api_start
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' \
+		"network interface 'eth0': host_dev_name: TAP device tap0 does not exist"
+	tap tap0 up
+	expect_api 400 PUT /network-interfaces/eth1 '{"iface_id": "eth0", "host_dev_name": "tap0"}' "does not match"
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "vhost": true}' "unknown field 'vhost'"
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "xx"}' "guest_mac"
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}'
+	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}'
+	expect_api 400 PATCH /network-interfaces/eth9 '{"iface_id": "eth9"}' "no such network interface"
+	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02"}]'
+}
+
+@test "InstanceStart: a TAP that is down fails naming it, then boots once it is up; PATCH limits on the running VM" {
+	tap tap0
+	ns_api_start
+	boot_source
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "network interface eth0: TAP tap0 is down"
+	in_ns ip link set tap0 up
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	grep -q "hello from the guest" "$D/ember.out"
+	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}'
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' "not supported after starting"
+	kill -0 "$EMBER_PID"
+}
+
+@test "a TAP already in use by another ember is refused at InstanceStart, naming it" {
+	tap tap0 up
+	ns_api_start
+	boot_source
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	local first=$SOCK
+	SOCK="$D/api2.sock"
+	ip netns exec "$NS" "$EMBER" --api-sock "$SOCK" >"$D/ember2.out" 2>&1 &
+	PID2=$!
+	for _ in $(seq 200); do [ -S "$SOCK" ] && break; sleep 0.01; done
+	boot_source
+	expect_api 204 PUT /network-interfaces/net1 '{"iface_id": "net1", "host_dev_name": "tap0"}'
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "network interface net1: cannot attach to TAP tap0: it is in use by another process"
+	SOCK=$first
+}
+
+@test "--config-file with network-interfaces: boots with two TAPs; a missing one stops ember with its name" {
+	tap tap0 up
+	tap tap1 up
+	cat >"$D/vm.json" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "console=ttyS0" },
+  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
+  "network-interfaces": [
+    { "iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02", "mtu": 1500 },
+    { "iface_id": "eth1", "host_dev_name": "tap1" }
+  ]
+}
+JSON
+	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+	sed -i 's/"tap1"/"tap7"/' "$D/vm.json"
+	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"network interface 'eth1'"*"TAP device tap7 does not exist"* ]]
+}
+
+@test "hostile transmit chains: oversized, writable and short ones are dropped, bad addresses and long chains need a reset; ember keeps running and later frames reach the TAP" {
+	tap tap0 up
+	cat >"$D/vm.json" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "net-tx-oversize net-tx-writable net-tx-short net-tx-oob net-tx-long" },
+  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
+  "network-interfaces": [ { "iface_id": "eth0", "host_dev_name": "tap0" } ]
+}
+JSON
+	local before after
+	before=$(in_ns cat /sys/class/net/tap0/statistics/rx_packets)
+	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	for c in oversize writable short; do
+		[[ "$output" == *"net0: tx-$c used=1 needs_reset=0"* ]]
+		[[ "$output" == *"net0: tx-after-$c used=1 needs_reset=0"* ]]
+	done
+	[[ "$output" == *"net0: tx-oob used=0 needs_reset=1"* ]]
+	[[ "$output" == *"net0: tx-long used=0 needs_reset=1"* ]]
+	[ "$(grep -c 'net0: recovered used=1 needs_reset=0' <<<"$output")" -eq 2 ]
+	[[ "$output" == *"dropped a transmit chain"* ]]
+	[[ "$output" == *"buffer address outside guest memory"* ]]
+	# The five valid frames (three after drops, two after resets) and nothing else.
+	after=$(in_ns cat /sys/class/net/tap0/statistics/rx_packets)
+	[ $((after - before)) -eq 5 ]
+}

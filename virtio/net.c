@@ -1,0 +1,541 @@
+/* virtio-net: frames between the TAP and the guest's rings, through one bounce buffer per
+ * direction on receive (a frame may span several merged receive buffers) and straight from
+ * the guest's buffers on transmit. Both TAP and queues are watched by the VMM thread's loop:
+ * receive stops when the guest has no buffers, leaves frames queued in the TAP, and resumes
+ * on the guest's next rx notification. */
+#include "net.h"
+
+#include <errno.h>
+#include <linux/if_tun.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rate_limiter.h"
+#include "tap.h"
+
+#define NET_CONFIG_LEN	12 /* mac[6], status, max_virtqueue_pairs, mtu */
+#define NUM_BUFFERS_OFF 10
+
+struct net_dev {
+	struct virtio_dev vdev; /* first: the transport hands us &vdev */
+	char *id;
+	char *tap_name;
+	int tap_fd;
+	uint16_t mtu;
+	uint8_t config[NET_CONFIG_LEN];
+	struct rate_limiter rx_rl, tx_rl;
+	bool offload_dirty; /* features negotiated, TUNSETOFFLOAD not yet done (VMM thread) */
+	bool tap_error_logged;
+
+	/* Receive: a frame read from the TAP that no guest buffer took yet. */
+	uint8_t *rx_buf;
+	size_t rx_len;
+	bool rx_charged;			/* the rx limiter already counted it */
+	struct iovec first_iov[VIRTQ_MAX_SIZE]; /* the first buffer: num_buffers lands there */
+	unsigned first_nr;
+	uint16_t heads[NET_QUEUE_SIZE];
+	uint32_t lens[NET_QUEUE_SIZE];
+	struct virtq_chain chain;
+	struct net_stats stats;
+};
+
+static struct net_dev *to_net(struct virtio_dev *dev)
+{
+	return (struct net_dev *)dev;
+}
+
+static bool has(const struct net_dev *n, uint64_t feature)
+{
+	return (n->vdev.driver_features & feature) != 0;
+}
+
+/* Returns nr chains at once: the driver reads num_buffers in the first and must find all
+ * of them in the used ring when it sees the first, so used->idx moves once. */
+static void push_many(struct virtq *q, const uint16_t *heads, const uint32_t *lens, unsigned nr)
+{
+	for (unsigned i = 0; i < nr; i++) {
+		struct virtq_used_elem *e =
+			&q->used->ring[(uint16_t)(q->used_idx + i) & (q->num - 1)];
+		__atomic_store_n(&e->id, (uint32_t)heads[i], __ATOMIC_RELAXED);
+		__atomic_store_n(&e->len, lens[i], __ATOMIC_RELAXED);
+	}
+	q->used_idx = (uint16_t)(q->used_idx + nr);
+	/* Orders the frame bytes and the used elements above before the index that publishes
+	 * them. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&q->used->idx, q->used_idx, __ATOMIC_RELAXED);
+}
+
+/* Applies the offloads the driver accepted to the TAP: what the guest can take in decides
+ * what the host may hand it unchecksummed or unsegmented. */
+static void apply_offloads(struct net_dev *n)
+{
+	unsigned flags = 0;
+	if (has(n, VIRTIO_NET_F_GUEST_CSUM)) {
+		flags |= TUN_F_CSUM;
+		if (has(n, VIRTIO_NET_F_GUEST_TSO4))
+			flags |= TUN_F_TSO4;
+		if (has(n, VIRTIO_NET_F_GUEST_TSO6))
+			flags |= TUN_F_TSO6;
+	}
+	int rc = tap_set_offload(n->tap_fd, flags);
+	if (rc)
+		log_warn("network interface %s: TAP %s: TUNSETOFFLOAD 0x%x: %s", n->id, n->tap_name,
+			 flags, strerror(-rc));
+	n->offload_dirty = false;
+}
+
+/* Puts the pending frame into the guest's receive buffers. 1 done, 0 not enough buffers
+ * (nothing taken from the ring), -1 the device broke. */
+static int deliver(struct net_dev *n)
+{
+	struct virtq *q = &n->vdev.queues[NET_RX_QUEUE];
+	bool merge = has(n, VIRTIO_NET_F_MRG_RXBUF);
+	size_t off = 0;
+	unsigned nr = 0;
+	while (off < n->rx_len) {
+		if ((!merge && nr == 1) || nr == q->num) {
+			/* Larger than the one buffer a frame may use without merging, or than
+			 * the whole ring: it can never fit. It is dropped and the buffers go
+			 * back unused. */
+			q->next_avail = (uint16_t)(q->next_avail - nr);
+			n->stats.rx_dropped++;
+			n->rx_len = 0;
+			return 1;
+		}
+		int rc = virtq_pop(q, &n->chain);
+		if (rc < 0) {
+			virtio_needs_reset(&n->vdev, q->fault);
+			return -1;
+		}
+		if (rc == 0) {
+			/* Not enough room yet: every buffer taken goes back, none was used. */
+			q->next_avail = (uint16_t)(q->next_avail - nr);
+			return 0;
+		}
+		struct virtq_chain *c = &n->chain;
+		struct iovec *wr = c->iov + c->nr_rd;
+		if (c->wr_len < (nr == 0 ? NET_HDR_LEN : 1)) {
+			virtio_needs_reset(&n->vdev, "receive buffer too small for the header");
+			return -1;
+		}
+		uint64_t take = c->wr_len < n->rx_len - off ? c->wr_len : n->rx_len - off;
+		iov_from_buf(wr, c->nr_wr, n->rx_buf + off, take);
+		if (nr == 0) {
+			memcpy(n->first_iov, wr, c->nr_wr * sizeof(*wr));
+			n->first_nr = c->nr_wr;
+		}
+		n->heads[nr] = c->head;
+		n->lens[nr] = (uint32_t)take;
+		nr++;
+		off += take;
+	}
+	/* num_buffers (little-endian) in the header at the front of the first buffer. */
+	uint8_t hdr[NET_HDR_LEN];
+	memcpy(hdr, n->rx_buf, NET_HDR_LEN);
+	hdr[NUM_BUFFERS_OFF] = (uint8_t)nr;
+	hdr[NUM_BUFFERS_OFF + 1] = (uint8_t)(nr >> 8);
+	iov_from_buf(n->first_iov, n->first_nr, hdr, NET_HDR_LEN);
+	push_many(q, n->heads, n->lens, nr);
+	n->stats.rx_frames++;
+	n->stats.rx_bytes += n->rx_len - NET_HDR_LEN;
+	n->rx_len = 0;
+	return 1;
+}
+
+/* The frame did not fit in the buffers the guest has: asks for a notification on the next
+ * buffer it adds. True if some arrived meanwhile (try again). */
+static bool wait_for_buffers(struct virtq *q)
+{
+	if (!virtq_enable_notify(q))
+		return false; /* none at all: the next one notifies */
+	if (!q->event_idx)
+		return false; /* without event index every new buffer notifies */
+	/* Some buffers but too few: avail_event at the driver's current index, so that its
+	 * next buffer notifies rather than only one past those we already looked at. */
+	uint16_t seen = __atomic_load_n(&q->avail->idx, __ATOMIC_RELAXED);
+	uint16_t *avail_event = (uint16_t *)&q->used->ring[q->num];
+	__atomic_store_n(avail_event, seen, __ATOMIC_RELAXED);
+	/* Orders the avail_event store before the second look at avail->idx: a buffer added
+	 * in between is either seen here or notified. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&q->avail->idx, __ATOMIC_RELAXED) != seen;
+}
+
+/* Moves frames from the TAP into the guest until the TAP is empty, the guest has no
+ * buffers, or the limiter says wait. The TAP is edge-triggered: stopping with frames left
+ * is fine, as whatever stops us (buffers, the timer) calls this again. */
+static void process_rx(struct net_dev *n)
+{
+	struct virtq *q = &n->vdev.queues[NET_RX_QUEUE];
+	bool pushed = false;
+	if (!q->active)
+		return;
+	for (unsigned budget = NET_QUEUE_SIZE;; budget--) {
+		if (budget == 0) {
+			/* A busy TAP does not keep the VMM thread: come back after the other
+			 * events. */
+			uint64_t one = 1;
+			ssize_t w = write(n->vdev.kicks[NET_RX_QUEUE].fd, &one, sizeof(one));
+			(void)w;
+			break;
+		}
+		if (n->rx_len == 0) {
+			ssize_t r = read(n->tap_fd, n->rx_buf, NET_FRAME_MAX);
+			if (r < 0) {
+				if (errno != EAGAIN && errno != EINTR && !n->tap_error_logged) {
+					n->tap_error_logged = true;
+					log_warn("network interface %s: reading TAP %s: %s", n->id,
+						 n->tap_name, strerror(errno));
+				}
+				break;
+			}
+			if (r < NET_HDR_LEN)
+				continue;
+			n->rx_len = (size_t)r;
+			n->rx_charged = false;
+		}
+		if (!n->rx_charged) {
+			if (!rate_limiter_consume(&n->rx_rl, 1, n->rx_len - NET_HDR_LEN,
+						  monotonic_ns()))
+				break; /* the timer calls us back */
+			n->rx_charged = true;
+		}
+		int rc = deliver(n);
+		if (rc < 0)
+			return;
+		if (rc == 0 && wait_for_buffers(q))
+			continue;
+		if (rc == 0)
+			break;
+		pushed = true;
+	}
+	if (pushed)
+		virtio_queue_interrupt(&n->vdev, NET_RX_QUEUE);
+}
+
+/* Frames larger than this (header included) are dropped: the negotiated segmentation
+ * offloads allow 64 KiB, otherwise one MTU-sized Ethernet frame. */
+static uint64_t tx_max(const struct net_dev *n)
+{
+	if (has(n, VIRTIO_NET_F_HOST_TSO4) || has(n, VIRTIO_NET_F_HOST_TSO6))
+		return NET_FRAME_MAX;
+	return NET_HDR_LEN + (n->mtu ? n->mtu : NET_MTU_DEFAULT) + 14 + 4;
+}
+
+static void process_tx(struct net_dev *n)
+{
+	struct virtq *q = &n->vdev.queues[NET_TX_QUEUE];
+	bool pushed = false;
+	for (unsigned budget = NET_QUEUE_SIZE;;) {
+		if (n->tx_rl.blocked)
+			break;
+		if (budget-- == 0) {
+			uint64_t one = 1;
+			ssize_t w = write(n->vdev.kicks[NET_TX_QUEUE].fd, &one, sizeof(one));
+			(void)w;
+			break;
+		}
+		struct virtq_chain *c = &n->chain;
+		int rc = virtq_pop(q, c);
+		if (rc < 0) {
+			virtio_needs_reset(&n->vdev, q->fault);
+			return;
+		}
+		if (rc == 0) {
+			if (virtq_enable_notify(q))
+				continue;
+			break;
+		}
+		/* Transmit buffers are all device-readable; a frame is header plus payload. */
+		if (c->nr_wr || c->rd_len <= NET_HDR_LEN || c->rd_len > tx_max(n)) {
+			n->stats.tx_dropped++;
+			if (n->vdev.warnings < 4) {
+				n->vdev.warnings++;
+				log_warn("network interface %s: dropped a transmit chain of %llu "
+					 "bytes (%u writable buffers)",
+					 n->id, (unsigned long long)c->rd_len, c->nr_wr);
+			}
+		} else {
+			if (!rate_limiter_consume(&n->tx_rl, 1, c->rd_len - NET_HDR_LEN,
+						  monotonic_ns())) {
+				virtq_unpop(q);
+				break;
+			}
+			ssize_t w = writev(n->tap_fd, c->iov, (int)c->nr_rd);
+			if (w < 0) {
+				/* The TAP is down or its queue full: the frame is lost, as on a
+				 * wire; the guest's TCP retransmits. */
+				n->stats.tx_dropped++;
+			} else {
+				n->stats.tx_frames++;
+				n->stats.tx_bytes += c->rd_len - NET_HDR_LEN;
+			}
+		}
+		virtq_push(q, c->head, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_queue_interrupt(&n->vdev, NET_TX_QUEUE);
+}
+
+static void net_queue_notify(struct virtio_dev *dev, unsigned q)
+{
+	struct net_dev *n = to_net(dev);
+	if (n->offload_dirty)
+		apply_offloads(n);
+	if (q == NET_RX_QUEUE)
+		process_rx(n);
+	else
+		process_tx(n);
+}
+
+static void on_tap(void *opaque, uint32_t events)
+{
+	struct net_dev *n = opaque;
+	(void)events;
+	pthread_mutex_lock(&n->vdev.lock);
+	if (virtio_dev_running(&n->vdev)) {
+		if (n->offload_dirty)
+			apply_offloads(n);
+		process_rx(n);
+	} else {
+		/* No driver: frames are dropped rather than left to fill the TAP's queue. */
+		while (read(n->tap_fd, n->rx_buf, NET_FRAME_MAX) > 0)
+			n->stats.rx_dropped++;
+	}
+	pthread_mutex_unlock(&n->vdev.lock);
+}
+
+static void on_rx_timer(void *opaque, uint32_t events)
+{
+	struct net_dev *n = opaque;
+	(void)events;
+	pthread_mutex_lock(&n->vdev.lock);
+	rate_limiter_timer_event(&n->rx_rl);
+	if (virtio_dev_running(&n->vdev))
+		process_rx(n);
+	pthread_mutex_unlock(&n->vdev.lock);
+}
+
+static void on_tx_timer(void *opaque, uint32_t events)
+{
+	struct net_dev *n = opaque;
+	(void)events;
+	pthread_mutex_lock(&n->vdev.lock);
+	rate_limiter_timer_event(&n->tx_rl);
+	if (virtio_dev_running(&n->vdev))
+		process_tx(n);
+	pthread_mutex_unlock(&n->vdev.lock);
+}
+
+static void net_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
+{
+	struct net_dev *n = to_net(dev);
+	if (offset >= NET_CONFIG_LEN)
+		return;
+	uint64_t k = NET_CONFIG_LEN - offset < len ? NET_CONFIG_LEN - offset : len;
+	memcpy(data, n->config + offset, k);
+}
+
+/* vCPU thread: the TAP ioctl waits for the VMM thread, which the transport kicks next. */
+static int net_activate(struct virtio_dev *dev)
+{
+	to_net(dev)->offload_dirty = true;
+	return 0;
+}
+
+static void net_reset(struct virtio_dev *dev)
+{
+	struct net_dev *n = to_net(dev);
+	n->rx_len = 0; /* its buffers belonged to the old rings */
+}
+
+static void net_destroy(struct virtio_dev *dev)
+{
+	struct net_dev *n = to_net(dev);
+	if (n->tap_fd >= 0) {
+		evloop_remove(&dev->vm->loop, n->tap_fd);
+		close(n->tap_fd);
+	}
+	if (n->rx_rl.timer_fd >= 0)
+		evloop_remove(&dev->vm->loop, n->rx_rl.timer_fd);
+	if (n->tx_rl.timer_fd >= 0)
+		evloop_remove(&dev->vm->loop, n->tx_rl.timer_fd);
+	rate_limiter_destroy(&n->rx_rl);
+	rate_limiter_destroy(&n->tx_rl);
+	if (n->stats.tx_dropped || n->stats.rx_dropped)
+		log_debug("network interface %s: %llu transmit and %llu receive frames dropped",
+			  n->id, (unsigned long long)n->stats.tx_dropped,
+			  (unsigned long long)n->stats.rx_dropped);
+	free(n->rx_buf);
+	free(n->id);
+	free(n->tap_name);
+	free(n);
+}
+
+static const struct virtio_dev_ops net_ops = {
+	.name = "virtio-net",
+	.device_id = VIRTIO_ID_NET,
+	.config_read = net_config_read,
+	.activate = net_activate,
+	.reset = net_reset,
+	.queue_notify = net_queue_notify,
+	.destroy = net_destroy,
+};
+
+int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **out, char *err,
+	       size_t err_len)
+{
+	struct net_dev *n = calloc(1, sizeof(*n));
+	if (!n) {
+		snprintf(err, err_len, "network interface %s: out of memory", cfg->iface_id);
+		return -ENOMEM;
+	}
+	n->tap_fd = -1;
+	n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
+	n->vdev.vm = vm;
+	n->id = strdup(cfg->iface_id);
+	n->tap_name = strdup(cfg->host_dev_name);
+	n->rx_buf = malloc(NET_FRAME_MAX);
+	int rc = -ENOMEM;
+	if (!n->id || !n->tap_name || !n->rx_buf) {
+		snprintf(err, err_len, "network interface %s: out of memory", cfg->iface_id);
+		goto fail;
+	}
+	n->mtu = cfg->mtu;
+	rc = tap_open(n->id, n->tap_name, NET_HDR_LEN, err, err_len);
+	if (rc < 0)
+		goto fail;
+	n->tap_fd = rc;
+	uint64_t now = monotonic_ns();
+	if ((rc = rate_limiter_init(&n->rx_rl, &cfg->rx_rate_limiter, now)) ||
+	    (rc = rate_limiter_init(&n->tx_rl, &cfg->tx_rate_limiter, now))) {
+		snprintf(err, err_len, "network interface %s: rate limiter: timerfd: %s", n->id,
+			 strerror(-rc));
+		goto fail;
+	}
+
+	uint64_t features = VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM | VIRTIO_NET_F_GUEST_TSO4 |
+			    VIRTIO_NET_F_GUEST_TSO6 | VIRTIO_NET_F_HOST_TSO4 |
+			    VIRTIO_NET_F_HOST_TSO6 | VIRTIO_NET_F_MRG_RXBUF |
+			    (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	if (cfg->has_mac) {
+		features |= VIRTIO_NET_F_MAC;
+		memcpy(n->config, cfg->guest_mac, 6);
+	}
+	if (cfg->mtu) {
+		features |= VIRTIO_NET_F_MTU;
+		n->config[10] = (uint8_t)cfg->mtu;
+		n->config[11] = (uint8_t)(cfg->mtu >> 8);
+	}
+	rc = virtio_mmio_init(&n->vdev, vm, &net_ops, n->id, 2, NET_QUEUE_SIZE, features);
+	if (rc) {
+		snprintf(err, err_len,
+			 "network interface %s: cannot create the virtio-mmio device: %s", n->id,
+			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
+				       : strerror(-rc));
+		goto fail;
+	}
+	/* From here on the device belongs to the VM and is destroyed with it. */
+	if ((rc = evloop_add(&vm->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n)) ||
+	    (n->rx_rl.timer_fd >= 0 &&
+	     (rc = evloop_add(&vm->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n))) ||
+	    (n->tx_rl.timer_fd >= 0 &&
+	     (rc = evloop_add(&vm->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n)))) {
+		snprintf(err, err_len, "network interface %s: event loop: %s", n->id,
+			 strerror(-rc));
+		return rc;
+	}
+	if (out)
+		*out = &n->vdev;
+	log_debug("network interface %s: TAP %s%s", n->id, n->tap_name,
+		  rate_limiter_active(&n->rx_rl) || rate_limiter_active(&n->tx_rl)
+			  ? ", rate-limited"
+			  : "");
+	return 0;
+fail:
+	if (n->tap_fd >= 0) {
+		close(n->tap_fd);
+		n->tap_fd = -1;
+	}
+	net_destroy(&n->vdev);
+	return rc;
+}
+
+static struct net_dev *find(struct vm *vm, const char *id)
+{
+	for (unsigned i = 0; i < vm->nr_virtio_devs; i++) {
+		struct virtio_dev *dev = vm->virtio_devs[i];
+		if (dev->ops == &net_ops && strcmp(to_net(dev)->id, id) == 0)
+			return to_net(dev);
+	}
+	return NULL;
+}
+
+int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t err_len)
+{
+	struct net_dev *n = find(vm, cfg->iface_id);
+	if (!n) {
+		snprintf(err, err_len, "network interface %s: no such interface in the running VM",
+			 cfg->iface_id);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&n->vdev.lock);
+	int had_rx = n->rx_rl.timer_fd, had_tx = n->tx_rl.timer_fd;
+	uint64_t now = monotonic_ns();
+	int rc = rate_limiter_update(&n->rx_rl, &cfg->rx_rate_limiter, now);
+	if (!rc)
+		rc = rate_limiter_update(&n->tx_rl, &cfg->tx_rate_limiter, now);
+	if (!rc && had_rx < 0 && n->rx_rl.timer_fd >= 0)
+		rc = evloop_add(&vm->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n);
+	if (!rc && had_tx < 0 && n->tx_rl.timer_fd >= 0)
+		rc = evloop_add(&vm->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n);
+	if (rc)
+		snprintf(err, err_len, "network interface %s: rate limiter: %s", n->id,
+			 strerror(-rc));
+	else if (virtio_dev_running(&n->vdev)) {
+		/* The new limits may allow what the old ones held back. */
+		process_rx(n);
+		process_tx(n);
+	}
+	pthread_mutex_unlock(&n->vdev.lock);
+	return rc;
+}
+
+int net_get_stats(struct vm *vm, const char *iface_id, struct net_stats *out)
+{
+	struct net_dev *n = find(vm, iface_id);
+	if (!n)
+		return -ENOENT;
+	pthread_mutex_lock(&n->vdev.lock);
+	*out = n->stats;
+	pthread_mutex_unlock(&n->vdev.lock);
+	return 0;
+}
+
+int net_create_all(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
+		   char *err, size_t err_len)
+{
+	const struct vm_config *cfg = vm->cfg;
+	for (unsigned i = 0; i < cfg->nr_nets; i++) {
+		if (*nr_extra + 1 > max_extra) {
+			snprintf(err, err_len,
+				 "network interface %s: too many virtio devices (at most %d)",
+				 cfg->nets[i].iface_id, VIRTIO_DEV_MAX);
+			return -ENOSPC;
+		}
+		struct virtio_dev *dev;
+		int rc = net_create(vm, &cfg->nets[i], &dev, err, err_len);
+		if (rc)
+			return rc;
+		extra[(*nr_extra)++] = dev->cmdline;
+	}
+	return 0;
+}

@@ -1,0 +1,57 @@
+/* virtio-net over a host TAP device: queue 0 receives (TAP to guest), queue 1 transmits.
+ * The 12-byte virtio-net header travels through the TAP unchanged (IFF_VNET_HDR), so the
+ * checksum and segmentation offloads the guest negotiates cost ember nothing. */
+#ifndef EMBER_NET_H
+#define EMBER_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "virtio.h"
+
+#define VIRTIO_ID_NET 1
+
+/* Feature bits (virtio 1.x, "Network Device"). */
+#define VIRTIO_NET_F_CSUM	(1ULL << 0)
+#define VIRTIO_NET_F_GUEST_CSUM (1ULL << 1)
+#define VIRTIO_NET_F_MTU	(1ULL << 3)
+#define VIRTIO_NET_F_MAC	(1ULL << 5)
+#define VIRTIO_NET_F_GUEST_TSO4 (1ULL << 7)
+#define VIRTIO_NET_F_GUEST_TSO6 (1ULL << 8)
+#define VIRTIO_NET_F_GUEST_UFO	(1ULL << 10)
+#define VIRTIO_NET_F_HOST_TSO4	(1ULL << 11)
+#define VIRTIO_NET_F_HOST_TSO6	(1ULL << 12)
+#define VIRTIO_NET_F_HOST_UFO	(1ULL << 14)
+#define VIRTIO_NET_F_MRG_RXBUF	(1ULL << 15)
+
+#define NET_QUEUE_SIZE 256
+#define NET_RX_QUEUE   0
+#define NET_TX_QUEUE   1
+/* struct virtio_net_hdr_mrg_rxbuf: flags, gso_type, hdr_len, gso_size, csum_start,
+ * csum_offset, num_buffers. With VIRTIO_F_VERSION_1 it is always this long. */
+#define NET_HDR_LEN 12
+/* The largest frame with its header: a 64 KiB GSO packet plus an Ethernet and VLAN header. */
+#define NET_FRAME_MAX	(NET_HDR_LEN + 65535 + 14 + 4)
+#define NET_MTU_DEFAULT 1500
+
+/* One virtio-net device for interface cfg in vm's next virtio slot, its TAP opened and
+ * checked. -errno and a message naming the interface in err on failure. */
+int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **out, char *err,
+	       size_t err_len);
+/* PATCH /network-interfaces/{id} on a running VM: new rx/tx rate limiters from cfg.
+ * -ENOENT if vm has no such interface. */
+int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t err_len);
+/* Creates every interface of vm->cfg in order and appends their virtio_mmio.device=...
+ * kernel arguments to extra. */
+int net_create_all(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
+		   char *err, size_t err_len);
+
+/* Counters, for the log and the tests. */
+struct net_stats {
+	uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes;
+	uint64_t tx_dropped, rx_dropped;
+};
+int net_get_stats(struct vm *vm, const char *iface_id, struct net_stats *out);
+
+#endif

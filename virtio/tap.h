@@ -1,0 +1,15 @@
+/* The host side of virtio-net: a TAP device that someone else (the orchestrator, a test)
+ * created and configured, opened with the virtio-net header in front of every frame. */
+#ifndef EMBER_TAP_H
+#define EMBER_TAP_H
+
+#include <stddef.h>
+
+/* Opens the existing TAP name for interface iface_id, non-blocking, with IFF_TAP |
+ * IFF_NO_PI | IFF_VNET_HDR and a vnet_hdr_len-byte header. Returns the fd, or -errno with a
+ * message naming the interface and the TAP in err: missing, in use, down, not a TAP. */
+int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err, size_t err_len);
+/* TUNSETOFFLOAD: which offloads (TUN_F_*) the reader of the TAP, the guest, accepts. */
+int tap_set_offload(int fd, unsigned tun_flags);
+
+#endif
