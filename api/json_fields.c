@@ -76,13 +76,14 @@ int api_get_enum(json_t *obj, const char *what, const char *key, const char *con
 			names[0], names[1], s);
 }
 
-static int get_bucket(json_t *obj, const char *what, const char *name,
+/* limiter_at is "<object>: <limiter key>", for messages. */
+static int get_bucket(json_t *obj, const char *limiter_at, const char *name,
 		      struct token_bucket_config *out, char *err)
 {
 	static const char *const keys[] = { "size", "one_time_burst", "refill_time", NULL };
 	json_t *b = json_object_get(obj, name);
-	char where[160];
-	snprintf(where, sizeof(where), "%s: rate_limiter.%s", what, name);
+	char where[200];
+	snprintf(where, sizeof(where), "%s.%s", limiter_at, name);
 	if (!json_is_object(b))
 		return api_fail(err, "%s must be an object", where);
 	if (api_check_keys(b, where, keys, err))
@@ -105,24 +106,29 @@ static int get_bucket(json_t *obj, const char *what, const char *name,
 	return 0;
 }
 
-/* rate_limiter: buckets present replace those in *rl, absent ones stay. */
-int api_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err)
+int api_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
+			    struct rate_limiter_config *rl, char *err)
 {
 	static const char *const keys[] = { "bandwidth", "ops", NULL };
-	json_t *v = json_object_get(obj, "rate_limiter");
+	json_t *v = json_object_get(obj, key);
 	if (!v || json_is_null(v))
 		return 0;
-	char where[128];
-	snprintf(where, sizeof(where), "%s: rate_limiter", what);
+	char where[160];
+	snprintf(where, sizeof(where), "%s: %s", what, key);
 	if (!json_is_object(v))
 		return api_fail(err, "%s must be an object", where);
 	if (api_check_keys(v, where, keys, err))
 		return -EINVAL;
 	struct rate_limiter_config next = *rl;
 	if ((json_object_get(v, "bandwidth") &&
-	     get_bucket(v, what, "bandwidth", &next.bandwidth, err)) ||
-	    (json_object_get(v, "ops") && get_bucket(v, what, "ops", &next.ops, err)))
+	     get_bucket(v, where, "bandwidth", &next.bandwidth, err)) ||
+	    (json_object_get(v, "ops") && get_bucket(v, where, "ops", &next.ops, err)))
 		return -EINVAL;
 	*rl = next;
 	return 0;
+}
+
+int api_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err)
+{
+	return api_get_rate_limiter_at(obj, what, "rate_limiter", rl, err);
 }

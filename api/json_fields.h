@@ -23,5 +23,8 @@ int api_get_enum(json_t *obj, const char *what, const char *key, const char *con
 /* Firecracker's RateLimiter under "rate_limiter": the buckets present replace those in *rl,
  * absent ones stay. */
 int api_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err);
+/* The same under another key (a network interface's rx_rate_limiter, tx_rate_limiter). */
+int api_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
+			    struct rate_limiter_config *rl, char *err);
 
 #endif

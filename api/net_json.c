@@ -10,59 +10,6 @@
 #include "json_fields.h"
 #include "virtio.h"
 
-/* Like api_get_rate_limiter, for the two keys a network interface has. */
-static int bucket(json_t *limiter, const char *where, const char *name,
-		  struct token_bucket_config *out, char *err)
-{
-	static const char *const keys[] = { "size", "one_time_burst", "refill_time", NULL };
-	json_t *b = json_object_get(limiter, name);
-	char at[200];
-	snprintf(at, sizeof(at), "%s.%s", where, name);
-	if (!json_is_object(b))
-		return api_fail(err, "%s must be an object", at);
-	if (api_check_keys(b, at, keys, err))
-		return -EINVAL;
-	uint64_t vals[3] = { 0 };
-	for (int i = 0; i < 3; i++) {
-		json_t *v = json_object_get(b, keys[i]);
-		if (!v && i == 1)
-			continue; /* one_time_burst may be left out */
-		if (!v)
-			return api_fail(err, "%s: missing field '%s'", at, keys[i]);
-		if (!json_is_integer(v) || json_integer_value(v) < 0)
-			return api_fail(err, "%s: field '%s' must be a non-negative integer", at,
-					keys[i]);
-		vals[i] = (uint64_t)json_integer_value(v);
-	}
-	out->size = vals[0];
-	out->one_time_burst = vals[1];
-	out->refill_time_ms = vals[2];
-	return 0;
-}
-
-/* rx_rate_limiter or tx_rate_limiter: buckets present replace those in *rl. */
-static int limiter(json_t *obj, const char *what, const char *key, struct rate_limiter_config *rl,
-		   char *err)
-{
-	static const char *const keys[] = { "bandwidth", "ops", NULL };
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v))
-		return 0;
-	char where[160];
-	snprintf(where, sizeof(where), "%s: %s", what, key);
-	if (!json_is_object(v))
-		return api_fail(err, "%s must be an object", where);
-	if (api_check_keys(v, where, keys, err))
-		return -EINVAL;
-	struct rate_limiter_config next = *rl;
-	if ((json_object_get(v, "bandwidth") &&
-	     bucket(v, where, "bandwidth", &next.bandwidth, err)) ||
-	    (json_object_get(v, "ops") && bucket(v, where, "ops", &next.ops, err)))
-		return -EINVAL;
-	*rl = next;
-	return 0;
-}
-
 /* "06:00:AC:10:00:02": six hex pairs separated by colons; a multicast address cannot be a
  * NIC's own. */
 static int parse_mac(const char *s, uint8_t mac[6], const char *what, char *err)
@@ -134,8 +81,8 @@ int api_put_net(struct vm_config *cfg, const char *path_id, json_t *body, char *
 	struct net_config next = { 0 };
 	if (api_get_str(body, what, "host_dev_name", &tap, err) ||
 	    api_get_str(body, what, "guest_mac", &mac, err) ||
-	    limiter(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
-	    limiter(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
+	    api_get_rate_limiter_at(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
+	    api_get_rate_limiter_at(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
 		return -EINVAL;
 	if (!tap)
 		return api_fail(err, "%s: missing field 'host_dev_name'", what);
@@ -214,8 +161,8 @@ int api_patch_net(struct vm_config *cfg, const char *path_id, json_t *body, char
 	if (!c)
 		return api_fail(err, "%s: no such network interface", what);
 	struct rate_limiter_config rx = c->rx_rate_limiter, tx = c->tx_rate_limiter;
-	if (limiter(body, what, "rx_rate_limiter", &rx, err) ||
-	    limiter(body, what, "tx_rate_limiter", &tx, err))
+	if (api_get_rate_limiter_at(body, what, "rx_rate_limiter", &rx, err) ||
+	    api_get_rate_limiter_at(body, what, "tx_rate_limiter", &tx, err))
 		return -EINVAL;
 	c->rx_rate_limiter = rx;
 	c->tx_rate_limiter = tx;
