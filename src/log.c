@@ -44,16 +44,24 @@ int log_set_level_name(const char *name)
 	return -EINVAL;
 }
 
-int log_open(const char *path)
+int open_output_sink(const char *path)
 {
 	/* O_NONBLOCK so that opening a FIFO with no reader yet does not hang start-up
-	 * forever; it fails with ENXIO instead, which we report. */
+	 * forever; it fails with ENXIO instead, which we report. Writes then block. */
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
 	if (fd < 0)
 		return -errno;
 	int flags = fcntl(fd, F_GETFL);
 	if (flags >= 0)
 		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	return fd;
+}
+
+int log_open(const char *path)
+{
+	int fd = open_output_sink(path);
+	if (fd < 0)
+		return fd;
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;

@@ -7,7 +7,10 @@
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 int log_set_level_name(const char *name); /* "Error", "Warning", "Info", "Debug"; -EINVAL else */
-int log_open(const char *path);		  /* -errno on failure */
+int log_open(const char *path);
+/* Opens a file (appending, created 0600) or a FIFO for the log or the metrics; a FIFO without
+ * a reader fails at once (-ENXIO) instead of hanging. Returns the fd or -errno. */
+int open_output_sink(const char *path); /* -errno on failure */
 void log_set_id(const char *id);
 /* What each line shows besides the message: [Level] (default on) and [file:line]. */
 void log_set_format(bool show_level, bool show_origin);

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -41,13 +43,9 @@ void metrics_register(struct metric_group *group)
 
 int metrics_open(const char *path)
 {
-	/* O_NONBLOCK for the open only: a FIFO without a reader fails instead of hanging. */
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+	int fd = open_output_sink(path);
 	if (fd < 0)
-		return -errno;
-	int flags = fcntl(fd, F_GETFL);
-	if (flags >= 0)
-		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+		return fd;
 	pthread_mutex_lock(&registry_lock);
 	if (metrics_fd >= 0)
 		close(metrics_fd);
