@@ -129,23 +129,30 @@ def main():
     proc.terminate()
     proc.wait()
 
-    # Creation rate: waves of one VM per core, each configured, started, exited.
+    # Creation rate: a pool of VMs in flight, each configured through the API, started, and
+    # replaced as soon as it exits.
+    vms = max(runs * 2, 40)
     # Much of a start sleeps in KVM (see bench/README.md), so keep more VMs in flight than
     # there are cores.
-    vms = max(runs * 2, 40)
     workers = int(os.environ.get("EMBER_BENCH_INFLIGHT", 4 * (os.cpu_count() or 2)))
     t0 = time.monotonic()
-    done = 0
-    while done < vms:
-        batch = []
-        for w in range(min(workers, vms - done)):
-            p, sock, log, _ = start_ember(tmp, f"c{done + w}")
-            batch.append((p, configure_and_start(sock, "console=ttyS0", 32), log))
-        for p, conn, log in batch:
-            if p.wait(timeout=10) != 0:
+    started, finished, running = 0, 0, []
+    while finished < vms:
+        while len(running) < workers and started < vms:
+            p, sock, log, _ = start_ember(tmp, f"c{started}")
+            running.append((p, configure_and_start(sock, "console=ttyS0", 32), log))
+            started += 1
+        for entry in list(running):
+            p, conn, log = entry
+            if p.poll() is None:
+                continue
+            if p.returncode != 0:
                 raise RuntimeError("a VM did not exit 0")
             log.close()
-        done += len(batch)
+            conn.close()
+            running.remove(entry)
+            finished += 1
+        time.sleep(0.0005)
     rate = vms / (time.monotonic() - t0)
 
     print(f"{'':44} {'median':>8} {'min':>8} {'max':>8}")
