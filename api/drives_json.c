@@ -12,21 +12,6 @@
 #include "blk.h"
 #include "json_fields.h"
 
-static int check_id(const char *id, const char *what, char *err)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n > DRIVE_ID_MAX)
-		return api_fail(err, "%s: field 'drive_id' must be 1 to %d characters", what,
-				DRIVE_ID_MAX);
-	for (size_t i = 0; i < n; i++)
-		if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
-		      (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
-			return api_fail(
-				err, "%s: field 'drive_id' may hold only letters, digits and '_'",
-				what);
-	return 0;
-}
-
 /* The image must exist and allow what the guest will do with it. */
 static int check_path(const char *path, bool read_only, const char *what, char *err)
 {
@@ -57,21 +42,7 @@ static struct drive_config *find_drive(struct vm_config *cfg, const char *id)
 /* The drive_id of body, checked against the path's {id}; what becomes "drive 'ID'". */
 static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
 {
-	if (!json_is_object(body))
-		return api_fail(err, "drive%s%s: expected a JSON object", path_id ? " " : "",
-				path_id ? path_id : "");
-	if (api_get_str(body, "drive", "drive_id", id, err))
-		return -EINVAL;
-	if (!*id)
-		return api_fail(err, "drive: missing field 'drive_id'");
-	snprintf(what, 96, "drive '%.64s'", *id);
-	if (check_id(*id, what, err))
-		return -EINVAL;
-	if (path_id && strcmp(path_id, *id) != 0)
-		return api_fail(err,
-				"%s: field 'drive_id' does not match the id in the path ('%.64s')",
-				what, path_id);
-	return 0;
+	return api_get_object_id(body, "drive", "drive_id", DRIVE_ID_MAX, path_id, id, what, err);
 }
 
 int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
@@ -142,16 +113,11 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 		drive_config_free(&next);
 		return api_fail(err, "%s: out of memory", what);
 	}
-	if (!slot) {
-		struct drive_config *d = realloc(cfg->drives, (cfg->nr_drives + 1) * sizeof(*d));
-		if (!d) {
-			drive_config_free(&next);
-			return api_fail(err, "%s: out of memory", what);
-		}
-		cfg->drives = d;
-		slot = &d[cfg->nr_drives++];
-	} else {
+	if (slot)
 		drive_config_free(slot);
+	else if (!(slot = api_array_append(&cfg->drives, &cfg->nr_drives, sizeof(*slot)))) {
+		drive_config_free(&next);
+		return api_fail(err, "%s: out of memory", what);
 	}
 	*slot = next;
 	return 0;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int api_fail(char *err, const char *fmt, ...)
@@ -131,4 +132,41 @@ int api_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
 int api_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err)
 {
 	return api_get_rate_limiter_at(obj, what, "rate_limiter", rl, err);
+}
+
+int api_get_object_id(json_t *body, const char *kind, const char *id_key, size_t max_len,
+		      const char *path_id, const char **id, char *what, char *err)
+{
+	if (!json_is_object(body))
+		return api_fail(err, "%s%s%.64s: expected a JSON object", kind, path_id ? " " : "",
+				path_id ? path_id : "");
+	if (api_get_str(body, kind, id_key, id, err))
+		return -EINVAL;
+	if (!*id)
+		return api_fail(err, "%s: missing field '%s'", kind, id_key);
+	snprintf(what, API_WHAT_LEN, "%s '%.64s'", kind, *id);
+	size_t n = strlen(*id);
+	if (n == 0 || n > max_len)
+		return api_fail(err, "%s: field '%s' must be 1 to %zu characters", what, id_key,
+				max_len);
+	/* Ids land in log lines, metrics names and the kernel command line (GET_ID). */
+	if (strspn(*id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
+		return api_fail(err, "%s: field '%s' may hold only letters, digits and '_'", what,
+				id_key);
+	if (path_id && strcmp(path_id, *id) != 0)
+		return api_fail(err, "%s: field '%s' does not match the id in the path ('%.64s')",
+				what, id_key, path_id);
+	return 0;
+}
+
+void *api_array_append(void *array_ptr, unsigned *nr, size_t size)
+{
+	/* array_ptr points at a "T *": read and write it as bytes, not through a void **. */
+	void *array;
+	memcpy(&array, array_ptr, sizeof(array));
+	char *grown = realloc(array, (*nr + 1) * size);
+	if (!grown)
+		return NULL;
+	memcpy(array_ptr, &grown, sizeof(grown));
+	return grown + (size_t)(*nr)++ * size;
 }

@@ -27,4 +27,17 @@ int api_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_conf
 int api_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
 			    struct rate_limiter_config *rl, char *err);
 
+/* Room for the name of the object being checked ("drive 'rootfs'"). */
+#define API_WHAT_LEN 96
+
+/* The id field id_key of a PUT/PATCH body for kind ("drive", "network interface"): present,
+ * 1 to max_len letters, digits or '_', and equal to the path's {id} when there is one. what
+ * (API_WHAT_LEN bytes) becomes "<kind> 'ID'" for later messages. */
+int api_get_object_id(json_t *body, const char *kind, const char *id_key, size_t max_len,
+		      const char *path_id, const char **id, char *what, char *err);
+
+/* array_ptr is the address of a "T *" holding *nr elements of size bytes: grows it by one
+ * and returns the new, uninitialised element, or NULL when out of memory (then unchanged). */
+void *api_array_append(void *array_ptr, unsigned *nr, size_t size);
+
 #endif

@@ -42,31 +42,8 @@ static struct net_config *find_net(struct vm_config *cfg, const char *id)
  * 'ID'". */
 static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
 {
-	if (!json_is_object(body))
-		return api_fail(err, "network interface%s%.64s: expected a JSON object",
-				path_id ? " " : "", path_id ? path_id : "");
-	if (api_get_str(body, "network interface", "iface_id", id, err))
-		return -EINVAL;
-	if (!*id)
-		return api_fail(err, "network interface: missing field 'iface_id'");
-	snprintf(what, 96, "network interface '%.64s'", *id);
-	size_t n = strlen(*id);
-	if (n == 0 || n > IFACE_ID_MAX)
-		return api_fail(err, "%s: field 'iface_id' must be 1 to %d characters", what,
-				IFACE_ID_MAX);
-	for (size_t i = 0; i < n; i++) {
-		char c = (*id)[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_'))
-			return api_fail(
-				err, "%s: field 'iface_id' may hold only letters, digits and '_'",
-				what);
-	}
-	if (path_id && strcmp(path_id, *id) != 0)
-		return api_fail(err,
-				"%s: field 'iface_id' does not match the id in the path ('%.64s')",
-				what, path_id);
-	return 0;
+	return api_get_object_id(body, "network interface", "iface_id", IFACE_ID_MAX, path_id, id,
+				 what, err);
 }
 
 int api_put_net(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
@@ -128,16 +105,11 @@ int api_put_net(struct vm_config *cfg, const char *path_id, json_t *body, char *
 		net_config_free(&next);
 		return api_fail(err, "%s: out of memory", what);
 	}
-	if (!slot) {
-		struct net_config *a = realloc(cfg->nets, (cfg->nr_nets + 1) * sizeof(*a));
-		if (!a) {
-			net_config_free(&next);
-			return api_fail(err, "%s: out of memory", what);
-		}
-		cfg->nets = a;
-		slot = &a[cfg->nr_nets++];
-	} else {
+	if (slot)
 		net_config_free(slot);
+	else if (!(slot = api_array_append(&cfg->nets, &cfg->nr_nets, sizeof(*slot)))) {
+		net_config_free(&next);
+		return api_fail(err, "%s: out of memory", what);
 	}
 	*slot = next;
 	return 0;
