@@ -1,40 +1,9 @@
 /* The JSON configuration handlers: boot-source, machine-config and --config-file. Every
  * refusal must name the key at fault. */
-#include "unit_util.h"
+#include "unit_config.h"
 
 #include "config.h"
 #include "config_json.h"
-
-/* The config under test; freed by the teardown so a failed assertion leaks nothing. */
-static struct vm_config *cfg(void)
-{
-	static struct vm_config c;
-	return &c;
-}
-
-static int cfg_setup(void **state)
-{
-	(void)state;
-	vm_config_init(cfg());
-	return 0;
-}
-
-static int cfg_teardown(void **state)
-{
-	vm_config_free(cfg());
-	return unit_teardown(state);
-}
-
-#define CFG_TEST(fn) cmocka_unit_test_setup_teardown(fn, cfg_setup, cfg_teardown)
-
-static json_t *parse(const char *text)
-{
-	json_error_t e;
-	json_t *j = json_loads(text, JSON_ALLOW_NUL, &e);
-	if (!j)
-		fail_msg("bad test JSON %s: %s", text, e.text);
-	return j;
-}
 
 static int boot_source(const char *text, char *err)
 {

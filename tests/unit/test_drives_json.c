@@ -1,42 +1,12 @@
 /* Firecracker's drive objects: PUT, PATCH and the config file's "drives" array. Every
  * refusal names the drive and the key, and changes nothing. */
-#include "unit_util.h"
+#include "unit_config.h"
 
 #include <sys/stat.h>
 
 #include "blk.h"
 #include "config.h"
 #include "drives_json.h"
-
-static struct vm_config *cfg(void)
-{
-	static struct vm_config c;
-	return &c;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	vm_config_init(cfg());
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	vm_config_free(cfg());
-	return unit_teardown(state);
-}
-
-#define DRV_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-
-static json_t *parse(const char *text)
-{
-	json_error_t e;
-	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &e);
-	if (!j)
-		fail_msg("bad test JSON %s: %s", text, e.text);
-	return j;
-}
 
 /* printf-style JSON with %s for paths. */
 static int put(const char *path_id, char *err, const char *fmt, ...)
@@ -387,15 +357,15 @@ static void config_file_array(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		DRV_TEST(full_drive),
-		DRV_TEST(defaults_and_replace),
-		DRV_TEST(bad_fields),
-		DRV_TEST(bad_ids),
-		DRV_TEST(files_must_be_usable),
-		DRV_TEST(one_root_only),
-		DRV_TEST(async_engine_needs_io_uring),
-		DRV_TEST(patch_semantics),
-		DRV_TEST(config_file_array),
+		CFG_TEST(full_drive),
+		CFG_TEST(defaults_and_replace),
+		CFG_TEST(bad_fields),
+		CFG_TEST(bad_ids),
+		CFG_TEST(files_must_be_usable),
+		CFG_TEST(one_root_only),
+		CFG_TEST(async_engine_needs_io_uring),
+		CFG_TEST(patch_semantics),
+		CFG_TEST(config_file_array),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,43 +2,13 @@
  * "network-interfaces" array, and the TAP backend's refusals. Every refusal names the
  * interface and the key (or TAP) at fault, and changes nothing. "lo" stands in for a TAP
  * where only the name has to exist. */
-#include "unit_util.h"
+#include "unit_config.h"
 
 #include "config.h"
 #include "config_json.h"
 #include "net.h"
 #include "net_json.h"
 #include "tap.h"
-
-static struct vm_config *cfg(void)
-{
-	static struct vm_config c;
-	return &c;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	vm_config_init(cfg());
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	vm_config_free(cfg());
-	return unit_teardown(state);
-}
-
-#define NET_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-
-static json_t *parse(const char *text)
-{
-	json_error_t e;
-	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &e);
-	if (!j)
-		fail_msg("bad test JSON %s: %s", text, e.text);
-	return j;
-}
 
 static int put(const char *path_id, const char *text, char *err)
 {
@@ -260,10 +230,10 @@ static void config_file_array(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		NET_TEST(full_interface),	NET_TEST(minimal_and_replace),
-		NET_TEST(bad_fields),		NET_TEST(missing_tap),
-		NET_TEST(one_tap_one_mac_each), NET_TEST(patch_semantics),
-		NET_TEST(config_file_array),
+		CFG_TEST(full_interface),	CFG_TEST(minimal_and_replace),
+		CFG_TEST(bad_fields),		CFG_TEST(missing_tap),
+		CFG_TEST(one_tap_one_mac_each), CFG_TEST(patch_semantics),
+		CFG_TEST(config_file_array),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,43 @@
+/* A fresh struct vm_config per test, and JSON from test text: shared by the tests of the
+ * JSON handlers (config, drives, network interfaces). */
+#ifndef EMBER_UNIT_CONFIG_H
+#define EMBER_UNIT_CONFIG_H
+
+#include <jansson.h>
+
+#include "config.h"
+#include "unit_util.h"
+
+static inline struct vm_config *cfg(void)
+{
+	static struct vm_config c;
+	return &c;
+}
+
+static inline int cfg_setup(void **state)
+{
+	(void)state;
+	vm_config_init(cfg());
+	return 0;
+}
+
+static inline int cfg_teardown(void **state)
+{
+	vm_config_free(cfg());
+	return unit_teardown(state);
+}
+
+#define CFG_TEST(fn) cmocka_unit_test_setup_teardown(fn, cfg_setup, cfg_teardown)
+
+/* Parses test JSON (NUL characters allowed, so that tests can send them; duplicate keys
+ * refused); a typo in a test fails that test. */
+static inline json_t *parse(const char *text)
+{
+	json_error_t e;
+	json_t *j = json_loads(text, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &e);
+	if (!j)
+		fail_msg("bad test JSON %s: %s", text, e.text);
+	return j;
+}
+
+#endif
