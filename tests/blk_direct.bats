@@ -22,18 +22,7 @@ teardown() {
 blk_config() {
 	local file=$1 words=$2
 	shift 2
-	local drives
-	drives=$(
-		IFS=,
-		echo "$*"
-	)
-	cat >"$file" <<JSON
-{
-  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "console=ttyS0 $words" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
-  "drives": [ $drives ]
-}
-JSON
+	write_drives_config "$file" "$TEST_GUEST" "console=ttyS0 $words" 64 "$@"
 }
 
 # drive ID PATH [extra JSON fields]

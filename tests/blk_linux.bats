@@ -35,18 +35,7 @@ teardown() {
 linux_config() {
 	local file=$1 cmd=$2
 	shift 2
-	local drives
-	drives=$(
-		IFS=,
-		echo "$*"
-	)
-	cat >"$file" <<JSON
-{
-  "boot-source": { "kernel_image_path": "$GUEST_VMLINUX", "boot_args": "$LINUX_ARGS -- $cmd" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": 128 },
-  "drives": [ $drives ]
-}
-JSON
+	write_drives_config "$file" "$GUEST_VMLINUX" "$LINUX_ARGS -- $cmd" 128 "$@"
 }
 
 root_drive() { # root_drive ENGINE

@@ -27,6 +27,25 @@ write_config() {
 JSON
 }
 
+# write_drives_config FILE KERNEL BOOT_ARGS MEM_MIB [DRIVE_JSON...]: one vCPU, no initrd,
+# the given drives (JSON objects) in order.
+write_drives_config() {
+	local file=$1 kernel=$2 args=$3 mem=$4
+	shift 4
+	local drives
+	drives=$(
+		IFS=,
+		echo "$*"
+	)
+	cat >"$file" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$kernel", "boot_args": "$args" },
+  "machine-config": { "vcpu_count": 1, "mem_size_mib": $mem },
+  "drives": [ $drives ]
+}
+JSON
+}
+
 # --- the HTTP API ---
 
 # api_start [ember args...]: starts ember with an API socket in $D; sets EMBER_PID, SOCK.
