@@ -35,11 +35,9 @@ for _ in $(seq "$runs"); do
 	jailed >>"$tmp/jailed"
 done
 
-stats() { # median min max in ms from a file of microseconds
-	sort -n "$1" | awk '{v[NR]=$1} END {printf "%.2f %.2f %.2f\n", v[int((NR+1)/2)]/1000, v[1]/1000, v[NR]/1000}'
-}
-read -r dmed dmin dmax < <(stats "$tmp/direct")
-read -r jmed jmin jmax < <(stats "$tmp/jailed")
+. bench/lib.sh
+read -r dmed dmin dmax < <(stats_ms "$tmp/direct")
+read -r jmed jmin jmax < <(stats_ms "$tmp/jailed")
 printf '%-48s %8s %8s %8s\n' "start until the API socket accepts, $runs runs" median min max
 printf '%-48s %8s %8s %8s\n' "  ember directly (ms)" "$dmed" "$dmin" "$dmax"
 printf '%-48s %8s %8s %8s\n' "  ember through ember-jailer (ms)" "$jmed" "$jmin" "$jmax"

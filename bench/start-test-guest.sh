@@ -24,11 +24,9 @@ for _ in $(seq "$runs"); do
 	echo "$us" >>"$tmp/boot"
 	echo $(((t1 - t0) / 1000)) >>"$tmp/proc"
 done
-stats() { # prints median min max in ms from a file of microseconds
-	sort -n "$1" | awk '{v[NR]=$1} END {printf "%.2f %.2f %.2f\n", v[int((NR+1)/2)]/1000, v[1]/1000, v[NR]/1000}'
-}
-read -r bmed bmin bmax < <(stats "$tmp/boot")
-read -r pmed pmin pmax < <(stats "$tmp/proc")
+. bench/lib.sh
+read -r bmed bmin bmax < <(stats_ms "$tmp/boot")
+read -r pmed pmin pmax < <(stats_ms "$tmp/proc")
 printf '%-44s %8s %8s %8s\n' "test guest, $runs runs, $mem MiB" median min max
 printf '%-44s %8s %8s %8s\n' "  ember main() to boot-timer write (ms)" "$bmed" "$bmin" "$bmax"
 printf '%-44s %8s %8s %8s\n' "  whole ember process, exec to exit (ms)" "$pmed" "$pmin" "$pmax"
