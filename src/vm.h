@@ -56,7 +56,7 @@ struct vm {
 	 * so that a pause returns only once every vCPU has stopped. */
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
-	bool paused;
+	atomic_bool paused; /* read without the lock on every vCPU exit; written under it */
 	unsigned nr_parked;
 	struct kvm_clock_data *saved_clock;
 
