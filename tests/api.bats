@@ -83,11 +83,11 @@ teardown() {
 
 @test "a malformed request line and oversized headers get 4xx and the server keeps answering" {
 	api_start
-	reply=$(printf 'THIS IS NOT HTTP\r\n\r\n' | socat -t 2 - "UNIX-CONNECT:$SOCK" | head -1)
+	reply=$(printf 'THIS IS NOT HTTP\r\n\r\n' | tests/helpers/raw_http.py "$SOCK")
 	echo "malformed: $reply"
 	[[ "$reply" =~ ^HTTP/1\.[01]\ 4[0-9][0-9] ]]
 	huge=$(head -c 40000 /dev/zero | tr '\0' 'x')
-	reply=$(printf 'GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n' "$huge" | socat -t 2 - "UNIX-CONNECT:$SOCK" | head -1)
+	reply=$(printf 'GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n' "$huge" | tests/helpers/raw_http.py "$SOCK")
 	echo "headers: $reply"
 	[[ "$reply" =~ ^HTTP/1\.[01]\ 4[0-9][0-9] ]]
 	expect_api 200 GET / "" "Not started"
