@@ -23,6 +23,7 @@ void vm_config_free(struct vm_config *cfg)
 	for (unsigned i = 0; i < cfg->nr_nets; i++)
 		net_config_free(&cfg->nets[i]);
 	free(cfg->nets);
+	vsock_config_free(cfg->vsock);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -39,4 +40,13 @@ void net_config_free(struct net_config *n)
 	free(n->iface_id);
 	free(n->host_dev_name);
 	memset(n, 0, sizeof(*n));
+}
+
+void vsock_config_free(struct vsock_config *v)
+{
+	if (!v)
+		return;
+	free(v->vsock_id);
+	free(v->uds_path);
+	free(v);
 }

@@ -69,6 +69,14 @@ struct net_config {
 	struct rate_limiter_config tx_rate_limiter;
 };
 
+/* Firecracker's vsock object; a VM has at most one vsock device. */
+#define VSOCK_CID_MIN 3 /* 0-2 are reserved: hypervisor, local, host */
+struct vsock_config {
+	char *vsock_id; /* optional (deprecated in Firecracker); NULL when not given */
+	uint32_t guest_cid;
+	char *uds_path; /* host listener; guest connections to port P go to uds_path_P */
+};
+
 struct vm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
@@ -77,11 +85,13 @@ struct vm_config {
 	unsigned nr_drives;
 	struct net_config *nets; /* in guest order: eth0 first */
 	unsigned nr_nets;
+	struct vsock_config *vsock; /* NULL: no vsock device */
 };
 
 void vm_config_init(struct vm_config *cfg);
 void vm_config_free(struct vm_config *cfg);
 void drive_config_free(struct drive_config *d);
 void net_config_free(struct net_config *n);
+void vsock_config_free(struct vsock_config *v); /* frees v itself too */
 
 #endif

@@ -17,6 +17,7 @@ int evloop_init(struct evloop *loop)
 {
 	loop->stop = false;
 	loop->sources = NULL;
+	loop->nr_removed = 0;
 	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	return loop->epoll_fd < 0 ? -errno : 0;
 }
@@ -60,9 +61,25 @@ int evloop_remove(struct evloop *loop, int fd)
 	if (!s)
 		return -ENOENT;
 	/* The source stays allocated (marked removed) because an event for it may still be
-	 * in the batch that evloop_run is walking. */
+	 * in the batch that evloop_run is walking; it is freed after the batch. */
 	s->removed = true;
+	loop->nr_removed++;
 	return epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}
+
+/* Frees removed sources: connections come and go all the time (vsock). */
+static void sweep_removed(struct evloop *loop)
+{
+	for (struct evloop_source **p = &loop->sources; *p;) {
+		struct evloop_source *s = *p;
+		if (s->removed) {
+			*p = s->next;
+			free(s);
+		} else {
+			p = &s->next;
+		}
+	}
+	loop->nr_removed = 0;
 }
 
 int evloop_run(struct evloop *loop)
@@ -80,6 +97,8 @@ int evloop_run(struct evloop *loop)
 			if (!s->removed)
 				s->fn(s->opaque, events[i].events);
 		}
+		if (loop->nr_removed)
+			sweep_removed(loop);
 	}
 	return 0;
 }

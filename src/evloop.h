@@ -13,6 +13,7 @@ struct evloop {
 	int epoll_fd;
 	bool stop;
 	struct evloop_source *sources; /* freed at evloop_close */
+	unsigned nr_removed;	       /* sources removed but not yet freed */
 };
 
 int evloop_init(struct evloop *loop);

@@ -17,6 +17,7 @@
 
 #include "blk.h"
 #include "net.h"
+#include "vsock.h"
 #include "boot.h"
 #include "boot_timer.h"
 #include "i8042.h"
@@ -172,6 +173,12 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 	rc = net_create_all(vm, extra, VIRTIO_DEV_MAX + 1, &nr_extra, err, VM_ERR_LEN);
 	if (rc)
 		return rc;
+	if (vm->cfg->vsock) {
+		rc = vsock_create(vm, vm->cfg->vsock, extra, VIRTIO_DEV_MAX + 1, &nr_extra, err,
+				  VM_ERR_LEN);
+		if (rc)
+			return rc;
+	}
 	if (boot_cmdline_build(cmdline, k.cmdline_max, args, extra, nr_extra)) {
 		snprintf(err, VM_ERR_LEN, "kernel command line longer than %u bytes",
 			 k.cmdline_max);
