@@ -98,9 +98,10 @@ static uint32_t conn_packet(struct vsock_dev *v, struct vsock_conn *c, struct io
 				max = VSOCK_PKT_MAX;
 			/* The payload goes after the header, at most max bytes of it. */
 			unsigned n = nr;
-			iov_drop_front(iov, &n, VSOCK_HDR_LEN);
-			iov_drop_back(iov, &n, room - max);
-			struct msghdr msg = { .msg_iov = iov, .msg_iovlen = n };
+			memcpy(v->payload_iov, iov, nr * sizeof(*iov));
+			iov_drop_front(v->payload_iov, &n, VSOCK_HDR_LEN);
+			iov_drop_back(v->payload_iov, &n, room - max);
+			struct msghdr msg = { .msg_iov = v->payload_iov, .msg_iovlen = n };
 			ssize_t r = recvmsg(c->fd, &msg, MSG_DONTWAIT);
 			if (r > 0) {
 				h.op = VSOCK_OP_RW;
@@ -213,8 +214,12 @@ static void handle_packet(struct vsock_dev *v, struct virtq_chain *ch)
 	iov_to_buf(ch->iov, ch->nr_rd, &h, VSOCK_HDR_LEN);
 	if (h.len > VSOCK_PKT_MAX || h.len > ch->rd_len - VSOCK_HDR_LEN)
 		return drop(v, "payload length beyond the buffers or 64 KiB", ch);
-	if (h.src_cid != v->guest_cid || h.dst_cid != VSOCK_HOST_CID)
-		return drop(v, "wrong source or destination CID", ch);
+	if (h.src_cid != v->guest_cid || h.dst_cid != VSOCK_HOST_CID) {
+		metric_inc(&vsock_metrics[VSOCK_TX_DROPPED]);
+		vsock_warn(v, "dropped a packet from the guest: from CID %llu to CID %llu (op %u)",
+			   (unsigned long long)h.src_cid, (unsigned long long)h.dst_cid, h.op);
+		return;
+	}
 	metric_inc(&vsock_metrics[VSOCK_TX_PACKETS]);
 
 	struct vsock_conn *c = vsock_conn_find(v, h.dst_port, h.src_port);

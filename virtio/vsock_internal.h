@@ -79,7 +79,8 @@ struct vsock_dev {
 	unsigned rst_head, rst_len;
 
 	struct virtq_chain chain;
-	struct iovec iov[VIRTQ_MAX_SIZE];
+	struct iovec iov[VIRTQ_MAX_SIZE];	  /* a receive chain's buffers */
+	struct iovec payload_iov[VIRTQ_MAX_SIZE]; /* the same past the header */
 };
 
 /* vsock.c */
