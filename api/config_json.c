@@ -2,6 +2,7 @@
 #include "json_fields.h"
 #include "drives_json.h"
 #include "net_json.h"
+#include "vsock_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -174,6 +175,9 @@ int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
 			rc = api_put_drives(cfg, val, inner);
 		else if (strcmp(key, "network-interfaces") == 0)
 			rc = api_put_nets(cfg, val, inner);
+		else if (strcmp(key, "vsock") == 0)
+			/* null, as GET /vm/config shows it, means no vsock device. */
+			rc = json_is_null(val) ? 0 : api_put_vsock(cfg, val, inner);
 		else
 			rc = api_fail(inner, "unknown key '%s'", key);
 		if (rc)

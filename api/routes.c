@@ -15,6 +15,7 @@
 #include "drives_json.h"
 #include "net.h"
 #include "net_json.h"
+#include "vsock_json.h"
 #include "i8042.h"
 #include "log.h"
 #include "version.h"
@@ -150,9 +151,9 @@ static json_t *vm_config_json(const struct api_ctx *ctx)
 			json_object_set_new(obj, "partuuid", json_string(d->partuuid));
 		json_array_append_new(drives, obj);
 	}
-	json_t *root = json_pack("{s:o, s:o, s:o, s:o, s:n}", "boot-source", boot, "machine-config",
+	json_t *root = json_pack("{s:o, s:o, s:o, s:o, s:o}", "boot-source", boot, "machine-config",
 				 machine_config_json(cfg), "drives", drives, "network-interfaces",
-				 api_nets_json(cfg), "vsock");
+				 api_nets_json(cfg), "vsock", api_vsock_json(cfg));
 	if (ctx->log_path)
 		json_object_set_new(root, "logger", json_pack("{s:s}", "log_path", ctx->log_path));
 	if (ctx->metrics_path)
@@ -460,9 +461,9 @@ static unsigned handle(struct api_ctx *ctx, enum endpoint ep, unsigned method, c
 			rc = api_put_net(ctx->cfg, id, body, err);
 		break;
 	case EP_VSOCK:
-		snprintf(err, sizeof(err), "%s is not supported by this ember build yet",
-			 endpoints[ep].path);
-		rc = -ENOTSUP;
+		if (ctx->started)
+			return fault(reply, 400, PRE_BOOT_ONLY);
+		rc = api_put_vsock(ctx->cfg, body, err);
 		break;
 	case EP_COUNT:
 		break;
