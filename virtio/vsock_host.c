@@ -517,8 +517,10 @@ int vsock_host_init(struct vsock_dev *v, char *err, size_t err_len)
 	struct evloop *loop = &v->vdev.vm->loop;
 	v->listen_fd = v->timer_fd = v->cleanup_fd = -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(v->uds_path) >= sizeof(sa.sun_path)) {
-		snprintf(err, err_len, "vsock: uds_path %s: longer than a Unix socket path may be",
+	/* Room for the "_<port>" of guest connections, up to "_4294967295". */
+	if (strlen(v->uds_path) + 11 >= sizeof(sa.sun_path)) {
+		snprintf(err, err_len,
+			 "vsock: uds_path %s: too long for a Unix socket path with a _PORT suffix",
 			 v->uds_path);
 		return -ENAMETOOLONG;
 	}
