@@ -2,7 +2,8 @@
  * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
  * "halt" on its command line, stays halted so that tests have a running VM; with "spin"
  * it busy-loops and prints a tick line now and then, for pause/resume tests). Words that
- * start with "blk-" first exercise the virtio-blk devices by polling (virtio.c). */
+ * start with "blk-" or "net-" first exercise the virtio-blk or virtio-net devices by polling
+ * (virtio.c), and "vsock-" words the virtio-vsock device (vsock.c). */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -62,6 +63,8 @@ void guest_main(const uint8_t *boot_params)
 	*BOOT_TIMER = 123;
 	/* Words like blk-rw or blk-loop drive the virtio-blk devices (virtio.c). */
 	virtio_run(cmdline);
+	/* Words like vsock-hostile send the virtio-vsock device malformed packets (vsock.c). */
+	vsock_run(cmdline);
 
 	if (has_word(cmdline, "spin")) {
 		/* Keeps the vCPU busy and the console moving: pause/resume tests watch it. */

@@ -10,48 +10,6 @@
  *   net-tx-oob, net-tx-long (the device needs a reset; after it a frame goes out again). */
 #include "guest.h"
 
-#define MMIO_BASE 0xc0001000UL
-#define MMIO_SIZE 0x1000UL
-
-#define R_MAGIC		   0x000
-#define R_VERSION	   0x004
-#define R_DEVICE_ID	   0x008
-#define R_DEV_FEATURES	   0x010
-#define R_DEV_FEATURES_SEL 0x014
-#define R_DRV_FEATURES	   0x020
-#define R_DRV_FEATURES_SEL 0x024
-#define R_QUEUE_SEL	   0x030
-#define R_QUEUE_NUM_MAX	   0x034
-#define R_QUEUE_NUM	   0x038
-#define R_QUEUE_READY	   0x044
-#define R_QUEUE_NOTIFY	   0x050
-#define R_ISR		   0x060
-#define R_ISR_ACK	   0x064
-#define R_STATUS	   0x070
-#define R_DESC_LO	   0x080
-#define R_DESC_HI	   0x084
-#define R_AVAIL_LO	   0x090
-#define R_AVAIL_HI	   0x094
-#define R_USED_LO	   0x0a0
-#define R_USED_HI	   0x0a4
-#define R_CONFIG	   0x100
-
-#define S_ACK	      1
-#define S_DRIVER      2
-#define S_DRIVER_OK   4
-#define S_FEATURES_OK 8
-#define S_NEEDS_RESET 0x40
-#define S_FAILED      0x80
-
-#define F_RO	    (1ULL << 5)
-#define F_INDIRECT  (1ULL << 28)
-#define F_EVENT_IDX (1ULL << 29)
-#define F_VERSION_1 (1ULL << 32)
-
-#define D_NEXT	   1
-#define D_WRITE	   2
-#define D_INDIRECT 4
-
 #define T_IN	 0
 #define T_OUT	 1
 #define T_FLUSH	 4
@@ -59,13 +17,6 @@
 
 #define QSIZE	      16
 #define TIMEOUT_SPINS 200000000UL
-
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
 
 struct avail {
 	uint16_t flags, idx, ring[QSIZE], used_event;
@@ -119,7 +70,7 @@ void *memcpy(void *d, const void *s, unsigned long n)
 	return d;
 }
 
-static void put_dec(uint64_t v)
+void put_dec(uint64_t v)
 {
 	char b[24];
 	int i = 23;
@@ -139,7 +90,7 @@ static void tag(const struct dev *d, const char *what)
 	puts_uart(what);
 }
 
-static void kv(const char *key, uint64_t v)
+void kv(const char *key, uint64_t v)
 {
 	puts_uart(" ");
 	puts_uart(key);
@@ -157,7 +108,7 @@ static void wr(const struct dev *d, unsigned off, uint32_t v)
 	*(volatile uint32_t *)(d->base + off) = v;
 }
 
-static void mb(void)
+void mb(void)
 {
 	__asm__ volatile("mfence" ::: "memory");
 }
