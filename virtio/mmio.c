@@ -73,18 +73,39 @@ void virtio_needs_reset(struct virtio_dev *dev, const char *why)
 		virtio_interrupt(dev, VIRTIO_INT_CONFIG);
 }
 
-void virtio_config_changed(struct virtio_dev *dev)
-{
-	atomic_fetch_add(&dev->config_generation, 1);
-	if (dev->status & VIRTIO_STATUS_DRIVER_OK)
-		virtio_interrupt(dev, VIRTIO_INT_CONFIG);
-}
-
 static void kick(struct virtio_kick *k)
 {
 	uint64_t one = 1;
 	ssize_t r = write(k->fd, &one, sizeof(one));
 	(void)r; /* EAGAIN: the counter is already non-zero, a wake-up is pending */
+}
+
+void virtio_queue_kick(struct virtio_dev *dev, unsigned q)
+{
+	kick(&dev->kicks[q]);
+}
+
+int virtio_queue_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *c)
+{
+	struct virtq *q = &dev->queues[qi];
+	for (;;) {
+		int rc = virtq_pop(q, c);
+		if (rc < 0) {
+			virtio_needs_reset(dev, q->fault);
+			return -1;
+		}
+		if (rc > 0)
+			return 1;
+		if (!virtq_enable_notify(q))
+			return 0;
+	}
+}
+
+void virtio_config_changed(struct virtio_dev *dev)
+{
+	atomic_fetch_add(&dev->config_generation, 1);
+	if (dev->status & VIRTIO_STATUS_DRIVER_OK)
+		virtio_interrupt(dev, VIRTIO_INT_CONFIG);
 }
 
 static void device_reset(struct virtio_dev *dev)

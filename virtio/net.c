@@ -180,9 +180,7 @@ static void process_rx(struct net_dev *n)
 		if (budget == 0) {
 			/* A busy TAP does not keep the VMM thread: come back after the other
 			 * events. */
-			uint64_t one = 1;
-			ssize_t w = write(n->vdev.kicks[NET_RX_QUEUE].fd, &one, sizeof(one));
-			(void)w;
+			virtio_queue_kick(&n->vdev, NET_RX_QUEUE);
 			break;
 		}
 		if (n->rx_len == 0) {
@@ -236,22 +234,15 @@ static void process_tx(struct net_dev *n)
 		if (n->tx_rl.blocked)
 			break;
 		if (budget-- == 0) {
-			uint64_t one = 1;
-			ssize_t w = write(n->vdev.kicks[NET_TX_QUEUE].fd, &one, sizeof(one));
-			(void)w;
+			virtio_queue_kick(&n->vdev, NET_TX_QUEUE);
 			break;
 		}
 		struct virtq_chain *c = &n->chain;
-		int rc = virtq_pop(q, c);
-		if (rc < 0) {
-			virtio_needs_reset(&n->vdev, q->fault);
+		int rc = virtio_queue_pop(&n->vdev, NET_TX_QUEUE, c);
+		if (rc < 0)
 			return;
-		}
-		if (rc == 0) {
-			if (virtq_enable_notify(q))
-				continue;
+		if (rc == 0)
 			break;
-		}
 		/* Transmit buffers are all device-readable; a frame is header plus payload. */
 		if (c->nr_wr || c->rd_len <= NET_HDR_LEN || c->rd_len > tx_max(n)) {
 			n->stats.tx_dropped++;

@@ -138,6 +138,13 @@ void virtio_queue_interrupt(struct virtio_dev *dev, unsigned q);
 /* The guest broke the device: DEVICE_NEEDS_RESET, a configuration interrupt, one log
  * line; the device does nothing more until the driver resets it. */
 void virtio_needs_reset(struct virtio_dev *dev, const char *why);
+/* The next chain of queue q: 1 with *c filled; 0 when there is none and the driver was
+ * asked to notify the next one; -1 when the driver broke the queue (the device then needs
+ * a reset). */
+int virtio_queue_pop(struct virtio_dev *dev, unsigned q, struct virtq_chain *c);
+/* Has the VMM thread look at queue q again after the other events: a busy queue does not
+ * keep it. */
+void virtio_queue_kick(struct virtio_dev *dev, unsigned q);
 /* The configuration space changed: new generation and a configuration interrupt. */
 void virtio_config_changed(struct virtio_dev *dev);
 

@@ -147,16 +147,11 @@ void vsock_process_rx(struct vsock_dev *v)
 		return;
 	while (v->rst_len || v->rx_head) {
 		struct virtq_chain *ch = &v->chain;
-		int rc = virtq_pop(q, ch);
-		if (rc < 0) {
-			virtio_needs_reset(&v->vdev, q->fault);
+		int rc = virtio_queue_pop(&v->vdev, VSOCK_RX_QUEUE, ch);
+		if (rc < 0)
 			return;
-		}
-		if (rc == 0) {
-			if (virtq_enable_notify(q))
-				continue;
+		if (rc == 0)
 			break;
-		}
 		if (ch->nr_rd || ch->wr_len < VSOCK_HDR_LEN) {
 			virtio_needs_reset(&v->vdev,
 					   "receive buffer shorter than the packet header "
@@ -293,21 +288,14 @@ static void process_tx(struct vsock_dev *v)
 	for (unsigned budget = VSOCK_QUEUE_SIZE;;) {
 		if (budget-- == 0) {
 			/* A busy guest does not keep the VMM thread: come back after the rest. */
-			uint64_t one = 1;
-			ssize_t w = write(v->vdev.kicks[VSOCK_TX_QUEUE].fd, &one, sizeof(one));
-			(void)w;
+			virtio_queue_kick(&v->vdev, VSOCK_TX_QUEUE);
 			break;
 		}
-		int rc = virtq_pop(q, &v->chain);
-		if (rc < 0) {
-			virtio_needs_reset(&v->vdev, q->fault);
+		int rc = virtio_queue_pop(&v->vdev, VSOCK_TX_QUEUE, &v->chain);
+		if (rc < 0)
 			return;
-		}
-		if (rc == 0) {
-			if (virtq_enable_notify(q))
-				continue;
+		if (rc == 0)
 			break;
-		}
 		uint16_t head = v->chain.head;
 		handle_packet(v, &v->chain);
 		virtq_push(q, head, 0);

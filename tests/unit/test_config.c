@@ -21,14 +21,6 @@ static int machine(const char *text, bool partial, char *err)
 	return rc;
 }
 
-/* Refused with -EINVAL and an error that names key. */
-static void refused(int rc, const char *err, const char *key)
-{
-	assert_int_equal(rc, -EINVAL);
-	if (!strstr(err, key))
-		fail_msg("error \"%s\" does not name '%s'", err, key);
-}
-
 /* ---- boot-source ---- */
 
 static void boot_source_valid(void **state)
@@ -53,16 +45,16 @@ static void boot_source_refusals(void **state)
 {
 	(void)state;
 	char err[API_ERR_LEN] = "";
-	refused(boot_source("{\"boot_args\": \"x\"}", err), err, "kernel_image_path");
-	refused(boot_source("{\"kernel_image_path\": 7}", err), err, "kernel_image_path");
+	refused(boot_source("{\"boot_args\": \"x\"}", err), err, "kernel_image_path", NULL);
+	refused(boot_source("{\"kernel_image_path\": 7}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"/k\", \"initrd_path\": false}", err), err,
-		"initrd_path");
+		"initrd_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"/k\", \"kernel_args\": \"x\"}", err), err,
-		"kernel_args");
-	refused(boot_source("{\"kernel_image_path\": \"\"}", err), err, "kernel_image_path");
+		"kernel_args", NULL);
+	refused(boot_source("{\"kernel_image_path\": \"\"}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"/k\\u0000x\"}", err), err,
-		"kernel_image_path");
-	refused(boot_source("[\"/k\"]", err), err, "boot-source");
+		"kernel_image_path", NULL);
+	refused(boot_source("[\"/k\"]", err), err, "boot-source", NULL);
 	assert_int_equal(api_put_boot_source(cfg(), NULL, err), -EINVAL);
 }
 
@@ -89,7 +81,7 @@ static void boot_args_length(void **state)
 	free(args);
 	assert_int_equal(rc_max, 0);
 	assert_int_equal(strlen(cfg()->boot.boot_args), CMDLINE_MAX - 1);
-	refused(rc, err_long, "boot_args");
+	refused(rc, err_long, "boot_args", NULL);
 }
 
 static void boot_source_refusal_keeps_previous(void **state)
@@ -102,9 +94,9 @@ static void boot_source_refusal_keeps_previous(void **state)
 	refused(boot_source("{\"kernel_image_path\": \"/new\", \"initrd_path\": \"/i\","
 			    " \"boot_args\": 5}",
 			    err),
-		err, "boot_args");
+		err, "boot_args", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"\", \"boot_args\": \"b=2\"}", err), err,
-		"kernel_image_path");
+		"kernel_image_path", NULL);
 	assert_string_equal(cfg()->boot.kernel_image_path, "/old");
 	assert_string_equal(cfg()->boot.boot_args, "a=1");
 	assert_null(cfg()->boot.initrd_path);
@@ -117,21 +109,21 @@ static void machine_config_bounds(void **state)
 	(void)state;
 	char err[API_ERR_LEN] = "";
 	refused(machine("{\"vcpu_count\": 0, \"mem_size_mib\": 128}", false, err), err,
-		"vcpu_count");
+		"vcpu_count", NULL);
 	refused(machine("{\"vcpu_count\": 33, \"mem_size_mib\": 128}", false, err), err,
-		"vcpu_count");
+		"vcpu_count", NULL);
 	refused(machine("{\"vcpu_count\": -1, \"mem_size_mib\": 128}", false, err), err,
-		"vcpu_count");
+		"vcpu_count", NULL);
 	refused(machine("{\"vcpu_count\": 4294967297, \"mem_size_mib\": 128}", false, err), err,
-		"vcpu_count");
+		"vcpu_count", NULL);
 	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 15}", false, err), err,
-		"mem_size_mib");
+		"mem_size_mib", NULL);
 	refused(machine("{\"vcpu_count\": 1.0, \"mem_size_mib\": 128}", false, err), err,
-		"vcpu_count");
+		"vcpu_count", NULL);
 	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": \"128\"}", false, err), err,
-		"mem_size_mib");
+		"mem_size_mib", NULL);
 	refused(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": 1}", false, err), err,
-		"smt");
+		"smt", NULL);
 	assert_int_equal(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 16}", false, err), 0);
 	assert_int_equal(cfg()->machine.vcpu_count, 1);
 	assert_int_equal(cfg()->machine.mem_size_mib, 16);
@@ -145,7 +137,7 @@ static void machine_config_smt_and_templates(void **state)
 	(void)state;
 	char err[API_ERR_LEN] = "";
 	refused(machine("{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}", false, err),
-		err, "smt");
+		err, "smt", NULL);
 	assert_int_equal(
 		machine("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": true}", false, err),
 		0);
@@ -156,14 +148,14 @@ static void machine_config_smt_and_templates(void **state)
 			 0);
 	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"cpu_template\": \"C3\"}",
 			false, err),
-		err, "cpu_template");
+		err, "cpu_template", NULL);
 	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"huge_pages\": \"2M\"}", false,
 			err),
-		err, "huge_pages");
+		err, "huge_pages", NULL);
 	refused(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"cpus\": 2}", false, err), err,
-		"cpus");
+		"cpus", NULL);
 	/* PATCH to an odd count with smt still on from the last PUT. */
-	refused(machine("{\"vcpu_count\": 5}", true, err), err, "smt");
+	refused(machine("{\"vcpu_count\": 5}", true, err), err, "smt", NULL);
 	assert_int_equal(cfg()->machine.vcpu_count, 4);
 }
 
@@ -171,8 +163,8 @@ static void machine_config_put_and_patch(void **state)
 {
 	(void)state;
 	char err[API_ERR_LEN] = "";
-	refused(machine("{\"vcpu_count\": 2}", false, err), err, "mem_size_mib");
-	refused(machine("{\"mem_size_mib\": 256}", false, err), err, "vcpu_count");
+	refused(machine("{\"vcpu_count\": 2}", false, err), err, "mem_size_mib", NULL);
+	refused(machine("{\"mem_size_mib\": 256}", false, err), err, "vcpu_count", NULL);
 	assert_int_equal(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 256, \"smt\": true,"
 				 " \"track_dirty_pages\": true}",
 				 false, err),
@@ -185,8 +177,8 @@ static void machine_config_put_and_patch(void **state)
 	assert_int_equal(machine("{}", true, err), 0);
 	assert_int_equal(cfg()->machine.mem_size_mib, 512);
 	/* A refused PATCH changes nothing, not even the keys that were valid. */
-	refused(machine("{\"mem_size_mib\": 64, \"vcpu_count\": 99}", true, err), err,
-		"vcpu_count");
+	refused(machine("{\"mem_size_mib\": 64, \"vcpu_count\": 99}", true, err), err, "vcpu_count",
+		NULL);
 	assert_int_equal(cfg()->machine.mem_size_mib, 512);
 	/* A PUT resets what it does not mention to the defaults. */
 	assert_int_equal(machine("{\"vcpu_count\": 1, \"mem_size_mib\": 128}", false, err), 0);

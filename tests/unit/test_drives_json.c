@@ -32,13 +32,6 @@ static int patch(const char *path_id, const char *text, char *err)
 	return rc;
 }
 
-static void refused(int rc, const char *err, const char *a, const char *b)
-{
-	assert_int_equal(rc, -EINVAL);
-	if (!strstr(err, a) || (b && !strstr(err, b)))
-		fail_msg("error \"%s\" should name '%s'%s%s", err, a, b ? " and " : "", b ? b : "");
-}
-
 static void full_drive(void **state)
 {
 	(void)state;

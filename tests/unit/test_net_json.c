@@ -26,16 +26,6 @@ static int patch(const char *path_id, const char *text, char *err)
 	return rc;
 }
 
-/* The call fails with -EINVAL, err contains every needle, and nothing changed. */
-static void refused(int rc, const char *err, const char *needle1, const char *needle2)
-{
-	assert_int_equal(rc, -EINVAL);
-	if (!strstr(err, needle1))
-		fail_msg("'%s' not in error: %s", needle1, err);
-	if (needle2 && !strstr(err, needle2))
-		fail_msg("'%s' not in error: %s", needle2, err);
-}
-
 static void full_interface(void **state)
 {
 	(void)state;

@@ -22,14 +22,6 @@ static int put(char *err, const char *fmt, ...)
 	return rc;
 }
 
-/* The call fails with -EINVAL and err contains both needles (the second may be NULL). */
-static void refused(int rc, const char *err, const char *a, const char *b)
-{
-	assert_int_equal(rc, -EINVAL);
-	if (!strstr(err, a) || (b && !strstr(err, b)))
-		fail_msg("error \"%s\" should name '%s'%s%s", err, a, b ? " and " : "", b ? b : "");
-}
-
 static const char *tmp_dir(void)
 {
 	const char *d = getenv("TMPDIR");

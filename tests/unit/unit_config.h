@@ -3,7 +3,9 @@
 #ifndef EMBER_UNIT_CONFIG_H
 #define EMBER_UNIT_CONFIG_H
 
+#include <errno.h>
 #include <jansson.h>
+#include <string.h>
 
 #include "config.h"
 #include "unit_util.h"
@@ -38,6 +40,14 @@ static inline json_t *parse(const char *text)
 	if (!j)
 		fail_msg("bad test JSON %s: %s", text, e.text);
 	return j;
+}
+
+/* A handler call failed with -EINVAL and its error names a and, when given, b. */
+static inline void refused(int rc, const char *err, const char *a, const char *b)
+{
+	assert_int_equal(rc, -EINVAL);
+	if (!strstr(err, a) || (b && !strstr(err, b)))
+		fail_msg("error \"%s\" should name '%s'%s%s", err, a, b ? " and " : "", b ? b : "");
 }
 
 #endif
