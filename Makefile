@@ -30,10 +30,16 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fn
 .PHONY: all test demo bench kernel rootfs vmhost-kernel deps clean unit-tests
 # The jailer is a separate, small binary: it never links the VMM.
 JAILER_SRC := $(filter-out jailer/seccomp%,$(wildcard jailer/*.c))
-all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer)
+all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer) $(BUILD)/ember-vsock
 
 $(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcap
+
+# The vsock tool, for the guest (rootfs/build-rootfs.sh installs it) and the host: static,
+# so the busybox guest runs it as it is.
+$(BUILD)/ember-vsock: rootfs/ember-vsock.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -Wall -Wextra -Werror -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -72,7 +78,7 @@ kernel: deps
 vmhost-kernel: deps
 	rootfs/build-kernel.sh vmhost
 
-rootfs: deps
+rootfs: deps $(BUILD)/ember-vsock
 	rootfs/build-rootfs.sh
 
 test: deps

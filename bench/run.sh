@@ -19,3 +19,6 @@ bench/api.py 30
 echo
 echo "== 7. virtio-net: TCP throughput each way and ping latency, ember vs QEMU virtio-net on a TAP"
 bench/net.sh -n 3 -m 8
+echo
+echo "== 8-11. virtio-vsock: connect latency each way, throughput each way, ember vs QEMU vhost-vsock"
+bench/vsock.sh -n 3 -m 64

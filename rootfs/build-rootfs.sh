@@ -2,7 +2,8 @@
 # Build the guest userspace from Debian's busybox-static:
 #   build/guest/initramfs.cpio.gz  (for initrd_path)
 #   build/guest/rootfs.ext4        (64 MiB, for a virtio-blk root: root=/dev/vda)
-# Both carry rootfs/init as /init and /sbin/init. Cached under
+# Both carry rootfs/init as /init and /sbin/init, and build/ember-vsock (rootfs/ember-vsock.c,
+# built here through make when missing or stale) as /bin/ember-vsock. Cached under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ember/rootfs-<hash>/. No root privileges needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +17,14 @@ if [[ ! -x "$busybox" ]]; then
     echo "build-rootfs: $busybox missing; run 'make deps'" >&2
     exit 1
 fi
+# The vsock tool's bytes go into the cache key: a change to it rebuilds the images.
+vsock_tool=build/ember-vsock
+make --no-print-directory -s "$vsock_tool"
 bbver=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
 key=$( {
     cat "$0" rootfs/init
     echo "$bbver $(stat -c %s "$busybox")"
+    sha256sum <"$vsock_tool"
 } | sha256sum | cut -c1-16)
 result=$cache/rootfs-$key
 
@@ -49,6 +54,7 @@ cp "$busybox" "$stage/bin/busybox"
 # Our init first, so the applet loop below leaves sbin/init alone.
 install -m 0755 rootfs/init "$stage/init"
 ln -s /init "$stage/sbin/init"
+install -m 0755 "$vsock_tool" "$stage/bin/ember-vsock"
 
 # Busybox reports where each applet belongs (bin/ls, usr/sbin/chroot, ...).
 while read -r applet; do

@@ -253,6 +253,10 @@ static void write_reg(struct virtio_dev *dev, uint64_t reg, uint32_t v)
 		}
 		break;
 	case VIRTIO_MMIO_QUEUE_READY:
+		/* Linux clears QueueReady after the reset when it deletes its queues: after a
+		 * reset every queue is already off, so that write is harmless. */
+		if (dev->status == 0 && v == 0)
+			break;
 		if ((q = setup_queue(dev, reg)))
 			q->ready = v & 1;
 		break;
