@@ -36,10 +36,10 @@ $(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcap
 
 # The vsock tool, for the guest (rootfs/build-rootfs.sh installs it) and the host: static,
-# so the busybox guest runs it as it is.
+# so the busybox guest runs it as it is; stripped, as it goes into every guest image.
 $(BUILD)/ember-vsock: rootfs/ember-vsock.c
 	@mkdir -p $(dir $@)
-	$(CC) -static -O2 -Wall -Wextra -Werror -o $@ $<
+	$(CC) -static -O2 -s -Wall -Wextra -Werror -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
