@@ -236,11 +236,12 @@ no_surprises() {
 	no_surprises
 }
 
-@test "vsock: a device reset ends the connections from before it: RST to the guest, EOF to the host" {
+@test "vsock: a device reset ends the connections from before it: RST to the guest, EOF to the host, TRANSPORT_RESET on the event queue" {
 	listen echo 5000
 	run_vsock vsock-avail-ahead
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"vsock: avail-ahead old-conn reply=RST"* ]]
+	[[ "$output" == *"vsock: avail-ahead event transport_reset=1"* ]]
 	# conn 1 was opened before the reset and never closed by the guest.
 	wait_log 5000 "conn 1 eof bytes=0"
 	[ "$(metric conns_added)" -eq 2 ]

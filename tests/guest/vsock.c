@@ -232,6 +232,7 @@ static bool vs_init(void)
 		post(RXQ, i, 1);
 	}
 	for (uint16_t i = 0; i < NR_EVENT; i++) {
+		events[i] = 0xffffffff; /* not an event id: what the device writes shows */
 		vqs[EVQ].desc[i].addr = (uint64_t)(uintptr_t)&events[i];
 		vqs[EVQ].desc[i].len = sizeof(events[i]);
 		vqs[EVQ].desc[i].flags = D_WRITE;
@@ -876,6 +877,14 @@ static void broken_ring(const char *name, enum broken what)
 	puts_uart("\n");
 	if (!vs_init())
 		return;
+	/* A driver that starts over hears TRANSPORT_RESET (id 0) on the event queue. */
+	uint32_t ev_head, ev_len;
+	rc = wait_used(EVQ, &ev_head, &ev_len);
+	line(name);
+	puts_uart(" event");
+	kv("transport_reset",
+	   rc == 1 && ev_len == sizeof(events[0]) && ev_head < NR_EVENT && events[ev_head] == 0);
+	puts_uart("\n");
 	rc = send_pkt(old, ECHO_PORT, OP_CREDIT_REQUEST, 0, 0);
 	op = rc == 1 ? reply_to(old, ECHO_PORT, false, 0) : REPLY_TIMEOUT;
 	line(name);
