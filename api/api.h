@@ -38,6 +38,8 @@ void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, con
 int api_instance_start(struct api_ctx *ctx, char *err);
 /* Registers the per-endpoint request metrics. */
 void api_metrics_init(void);
+/* PUT /metrics and --metrics-path: opens path (file or FIFO) as the metrics sink, once. */
+int api_open_metrics(struct api_ctx *ctx, const char *path, char *err);
 /* Starts flushing metrics every 60 s from the VMM loop (after PUT /metrics). */
 int api_metrics_timer_start(struct api_ctx *ctx);
 

@@ -254,18 +254,25 @@ static int put_metrics(struct api_ctx *ctx, json_t *body, char *err)
 			 "metrics: expected exactly one string field 'metrics_path'");
 		return -EINVAL;
 	}
+	return api_open_metrics(ctx, json_string_value(path), err);
+}
+
+int api_open_metrics(struct api_ctx *ctx, const char *path, char *err)
+{
 	if (ctx->metrics_path) {
 		snprintf(err, API_ERR_LEN, "metrics: reinitialization of metrics is not allowed");
 		return -EINVAL;
 	}
-	int rc = metrics_open(json_string_value(path));
+	int rc = metrics_open(path);
 	if (rc) {
-		snprintf(err, API_ERR_LEN, "metrics: cannot open %s: %s", json_string_value(path),
-			 strerror(-rc));
+		snprintf(err, API_ERR_LEN, "metrics: cannot open %s: %s", path, strerror(-rc));
 		return rc;
 	}
-	ctx->metrics_path = strdup(json_string_value(path));
-	return api_metrics_timer_start(ctx);
+	ctx->metrics_path = strdup(path);
+	rc = api_metrics_timer_start(ctx);
+	if (rc)
+		snprintf(err, API_ERR_LEN, "metrics: flush timer: %s", strerror(-rc));
+	return rc;
 }
 
 #define PRE_BOOT_ONLY  "The requested operation is not supported after starting the microVM."

@@ -57,6 +57,7 @@ static void usage(FILE *out)
 		"  --no-api              no API socket: --config-file is the whole configuration\n"
 		"  --boot-timer          log Guest-boot-time when the guest writes the boot timer\n"
 		"  --log-path PATH       write the log to PATH (file or FIFO) instead of stderr\n"
+		"  --metrics-path PATH   write metrics to PATH (file or FIFO), as PUT /metrics\n"
 		"  --level LEVEL         Error, Warning, Info (default) or Debug\n"
 		"  --id ID               instance id shown in log lines\n"
 		"  --no-seccomp          install no seccomp filters (debugging only)\n"
@@ -97,13 +98,15 @@ int main(int argc, char **argv)
 		OPT_NO_SECCOMP,
 		OPT_DUMP_SECCOMP,
 		OPT_START_TIME_US,
-		OPT_START_TIME_CPU_US
+		OPT_START_TIME_CPU_US,
+		OPT_METRICS_PATH
 	};
 	static const struct option opts[] = {
 		{ "no-api", no_argument, NULL, OPT_NO_API },
 		{ "config-file", required_argument, NULL, OPT_CONFIG },
 		{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
 		{ "log-path", required_argument, NULL, OPT_LOG_PATH },
+		{ "metrics-path", required_argument, NULL, OPT_METRICS_PATH },
 		{ "level", required_argument, NULL, OPT_LEVEL },
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
 	};
 	bool no_api = false;
 	const char *config_path = NULL;
+	const char *metrics_path = NULL;
 	const char *api_sock = API_DEFAULT_SOCKET;
 	const char *instance_id = "anonymous-instance";
 	size_t max_payload = API_DEFAULT_MAX_PAYLOAD;
@@ -139,6 +143,9 @@ int main(int argc, char **argv)
 				die("--log-path %s: %s", optarg, strerror(-rc));
 			break;
 		}
+		case OPT_METRICS_PATH:
+			metrics_path = optarg;
+			break;
 		case OPT_LEVEL:
 			if (log_set_level_name(optarg))
 				die("--level %s: expected Error, Warning, Info or Debug", optarg);
@@ -217,6 +224,8 @@ int main(int argc, char **argv)
 	struct api_ctx ctx = {
 		.vm = &vm, .cfg = &cfg, .instance_id = instance_id, .metrics_timer_fd = -1
 	};
+	if (metrics_path && api_open_metrics(&ctx, metrics_path, err))
+		die("--metrics-path: %s", err);
 	struct api_server *srv = NULL;
 	if (!no_api) {
 		srv = api_server_start(&ctx, api_sock, max_payload, err);

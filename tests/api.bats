@@ -188,6 +188,17 @@ teardown() {
 	[ "$(jq '.put_api_requests.boot_source_count' <<<"$second")" -eq 0 ]
 }
 
+@test "--metrics-path: the last interval is flushed at exit; a path that cannot open is refused" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "console=ttyS0" 1 64
+	run "$EMBER" --no-api --config-file "$D/vm.json" --metrics-path "$D/metrics"
+	[ "$status" -eq 0 ]
+	[ "$(jq -s 'map(.vcpu.exit_io_out) | add' "$D/metrics")" -gt 10 ]
+	run "$EMBER" --no-api --config-file "$D/vm.json" --metrics-path "$D/missing/metrics"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--metrics-path: metrics: cannot open $D/missing/metrics"* ]]
+}
+
 @test "logger: log_path, level and show_log_origin shape the log lines" {
 	api_start
 	expect_api 204 PUT /logger "{\"log_path\": \"$D/log\", \"level\": \"Debug\", \"show_level\": true, \"show_log_origin\": true}"

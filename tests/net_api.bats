@@ -129,9 +129,13 @@ JSON
 JSON
 	local before after
 	before=$(in_ns cat /sys/class/net/tap0/statistics/rx_packets)
-	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --metrics-path "$D/metrics"
 	echo "$output"
 	[ "$status" -eq 0 ]
+	# The net metrics group counts the three dropped chains and the five frames sent.
+	jq -c .net "$D/metrics"
+	[ "$(jq -s 'map(.net.tx_malformed_frames) | add' "$D/metrics")" -eq 3 ]
+	[ "$(jq -s 'map(.net.tx_packets_count) | add' "$D/metrics")" -eq 5 ]
 	for c in oversize writable short; do
 		[[ "$output" == *"net0: tx-$c used=1 needs_reset=0"* ]]
 		[[ "$output" == *"net0: tx-after-$c used=1 needs_reset=0"* ]]

@@ -196,7 +196,7 @@ no_surprises() {
 	# The metrics agree with what the guest saw.
 	[ "$(metric tx_dropped)" -eq $((${#dropped[@]} + 4)) ]
 	[ "$(metric rst_sent)" -eq "$(guest_total rst)" ]
-	[ "$(metric rx_packets)" -eq "$(guest_total rx)" ]
+	[ "$(metric rx_packets_count)" -eq "$(guest_total rx)" ]
 	[ "$(metric conns_refused)" -eq 1 ]
 	[ "$(metric conns_added)" -eq 2 ]
 	[ "$(metric credit_exceeded)" -eq 0 ]

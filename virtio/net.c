@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "rate_limiter.h"
 #include "tap.h"
 
@@ -43,6 +44,32 @@ struct net_dev {
 	struct virtq_chain chain;
 	struct net_stats stats;
 };
+
+/* The "net" metrics group, over every interface, with Firecracker's names. */
+enum net_metric {
+	NET_RX_BYTES,
+	NET_RX_PACKETS,
+	NET_RX_DROPPED, /* no driver, or a frame larger than the buffers allow */
+	NET_RX_THROTTLED,
+	NET_TX_BYTES,
+	NET_TX_PACKETS,
+	NET_TX_MALFORMED, /* transmit chains dropped as invalid */
+	NET_TX_FAILS,	  /* the TAP refused a frame */
+	NET_TX_THROTTLED,
+	NET_METRIC_COUNT
+};
+static struct metric net_metrics[NET_METRIC_COUNT] = {
+	[NET_RX_BYTES] = { .name = "rx_bytes_count" },
+	[NET_RX_PACKETS] = { .name = "rx_packets_count" },
+	[NET_RX_DROPPED] = { .name = "rx_dropped" },
+	[NET_RX_THROTTLED] = { .name = "rx_rate_limiter_throttled" },
+	[NET_TX_BYTES] = { .name = "tx_bytes_count" },
+	[NET_TX_PACKETS] = { .name = "tx_packets_count" },
+	[NET_TX_MALFORMED] = { .name = "tx_malformed_frames" },
+	[NET_TX_FAILS] = { .name = "tx_fails" },
+	[NET_TX_THROTTLED] = { .name = "tx_rate_limiter_throttled" },
+};
+static struct metric_group net_group = { "net", net_metrics, NET_METRIC_COUNT, NULL };
 
 static struct net_dev *to_net(struct virtio_dev *dev)
 {
@@ -105,6 +132,7 @@ static int deliver(struct net_dev *n)
 			 * back unused. */
 			q->next_avail = (uint16_t)(q->next_avail - nr);
 			n->stats.rx_dropped++;
+			metric_inc(&net_metrics[NET_RX_DROPPED]);
 			n->rx_len = 0;
 			return 1;
 		}
@@ -144,6 +172,8 @@ static int deliver(struct net_dev *n)
 	push_many(q, n->heads, n->lens, nr);
 	n->stats.rx_frames++;
 	n->stats.rx_bytes += n->rx_len - NET_HDR_LEN;
+	metric_inc(&net_metrics[NET_RX_PACKETS]);
+	metric_add(&net_metrics[NET_RX_BYTES], n->rx_len - NET_HDR_LEN);
 	n->rx_len = 0;
 	return 1;
 }
@@ -200,8 +230,10 @@ static void process_rx(struct net_dev *n)
 		}
 		if (!n->rx_charged) {
 			if (!rate_limiter_consume(&n->rx_rl, 1, n->rx_len - NET_HDR_LEN,
-						  monotonic_ns()))
+						  monotonic_ns())) {
+				metric_inc(&net_metrics[NET_RX_THROTTLED]);
 				break; /* the timer calls us back */
+			}
 			n->rx_charged = true;
 		}
 		int rc = deliver(n);
@@ -246,6 +278,7 @@ static void process_tx(struct net_dev *n)
 		/* Transmit buffers are all device-readable; a frame is header plus payload. */
 		if (c->nr_wr || c->rd_len <= NET_HDR_LEN || c->rd_len > tx_max(n)) {
 			n->stats.tx_dropped++;
+			metric_inc(&net_metrics[NET_TX_MALFORMED]);
 			if (n->vdev.warnings < 4) {
 				n->vdev.warnings++;
 				log_warn("network interface %s: dropped a transmit chain of %llu "
@@ -255,6 +288,7 @@ static void process_tx(struct net_dev *n)
 		} else {
 			if (!rate_limiter_consume(&n->tx_rl, 1, c->rd_len - NET_HDR_LEN,
 						  monotonic_ns())) {
+				metric_inc(&net_metrics[NET_TX_THROTTLED]);
 				virtq_unpop(q);
 				break;
 			}
@@ -263,9 +297,12 @@ static void process_tx(struct net_dev *n)
 				/* The TAP is down or its queue full: the frame is lost, as on a
 				 * wire; the guest's TCP retransmits. */
 				n->stats.tx_dropped++;
+				metric_inc(&net_metrics[NET_TX_FAILS]);
 			} else {
 				n->stats.tx_frames++;
 				n->stats.tx_bytes += c->rd_len - NET_HDR_LEN;
+				metric_inc(&net_metrics[NET_TX_PACKETS]);
+				metric_add(&net_metrics[NET_TX_BYTES], c->rd_len - NET_HDR_LEN);
 			}
 		}
 		virtq_push(q, c->head, 0);
@@ -297,8 +334,10 @@ static void on_tap(void *opaque, uint32_t events)
 		process_rx(n);
 	} else {
 		/* No driver: frames are dropped rather than left to fill the TAP's queue. */
-		while (read(n->tap_fd, n->rx_buf, NET_FRAME_MAX) > 0)
+		while (read(n->tap_fd, n->rx_buf, NET_FRAME_MAX) > 0) {
 			n->stats.rx_dropped++;
+			metric_inc(&net_metrics[NET_RX_DROPPED]);
+		}
 	}
 	pthread_mutex_unlock(&n->vdev.lock);
 }
@@ -443,6 +482,11 @@ int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **
 		snprintf(err, err_len, "network interface %s: event loop: %s", n->id,
 			 strerror(-rc));
 		return rc;
+	}
+	static bool registered; /* the group is there once, with the first interface */
+	if (!registered) {
+		metrics_register(&net_group);
+		registered = true;
 	}
 	if (out)
 		*out = &n->vdev;

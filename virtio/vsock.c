@@ -16,10 +16,10 @@
 #include "vsock_internal.h"
 
 struct metric vsock_metrics[VSOCK_METRIC_COUNT] = {
-	[VSOCK_RX_PACKETS] = { .name = "rx_packets" },
-	[VSOCK_RX_BYTES] = { .name = "rx_bytes" },
-	[VSOCK_TX_PACKETS] = { .name = "tx_packets" },
-	[VSOCK_TX_BYTES] = { .name = "tx_bytes" },
+	[VSOCK_RX_PACKETS] = { .name = "rx_packets_count" },
+	[VSOCK_RX_BYTES] = { .name = "rx_bytes_count" },
+	[VSOCK_TX_PACKETS] = { .name = "tx_packets_count" },
+	[VSOCK_TX_BYTES] = { .name = "tx_bytes_count" },
 	[VSOCK_TX_DROPPED] = { .name = "tx_dropped" },
 	[VSOCK_RST_SENT] = { .name = "rst_sent" },
 	[VSOCK_CONNS_ADDED] = { .name = "conns_added" },

@@ -69,7 +69,7 @@ enum vsock_op {
 
 /* The "vsock" metrics group (counts since the last flush, as every group). */
 enum vsock_metric {
-	VSOCK_RX_PACKETS, /* to the guest */
+	VSOCK_RX_PACKETS, /* to the guest; "rx_packets_count" etc., as Firecracker names them */
 	VSOCK_RX_BYTES,
 	VSOCK_TX_PACKETS, /* from the guest */
 	VSOCK_TX_BYTES,
