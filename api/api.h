@@ -4,6 +4,7 @@
 #ifndef EMBER_API_H
 #define EMBER_API_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -38,6 +39,8 @@ void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, con
 int api_instance_start(struct api_ctx *ctx, char *err);
 /* Registers the per-endpoint request metrics. */
 void api_metrics_init(void);
+/* The config file's "logger" and "metrics" (an api_config_key_fn; opaque is the ctx). */
+int api_config_file_key(void *opaque, const char *key, json_t *val, char *err);
 /* PUT /metrics and --metrics-path: opens path (file or FIFO) as the metrics sink, once. */
 int api_open_metrics(struct api_ctx *ctx, const char *path, char *err);
 /* Starts flushing metrics every 60 s from the VMM loop (after PUT /metrics). */

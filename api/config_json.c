@@ -146,7 +146,8 @@ int api_validate_for_start(const struct vm_config *cfg, char *err)
 	return 0;
 }
 
-int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
+int api_load_config_file(const char *path, struct vm_config *cfg, api_config_key_fn own_key,
+			 void *opaque, char *err)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -178,6 +179,8 @@ int api_load_config_file(const char *path, struct vm_config *cfg, char *err)
 		else if (strcmp(key, "vsock") == 0)
 			/* null, as GET /vm/config shows it, means no vsock device. */
 			rc = json_is_null(val) ? 0 : api_put_vsock(cfg, val, inner);
+		else if (own_key && (strcmp(key, "logger") == 0 || strcmp(key, "metrics") == 0))
+			rc = own_key(opaque, key, val, inner);
 		else
 			rc = api_fail(inner, "unknown key '%s'", key);
 		if (rc)

@@ -21,7 +21,13 @@ int api_put_serial(struct vm_config *cfg, json_t *body, char *err);
 /* Checks the combination (e.g. smt with an odd vcpu_count, a kernel configured). */
 int api_validate_for_start(const struct vm_config *cfg, char *err);
 
-/* Reads a Firecracker-style config file: an object whose keys name the objects above. */
-int api_load_config_file(const char *path, struct vm_config *cfg, char *err);
+/* Keys of a config file that configure ember itself rather than the VM ("logger",
+ * "metrics"): the caller's handler takes them (0 or -errno with err set). */
+typedef int (*api_config_key_fn)(void *opaque, const char *key, json_t *val, char *err);
+
+/* Reads a Firecracker-style config file: an object whose keys name the objects above;
+ * "logger" and "metrics" go to own_key (NULL: they are refused as unknown). */
+int api_load_config_file(const char *path, struct vm_config *cfg, api_config_key_fn own_key,
+			 void *opaque, char *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "json_fields.h"
 #include "blk.h"
 #include "config_json.h"
 #include "drives_json.h"
@@ -255,6 +256,14 @@ static int put_metrics(struct api_ctx *ctx, json_t *body, char *err)
 		return -EINVAL;
 	}
 	return api_open_metrics(ctx, json_string_value(path), err);
+}
+
+int api_config_file_key(void *opaque, const char *key, json_t *val, char *err)
+{
+	struct api_ctx *ctx = opaque;
+	if (!json_is_object(val))
+		return api_fail(err, "%s: expected a JSON object", key);
+	return strcmp(key, "logger") == 0 ? put_logger(ctx, val, err) : put_metrics(ctx, val, err);
 }
 
 int api_open_metrics(struct api_ctx *ctx, const char *path, char *err)

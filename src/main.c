@@ -50,8 +50,9 @@ static void usage(FILE *out)
 		"  --api-sock PATH       the API's Unix socket (default " API_DEFAULT_SOCKET ")\n"
 		"  --http-api-max-payload-size N\n"
 		"                        largest request body accepted (default 51200 bytes)\n"
-		"  --config-file FILE    Firecracker-style JSON: boot-source, machine-config, "
-		"serial;\n"
+		"  --config-file FILE    Firecracker-style JSON (boot-source, machine-config, "
+		"drives,\n"
+		"                        network-interfaces, vsock, serial, logger, metrics):\n"
 		"                        the VM starts at once, the API stays open unless "
 		"--no-api\n"
 		"  --no-api              no API socket: --config-file is the whole configuration\n"
@@ -216,14 +217,13 @@ int main(int argc, char **argv)
 	struct vm_config cfg;
 	vm_config_init(&cfg);
 	char err[API_ERR_LEN] = "";
-	if (config_path && api_load_config_file(config_path, &cfg, err))
-		die("%s", err);
-
 	vm_init(&vm);
 	api_metrics_init();
 	struct api_ctx ctx = {
 		.vm = &vm, .cfg = &cfg, .instance_id = instance_id, .metrics_timer_fd = -1
 	};
+	if (config_path && api_load_config_file(config_path, &cfg, api_config_file_key, &ctx, err))
+		die("%s", err);
 	if (metrics_path && api_open_metrics(&ctx, metrics_path, err))
 		die("--metrics-path: %s", err);
 	struct api_server *srv = NULL;

@@ -199,6 +199,29 @@ teardown() {
 	[[ "$output" == *"--metrics-path: metrics: cannot open $D/missing/metrics"* ]]
 }
 
+@test "--config-file with Firecracker's logger and metrics objects; their errors name the key" {
+	cat >"$D/vm.json" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "console=ttyS0" },
+  "logger": { "log_path": "$D/log", "level": "Debug", "show_level": true },
+  "metrics": { "metrics_path": "$D/metrics" }
+}
+JSON
+	run "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	grep -q '\[Debug\]' "$D/log"
+	[ "$(jq -s 'map(.vcpu.exit_io_out) | add' "$D/metrics")" -gt 10 ]
+	sed -i 's/"level": "Debug"/"level": "Loud"/' "$D/vm.json"
+	run "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"config file $D/vm.json: logger: invalid level 'Loud'"* ]]
+	sed -i 's/"level": "Loud"/"level": "Info"/; s/"metrics_path"/"path"/' "$D/vm.json"
+	run "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"metrics: expected exactly one string field 'metrics_path'"* ]]
+}
+
 @test "logger: log_path, level and show_log_origin shape the log lines" {
 	api_start
 	expect_api 204 PUT /logger "{\"log_path\": \"$D/log\", \"level\": \"Debug\", \"show_level\": true, \"show_log_origin\": true}"

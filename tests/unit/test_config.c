@@ -193,7 +193,7 @@ static int load_text(const char *text, char *err, const char **path_out)
 	const char *path = unit_tmp_text(text);
 	if (path_out)
 		*path_out = path;
-	return api_load_config_file(path, cfg(), err);
+	return api_load_config_file(path, cfg(), NULL, NULL, err);
 }
 
 #define BOOT "\"boot-source\": {\"kernel_image_path\": \"/k\"}"
@@ -268,7 +268,7 @@ static void config_file_missing(void **state)
 	(void)state;
 	char err[API_ERR_LEN] = "";
 	const char *path = unit_missing_path();
-	assert_int_equal(api_load_config_file(path, cfg(), err), -EINVAL);
+	assert_int_equal(api_load_config_file(path, cfg(), NULL, NULL, err), -EINVAL);
 	assert_non_null(strstr(err, path));
 	assert_null(cfg()->boot.kernel_image_path);
 }

@@ -342,7 +342,7 @@ static void config_file_array(void **state)
 		 "\"Writeback\"}]}",
 		 img);
 	const char *file = unit_tmp_text(text);
-	assert_int_equal(api_load_config_file(file, cfg(), err), 0);
+	assert_int_equal(api_load_config_file(file, cfg(), NULL, NULL, err), 0);
 	assert_int_equal(cfg()->nr_drives, 1);
 	assert_int_equal(cfg()->drives[0].cache_type, DRIVE_CACHE_WRITEBACK);
 }

@@ -203,7 +203,7 @@ static void config_file_array(void **state)
 	const char *file = unit_tmp_text(
 		"{\"boot-source\":{\"kernel_image_path\":\"/nonexistent\"},"
 		"\"network-interfaces\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"lo\"}]}");
-	int rc = api_load_config_file(file, cfg(), err);
+	int rc = api_load_config_file(file, cfg(), NULL, NULL, err);
 	/* The kernel path is checked too; the interface must have parsed before it. */
 	(void)rc;
 	assert_int_equal(cfg()->nr_nets, 1);
@@ -213,7 +213,7 @@ static void config_file_array(void **state)
 	vm_config_init(cfg());
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/nonexistent\"},"
 			     "\"network-interfaces\":[{\"iface_id\":\"eth0\"}]}");
-	refused(api_load_config_file(file, cfg(), err), err, "network-interfaces[0]",
+	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err, "network-interfaces[0]",
 		"host_dev_name");
 }
 

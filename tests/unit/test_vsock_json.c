@@ -205,7 +205,7 @@ static void config_file(void **state)
 	char err[API_ERR_LEN];
 	const char *file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 					 "\"vsock\":{\"guest_cid\":42,\"uds_path\":\"v.sock\"}}");
-	assert_int_equal(api_load_config_file(file, cfg(), err), 0);
+	assert_int_equal(api_load_config_file(file, cfg(), NULL, NULL, err), 0);
 	assert_non_null(cfg()->vsock);
 	assert_int_equal(cfg()->vsock->guest_cid, 42);
 
@@ -213,18 +213,20 @@ static void config_file(void **state)
 	vm_config_free(cfg());
 	vm_config_init(cfg());
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"vsock\":null}");
-	assert_int_equal(api_load_config_file(file, cfg(), err), 0);
+	assert_int_equal(api_load_config_file(file, cfg(), NULL, NULL, err), 0);
 	assert_null(cfg()->vsock);
 
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 			     "\"vsock\":{\"guest_cid\":1,\"uds_path\":\"v.sock\"}}");
-	refused(api_load_config_file(file, cfg(), err), err, "config file ",
+	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err, "config file ",
 		"vsock: field 'guest_cid' is 1, must be between 3 and 4294967295");
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 			     "\"vsock\":{\"guest_cid\":3,\"uds_path\":\"v.sock\",\"port\":1}}");
-	refused(api_load_config_file(file, cfg(), err), err, "vsock: unknown field 'port'", NULL);
+	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err,
+		"vsock: unknown field 'port'", NULL);
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"vsock\":[]}");
-	refused(api_load_config_file(file, cfg(), err), err, "vsock: expected a JSON object", NULL);
+	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err,
+		"vsock: expected a JSON object", NULL);
 	assert_null(cfg()->vsock);
 }
 
