@@ -2,8 +2,8 @@
  * holds writable buffers for packets from ember, tx 1 carries the guest's packets, event 2
  * holds 4-byte buffers), and the hostile packets the VMM must survive. Each command-line
  * word runs one scenario and prints "vsock: what key=value ..." lines that
- * tests/vsock_direct.bats matches. Host ports: 5000 is an echo listener ("pong " + each
- * line), 5001 a listener that never reads, 5002 has nobody listening.
+ * tests/vsock_direct.bats matches; the hostile ones are in vsock_hostile.c. Host ports: 5000 is an
+ * echo listener ("pong " + each line), 5001 a listener that never reads, 5002 has nobody listening.
  *   vsock-echo         guest_cid from config space; a connection with data both ways
  *   vsock-hostile      malformed packets, each followed by a probe that always draws an RST
  *                      (CREDIT_REQUEST for a connection that does not exist), so that
@@ -14,99 +14,32 @@
  *   vsock-avail-ahead, vsock-oob-addr, vsock-loop, vsock-rx-oob: broken rings; the device
  *                      needs a reset, after it a connection works again
  * The last line, "vsock: totals ...", counts what the guest received, for the metrics. */
-#include "guest.h"
+#include "vsock.h"
 
-#define VSOCK_ID 19
-#define HOST_CID 2
-#define RXQ	 0
-#define TXQ	 1
-#define EVQ	 2
-#define NR_VQS	 3
-#define VQ_SIZE	 16
-#define NR_EVENT 4
-#define RX_BUF	 4096
-#define SPINS	 200000000UL
-
-#define ECHO_PORT 5000
-#define SINK_PORT 5001
-#define DEAD_PORT 5002
-
-#define TYPE_STREAM	1
-#define HOST_BUF_ALLOC	262144 /* the credit ember grants every connection */
-#define PKT_MAX		65536  /* the largest payload ember accepts */
-#define GUEST_BUF_ALLOC 65536
-
-enum {
-	OP_INVALID,
-	OP_REQUEST,
-	OP_RESPONSE,
-	OP_RST,
-	OP_SHUTDOWN,
-	OP_RW,
-	OP_CREDIT_UPDATE,
-	OP_CREDIT_REQUEST,
-};
-
-/* Not an op: what came back instead of a packet. */
-#define REPLY_NONE    -1
-#define REPLY_RESET   -2 /* the device set DEVICE_NEEDS_RESET */
-#define REPLY_TIMEOUT -3
-
-/* struct virtio_vsock_hdr: little-endian, packed. */
-struct hdr {
-	uint64_t src_cid;
-	uint64_t dst_cid;
-	uint32_t src_port;
-	uint32_t dst_port;
-	uint32_t len;
-	uint16_t type;
-	uint16_t op;
-	uint32_t flags;
-	uint32_t buf_alloc;
-	uint32_t fwd_cnt;
-} __attribute__((packed));
-#define HDR_LEN 44
-_Static_assert(sizeof(struct hdr) == HDR_LEN, "virtio_vsock_hdr is 44 bytes");
-
-struct vq {
-	struct desc desc[VQ_SIZE];
-	struct {
-		uint16_t flags, idx, ring[VQ_SIZE], used_event;
-	} avail;
-	struct {
-		uint16_t flags, idx;
-		struct {
-			uint32_t id, len;
-		} ring[VQ_SIZE];
-		uint16_t avail_event;
-	} used __attribute__((aligned(4)));
-};
-
-static volatile struct vq vqs[NR_VQS] __attribute__((aligned(4096)));
+volatile struct vq vqs[NR_VQS] __attribute__((aligned(4096)));
 static uint16_t avail_idx[NR_VQS], last_used[NR_VQS];
 static uint8_t rx_bufs[VQ_SIZE][RX_BUF] __attribute__((aligned(16)));
-static volatile uint32_t events[NR_EVENT];
-static volatile struct hdr txh;
-static uint8_t tx_data[PKT_MAX + 64] __attribute__((aligned(16)));
-static uint8_t rx_data[RX_BUF];
+volatile uint32_t events[NR_EVENT];
+volatile struct hdr txh;
+uint8_t tx_data[PKT_MAX + 64] __attribute__((aligned(16)));
+uint8_t rx_data[RX_BUF];
 
 static uintptr_t base;
-static uint64_t cid;
-static struct hdr last; /* the last packet reply_to or next_for returned */
+uint64_t cid;
+struct hdr last; /* the last packet reply_to or next_for returned */
 static uint32_t next_probe = 30000;
 static uint64_t nr_rx, nr_rst; /* every packet the guest received, and the RSTs among them */
-
-static uint32_t rd(unsigned off)
+uint32_t rd(unsigned off)
 {
 	return *(volatile uint32_t *)(base + off);
 }
 
-static void wr(unsigned off, uint32_t v)
+void wr(unsigned off, uint32_t v)
 {
 	*(volatile uint32_t *)(base + off) = v;
 }
 
-static void line(const char *what)
+void line(const char *what)
 {
 	puts_uart("vsock: ");
 	puts_uart(what);
@@ -131,7 +64,7 @@ static void put_op(int op)
 	}
 }
 
-static void kv_op(const char *key, int op)
+void kv_op(const char *key, int op)
 {
 	puts_uart(" ");
 	puts_uart(key);
@@ -188,7 +121,7 @@ static void notify(unsigned q)
 
 /* The driver side of initialisation (virtio 1.x 3.1.1) with every queue, VERSION_1 and
  * EVENT_IDX, and the receive and event buffers posted. False, with a line, on failure. */
-static bool vs_init(void)
+bool vs_init(void)
 {
 	wr(R_STATUS, 0);
 	wr(R_STATUS, S_ACK);
@@ -246,7 +179,7 @@ static bool vs_init(void)
 
 /* The next used entry of queue q: 1 (and its id and len), 0 when the device set
  * DEVICE_NEEDS_RESET instead, -1 on timeout. */
-static int wait_used(unsigned q, uint32_t *id, uint32_t *len)
+int wait_used(unsigned q, uint32_t *id, uint32_t *len)
 {
 	for (unsigned long i = 0; i < SPINS; i++) {
 		if (vqs[q].used.idx != last_used[q]) {
@@ -264,8 +197,7 @@ static int wait_used(unsigned q, uint32_t *id, uint32_t *len)
 	return -1;
 }
 
-static void set_tx(unsigned i, const volatile void *addr, uint32_t len, uint16_t flags,
-		   uint16_t next)
+void set_tx(unsigned i, const volatile void *addr, uint32_t len, uint16_t flags, uint16_t next)
 {
 	vqs[TXQ].desc[i].addr = (uint64_t)(uintptr_t)addr;
 	vqs[TXQ].desc[i].len = len;
@@ -274,7 +206,7 @@ static void set_tx(unsigned i, const volatile void *addr, uint32_t len, uint16_t
 }
 
 /* A valid header in txh; the hostile cases then spoil one field. */
-static void set_hdr(uint32_t sport, uint32_t dport, uint16_t op, uint32_t len)
+void set_hdr(uint32_t sport, uint32_t dport, uint16_t op, uint32_t len)
 {
 	txh.src_cid = cid;
 	txh.dst_cid = HOST_CID;
@@ -290,7 +222,7 @@ static void set_hdr(uint32_t sport, uint32_t dport, uint16_t op, uint32_t len)
 
 /* Publishes the chain at tx descriptor 0 and waits for the device to give it back:
  * 1, 0 (needs reset), -1 (timeout). step > 1 runs the avail index ahead (hostile). */
-static int tx_chain(uint16_t step)
+int tx_chain(uint16_t step)
 {
 	post(TXQ, 0, step);
 	notify(TXQ);
@@ -299,7 +231,7 @@ static int tx_chain(uint16_t step)
 }
 
 /* txh, then len bytes of data as a second descriptor. */
-static int send_pkt(uint32_t sport, uint32_t dport, uint16_t op, const void *data, uint32_t len)
+int send_pkt(uint32_t sport, uint32_t dport, uint16_t op, const void *data, uint32_t len)
 {
 	set_hdr(sport, dport, op, len);
 	if (len) {
@@ -364,10 +296,10 @@ static void stray(void)
  * last), REPLY_NONE, REPLY_RESET or REPLY_TIMEOUT. skip_credit passes over CREDIT_UPDATEs
  * to sport (ember may send them whenever it took data), keeping the last one's fwd_cnt in
  * credit_fwd. Further packets to sport are counted in *more, or are unexpected without it. */
-static bool credit_seen;
-static uint32_t credit_fwd;
+bool credit_seen;
+uint32_t credit_fwd;
 
-static int reply_to(uint32_t sport, uint32_t dport, bool skip_credit, unsigned *more)
+int reply_to(uint32_t sport, uint32_t dport, bool skip_credit, unsigned *more)
 {
 	uint32_t probe = next_probe++;
 	int rc = send_pkt(probe, DEAD_PORT, OP_CREDIT_REQUEST, 0, 0);
@@ -401,7 +333,7 @@ static int reply_to(uint32_t sport, uint32_t dport, bool skip_credit, unsigned *
 
 /* Reads packets until one to sport from dport that is not a CREDIT_UPDATE: its op (the
  * packet in last, payload in rx_data), or REPLY_RESET / REPLY_TIMEOUT. */
-static int next_for(uint32_t sport, uint32_t dport)
+int next_for(uint32_t sport, uint32_t dport)
 {
 	for (;;) {
 		int rc = recv_pkt();
@@ -414,7 +346,7 @@ static int next_for(uint32_t sport, uint32_t dport)
 	}
 }
 
-static int connect(uint32_t sport, uint32_t dport)
+int connect(uint32_t sport, uint32_t dport)
 {
 	int rc = send_pkt(sport, dport, OP_REQUEST, 0, 0);
 	if (rc != 1)
@@ -459,7 +391,7 @@ static int echo_once(uint32_t sport, uint32_t dport, const char *msg, char *got,
 /* A valid connection to the echo listener: REQUEST, RESPONSE, a line each way, SHUTDOWN
  * (both directions), RST. One line: "vsock: NAME connect=RESPONSE buf_alloc=262144
  * got="pong NAME" close=RST". */
-static void echo_conn(const char *name, uint32_t sport)
+void echo_conn(const char *name, uint32_t sport)
 {
 	char got[64] = "";
 	int op = connect(sport, ECHO_PORT);
@@ -497,423 +429,6 @@ static void vsock_echo(void)
 
 /* Malformed packets, in the order they run. The first group must be dropped, the second
  * answered with RST, the last neither. */
-enum bad_case {
-	BAD_WRITABLE,	  /* a device-writable payload buffer */
-	BAD_HDR_WRITABLE, /* the header in a device-writable buffer */
-	BAD_SHORT,	  /* 40 bytes */
-	BAD_SHORT_SPLIT,  /* 40 bytes over two buffers */
-	BAD_LEN_BEYOND,	  /* len 100, 50 bytes follow */
-	BAD_LEN_OVERFLOW, /* len 0xffffffff */
-	BAD_LEN_OVER_MAX, /* len 65537, all present */
-	BAD_SRC_CID,	  /* guest_cid + 1 */
-	BAD_SRC_CID_HIGH, /* guest_cid + 2^32 */
-	BAD_DST_CID_SELF, /* to guest_cid */
-	BAD_DST_CID_HIGH, /* 2 + 2^32 */
-	BAD_DST_CID_ANY,  /* 0xffffffff */
-	OK_SPLIT_HEADER,  /* valid: the header over two buffers; RW, no connection */
-	OK_LEN_MAX,	  /* valid: len 65536; RW, no connection */
-	BAD_TYPE,	  /* SEQPACKET REQUEST to the echo listener */
-	BAD_TYPE_ZERO,	  /* type 0 */
-	BAD_OP_ZERO,	  /* op 0 */
-	BAD_OP_8,	  /* op 8 */
-	BAD_OP_FFFF,	  /* op 0xffff */
-	/* the ops that need a connection, without one */
-	NOCONN_RW,
-	NOCONN_SHUTDOWN,
-	NOCONN_CREDIT_UPDATE,
-	NOCONN_CREDIT_REQUEST,
-	NOCONN_RESPONSE,
-	REFUSED,      /* REQUEST to a port nobody listens on */
-	BAD_TYPE_RST, /* SEQPACKET RST: never answered */
-	NOCONN_RST,   /* RST without a connection: never answered */
-	NR_BAD_CASES
-};
-
-static const char *const bad_names[NR_BAD_CASES] = {
-	[BAD_WRITABLE] = "writable-buffer",
-	[BAD_HDR_WRITABLE] = "header-writable",
-	[BAD_SHORT] = "short-chain",
-	[BAD_SHORT_SPLIT] = "short-split",
-	[BAD_LEN_BEYOND] = "len-beyond-chain",
-	[BAD_LEN_OVERFLOW] = "len-overflow",
-	[BAD_LEN_OVER_MAX] = "len-over-max",
-	[BAD_SRC_CID] = "src-cid",
-	[BAD_SRC_CID_HIGH] = "src-cid-high",
-	[BAD_DST_CID_SELF] = "dst-cid-self",
-	[BAD_DST_CID_HIGH] = "dst-cid-high",
-	[BAD_DST_CID_ANY] = "dst-cid-any",
-	[OK_SPLIT_HEADER] = "split-header",
-	[OK_LEN_MAX] = "len-max",
-	[BAD_TYPE] = "bad-type",
-	[BAD_TYPE_ZERO] = "type-zero",
-	[BAD_OP_ZERO] = "op-zero",
-	[BAD_OP_8] = "op-8",
-	[BAD_OP_FFFF] = "op-ffff",
-	[NOCONN_RW] = "rw-no-conn",
-	[NOCONN_SHUTDOWN] = "shutdown-no-conn",
-	[NOCONN_CREDIT_UPDATE] = "credit-update-no-conn",
-	[NOCONN_CREDIT_REQUEST] = "credit-request-no-conn",
-	[NOCONN_RESPONSE] = "response-no-conn",
-	[REFUSED] = "refused",
-	[BAD_TYPE_RST] = "bad-type-rst",
-	[NOCONN_RST] = "rst-no-conn",
-};
-
-/* Builds case c's chain at tx descriptor 0 from sport; returns the port it goes to. Each
- * packet would draw an answer if the device took it as valid. */
-static uint32_t build_bad(enum bad_case c, uint32_t sport)
-{
-	uint32_t dport = DEAD_PORT;
-	set_hdr(sport, dport, OP_RW, 16);
-	set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-	set_tx(1, tx_data, 16, 0, 0);
-	switch (c) {
-	case BAD_WRITABLE:
-		set_tx(1, tx_data, 16, D_WRITE, 0);
-		break;
-	case BAD_HDR_WRITABLE:
-		txh.len = 0;
-		set_tx(0, &txh, HDR_LEN, D_WRITE, 0);
-		break;
-	case BAD_SHORT:
-		txh.op = OP_REQUEST;
-		txh.len = 0;
-		set_tx(0, &txh, HDR_LEN - 4, 0, 0);
-		break;
-	case BAD_SHORT_SPLIT:
-		txh.op = OP_REQUEST;
-		txh.len = 0;
-		set_tx(0, &txh, 20, D_NEXT, 1);
-		set_tx(1, (const volatile uint8_t *)&txh + 20, HDR_LEN - 24, 0, 0);
-		break;
-	case BAD_LEN_BEYOND:
-		txh.len = 100;
-		set_tx(1, tx_data, 50, 0, 0);
-		break;
-	case BAD_LEN_OVERFLOW:
-		txh.len = 0xffffffff;
-		set_tx(1, tx_data, 64, 0, 0);
-		break;
-	case BAD_LEN_OVER_MAX:
-		txh.len = PKT_MAX + 1;
-		set_tx(1, tx_data, PKT_MAX + 1, 0, 0);
-		break;
-	case BAD_SRC_CID:
-		txh.src_cid = cid + 1;
-		break;
-	case BAD_SRC_CID_HIGH:
-		txh.src_cid = cid + (1ULL << 32);
-		break;
-	case BAD_DST_CID_SELF:
-		txh.dst_cid = cid;
-		break;
-	case BAD_DST_CID_HIGH:
-		txh.dst_cid = HOST_CID + (1ULL << 32);
-		break;
-	case BAD_DST_CID_ANY:
-		txh.dst_cid = 0xffffffff;
-		break;
-	case OK_SPLIT_HEADER:
-		set_tx(0, &txh, 20, D_NEXT, 1);
-		set_tx(1, (const volatile uint8_t *)&txh + 20, HDR_LEN - 20, D_NEXT, 2);
-		set_tx(2, tx_data, 16, 0, 0);
-		break;
-	case OK_LEN_MAX:
-		txh.len = PKT_MAX;
-		set_tx(1, tx_data, PKT_MAX, 0, 0);
-		break;
-	case BAD_TYPE:
-		dport = txh.dst_port = ECHO_PORT;
-		txh.type = 2;
-		txh.op = OP_REQUEST;
-		txh.len = 0;
-		set_tx(0, &txh, HDR_LEN, 0, 0);
-		break;
-	case BAD_TYPE_ZERO:
-		txh.type = 0;
-		break;
-	case BAD_OP_ZERO:
-		txh.op = 0;
-		break;
-	case BAD_OP_8:
-		txh.op = 8;
-		break;
-	case BAD_OP_FFFF:
-		txh.op = 0xffff;
-		break;
-	case NOCONN_RW:
-		break;
-	case NOCONN_SHUTDOWN:
-	case NOCONN_CREDIT_UPDATE:
-	case NOCONN_CREDIT_REQUEST:
-	case NOCONN_RESPONSE:
-	case REFUSED:
-	case NOCONN_RST:
-		txh.op = c == NOCONN_SHUTDOWN	      ? OP_SHUTDOWN
-			 : c == NOCONN_CREDIT_UPDATE  ? OP_CREDIT_UPDATE
-			 : c == NOCONN_CREDIT_REQUEST ? OP_CREDIT_REQUEST
-			 : c == NOCONN_RESPONSE	      ? OP_RESPONSE
-			 : c == REFUSED		      ? OP_REQUEST
-						      : OP_RST;
-		txh.flags = c == NOCONN_SHUTDOWN ? 3 : 0;
-		txh.len = 0;
-		set_tx(0, &txh, HDR_LEN, 0, 0);
-		break;
-	case BAD_TYPE_RST:
-		txh.type = 2;
-		txh.op = OP_RST;
-		txh.len = 0;
-		set_tx(0, &txh, HDR_LEN, 0, 0);
-		break;
-	case NR_BAD_CASES:
-		break;
-	}
-	return dport;
-}
-
-/* "vsock: NAME reply=OP used=1": what the device answered, and whether the chain came back. */
-static void report(const char *name, uint32_t sport, uint32_t dport, int used)
-{
-	int reply = used == 1 ? reply_to(sport, dport, false, 0) : REPLY_NONE;
-	line(name);
-	kv_op("reply", used == 0 ? REPLY_RESET : used < 0 ? REPLY_TIMEOUT : reply);
-	kv("used", used == 1);
-	puts_uart("\n");
-}
-
-/* Hostile packets on a live connection to the echo listener: each is dropped and leaves it
- * alive; then a valid RW whose chain holds more than len bytes: the host gets exactly len,
- * and ember's fwd_cnt says so. */
-static void live_conn(void)
-{
-	const uint32_t sport = 6000, dport = ECHO_PORT;
-	int op = connect(sport, dport);
-	line("live-connect");
-	kv_op("reply", op);
-	kv("buf_alloc", last.buf_alloc);
-	kv("fwd_cnt", last.fwd_cnt);
-	puts_uart("\n");
-	if (op != OP_RESPONSE)
-		return;
-	memset(tx_data, 'X', PKT_MAX + 1);
-
-	set_hdr(sport, dport, OP_RW, 16);
-	txh.src_cid = cid + 1;
-	set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-	set_tx(1, tx_data, 16, 0, 0);
-	report("live-src-cid", sport, dport, tx_chain(1));
-
-	set_hdr(sport, dport, OP_RW, PKT_MAX + 1);
-	set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-	set_tx(1, tx_data, PKT_MAX + 1, 0, 0);
-	report("live-len-over-max", sport, dport, tx_chain(1));
-
-	set_hdr(sport, dport, OP_RW, 16);
-	set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-	set_tx(1, tx_data, 16, D_WRITE, 0);
-	report("live-writable", sport, dport, tx_chain(1));
-
-	set_hdr(sport, dport, OP_RW, 100);
-	set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-	set_tx(1, tx_data, 50, 0, 0);
-	report("live-len-beyond-chain", sport, dport, tx_chain(1));
-
-	/* "live\n" and then garbage that len leaves out. */
-	memcpy(tx_data, "live\n", 5);
-	set_hdr(sport, dport, OP_RW, 5);
-	set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-	set_tx(1, tx_data, 64, 0, 0);
-	int rc = tx_chain(1);
-	char got[64] = "";
-	uint32_t have = 0;
-	int echo = rc == 1 ? REPLY_NONE : rc == 0 ? REPLY_RESET : REPLY_TIMEOUT;
-	while (rc == 1) {
-		echo = next_for(sport, dport);
-		if (echo != OP_RW)
-			break;
-		uint32_t i;
-		for (i = 0; i < last.len && rx_data[i] != '\n'; i++)
-			if (have + 1 < sizeof(got))
-				got[have++] = (char)rx_data[i];
-		got[have] = '\0';
-		if (i < last.len)
-			break;
-	}
-	line("live-echo");
-	kv_op("reply", echo);
-	puts_uart(" got=\"");
-	puts_uart(got);
-	puts_uart("\"\n");
-
-	/* fwd_cnt: what the host socket took from this connection, the 5 bytes only. */
-	rc = send_pkt(sport, dport, OP_CREDIT_REQUEST, 0, 0);
-	op = rc == 1 ? reply_to(sport, dport, false, 0) : REPLY_TIMEOUT;
-	line("live-credit");
-	kv_op("reply", op);
-	kv("fwd_cnt", op >= 0 ? last.fwd_cnt : 0);
-	kv("buf_alloc", op >= 0 ? last.buf_alloc : 0);
-	puts_uart("\n");
-
-	set_hdr(sport, dport, OP_SHUTDOWN, 0);
-	txh.flags = 3;
-	set_tx(0, &txh, HDR_LEN, 0, 0);
-	rc = tx_chain(1);
-	op = rc == 1 ? next_for(sport, dport) : REPLY_TIMEOUT;
-	line("live-shutdown");
-	kv_op("reply", op);
-	puts_uart("\n");
-}
-
-static void vsock_hostile(void)
-{
-	memset(tx_data, 'Y', PKT_MAX + 1);
-	for (unsigned c = 0; c < NR_BAD_CASES; c++) {
-		uint32_t sport = 10000 + c;
-		uint32_t dport = build_bad((enum bad_case)c, sport);
-		report(bad_names[c], sport, dport, tx_chain(1));
-	}
-	live_conn();
-	echo_conn("after-hostile", 4001);
-}
-
-/* A guest that sends beyond its credit to a host socket that never reads: 64 KiB RW
- * packets, each followed by a CREDIT_REQUEST whose answer gives the exact fwd_cnt, until
- * ember resets the connection. That must happen at the first packet that takes the data
- * the host socket has not taken past the 256 KiB credit, not before ("first_beyond"). */
-static void vsock_credit(void)
-{
-	const uint32_t sport = 7000, dport = SINK_PORT;
-	int op = connect(sport, dport);
-	line("credit-connect");
-	kv_op("reply", op);
-	kv("buf_alloc", last.buf_alloc);
-	puts_uart("\n");
-	if (op != OP_RESPONSE)
-		return;
-	for (uint32_t i = 0; i < PKT_MAX; i++)
-		tx_data[i] = (uint8_t)('a' + i % 26);
-	uint64_t sent = 0;
-	uint32_t fwd = 0;
-	unsigned more = 0;
-	bool answered = true; /* every CREDIT_REQUEST on the live connection got its update */
-	op = REPLY_NONE;
-	for (unsigned k = 0; k < 16 && op == REPLY_NONE; k++) {
-		int rc = send_pkt(sport, dport, OP_RW, tx_data, PKT_MAX);
-		if (rc == 1) {
-			sent += PKT_MAX;
-			rc = send_pkt(sport, dport, OP_CREDIT_REQUEST, 0, 0);
-		}
-		if (rc != 1) {
-			op = rc == 0 ? REPLY_RESET : REPLY_TIMEOUT;
-			break;
-		}
-		credit_seen = false;
-		op = reply_to(sport, dport, true, &more);
-		if (op == REPLY_NONE) {
-			answered &= credit_seen;
-			fwd = credit_fwd;
-		}
-	}
-	/* The socket never drains, so fwd stays what the last update said. */
-	uint64_t unread = sent - fwd;
-	line("credit-exceeded");
-	kv_op("reply", op);
-	kv("sent_kib", sent / 1024);
-	kv("fwd_cnt", fwd);
-	kv("answered", answered);
-	kv("beyond_credit", unread > HOST_BUF_ALLOC);
-	kv("first_beyond", unread > HOST_BUF_ALLOC && unread - PKT_MAX <= HOST_BUF_ALLOC);
-	/* The CREDIT_REQUEST after the reset finds no connection: one more RST. */
-	kv("more", more);
-	puts_uart("\n");
-
-	int rc = send_pkt(sport, dport, OP_RW, tx_data, 16);
-	op = rc == 1 ? reply_to(sport, dport, true, 0) : REPLY_TIMEOUT;
-	line("credit-after-reset");
-	kv_op("reply", op);
-	puts_uart("\n");
-	echo_conn("after-credit", 4002);
-}
-
-/* Broken rings: the device must need a reset and, after one, work again. A connection
- * opened before the break must be gone after the reset (ember answers RST for it). */
-enum broken {
-	AVAIL_AHEAD, /* the tx avail index far ahead of the device */
-	OOB_ADDR,    /* a tx payload buffer outside guest memory */
-	TX_LOOP,     /* tx descriptors 0 -> 1 -> 0 */
-	RX_OOB,	     /* every posted receive buffer outside guest memory */
-};
-
-static void broken_ring(const char *name, enum broken what)
-{
-	const uint32_t old = 8000 + what;
-	int op = connect(old, ECHO_PORT);
-	int rc;
-	if (what == RX_OOB) {
-		for (unsigned i = 0; i < VQ_SIZE; i++)
-			vqs[RXQ].desc[i].addr = (uint64_t)(uintptr_t)NO_RAM + i * RX_BUF;
-		/* The RST for this REQUEST needs a receive buffer. */
-		rc = send_pkt(20000 + what, DEAD_PORT, OP_REQUEST, 0, 0);
-		if (rc == 1) {
-			uint32_t id, len;
-			rc = wait_used(RXQ, &id, &len);
-		}
-	} else {
-		set_hdr(20000 + what, DEAD_PORT, OP_RW, 64);
-		set_tx(0, &txh, HDR_LEN, D_NEXT, 1);
-		set_tx(1, what == OOB_ADDR ? NO_RAM : tx_data, 64, what == TX_LOOP ? D_NEXT : 0, 0);
-		rc = tx_chain(what == AVAIL_AHEAD ? VQ_SIZE + 100 : 1);
-	}
-	line(name);
-	kv_op("before", op);
-	kv("needs_reset", rc == 0);
-	kv("used", rc == 1);
-	kv("isr_config", (rd(R_ISR) >> 1) & 1);
-	puts_uart("\n");
-	wr(R_STATUS, 0);
-	line(name);
-	puts_uart(" reset");
-	kv("status", rd(R_STATUS));
-	puts_uart("\n");
-	if (!vs_init())
-		return;
-	/* A driver that starts over hears TRANSPORT_RESET (id 0) on the event queue. */
-	uint32_t ev_head, ev_len;
-	rc = wait_used(EVQ, &ev_head, &ev_len);
-	line(name);
-	puts_uart(" event");
-	kv("transport_reset",
-	   rc == 1 && ev_len == sizeof(events[0]) && ev_head < NR_EVENT && events[ev_head] == 0);
-	puts_uart("\n");
-	rc = send_pkt(old, ECHO_PORT, OP_CREDIT_REQUEST, 0, 0);
-	op = rc == 1 ? reply_to(old, ECHO_PORT, false, 0) : REPLY_TIMEOUT;
-	line(name);
-	puts_uart(" old-conn");
-	kv_op("reply", op);
-	puts_uart("\n");
-	echo_conn(name, 4100 + what);
-}
-
-static void vsock_avail_ahead(void)
-{
-	broken_ring("avail-ahead", AVAIL_AHEAD);
-}
-
-static void vsock_oob_addr(void)
-{
-	broken_ring("oob-addr", OOB_ADDR);
-}
-
-static void vsock_loop(void)
-{
-	broken_ring("loop", TX_LOOP);
-}
-
-static void vsock_rx_oob(void)
-{
-	broken_ring("rx-oob", RX_OOB);
-}
-
 void vsock_run(const char *cmdline)
 {
 	static const struct {
