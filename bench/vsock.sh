@@ -25,40 +25,6 @@ if [[ "$(ember_host_kind)" == vmhost ]]; then
 	exec tests/vmhost/run -- bench/vsock.sh -n "$runs" -m "$mib" -p "$pings"
 fi
 
-dir=$PWD/build/bench-vsock.$$
-trap 'rm -rf "$dir"' EXIT
-results=()
-for ((i = 1; i <= runs; i++)); do
-	for vmm in ember qemu; do
-		rm -rf "$dir" && mkdir -p "$dir"
-		line=$(EMBER_VSOCK_PINGS=$pings tests/vsock/l1-vsock.sh "$dir" "bench-$vmm" "$mib" 2>/dev/null |
-			grep '^BENCH' || true)
-		echo "${line:-BENCH vmm=$vmm failed}"
-		results+=("$line")
-	done
-done
-printf '%s\n' "${results[@]}" | awk '
-	function median(a, n,   i, j, t) {
-		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-	}
-	/^BENCH/ {
-		split($2, v, "="); vmm = v[2]
-		for (f = 3; f <= NF; f++) {
-			split($f, kv, "=")
-			if (kv[2] == "") continue
-			k = vmm SUBSEP kv[1]; cnt[k]++; val[k, cnt[k]] = kv[2]; keys[kv[1]] = 1
-		}
-		vmms[vmm] = 1
-	}
-	END {
-		for (vmm in vmms) {
-			line = "median " vmm ":"
-			for (key in keys) {
-				k = vmm SUBSEP key; n = cnt[k]
-				for (i = 1; i <= n; i++) a[i] = val[k, i]
-				line = line " " key "=" (n ? median(a, n) : "n/a")
-			}
-			print line
-		}
-	}'
+. bench/lib.sh
+export EMBER_VSOCK_PINGS=$pings
+interleaved_medians tests/vsock/l1-vsock.sh "$runs" "$mib"

@@ -10,13 +10,7 @@ source "$EMBER_ROOT/tests/lib/host-kind.sh"
 ROOTFS="$EMBER_ROOT/build/guest/rootfs.ext4"
 
 setup_file() {
-	for f in "$GUEST_VMLINUX" "$ROOTFS"; do
-		[ -f "$f" ] || { echo "$f missing: run 'make kernel rootfs'" >&2; return 1; }
-	done
-	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
-		echo "build/vmhost/bzImage missing: run 'make vmhost-kernel'" >&2
-		return 1
-	fi
+	require_linux_host "$GUEST_VMLINUX" "$ROOTFS" || return 1
 	command -v e2fsck debugfs >/dev/null || { echo "e2fsprogs missing: run 'make deps'" >&2; return 1; }
 	export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-300}
 }

@@ -6,13 +6,7 @@ load lib/common
 source "$EMBER_ROOT/tests/lib/host-kind.sh"
 
 setup_file() {
-	for f in "$GUEST_VMLINUX" "$GUEST_BZIMAGE" "$GUEST_INITRAMFS"; do
-		[ -f "$f" ] || { echo "$f missing: run 'make kernel rootfs'" >&2; return 1; }
-	done
-	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
-		echo "build/vmhost/bzImage missing: run 'make vmhost-kernel'" >&2
-		return 1
-	fi
+	require_linux_host "$GUEST_VMLINUX" "$GUEST_BZIMAGE" "$GUEST_INITRAMFS" || return 1
 	export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-300}
 }
 

@@ -11,13 +11,7 @@ source "$EMBER_ROOT/tests/lib/host-kind.sh"
 NET_MIB=${EMBER_NET_MIB:-64}
 
 setup_file() {
-	for f in "$GUEST_VMLINUX" "$GUEST_INITRAMFS"; do
-		[ -f "$f" ] || { echo "$f missing: run 'make kernel rootfs'" >&2; return 1; }
-	done
-	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
-		echo "build/vmhost/bzImage missing: run 'make vmhost-kernel'" >&2
-		return 1
-	fi
+	require_linux_host "$GUEST_VMLINUX" "$GUEST_INITRAMFS" || return 1
 	export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-590}
 }
 
@@ -32,10 +26,6 @@ teardown() {
 net_run() { # net_run MODE [MIB]
 	run ember_on_linux_host "$EMBER_ROOT/tests/net/l1-net.sh" "$D" "$@"
 	echo "$output"
-}
-
-value() { # value KEY: the KEY=VALUE line's value in $output
-	sed -n "s/^$1=//p" <<<"$output" | tr -d '\r' | tail -1
 }
 
 @test "the guest pings the host over a TAP; ${NET_MIB} MiB over TCP each way arrive with matching SHA-256" {

@@ -14,17 +14,12 @@ VSOCK_MIB=${EMBER_VSOCK_MIB:-8}
 VSOCK_CONNS=${EMBER_VSOCK_CONNS:-32} # tests/vsock/l1-vsock.sh reads it too
 
 setup_file() {
-	for f in "$GUEST_VMLINUX" "$GUEST_INITRAMFS" "$EMBER_ROOT/build/ember-vsock"; do
-		[ -f "$f" ] || { echo "$f missing: run 'make all kernel rootfs'" >&2; return 1; }
-	done
+	require_linux_host "$GUEST_VMLINUX" "$GUEST_INITRAMFS" "$EMBER_ROOT/build/ember-vsock" ||
+		return 1
 	gzip -dc "$GUEST_INITRAMFS" | cpio -t --quiet 2>/dev/null | grep -qx bin/ember-vsock || {
 		echo "$GUEST_INITRAMFS has no bin/ember-vsock: run 'make rootfs'" >&2
 		return 1
 	}
-	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
-		echo "build/vmhost/bzImage missing: run 'make vmhost-kernel'" >&2
-		return 1
-	fi
 	export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-590}
 }
 
@@ -39,10 +34,6 @@ teardown() {
 vsock_run() { # vsock_run MODE [MIB]
 	run ember_on_linux_host "$EMBER_ROOT/tests/vsock/l1-vsock.sh" "$D" "$@"
 	echo "$output"
-}
-
-value() { # value KEY: the KEY=VALUE line's value in $output
-	sed -n "s/^$1=//p" <<<"$output" | tr -d '\r' | tail -1
 }
 
 @test "echo each way: host uds-connect to a guest listener, guest connect 2 P to <uds_path>_P; 1 MiB SHA-256 intact" {

@@ -87,3 +87,22 @@ expect_api() {
 		return 1
 	fi
 }
+
+# require_linux_host FILE...: setup_file of the suites that boot Linux. The files must exist
+# and, where Linux runs in the emulated KVM host, that host's kernel too; fails saying what
+# to build.
+require_linux_host() {
+	local f
+	for f in "$@"; do
+		[ -f "$f" ] || { echo "$f missing: run 'make all kernel rootfs'" >&2; return 1; }
+	done
+	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
+		echo "build/vmhost/bzImage missing: run 'make vmhost-kernel'" >&2
+		return 1
+	fi
+}
+
+# value KEY: the value of the last KEY=VALUE line in $output.
+value() {
+	sed -n "s/^$1=//p" <<<"$output" | tr -d '\r' | tail -1
+}
