@@ -119,6 +119,26 @@ rss_kb() { # ember's VmRSS in kB
 	done <"/proc/$EPID/status" 2>/dev/null
 }
 
+# conn_end PID: the host connection PID (output in $T/out, errors in $T/err) must end
+# within 5 s: its status, how long it took, and what it received.
+conn_end() {
+	local t0 i
+	t0=$(now_ms)
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		echo "HOST-CONN-STILL-RUNNING"
+		kill "$1"
+	fi
+	wait "$1"
+	echo "HOST-CONN-STATUS=$?"
+	echo "HOST-CONN-EXIT-MS=$(($(now_ms) - t0))"
+	echo "HOST-CONN-OUT=$(cat "$T/out")"
+	cat "$T/err"
+}
+
 case $MODE in
 echo)
 	host_listen 5001
@@ -285,20 +305,7 @@ SH
 		wait "$TPID"
 		echo "HOST-EMBER-STATUS=$?"
 		TPID=''
-		t0=$(now_ms)
-		for _ in $(seq 50); do
-			kill -0 "$cpid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$cpid" 2>/dev/null; then
-			echo "HOST-CONN-STILL-RUNNING"
-			kill "$cpid"
-		fi
-		wait "$cpid"
-		echo "HOST-CONN-STATUS=$?"
-		echo "HOST-CONN-EXIT-MS=$(($(now_ms) - t0))"
-		echo "HOST-CONN-OUT=$(cat "$T/out")"
-		cat "$T/err"
+		conn_end "$cpid"
 		echo "--- guest console"
 		cat "$CONSOLE"
 	else
@@ -327,20 +334,7 @@ SH
 		cpid=$!
 		echo ping-before-reset >&4
 		wait_console "GUEST-UNBINDING" 60
-		t0=$(now_ms)
-		for _ in $(seq 50); do
-			kill -0 "$cpid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$cpid" 2>/dev/null; then
-			echo "HOST-CONN-STILL-RUNNING"
-			kill "$cpid"
-		fi
-		wait "$cpid"
-		echo "HOST-CONN-STATUS=$?"
-		echo "HOST-CONN-EXIT-MS=$(($(now_ms) - t0))"
-		echo "HOST-CONN-OUT=$(cat "$T/out")"
-		cat "$T/err"
+		conn_end "$cpid"
 		if wait_console "listening on 5001" 60; then
 			echo "HOST-AFTER-REPLY=$(echo after-reset | "$VS" uds-connect "$SOCK" 5001)"
 		fi
