@@ -29,6 +29,26 @@
 #include "serial.h"
 #include "vcpu.h"
 
+/* The host CPU's own CPUID leaf (src/cpuid.h is about the guest's). */
+static unsigned host_cpuid_ecx(unsigned leaf, unsigned *eax)
+{
+	unsigned a, b, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(leaf), "c"(0));
+	if (eax)
+		*eax = a;
+	return c;
+}
+
+/* Intel VMX (CPUID 1, ECX bit 5) or AMD SVM (CPUID 0x80000001, ECX bit 2). */
+static bool cpu_has_hw_virt(void)
+{
+	unsigned max_ext;
+	if (host_cpuid_ecx(1, NULL) & (1u << 5))
+		return true;
+	host_cpuid_ecx(0x80000000, &max_ext);
+	return max_ext >= 0x80000001 && (host_cpuid_ecx(0x80000001, NULL) & (1u << 2));
+}
+
 static int open_kvm(struct vm *vm, char *err)
 {
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -49,8 +69,10 @@ static int open_kvm(struct vm *vm, char *err)
 	int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (version != KVM_API_VERSION)
 		die("/dev/kvm: KVM API version %d, ember needs %d", version, KVM_API_VERSION);
-	/* PVM registers itself as the kvm_pvm module; it cannot run standard kernels. */
-	vm->pvm_host = access("/sys/module/kvm_pvm", F_OK) == 0;
+	/* PVM registers itself as the kvm_pvm module; it cannot run standard kernels. In a jail
+	 * there is no /sys, but the CPU tells as much: a /dev/kvm without VMX or SVM
+	 * underneath can only be a software one such as PVM. */
+	vm->pvm_host = access("/sys/module/kvm_pvm", F_OK) == 0 || !cpu_has_hw_virt();
 	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
 		die("/dev/kvm: KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));

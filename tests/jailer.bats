@@ -258,6 +258,17 @@ has_v1() {
 	grep -q "^jailed-g2h" <<<"$(tr -d '\r' <<<"$output")"
 }
 
+@test "on a PVM host the jailed ember (no /sys in the jail) still refuses a standard kernel up front" {
+	if [ ! -e /sys/module/kvm_pvm ]; then
+		skip "this host's KVM is not PVM"
+	fi
+	[ -f "$GUEST_VMLINUX" ] || { echo "build/guest/vmlinux missing: run make kernel"; false; }
+	run timeout 60 "$EMBER_ROOT/tests/helpers/jailed-api-boot.sh" "$GUEST_VMLINUX" "" "$LINUX_ARGS" 1 128
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"PUT /actions: HTTP 400"*"/dev/kvm is PVM"* ]]
+}
+
 # --- bad input: refused before anything is created, with a message naming the value ---
 
 # refused PATTERN JAILER-ARGS...: exit 1, PATTERN in the message, no jail created.
