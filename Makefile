@@ -7,7 +7,7 @@ SANITIZE ?= 0
 
 CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -Iapi -Ivirtio -iquote jailer
 LDFLAGS  := -Wl,--as-needed
-LDLIBS   := -ljansson -luring -lmicrohttpd -lseccomp -lpthread
+LDLIBS   := -ljansson -luring -lseccomp -lpthread
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined

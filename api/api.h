@@ -1,4 +1,4 @@
-/* The Firecracker-compatible HTTP API: a libmicrohttpd server on a Unix socket in its own
+/* The Firecracker-compatible HTTP API: ember's own HTTP/1.1 server on a Unix socket in its own
  * thread (server.c) hands each request to the VMM thread, which routes it (routes.c) and
  * hands the reply back. The API thread never touches VM state. */
 #ifndef EMBER_API_H

@@ -1,7 +1,7 @@
-/* The API thread: libmicrohttpd driven by our own epoll loop, so that the thread is ours
- * (its seccomp filter, its shutdown) rather than libmicrohttpd's. */
+/* The API thread: our own HTTP/1.1 server (http.c parses) on the Unix socket, one epoll
+ * loop, each request handed to the VMM thread and answered once it was routed. The thread
+ * is ours, with its own seccomp filter, and the process carries no HTTP or TLS library. */
 #include <errno.h>
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,22 +11,29 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "http.h"
 #include "log.h"
 #include "seccomp.h"
 
-/* Headers larger than this get libmicrohttpd's own error reply. */
-#define CONNECTION_MEMORY_LIMIT (32 * 1024)
-#define CONNECTION_TIMEOUT_S	60
+#define CONNECTIONS_MAX	     256
+#define CONNECTION_TIMEOUT_S 60 /* an idle connection is closed after this */
+#define RECV_CHUNK	     16384
 
-/* One request being received on a connection. */
-struct pending {
-	char *body;
-	size_t len;
-	bool has_body;
-	bool too_large;
+struct conn {
+	int fd;
+	char *in; /* received, not yet served */
+	size_t in_len, in_cap;
+	char *out; /* the reply not yet sent */
+	size_t out_len, out_off;
+	size_t discard;	    /* body bytes of an oversized request still to drop */
+	bool continue_sent; /* "100 Continue" went out for the request being received */
+	bool close_after;   /* close once out is sent */
+	time_t last_active;
+	struct conn *next;
 };
 
 struct api_server {
@@ -34,9 +41,11 @@ struct api_server {
 	char *path;
 	int listen_fd;
 	size_t max_payload;
-	struct MHD_Daemon *daemon;
 	pthread_t thread;
 	int stop_fd;
+	int epoll_fd;
+	struct conn *conns;
+	unsigned nr_conns;
 
 	/* Hand-off to the VMM thread: one request at a time, since the API thread waits for
 	 * each reply before it reads the next request. */
@@ -50,28 +59,8 @@ struct api_server {
 	struct api_reply reply;
 };
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, unsigned status, char *body)
+static char *fault_json(const char *msg)
 {
-	struct MHD_Response *resp;
-	if (body) {
-		resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-		MHD_add_response_header(resp, "Content-Type", "application/json");
-	} else {
-		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-	}
-	if (!resp) {
-		free(body);
-		return MHD_NO;
-	}
-	enum MHD_Result r = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	return r;
-}
-
-static char *fault(const char *fmt, size_t a, size_t b)
-{
-	char msg[256];
-	snprintf(msg, sizeof(msg), fmt, a, b);
 	char *out = NULL;
 	if (asprintf(&out, "{\"fault_message\":\"%s\"}", msg) < 0)
 		return NULL;
@@ -80,7 +69,7 @@ static char *fault(const char *fmt, size_t a, size_t b)
 
 /* Runs on the API thread: waits for the VMM thread to route the request. */
 static void hand_to_vmm(struct api_server *srv, const char *method, const char *url,
-			const struct pending *p, struct api_reply *reply)
+			const char *body, size_t body_len, struct api_reply *reply)
 {
 	pthread_mutex_lock(&srv->lock);
 	if (srv->stopping) {
@@ -90,8 +79,8 @@ static void hand_to_vmm(struct api_server *srv, const char *method, const char *
 	}
 	srv->method = method;
 	srv->url = url;
-	srv->body = p->has_body ? p->body : NULL;
-	srv->body_len = p->len;
+	srv->body = body;
+	srv->body_len = body_len;
 	srv->done = false;
 	uint64_t one = 1;
 	ssize_t r = write(srv->request_fd, &one, sizeof(one));
@@ -119,105 +108,292 @@ static void on_request_event(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&srv->lock);
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-				 const char *method, const char *version, const char *upload_data,
-				 size_t *upload_data_size, void **con_cls)
+static void conn_close(struct api_server *srv, struct conn *c)
 {
-	struct api_server *srv = cls;
-	struct pending *p = *con_cls;
-	(void)version;
-	if (!p) {
-		/* First call: headers only. Refuse an announced oversized body up front. */
-		p = calloc(1, sizeof(*p));
-		if (!p)
-			return MHD_NO;
-		*con_cls = p;
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > srv->max_payload)
-			p->too_large = true;
-		return MHD_YES;
-	}
-	if (*upload_data_size) {
-		size_t n = *upload_data_size;
-		*upload_data_size = 0;
-		p->has_body = true;
-		if (p->too_large || p->len + n > srv->max_payload) {
-			p->too_large = true; /* keep reading, drop the bytes, answer at the end */
-			return MHD_YES;
+	for (struct conn **p = &srv->conns; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
 		}
-		char *grown = realloc(p->body, p->len + n + 1);
-		if (!grown)
-			return MHD_NO;
-		memcpy(grown + p->len, upload_data, n);
-		p->body = grown;
-		p->len += n;
-		p->body[p->len] = '\0';
-		return MHD_YES;
-	}
-	if (p->too_large) {
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		size_t size = cl ? (size_t)strtoull(cl, NULL, 10) : p->len;
-		return send_reply(
-			conn, MHD_HTTP_BAD_REQUEST,
-			fault("Request payload with size %zu is larger than the limit of %zu "
-			      "allowed by server.",
-			      size, srv->max_payload));
-	}
-	struct api_reply reply;
-	hand_to_vmm(srv, method, url, p, &reply);
-	return send_reply(conn, reply.status, reply.body);
+	epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c);
+	srv->nr_conns--;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+/* Sends what is queued; false when the connection is finished with (closed). */
+static bool conn_flush(struct api_server *srv, struct conn *c)
 {
-	(void)cls;
-	(void)conn;
-	(void)toe;
-	struct pending *p = *con_cls;
-	if (p) {
-		free(p->body);
-		free(p);
+	while (c->out_off < c->out_len) {
+		ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+			epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+			return true;
+		}
+		if (w <= 0) {
+			conn_close(srv, c);
+			return false;
+		}
+		c->out_off += (size_t)w;
 	}
-	*con_cls = NULL;
+	free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	if (c->close_after) {
+		conn_close(srv, c);
+		return false;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+	epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+	return true;
+}
+
+/* Queues a reply (status line, headers, body: taken over) behind what is already queued. */
+static void conn_reply(struct conn *c, unsigned status, char *body, bool close_after)
+{
+	char head[256];
+	size_t blen = body ? strlen(body) : 0;
+	int n;
+	if (status == 204 || status == 100)
+		n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s\r\n", status,
+			     http_reason(status), close_after ? "Connection: close\r\n" : "");
+	else
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 %u %s\r\n%sContent-Length: %zu\r\n%s\r\n", status,
+			     http_reason(status), body ? "Content-Type: application/json\r\n" : "",
+			     blen, close_after ? "Connection: close\r\n" : "");
+	char *grown = realloc(c->out, c->out_len + (size_t)n + blen);
+	if (!grown) {
+		free(body);
+		c->close_after = true;
+		return;
+	}
+	c->out = grown;
+	memcpy(c->out + c->out_len, head, (size_t)n);
+	if (blen)
+		memcpy(c->out + c->out_len + (size_t)n, body, blen);
+	c->out_len += (size_t)n + blen;
+	free(body);
+	c->close_after |= close_after;
+}
+
+static void consume(struct conn *c, size_t n)
+{
+	memmove(c->in, c->in + n, c->in_len - n);
+	c->in_len -= n;
+}
+
+/* Serves every complete request in c's buffer, in order. */
+static void conn_serve(struct api_server *srv, struct conn *c)
+{
+	while (!c->close_after && c->out_len == 0) {
+		if (c->discard) {
+			size_t n = c->discard < c->in_len ? c->discard : c->in_len;
+			consume(c, n);
+			c->discard -= n;
+			if (c->discard)
+				return;
+		}
+		if (c->in_len == 0)
+			return;
+		struct http_request req;
+		const char *why;
+		/* The parser writes NULs into the head: work on a copy of it. */
+		size_t look = c->in_len < HTTP_HEAD_MAX ? c->in_len : HTTP_HEAD_MAX;
+		char head[HTTP_HEAD_MAX + 1];
+		memcpy(head, c->in, look);
+		head[look] = '\0';
+		int rc = http_parse_head(head, look, &req, &why);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			conn_reply(c, (unsigned)-rc, fault_json(why), true);
+			return;
+		}
+		size_t body_len = req.has_length ? req.content_length : 0;
+		if (body_len > srv->max_payload) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "Request payload with size %zu is larger than the limit of %zu "
+				 "allowed by server.",
+				 body_len, srv->max_payload);
+			/* A client waiting for "100 Continue" may send the body or not: the
+			 * connection ends with this reply. Any other sends it anyway: it is read
+			 * and dropped, so that the client gets to read this reply. */
+			bool waiting = req.expect_continue && !c->continue_sent;
+			conn_reply(c, 400, fault_json(msg), req.close || waiting);
+			consume(c, req.head_len);
+			c->discard = waiting ? 0 : body_len;
+			c->continue_sent = false;
+			continue;
+		}
+		if (c->in_len < req.head_len + body_len) {
+			if (req.expect_continue && !c->continue_sent) {
+				conn_reply(c, 100, NULL, false);
+				c->continue_sent = true;
+			}
+			return;
+		}
+		char *body = NULL;
+		if (req.has_length) {
+			body = malloc(body_len + 1);
+			if (!body) {
+				conn_reply(c, 500, fault_json("out of memory"), true);
+				return;
+			}
+			memcpy(body, c->in + req.head_len, body_len);
+			body[body_len] = '\0';
+		}
+		struct api_reply reply;
+		hand_to_vmm(srv, req.method, req.path, body, body_len, &reply);
+		free(body);
+		consume(c, req.head_len + body_len);
+		c->continue_sent = false;
+		conn_reply(c, reply.status, reply.body, req.close);
+	}
+}
+
+/* Serves and sends until c waits for more bytes, for the client to read, or is gone. False
+ * when it was closed. */
+static bool conn_progress(struct api_server *srv, struct conn *c)
+{
+	for (;;) {
+		size_t before = c->in_len;
+		conn_serve(srv, c);
+		if (!conn_flush(srv, c))
+			return false;
+		if (c->out_len || c->in_len == before || c->in_len == 0)
+			return true;
+	}
+}
+
+static void conn_readable(struct api_server *srv, struct conn *c)
+{
+	if (c->out_len) /* a reply still goes out: the next request waits in the socket */
+		return;
+	size_t limit = HTTP_HEAD_MAX + srv->max_payload;
+	if (c->in_cap - c->in_len < RECV_CHUNK) {
+		size_t cap = c->in_cap ? c->in_cap * 2 : RECV_CHUNK * 2;
+		if (cap > limit + RECV_CHUNK)
+			cap = limit + RECV_CHUNK;
+		if (cap > c->in_cap) {
+			char *grown = realloc(c->in, cap);
+			if (!grown) {
+				conn_close(srv, c);
+				return;
+			}
+			c->in = grown;
+			c->in_cap = cap;
+		}
+	}
+	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (r <= 0) {
+		conn_close(srv, c);
+		return;
+	}
+	c->in_len += (size_t)r;
+	c->last_active = time(NULL);
+	if (!conn_progress(srv, c))
+		return;
+	if (c->in_len >= limit + RECV_CHUNK && !c->discard) {
+		/* Neither a head nor a body we accept can be this large. */
+		conn_reply(c, 431, fault_json("request too large"), true);
+		conn_flush(srv, c);
+	}
+}
+
+static void accept_all(struct api_server *srv)
+{
+	for (;;) {
+		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct conn *c = srv->nr_conns < CONNECTIONS_MAX ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->last_active = time(NULL);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = srv->conns;
+		srv->conns = c;
+		srv->nr_conns++;
+	}
+}
+
+static void close_idle(struct api_server *srv)
+{
+	time_t now = time(NULL);
+	for (struct conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		if (now - c->last_active > CONNECTION_TIMEOUT_S)
+			conn_close(srv, c);
+	}
 }
 
 static void *api_thread(void *arg)
 {
 	struct api_server *srv = arg;
-	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = info->epoll_fd };
-	epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev);
-	ev.data.fd = srv->stop_fd;
-	epoll_ctl(ep, EPOLL_CTL_ADD, srv->stop_fd, &ev);
 	/* Before the first request: from here on clients drive this thread. */
 	int rc = seccomp_install(SECCOMP_API);
 	if (rc) {
 		log_err("cannot install the API thread's seccomp filter: %s", strerror(-rc));
 		vm_request_exit(srv->ctx->vm, 1);
-		close(ep);
 		return NULL;
 	}
+	/* The listening socket and the stop eventfd are told apart from connections by their
+	 * data pointers. */
 	for (;;) {
-		MHD_UNSIGNED_LONG_LONG timeout_ms;
-		int timeout = -1;
-		if (MHD_get_timeout(srv->daemon, &timeout_ms) == MHD_YES)
-			timeout = timeout_ms > 60000 ? 60000 : (int)timeout_ms;
-		struct epoll_event out[2];
-		int n = epoll_wait(ep, out, 2, timeout);
+		struct epoll_event out[16];
+		int n = epoll_wait(srv->epoll_fd, out, 16, srv->conns ? 1000 : -1);
+		if (n < 0 && errno != EINTR)
+			break;
 		bool stop = false;
-		for (int i = 0; i < n; i++)
-			if (out[i].data.fd == srv->stop_fd)
+		for (int i = 0; i < n && !stop; i++) {
+			if (out[i].data.ptr == &srv->stop_fd)
 				stop = true;
+			else if (out[i].data.ptr == &srv->listen_fd)
+				accept_all(srv);
+		}
 		if (stop)
 			break;
-		MHD_run(srv->daemon);
+		/* Connections: a closed one may still have an event in this batch, so each is
+		 * looked up in the list first. */
+		for (int i = 0; i < n; i++) {
+			void *ptr = out[i].data.ptr;
+			if (ptr == &srv->stop_fd || ptr == &srv->listen_fd)
+				continue;
+			struct conn *c = srv->conns;
+			while (c && c != ptr)
+				c = c->next;
+			if (!c)
+				continue;
+			if (out[i].events & EPOLLOUT) {
+				/* The reply is out: requests that waited behind it go next. */
+				if (conn_flush(srv, c))
+					conn_progress(srv, c);
+			} else if (out[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+				conn_readable(srv, c);
+			}
+		}
+		close_idle(srv);
 	}
-	close(ep);
+	while (srv->conns)
+		conn_close(srv, srv->conns);
 	return NULL;
 }
 
@@ -275,19 +451,17 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 		snprintf(err, VM_ERR_LEN, "API socket %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	srv->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, NULL, NULL, on_access, srv,
-		MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)CONNECTION_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_END);
-	if (!srv->daemon) {
-		snprintf(err, VM_ERR_LEN, "API socket %s: cannot start the HTTP server", path);
+	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &srv->listen_fd };
+	if (srv->epoll_fd < 0 || epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev) < 0) {
+		snprintf(err, VM_ERR_LEN, "API socket %s: epoll: %s", path, strerror(errno));
 		goto fail;
 	}
 	srv->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	srv->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ev.data.ptr = &srv->stop_fd;
 	if (srv->request_fd < 0 || srv->stop_fd < 0 ||
+	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->stop_fd, &ev) < 0 ||
 	    evloop_add(&ctx->vm->loop, srv->request_fd, EPOLLIN, on_request_event, srv) ||
 	    pthread_create(&srv->thread, NULL, api_thread, srv)) {
 		snprintf(err, VM_ERR_LEN, "API socket %s: cannot start the API thread", path);
@@ -295,8 +469,8 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 	}
 	return srv;
 fail:
-	if (srv->daemon)
-		MHD_stop_daemon(srv->daemon);
+	if (srv->epoll_fd > 0)
+		close(srv->epoll_fd);
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
 	unlink(path);
@@ -318,7 +492,7 @@ void api_server_stop(struct api_server *srv)
 	pthread_cond_signal(&srv->done_cond);
 	pthread_mutex_unlock(&srv->lock);
 	pthread_join(srv->thread, NULL);
-	MHD_stop_daemon(srv->daemon);
+	close(srv->epoll_fd);
 	close(srv->listen_fd);
 	unlink(srv->path);
 	evloop_remove(&srv->ctx->vm->loop, srv->request_fd);

@@ -2,7 +2,7 @@
 # jail-libs.sh ROOT BINARY...: copies the ELF interpreter and every shared library the
 # binaries load (as ldd resolves them on this host) into the jail root ROOT, at the same
 # paths, readable by anyone. Run it before ember-jailer, which leaves an existing jail
-# directory in place: ember is dynamically linked (libc, jansson, liburing, libmicrohttpd,
+# directory in place: ember is dynamically linked (libc, jansson, liburing,
 # libseccomp and what they pull in), and inside the jail only what is copied there exists.
 # A statically linked ember needs none of this.
 set -euo pipefail

@@ -195,31 +195,18 @@ static void add_vcpu(struct rule_table *t)
 	FAIL_OPEN(t);
 }
 
-/* The API thread: libmicrohttpd serving the Unix socket it was given, polled from ember's own
- * thread (an internal MHD thread would run before any filter could be installed). */
+/* The API thread: ember's HTTP server (api/server.c) on the Unix socket it was given: one
+ * epoll loop that accepts, receives and sends, and waits on the VMM thread's reply. */
 static void add_api(struct rule_table *t)
 {
 	add_common(t);
 	ALLOW(t, epoll_wait);
 	ALLOW(t, epoll_pwait);
 	ALLOW(t, epoll_ctl);
-	ALLOW(t, poll);
-	ALLOW(t, ppoll);
-	ALLOW(t, pselect6); /* MHD's default polling */
 	ALLOW(t, accept4);
-	ALLOW(t, read); /* MHD's inter-thread eventfd, the reply eventfd */
-	ALLOW(t, recvfrom);
-	ALLOW(t, recvmsg);
-	ALLOW(t, sendto);
-	ALLOW(t, sendmsg); /* MHD sends headers and body in one sendmsg */
-	ALLOW(t, shutdown);
+	ALLOW(t, recvfrom); /* recv() */
+	ALLOW(t, sendto);   /* send() */
 	ALLOW(t, close);
-	ALLOW(t, getsockopt);
-	ALLOW_IF_EQ(t, fcntl, 1, F_GETFL);
-	ALLOW_IF_EQ(t, fcntl, 1, F_SETFL);
-	ALLOW_IF_EQ(t, fcntl, 1, F_GETFD);
-	ALLOW_IF_EQ(t, fcntl, 1, F_SETFD);
-	ALLOW_IF_EQ(t, ioctl, 1, FIONBIO);
 	FAIL_OPEN(t);
 }
 

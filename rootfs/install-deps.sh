@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
     build-essential libjansson-dev libcmocka-dev bats
     qemu-system-x86 linux-source busybox-static e2fsprogs
-    liburing-dev libseccomp-dev libmicrohttpd-dev libcap-dev
+    liburing-dev libseccomp-dev libcap-dev
     cpio flex bison bc libelf-dev libssl-dev socat curl kmod jq clang-format python3
     iproute2
 )

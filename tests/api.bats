@@ -93,6 +93,38 @@ teardown() {
 	expect_api 200 GET / "" "Not started"
 }
 
+@test "HTTP: keep-alive, pipelined requests, Expect: 100-continue; chunked bodies get 501" {
+	api_start
+	# Two requests on one connection, curl reusing it.
+	run curl -sv --unix-socket "$SOCK" http://localhost/ http://localhost/version
+	[[ "$output" == *"Re-using existing connection"* ]]
+	[ "$(grep -c '< HTTP/1.1 200 OK' <<<"$output")" -eq 2 ]
+	# Two requests in one write: two replies, in order, on the same connection.
+	run python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+body = b"{\"vcpu_count\": 2, \"mem_size_mib\": 64}"
+s.sendall(b"PUT /machine-config HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+          b"GET /machine-config HTTP/1.1\r\nConnection: close\r\n\r\n" % (len(body), body))
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+print(out.decode())' "$SOCK"
+	echo "$output"
+	[[ "$output" == "HTTP/1.1 204 No Content"*"HTTP/1.1 200 OK"*'"vcpu_count":2'* ]]
+	# A client that waits for 100 Continue gets it, then its request is served.
+	run curl -sv --unix-socket "$SOCK" -X PUT -H "Expect: 100-continue" \
+		-d '{"kernel_image_path": "/k"}' http://localhost/boot-source
+	[[ "$output" == *"< HTTP/1.1 100 Continue"* ]]
+	[[ "$output" == *"< HTTP/1.1 204 No Content"* ]]
+	run curl -s --unix-socket "$SOCK" -X PUT -H "Transfer-Encoding: chunked" \
+		-d '{"kernel_image_path": "/k"}' -w '%{http_code}' http://localhost/boot-source
+	[[ "$output" == *'transfer codings'*501 ]]
+	expect_api 200 GET / "" "Not started"
+}
+
 @test "fifty concurrent clients all get correct answers" {
 	api_start
 	pids=()
