@@ -132,7 +132,8 @@ static bool conn_flush(struct api_server *srv, struct conn *c)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+			/* Until the client reads, its next requests wait in the socket. */
+			struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
 			epoll_ctl(srv->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 			return true;
 		}
@@ -275,8 +276,6 @@ static bool conn_progress(struct api_server *srv, struct conn *c)
 
 static void conn_readable(struct api_server *srv, struct conn *c)
 {
-	if (c->out_len) /* a reply still goes out: the next request waits in the socket */
-		return;
 	size_t limit = HTTP_HEAD_MAX + srv->max_payload;
 	if (c->in_cap - c->in_len < RECV_CHUNK) {
 		size_t cap = c->in_cap ? c->in_cap * 2 : RECV_CHUNK * 2;
@@ -292,6 +291,12 @@ static void conn_readable(struct api_server *srv, struct conn *c)
 			c->in_cap = cap;
 		}
 	}
+	if (c->in_len == c->in_cap) {
+		/* Neither a head nor a body we accept can be this large. */
+		conn_reply(c, 431, fault_json("request too large"), true);
+		conn_flush(srv, c);
+		return;
+	}
 	ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
@@ -301,13 +306,7 @@ static void conn_readable(struct api_server *srv, struct conn *c)
 	}
 	c->in_len += (size_t)r;
 	c->last_active = time(NULL);
-	if (!conn_progress(srv, c))
-		return;
-	if (c->in_len >= limit + RECV_CHUNK && !c->discard) {
-		/* Neither a head nor a body we accept can be this large. */
-		conn_reply(c, 431, fault_json("request too large"), true);
-		conn_flush(srv, c);
-	}
+	conn_progress(srv, c);
 }
 
 static void accept_all(struct api_server *srv)
