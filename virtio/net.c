@@ -42,7 +42,8 @@ struct net_dev {
 	uint16_t heads[NET_QUEUE_SIZE];
 	uint32_t lens[NET_QUEUE_SIZE];
 	struct virtq_chain chain;
-	struct net_stats stats;
+	/* Per interface, for the log line at exit; the "net" metrics count all of them. */
+	uint64_t tx_dropped, rx_dropped;
 };
 
 /* The "net" metrics group, over every interface, with Firecracker's names. */
@@ -131,7 +132,7 @@ static int deliver(struct net_dev *n)
 			 * the whole ring: it can never fit. It is dropped and the buffers go
 			 * back unused. */
 			q->next_avail = (uint16_t)(q->next_avail - nr);
-			n->stats.rx_dropped++;
+			n->rx_dropped++;
 			metric_inc(&net_metrics[NET_RX_DROPPED]);
 			n->rx_len = 0;
 			return 1;
@@ -170,8 +171,6 @@ static int deliver(struct net_dev *n)
 	hdr[NUM_BUFFERS_OFF + 1] = (uint8_t)(nr >> 8);
 	iov_from_buf(n->first_iov, n->first_nr, hdr, NET_HDR_LEN);
 	push_many(q, n->heads, n->lens, nr);
-	n->stats.rx_frames++;
-	n->stats.rx_bytes += n->rx_len - NET_HDR_LEN;
 	metric_inc(&net_metrics[NET_RX_PACKETS]);
 	metric_add(&net_metrics[NET_RX_BYTES], n->rx_len - NET_HDR_LEN);
 	n->rx_len = 0;
@@ -277,7 +276,7 @@ static void process_tx(struct net_dev *n)
 			break;
 		/* Transmit buffers are all device-readable; a frame is header plus payload. */
 		if (c->nr_wr || c->rd_len <= NET_HDR_LEN || c->rd_len > tx_max(n)) {
-			n->stats.tx_dropped++;
+			n->tx_dropped++;
 			metric_inc(&net_metrics[NET_TX_MALFORMED]);
 			if (n->vdev.warnings < 4) {
 				n->vdev.warnings++;
@@ -296,11 +295,9 @@ static void process_tx(struct net_dev *n)
 			if (w < 0) {
 				/* The TAP is down or its queue full: the frame is lost, as on a
 				 * wire; the guest's TCP retransmits. */
-				n->stats.tx_dropped++;
+				n->tx_dropped++;
 				metric_inc(&net_metrics[NET_TX_FAILS]);
 			} else {
-				n->stats.tx_frames++;
-				n->stats.tx_bytes += c->rd_len - NET_HDR_LEN;
 				metric_inc(&net_metrics[NET_TX_PACKETS]);
 				metric_add(&net_metrics[NET_TX_BYTES], c->rd_len - NET_HDR_LEN);
 			}
@@ -335,7 +332,7 @@ static void on_tap(void *opaque, uint32_t events)
 	} else {
 		/* No driver: frames are dropped rather than left to fill the TAP's queue. */
 		while (read(n->tap_fd, n->rx_buf, NET_FRAME_MAX) > 0) {
-			n->stats.rx_dropped++;
+			n->rx_dropped++;
 			metric_inc(&net_metrics[NET_RX_DROPPED]);
 		}
 	}
@@ -399,10 +396,10 @@ static void net_destroy(struct virtio_dev *dev)
 		evloop_remove(&dev->vm->loop, n->tx_rl.timer_fd);
 	rate_limiter_destroy(&n->rx_rl);
 	rate_limiter_destroy(&n->tx_rl);
-	if (n->stats.tx_dropped || n->stats.rx_dropped)
+	if (n->tx_dropped || n->rx_dropped)
 		log_debug("network interface %s: %llu transmit and %llu receive frames dropped",
-			  n->id, (unsigned long long)n->stats.tx_dropped,
-			  (unsigned long long)n->stats.rx_dropped);
+			  n->id, (unsigned long long)n->tx_dropped,
+			  (unsigned long long)n->rx_dropped);
 	free(n->rx_buf);
 	free(n->id);
 	free(n->tap_name);
@@ -542,17 +539,6 @@ int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t er
 	}
 	pthread_mutex_unlock(&n->vdev.lock);
 	return rc;
-}
-
-int net_get_stats(struct vm *vm, const char *iface_id, struct net_stats *out)
-{
-	struct net_dev *n = find(vm, iface_id);
-	if (!n)
-		return -ENOENT;
-	pthread_mutex_lock(&n->vdev.lock);
-	*out = n->stats;
-	pthread_mutex_unlock(&n->vdev.lock);
-	return 0;
 }
 
 int net_create_all(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,

@@ -47,11 +47,4 @@ int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t er
 int net_create_all(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
 		   char *err, size_t err_len);
 
-/* Counters, for the log and the tests. */
-struct net_stats {
-	uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes;
-	uint64_t tx_dropped, rx_dropped;
-};
-int net_get_stats(struct vm *vm, const char *iface_id, struct net_stats *out);
-
 #endif

@@ -83,8 +83,7 @@ static uint32_t conn_packet(struct vsock_dev *v, struct vsock_conn *c, struct io
 	} else if (c->pending & PENDING_CREDIT_REQUEST) {
 		c->pending &= ~PENDING_CREDIT_REQUEST;
 		h.op = VSOCK_OP_CREDIT_REQUEST;
-	} else if (c->state == CONN_ESTABLISHED && c->host_readable && !c->host_eof &&
-		   !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV)) {
+	} else if (vsock_conn_reads_host(c)) {
 		uint64_t max = vsock_conn_peer_credit(c);
 		if (max == 0) {
 			if (!c->credit_requested) {
@@ -313,13 +312,8 @@ static void process_event(struct vsock_dev *v)
 	struct virtq *q = &v->vdev.queues[VSOCK_EVENT_QUEUE];
 	if (!v->event_owed || !q->active)
 		return;
-	int rc = virtq_pop(q, &v->chain);
-	if (rc < 0) {
-		virtio_needs_reset(&v->vdev, q->fault);
-		return;
-	}
-	if (rc == 0)
-		return; /* the driver's next buffer notifies */
+	if (virtio_queue_pop(&v->vdev, VSOCK_EVENT_QUEUE, &v->chain) <= 0)
+		return; /* broken, or the driver's next buffer notifies */
 	if (v->chain.nr_rd || v->chain.wr_len < 4) {
 		virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
 		return;

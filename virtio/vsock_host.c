@@ -112,20 +112,17 @@ uint32_t vsock_conn_peer_credit(const struct vsock_conn *c)
 	return in_flight >= c->peer_buf_alloc ? 0 : c->peer_buf_alloc - in_flight;
 }
 
-bool vsock_conn_has_rx(const struct vsock_conn *c)
+static bool has_rx(const struct vsock_conn *c)
 {
 	if (c->pending)
 		return true;
-	if (c->state != CONN_ESTABLISHED || !c->host_readable || c->host_eof ||
-	    (c->guest_shutdown & VSOCK_SHUTDOWN_RCV))
-		return false;
-	return vsock_conn_peer_credit(c) > 0 || !c->credit_requested;
+	return vsock_conn_reads_host(c) && (vsock_conn_peer_credit(c) > 0 || !c->credit_requested);
 }
 
 void vsock_conn_want_rx(struct vsock_conn *c)
 {
 	struct vsock_dev *v = c->dev;
-	if (c->on_rx_list || !vsock_conn_has_rx(c))
+	if (c->on_rx_list || !has_rx(c))
 		return;
 	c->on_rx_list = true;
 	c->rx_next = NULL;
@@ -210,7 +207,7 @@ static void maybe_credit_update(struct vsock_conn *c, bool drained)
 
 /* The guest shut its sending side (and maybe its receiving side) and everything it sent
  * reached the host socket: pass the shutdown on. */
-static bool finish_guest_shutdown(struct vsock_conn *c)
+bool vsock_conn_guest_shutdown(struct vsock_conn *c)
 {
 	if (c->tx_len)
 		return true;
@@ -222,11 +219,6 @@ static bool finish_guest_shutdown(struct vsock_conn *c)
 	if ((c->guest_shutdown & VSOCK_SHUTDOWN_SEND) && c->fd >= 0)
 		shutdown(c->fd, SHUT_WR);
 	return true;
-}
-
-void vsock_conn_guest_shutdown(struct vsock_conn *c)
-{
-	finish_guest_shutdown(c);
 }
 
 bool vsock_conn_write(struct vsock_conn *c, const struct iovec *iov, unsigned nr, uint32_t len)
@@ -363,7 +355,7 @@ static void on_conn(void *opaque, uint32_t events)
 			alive = false;
 		} else if (rc == 0) {
 			maybe_credit_update(c, true);
-			alive = finish_guest_shutdown(c);
+			alive = vsock_conn_guest_shutdown(c);
 		}
 	} else if (c->state == CONN_REQUESTED && c->host_hup) {
 		vsock_conn_kill(c, true); /* the host gave up before the guest answered */

@@ -83,6 +83,13 @@ struct vsock_dev {
 	struct iovec payload_iov[VIRTQ_MAX_SIZE]; /* the same past the header */
 };
 
+/* Whether ember should read c's host socket for the guest (credit permitting). */
+static inline bool vsock_conn_reads_host(const struct vsock_conn *c)
+{
+	return c->state == CONN_ESTABLISHED && c->host_readable && !c->host_eof &&
+	       !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV);
+}
+
 /* vsock.c */
 void vsock_process_rx(struct vsock_dev *v);
 void vsock_warn(struct vsock_dev *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -103,10 +110,9 @@ bool vsock_conn_write(struct vsock_conn *c, const struct iovec *iov, unsigned nr
  * to answer the SHUTDOWN it is owed with RST. */
 void vsock_conn_host_gone(struct vsock_conn *c);
 /* The guest's SHUTDOWN flags were recorded: acts once the buffered data is out. */
-void vsock_conn_guest_shutdown(struct vsock_conn *c);
+bool vsock_conn_guest_shutdown(struct vsock_conn *c); /* false: c is gone */
 /* Queues c for vsock_process_rx if it has something for the guest. */
 void vsock_conn_want_rx(struct vsock_conn *c);
-bool vsock_conn_has_rx(const struct vsock_conn *c);
 /* The guest's credit: bytes ember may still send it on c. */
 uint32_t vsock_conn_peer_credit(const struct vsock_conn *c);
 void vsock_owe_rst(struct vsock_dev *v, uint32_t host_port, uint32_t guest_port);
