@@ -190,74 +190,67 @@ static void consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
-/* Serves every complete request in c's buffer, in order. */
+/* Serves the next request in c's buffer once it is complete (conn_progress calls again for
+ * the ones behind it). */
 static void conn_serve(struct api_server *srv, struct conn *c)
 {
-	while (!c->close_after && c->out_len == 0) {
-		if (c->discard) {
-			size_t n = c->discard < c->in_len ? c->discard : c->in_len;
-			consume(c, n);
-			c->discard -= n;
-			if (c->discard)
-				return;
-		}
-		if (c->in_len == 0)
+	if (c->close_after || c->out_len)
+		return;
+	if (c->discard) {
+		size_t n = c->discard < c->in_len ? c->discard : c->in_len;
+		consume(c, n);
+		c->discard -= n;
+		if (c->discard)
 			return;
-		struct http_request req;
-		const char *why;
-		/* The parser writes NULs into the head: work on a copy of it. */
-		size_t look = c->in_len < HTTP_HEAD_MAX ? c->in_len : HTTP_HEAD_MAX;
-		char head[HTTP_HEAD_MAX + 1];
-		memcpy(head, c->in, look);
-		head[look] = '\0';
-		int rc = http_parse_head(head, look, &req, &why);
-		if (rc == 0)
-			return;
-		if (rc < 0) {
-			conn_reply(c, (unsigned)-rc, fault_json(why), true);
-			return;
-		}
-		size_t body_len = req.has_length ? req.content_length : 0;
-		if (body_len > srv->max_payload) {
-			char msg[160];
-			snprintf(msg, sizeof(msg),
-				 "Request payload with size %zu is larger than the limit of %zu "
-				 "allowed by server.",
-				 body_len, srv->max_payload);
-			/* A client waiting for "100 Continue" may send the body or not: the
-			 * connection ends with this reply. Any other sends it anyway: it is read
-			 * and dropped, so that the client gets to read this reply. */
-			bool waiting = req.expect_continue && !c->continue_sent;
-			conn_reply(c, 400, fault_json(msg), req.close || waiting);
-			consume(c, req.head_len);
-			c->discard = waiting ? 0 : body_len;
-			c->continue_sent = false;
-			continue;
-		}
-		if (c->in_len < req.head_len + body_len) {
-			if (req.expect_continue && !c->continue_sent) {
-				conn_reply(c, 100, NULL, false);
-				c->continue_sent = true;
-			}
-			return;
-		}
-		char *body = NULL;
-		if (req.has_length) {
-			body = malloc(body_len + 1);
-			if (!body) {
-				conn_reply(c, 500, fault_json("out of memory"), true);
-				return;
-			}
-			memcpy(body, c->in + req.head_len, body_len);
-			body[body_len] = '\0';
-		}
-		struct api_reply reply;
-		hand_to_vmm(srv, req.method, req.path, body, body_len, &reply);
-		free(body);
-		consume(c, req.head_len + body_len);
-		c->continue_sent = false;
-		conn_reply(c, reply.status, reply.body, req.close);
 	}
+	if (c->in_len == 0)
+		return;
+	struct http_request req;
+	const char *why;
+	/* The parser writes NULs into the head: work on a copy of it. */
+	size_t look = c->in_len < HTTP_HEAD_MAX ? c->in_len : HTTP_HEAD_MAX;
+	char head[HTTP_HEAD_MAX + 1];
+	memcpy(head, c->in, look);
+	head[look] = '\0';
+	int rc = http_parse_head(head, look, &req, &why);
+	if (rc == 0)
+		return;
+	if (rc < 0) {
+		conn_reply(c, (unsigned)-rc, fault_json(why), true);
+		return;
+	}
+	size_t body_len = req.has_length ? req.content_length : 0;
+	if (body_len > srv->max_payload) {
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+			 "Request payload with size %zu is larger than the limit of %zu allowed by "
+			 "server.",
+			 body_len, srv->max_payload);
+		/* A client waiting for "100 Continue" may send the body or not: the connection
+		 * ends with this reply. Any other sends it anyway: it is read and dropped, so
+		 * that the client gets to read this reply. */
+		bool waiting = req.expect_continue && !c->continue_sent;
+		conn_reply(c, 400, fault_json(msg), req.close || waiting);
+		consume(c, req.head_len);
+		c->discard = waiting ? 0 : body_len;
+		c->continue_sent = false;
+		return;
+	}
+	if (c->in_len < req.head_len + body_len) {
+		if (req.expect_continue && !c->continue_sent) {
+			conn_reply(c, 100, NULL, false);
+			c->continue_sent = true;
+		}
+		return;
+	}
+	/* The router parses the body by its length, straight from the buffer, which stays
+	 * untouched while this thread waits for the reply. */
+	struct api_reply reply;
+	hand_to_vmm(srv, req.method, req.path, req.has_length ? c->in + req.head_len : NULL,
+		    body_len, &reply);
+	consume(c, req.head_len + body_len);
+	c->continue_sent = false;
+	conn_reply(c, reply.status, reply.body, req.close);
 }
 
 /* Serves and sends until c waits for more bytes, for the client to read, or is gone. False
