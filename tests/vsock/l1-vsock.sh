@@ -43,26 +43,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The guest's script goes on a raw drive: the kernel passes init only 31 words.
-script_drive() {
-	{
-		cat
-		echo 'exit 0'
-	} >"$D/script.sh"
-	truncate -s 64K "$D/script.sh"
-}
+# script_drive and guest_config
+. "$ROOT/tests/lib/l1-guest.sh"
 
 config() { # config MEM
-	cat >"$D/vm.json" <<JSON
-{
-  "boot-source": { "kernel_image_path": "$ROOT/build/guest/vmlinux",
-                   "initrd_path": "$ROOT/build/guest/initramfs.cpio.gz",
-                   "boot_args": "$ARGS -- sh /dev/vda" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": $1 },
-  "drives": [ { "drive_id": "script", "path_on_host": "$D/script.sh", "is_root_device": false, "is_read_only": true } ],
-  "vsock": { "guest_cid": 3, "uds_path": "$SOCK" }
-}
-JSON
+	guest_config "$1" "\"vsock\": { \"guest_cid\": 3, \"uds_path\": \"$SOCK\" }"
 }
 
 # Starts ember with the console in $CONSOLE; TPID is timeout's, EPID ember's own PID.
