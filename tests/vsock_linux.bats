@@ -67,7 +67,9 @@ vsock_run() { # vsock_run MODE [MIB]
 }
 
 @test "${VSOCK_CONNS} connections each way at once, ${VSOCK_MIB} MiB each: SHA-256 matches on both ends of every one" {
-	vsock_run many "$VSOCK_MIB"
+	# 64 streams and their ~130 host-side processes starve a one-CPU emulated host: the
+	# guest then answers connects after the 2 s that Firecracker (and ember) allow.
+	EMBER_VMHOST_SMP=2 vsock_run many "$VSOCK_MIB"
 	[ "$status" -eq 0 ]
 	[ "$(value HOST-EMBER-STATUS)" = 0 ]
 	[ "$(value HOST-H2G-OK)" = "$VSOCK_CONNS" ]

@@ -452,8 +452,11 @@ static void on_timer(void *opaque, uint32_t events)
 			continue;
 		}
 		if (c->state == CONN_REQUESTED)
-			vsock_warn(v, "host connection to guest port %u: no answer in %d ms",
-				   c->guest_port, VSOCK_CONNECT_MS);
+			vsock_warn(v, "host connection to guest port %u: no answer in %d ms%s",
+				   c->guest_port, VSOCK_CONNECT_MS,
+				   c->pending & PENDING_REQUEST
+					   ? " (the guest took no receive buffer for the request)"
+					   : "");
 		vsock_conn_kill(c, c->state != CONN_CONNECT_LINE);
 	}
 	if (!waiting) {
