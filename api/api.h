@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
-#include "vm.h"
+#include "vmm/config.h"
+#include "vmm/vm.h"
 
 #define API_DEFAULT_SOCKET	"/run/ember.socket"
 #define API_DEFAULT_MAX_PAYLOAD 51200

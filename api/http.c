@@ -1,5 +1,5 @@
 /* HTTP/1.1 request heads (RFC 9112), parsed in place. Lines may end in CRLF or a bare LF. */
-#include "http.h"
+#include "api/http.h"
 
 #include <ctype.h>
 #include <errno.h>

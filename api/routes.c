@@ -9,18 +9,18 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "api.h"
-#include "json_fields.h"
-#include "blk.h"
-#include "config_json.h"
-#include "drives_json.h"
-#include "net.h"
-#include "net_json.h"
-#include "vsock_json.h"
-#include "i8042.h"
-#include "log.h"
-#include "version.h"
-#include "metrics.h"
+#include "api/api.h"
+#include "core/json_fields.h"
+#include "virtio/blk.h"
+#include "vmm/config_json.h"
+#include "virtio/blk_json.h"
+#include "virtio/net.h"
+#include "virtio/net_json.h"
+#include "virtio/vsock_json.h"
+#include "legacy/i8042.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "core/metrics.h"
 
 #define METRICS_PERIOD_S 60
 

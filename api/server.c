@@ -14,10 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api.h"
-#include "http.h"
-#include "log.h"
-#include "seccomp.h"
+#include "api/api.h"
+#include "api/http.h"
+#include "core/log.h"
+#include "core/seccomp.h"
 
 #define CONNECTIONS_MAX	     256
 #define CONNECTION_TIMEOUT_S 60 /* an idle connection is closed after this */

@@ -8,14 +8,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "api.h"
-#include "config_json.h"
-#include "log.h"
-#include "version.h"
-#include "metrics.h"
-#include "vm.h"
-#include "seccomp.h"
+#include "vmm/config.h"
+#include "api/api.h"
+#include "vmm/config_json.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "core/metrics.h"
+#include "vmm/vm.h"
+#include "core/seccomp.h"
 
 static struct termios saved_termios;
 static bool termios_saved;

@@ -1,7 +1,7 @@
 /* virtio-block: request parsing, bounds and read-only checks, rate limiting, and the
  * hand-off to an engine. Every request completes with a status byte for the guest; only a
  * broken ring (not a bad request) makes the device need a reset. */
-#include "blk.h"
+#include "virtio/blk.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "rate_limiter.h"
+#include "core/log.h"
+#include "core/rate_limiter.h"
 
 #define BLK_CONFIG_LEN 0x24 /* capacity through writeback: the fields ember fills */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "blk.h"
+#include "virtio/blk.h"
 
 static int64_t transfer(int fd, struct blk_req *req, bool write)
 {

@@ -11,8 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "blk.h"
-#include "log.h"
+#include "virtio/blk.h"
+#include "core/log.h"
 
 struct uring_engine {
 	struct blk_engine e;

@@ -2,7 +2,7 @@
  * and queue setup. Register writes are gated on the status: features only while the
  * driver negotiates, queue setup only between FEATURES_OK and DRIVER_OK, and status bits
  * only in the order the spec gives. A refused write changes nothing. */
-#include "virtio.h"
+#include "virtio/virtio.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -15,9 +15,9 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "irq.h"
-#include "layout.h"
-#include "log.h"
+#include "core/irq.h"
+#include "x86/layout.h"
+#include "core/log.h"
 
 #define STATUS_KNOWN                                                                               \
 	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK |              \

@@ -3,7 +3,7 @@
  * the guest's buffers on transmit. Both TAP and queues are watched by the VMM thread's loop:
  * receive stops when the guest has no buffers, leaves frames queued in the TAP, and resumes
  * on the guest's next rx notification. */
-#include "net.h"
+#include "virtio/net.h"
 
 #include <errno.h>
 #include <linux/if_tun.h>
@@ -14,10 +14,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "rate_limiter.h"
-#include "tap.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/rate_limiter.h"
+#include "virtio/tap.h"
 
 #define NET_CONFIG_LEN	12 /* mac[6], status, max_virtqueue_pairs, mtu */
 #define NUM_BUFFERS_OFF 10

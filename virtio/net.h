@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "virtio.h"
+#include "vmm/config.h"
+#include "virtio/virtio.h"
 
 #define VIRTIO_ID_NET 1
 

@@ -1,5 +1,5 @@
 /* TAP devices: open an existing one and check that it can carry the guest's frames. */
-#include "tap.h"
+#include "virtio/tap.h"
 
 #include <errno.h>
 #include <fcntl.h>

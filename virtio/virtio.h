@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "virtq.h"
-#include "vm.h"
+#include "virtio/virtq.h"
+#include "vmm/vm.h"
 
 /* Device status bits (virtio 1.x, "Device Status Field"). */
 #define VIRTIO_STATUS_ACKNOWLEDGE	 1

@@ -1,6 +1,6 @@
 /* The split-virtqueue walker. The guest may rewrite any ring field or descriptor at any
  * moment: each is read once into a local copy before it is checked and used. */
-#include "virtq.h"
+#include "virtio/virtq.h"
 
 #include <errno.h>
 #include <string.h>

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vm.h"
+#include "vmm/vm.h"
 
 #define VIRTQ_DESC_F_NEXT	   1
 #define VIRTQ_DESC_F_WRITE	   2

@@ -2,7 +2,7 @@
  * dispatched to their connection (vsock_host.c); packets for the guest are built straight
  * into its receive buffers, data read from the host socket into them without a bounce
  * buffer, and only as much as the guest's credit allows. */
-#include "vsock.h"
+#include "virtio/vsock.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "vsock_internal.h"
+#include "core/log.h"
+#include "virtio/vsock_internal.h"
 
 struct metric vsock_metrics[VSOCK_METRIC_COUNT] = {
 	[VSOCK_RX_PACKETS] = { .name = "rx_packets_count" },

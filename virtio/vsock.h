@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "metrics.h"
-#include "virtio.h"
+#include "vmm/config.h"
+#include "core/metrics.h"
+#include "virtio/virtio.h"
 
 #define VIRTIO_ID_VSOCK 19
 #define VSOCK_HOST_CID	2

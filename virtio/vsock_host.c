@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "vsock_internal.h"
+#include "core/log.h"
+#include "virtio/vsock_internal.h"
 
 #define CONNECT_LINE_MAX 32 /* "CONNECT 4294967295\n" fits with room to spare */
 #define TIMER_PERIOD_NS	 (100 * 1000 * 1000ULL)

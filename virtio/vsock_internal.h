@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vsock.h"
+#include "virtio/vsock.h"
 
 #define VSOCK_HASH_BUCKETS 256
 #define VSOCK_RST_QUEUE	   256 /* resets owed to the guest for connections that are gone */

@@ -3,7 +3,7 @@
  * own file is compiled in, to reach its ring. */
 #include "unit_util.h"
 
-#include "blk_uring.c"
+#include "virtio/blk_uring.c"
 
 #define DATA_LEN 4096
 

@@ -2,9 +2,9 @@
  * 3 GiB MMIO gap. */
 #include "unit_util.h"
 
-#include "boot.h"
-#include "layout.h"
-#include "loader.h"
+#include "x86/boot.h"
+#include "x86/layout.h"
+#include "x86/loader.h"
 
 #define EBDA_HOLE (HIMEM_START - EBDA_START) /* e820 leaves [0x9fc00, 1 MiB) out */
 

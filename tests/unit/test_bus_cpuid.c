@@ -1,8 +1,8 @@
 /* The I/O bus (registration and dispatch) and the CPUID topology filter. */
 #include "unit_util.h"
 
-#include "bus.h"
-#include "cpuid.h"
+#include "core/bus.h"
+#include "x86/cpuid.h"
 
 /* ---- I/O bus ---- */
 

@@ -2,8 +2,8 @@
  * refusal must name the key at fault. */
 #include "unit_config.h"
 
-#include "config.h"
-#include "config_json.h"
+#include "vmm/config.h"
+#include "vmm/config_json.h"
 
 static int boot_source(const char *text, char *err)
 {

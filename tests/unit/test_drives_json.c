@@ -4,9 +4,9 @@
 
 #include <sys/stat.h>
 
-#include "blk.h"
-#include "config.h"
-#include "drives_json.h"
+#include "virtio/blk.h"
+#include "vmm/config.h"
+#include "virtio/blk_json.h"
 
 /* printf-style JSON with %s for paths. */
 static int put(const char *path_id, char *err, const char *fmt, ...)

@@ -1,7 +1,7 @@
 /* The API's HTTP/1.1 request-head parser (api/http.c). */
 #include "unit_util.h"
 
-#include "http.h"
+#include "api/http.h"
 
 /* Parses text (copied: the parser writes into its buffer). */
 static int parse(const char *text, struct http_request *req, const char **why)

@@ -3,7 +3,7 @@
 
 #include <elf.h>
 
-#include "loader.h"
+#include "x86/loader.h"
 
 /* ---- a minimal ELF64 x86_64 executable: header, program headers, then the payload ---- */
 

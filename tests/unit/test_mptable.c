@@ -2,8 +2,8 @@
  * by the writer's structs. */
 #include "unit_util.h"
 
-#include "layout.h"
-#include "mptable.h"
+#include "x86/layout.h"
+#include "x86/mptable.h"
 
 #define MP_LIMIT    0xa0000ULL
 #define MPF_LEN	    16

@@ -4,11 +4,11 @@
  * where only the name has to exist. */
 #include "unit_config.h"
 
-#include "config.h"
-#include "config_json.h"
-#include "net.h"
-#include "net_json.h"
-#include "tap.h"
+#include "vmm/config.h"
+#include "vmm/config_json.h"
+#include "virtio/net.h"
+#include "virtio/net_json.h"
+#include "virtio/tap.h"
 
 static int put(const char *path_id, const char *text, char *err)
 {

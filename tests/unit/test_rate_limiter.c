@@ -4,7 +4,7 @@
 
 #include <sys/timerfd.h>
 
-#include "rate_limiter.h"
+#include "core/rate_limiter.h"
 
 #define MS  1000000ULL
 #define SEC 1000000000ULL

@@ -4,9 +4,9 @@
 
 #include <elf.h>
 
-#include "boot.h"
-#include "layout.h"
-#include "loader.h"
+#include "x86/boot.h"
+#include "x86/layout.h"
+#include "x86/loader.h"
 
 #define GUEST_MEM (256 * MIB)
 

@@ -13,8 +13,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "../../jailer/seccomp.h"
-#include "metrics.h"
+#include "core/seccomp.h"
+#include "core/metrics.h"
 
 static const enum seccomp_thread all_kinds[] = { SECCOMP_VMM, SECCOMP_VCPU, SECCOMP_API };
 #define NR_KINDS (sizeof(all_kinds) / sizeof(all_kinds[0]))

@@ -5,8 +5,8 @@
 
 #include <sys/eventfd.h>
 
-#include "layout.h"
-#include "virtio.h"
+#include "x86/layout.h"
+#include "virtio/virtio.h"
 
 #define RING_GPA 0x10000ULL
 #define DEV_ID	 42

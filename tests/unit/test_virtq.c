@@ -2,7 +2,7 @@
  * chains (direct, indirect, mixed), every hostile shape, and notification suppression. */
 #include "unit_util.h"
 
-#include "virtq.h"
+#include "virtio/virtq.h"
 
 #define NUM	  8
 #define DESC_GPA  0x10000ULL

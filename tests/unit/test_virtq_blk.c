@@ -8,9 +8,9 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
-#include "blk.h"
-#include "layout.h"
-#include "virtio.h"
+#include "virtio/blk.h"
+#include "x86/layout.h"
+#include "virtio/virtio.h"
 
 #define NUM	    32
 #define DESC_GPA    0x10000ULL

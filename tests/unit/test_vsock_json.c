@@ -2,9 +2,9 @@
  * the key (and the path) at fault, and changes nothing; a second PUT replaces the first. */
 #include "unit_config.h"
 
-#include "config.h"
-#include "config_json.h"
-#include "vsock_json.h"
+#include "vmm/config.h"
+#include "vmm/config_json.h"
+#include "virtio/vsock_json.h"
 
 /* printf-style JSON with %s for paths. */
 static int put(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -7,7 +7,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "config.h"
+#include "vmm/config.h"
 #include "unit_util.h"
 
 static inline struct vm_config *cfg(void)

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vm.h"
+#include "vmm/vm.h"
 
 #define UNIT_MAX_TMP 16
 #define MIB	     (1024ULL * 1024)

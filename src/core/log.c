@@ -1,0 +1,125 @@
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level current_level = LOG_WARNING;
+static int log_fd = STDERR_FILENO;
+static char instance_id[65] = "anonymous-instance";
+static bool show_level = true;
+static bool show_origin;
+
+void log_set_format(bool level, bool origin)
+{
+	show_level = level;
+	show_origin = origin;
+}
+
+static const char *const level_names[] = { "Error", "Warning", "Info", "Debug" };
+
+int log_set_level_name(const char *name)
+{
+	for (unsigned i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcasecmp(name, level_names[i]) == 0) {
+			current_level = (enum log_level)i;
+			return 0;
+		}
+	}
+	/* Firecracker also accepts "Trace" and "Off". */
+	if (strcasecmp(name, "Trace") == 0) {
+		current_level = LOG_DEBUG;
+		return 0;
+	}
+	if (strcasecmp(name, "Off") == 0) {
+		current_level = (enum log_level) - 1;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int open_output_sink(const char *path)
+{
+	/* O_NONBLOCK so that opening a FIFO with no reader yet does not hang start-up
+	 * forever; it fails with ENXIO instead, which we report. Writes then block. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+	if (fd < 0)
+		return -errno;
+	int flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	return fd;
+}
+
+int log_open(const char *path)
+{
+	int fd = open_output_sink(path);
+	if (fd < 0)
+		return fd;
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	return 0;
+}
+
+void log_set_id(const char *id)
+{
+	snprintf(instance_id, sizeof(instance_id), "%s", id);
+}
+
+static void vlog(enum log_level level, const char *file, int line_no, const char *fmt, va_list ap)
+{
+	char line[1024];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ [%s] ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, ts.tv_nsec, instance_id);
+	if (n < 0)
+		return;
+	if (show_level)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "[%s] ", level_names[level]);
+	if (show_origin && file)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "[%s:%d] ", file, line_no);
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		return;
+	size_t len = (size_t)n + (size_t)m;
+	if (len > sizeof(line) - 2)
+		len = sizeof(line) - 2;
+	line[len++] = '\n';
+	/* One write per line keeps lines whole when several threads log at once. */
+	ssize_t r = write(log_fd, line, len);
+	(void)r;
+}
+
+void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)
+{
+	if ((int)level > (int)current_level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, file, line, fmt, ap);
+	va_end(ap);
+}
+
+void die(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "ember: %s\n", msg);
+	if (log_fd != STDERR_FILENO)
+		log_msg(LOG_ERROR, "%s", msg);
+	exit(1);
+}

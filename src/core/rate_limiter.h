@@ -1,0 +1,46 @@
+/* Token-bucket rate limiting as Firecracker defines it (bandwidth in bytes and ops, each with
+ * size, one_time_burst and refill_time), for any device: virtio-block limits its requests,
+ * virtio-net will limit rx and tx with one limiter each. A device asks before it starts each
+ * piece of work; when the answer is no, the limiter arms its timerfd for the moment enough
+ * tokens will be back, and the device retries from that fd's handler in the event loop. */
+#ifndef EMBER_RATE_LIMITER_H
+#define EMBER_RATE_LIMITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/config.h"
+
+struct token_bucket {
+	uint64_t size;	    /* 0: this bucket does not limit */
+	uint64_t refill_ns; /* time to refill size tokens from empty */
+	uint64_t one_time_burst;
+	int64_t budget;	    /* negative after a request larger than the whole bucket */
+	uint64_t last_ns;   /* when budget was last refilled */
+	uint64_t remainder; /* refill progress below one token, in token*ns/refill_ns units */
+};
+
+struct rate_limiter {
+	struct token_bucket bandwidth;
+	struct token_bucket ops;
+	int timer_fd; /* -1 when neither bucket limits */
+	bool blocked; /* timer armed: nothing is granted until it fires */
+};
+
+/* -errno if the timerfd cannot be created. now_ns is CLOCK_MONOTONIC. */
+int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
+		      uint64_t now_ns);
+/* PATCH: new limits, buckets start full as on creation. */
+int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
+			uint64_t now_ns);
+void rate_limiter_destroy(struct rate_limiter *rl);
+bool rate_limiter_active(const struct rate_limiter *rl);
+/* Takes ops operations and bytes bytes from the buckets and returns true, or takes nothing,
+ * arms the timer and returns false. */
+bool rate_limiter_consume(struct rate_limiter *rl, uint64_t ops, uint64_t bytes, uint64_t now_ns);
+/* The timerfd fired (call from its event handler): grants resume. */
+void rate_limiter_timer_event(struct rate_limiter *rl);
+/* How long until `tokens` can be taken from b; 0 if now. Exposed for the unit tests. */
+uint64_t token_bucket_wait_ns(struct token_bucket *b, uint64_t tokens, uint64_t now_ns);
+
+#endif

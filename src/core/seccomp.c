@@ -1,0 +1,246 @@
+/* Compiling, installing and dumping the per-thread filters, and the SIGSYS handler that turns
+ * a trapped syscall into a log line, a metric and exit status 148. */
+#include "core/seccomp.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+
+/* si_code of a seccomp SIGSYS (asm-generic/siginfo.h, which clashes with glibc's signal.h). */
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1
+#endif
+
+static const char *const thread_names[SECCOMP_THREAD_KINDS] = {
+	[SECCOMP_VMM] = "vmm",
+	[SECCOMP_VCPU] = "vcpu",
+	[SECCOMP_API] = "api",
+};
+
+static bool disabled;
+/* Which filter this thread installed, for the fault message. */
+static __thread int installed_kind = -1;
+
+/* The compiled programs, built once per kind and shared by every thread of that kind: a VM
+ * with many vCPUs compiles the vCPU filter once. */
+static struct sock_fprog compiled[SECCOMP_THREAD_KINDS];
+static int compile_error[SECCOMP_THREAD_KINDS];
+static pthread_mutex_t compile_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t process_setup_once = PTHREAD_ONCE_INIT;
+
+const char *seccomp_thread_name(enum seccomp_thread t)
+{
+	return (unsigned)t < SECCOMP_THREAD_KINDS ? thread_names[t] : "unknown";
+}
+
+int seccomp_thread_from_name(const char *name, enum seccomp_thread *t)
+{
+	for (unsigned i = 0; i < SECCOMP_THREAD_KINDS; i++) {
+		if (strcmp(name, thread_names[i]) == 0) {
+			*t = (enum seccomp_thread)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void seccomp_disable(void)
+{
+	disabled = true;
+}
+
+bool seccomp_enabled(void)
+{
+	return !disabled;
+}
+
+/* Runs on the faulting thread, under its filter: only syscalls every allowlist has (write,
+ * clock_gettime, memory, futex, exit_group). The message follows Firecracker's, and so does
+ * flushing the metrics from here: the flush takes a lock and allocates, which is safe unless
+ * the trapped call came from inside a flush or malloc, and every syscall those make is in
+ * every allowlist. */
+static void on_sigsys(int sig, siginfo_t *info, void *ucontext)
+{
+	(void)sig;
+	(void)ucontext;
+	if (info->si_code != SYS_SECCOMP) {
+		log_err("received SIGSYS from pid %d, not from seccomp; exiting",
+			(int)info->si_pid);
+		_exit(128 + SIGSYS);
+	}
+	metric_inc(&seccomp_metrics[SECCOMP_NUM_FAULTS]);
+	long nr = info->si_syscall;
+	const char *kind = installed_kind >= 0 ? thread_names[installed_kind] : "unfiltered";
+	log_err("Shutting down VM after intercepting a bad syscall (%ld) on a %s thread: exit "
+		"status %d",
+		nr, kind, SECCOMP_EXIT_BAD_SYSCALL);
+	if (metrics_configured())
+		metrics_flush();
+	_exit(SECCOMP_EXIT_BAD_SYSCALL);
+}
+
+static int process_setup_error;
+
+static void process_setup(void)
+{
+	/* glibc reads the time zone file on the first gmtime_r (every log line): do it now, while
+	 * opening files is still allowed. */
+	tzset();
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		process_setup_error = -errno;
+}
+
+/* A libseccomp context with kind t's allowlist; NULL with *err set on failure. */
+static scmp_filter_ctx build_filter(enum seccomp_thread t, int *err)
+{
+	unsigned count;
+	const struct seccomp_rule *rules = seccomp_rules(t, &count);
+	if (!rules) {
+		*err = -E2BIG;
+		return NULL;
+	}
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (!ctx) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	/* A binary tree of syscall numbers instead of a linear scan: KVM_RUN's exit path then
+	 * costs a handful of BPF instructions, not one per rule. */
+	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+	for (unsigned i = 0; rc == 0 && i < count; i++) {
+		struct scmp_arg_cmp cmp[2];
+		for (unsigned j = 0; j < rules[i].nargs; j++)
+			cmp[j] = (struct scmp_arg_cmp){ .arg = rules[i].args[j].arg,
+							.op = SCMP_CMP_MASKED_EQ,
+							.datum_a = rules[i].args[j].mask,
+							.datum_b = rules[i].args[j].value };
+		uint32_t action = rules[i].fail_errno
+					  ? SCMP_ACT_ERRNO((uint32_t)rules[i].fail_errno)
+					  : SCMP_ACT_ALLOW;
+		rc = seccomp_rule_add_array(ctx, action, rules[i].nr, rules[i].nargs, cmp);
+		if (rc == -EEXIST) /* an unconditional rule already covers it */
+			rc = 0;
+	}
+	if (rc) {
+		seccomp_release(ctx);
+		*err = rc < 0 ? rc : -EINVAL;
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Exports kind t's program into memory: libseccomp 2.5 only exports to a descriptor. */
+static int compile(enum seccomp_thread t, struct sock_fprog *prog)
+{
+	int err = 0;
+	scmp_filter_ctx ctx = build_filter(t, &err);
+	if (!ctx)
+		return err;
+	int fd = memfd_create("ember-seccomp", MFD_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		seccomp_release(ctx);
+		return err;
+	}
+	err = seccomp_export_bpf(ctx, fd);
+	seccomp_release(ctx);
+	struct stat st;
+	if (!err && fstat(fd, &st) < 0)
+		err = -errno;
+	if (!err && (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
+		     st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS))
+		err = -E2BIG;
+	struct sock_filter *insns = err ? NULL : malloc((size_t)st.st_size);
+	if (!err && !insns)
+		err = -ENOMEM;
+	if (!err && pread(fd, insns, (size_t)st.st_size, 0) != st.st_size)
+		err = -EIO;
+	close(fd);
+	if (err) {
+		free(insns);
+		return err;
+	}
+	prog->len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+	prog->filter = insns;
+	return 0;
+}
+
+/* Compiles kind t once; later calls return the first result. */
+static int compile_once(enum seccomp_thread t)
+{
+	pthread_mutex_lock(&compile_lock);
+	if (!compiled[t].filter && !compile_error[t])
+		compile_error[t] = compile(t, &compiled[t]);
+	int rc = compile_error[t];
+	pthread_mutex_unlock(&compile_lock);
+	return rc;
+}
+
+int seccomp_prepare(void)
+{
+	if (disabled)
+		return 0;
+	pthread_once(&process_setup_once, process_setup);
+	if (process_setup_error)
+		return process_setup_error;
+	for (unsigned t = 0; t < SECCOMP_THREAD_KINDS; t++) {
+		int rc = compile_once((enum seccomp_thread)t);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int seccomp_install(enum seccomp_thread t)
+{
+	if (disabled)
+		return 0;
+	if ((unsigned)t >= SECCOMP_THREAD_KINDS)
+		return -EINVAL;
+	pthread_once(&process_setup_once, process_setup);
+	if (process_setup_error)
+		return process_setup_error;
+	int rc = compile_once(t);
+	if (rc)
+		return rc;
+
+	/* Without CAP_SYS_ADMIN (under the jailer) the kernel requires no_new_privs; the jailer
+	 * already set it, and setting it again is harmless. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	/* Without SECCOMP_FILTER_FLAG_TSYNC: this thread only, as each kind has its own list. */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &compiled[t]) < 0)
+		return -errno;
+	installed_kind = (int)t;
+	return 0;
+}
+
+int seccomp_dump(const char *thread_name, int fd)
+{
+	enum seccomp_thread t;
+	if (seccomp_thread_from_name(thread_name, &t))
+		return -EINVAL;
+	int err = 0;
+	scmp_filter_ctx ctx = build_filter(t, &err);
+	if (!ctx)
+		return err;
+	err = seccomp_export_bpf(ctx, fd);
+	seccomp_release(ctx);
+	return err;
+}

@@ -1,0 +1,273 @@
+#include "legacy/serial.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "core/irq.h"
+#include "x86/layout.h"
+#include "core/log.h"
+
+/* Register offsets and bits from the 16550A data sheet. */
+enum { REG_DATA = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, REG_SCR };
+#define IER_RX_DATA	 0x01
+#define IER_THR_EMPTY	 0x02
+#define IIR_NONE	 0x01
+#define IIR_THR_EMPTY	 0x02
+#define IIR_RX_DATA	 0x04
+#define IIR_FIFO_ENABLED 0xc0
+#define FCR_FIFO_ENABLE	 0x01
+#define FCR_CLEAR_RX	 0x02
+#define LCR_DLAB	 0x80
+#define MCR_DTR		 0x01
+#define MCR_RTS		 0x02
+#define MCR_OUT1	 0x04
+#define MCR_OUT2	 0x08
+#define MCR_LOOP	 0x10
+#define LSR_DATA_READY	 0x01
+#define LSR_THR_EMPTY	 0x20
+#define LSR_IDLE	 0x40
+#define MSR_CTS		 0x10
+#define MSR_DSR		 0x20
+#define MSR_RI		 0x40
+#define MSR_DCD		 0x80
+
+#define RX_FIFO_SIZE 64
+
+struct serial {
+	struct vm *vm;
+	pthread_mutex_t lock; /* vCPU threads touch registers, the VMM thread feeds input */
+	int out_fd;
+	int in_fd;
+	bool in_paused; /* stdin taken out of epoll while the FIFO is full */
+	int irq_fd;
+
+	uint8_t ier, lcr, mcr, scr, fcr;
+	uint8_t dll, dlm;
+	bool thr_empty_pending;
+	uint8_t rx[RX_FIFO_SIZE];
+	unsigned rx_head, rx_count;
+};
+
+/* Called with the lock held: raises IRQ 4 when an enabled condition is pending. */
+static void update_irq(struct serial *s)
+{
+	bool rx = (s->ier & IER_RX_DATA) && s->rx_count > 0;
+	bool tx = (s->ier & IER_THR_EMPTY) && s->thr_empty_pending;
+	if ((rx || tx) && s->irq_fd >= 0)
+		irq_line_raise(s->irq_fd);
+}
+
+static void push_rx(struct serial *s, uint8_t byte)
+{
+	if (s->rx_count == RX_FIFO_SIZE)
+		return;
+	s->rx[(s->rx_head + s->rx_count) % RX_FIFO_SIZE] = byte;
+	s->rx_count++;
+}
+
+static void transmit(struct serial *s, uint8_t byte)
+{
+	if (s->mcr & MCR_LOOP) {
+		push_rx(s, byte);
+	} else if (s->out_fd >= 0) {
+		/* A console whose reader went away must not take the VM down. */
+		ssize_t r = write(s->out_fd, &byte, 1);
+		(void)r;
+	}
+	s->thr_empty_pending = true;
+}
+
+static uint8_t modem_status(const struct serial *s)
+{
+	if (!(s->mcr & MCR_LOOP))
+		return MSR_DCD | MSR_DSR | MSR_CTS; /* a cable with someone at the other end */
+	uint8_t msr = 0;
+	if (s->mcr & MCR_RTS)
+		msr |= MSR_CTS;
+	if (s->mcr & MCR_DTR)
+		msr |= MSR_DSR;
+	if (s->mcr & MCR_OUT1)
+		msr |= MSR_RI;
+	if (s->mcr & MCR_OUT2)
+		msr |= MSR_DCD;
+	return msr;
+}
+
+static void resume_input(struct serial *s)
+{
+	if (s->in_paused && s->rx_count < RX_FIFO_SIZE) {
+		s->in_paused = false;
+		evloop_modify(&s->vm->loop, s->in_fd, EPOLLIN);
+	}
+}
+
+static uint8_t reg_read(struct serial *s, unsigned reg)
+{
+	switch (reg) {
+	case REG_DATA:
+		if (s->lcr & LCR_DLAB)
+			return s->dll;
+		if (s->rx_count == 0)
+			return 0;
+		uint8_t byte = s->rx[s->rx_head];
+		s->rx_head = (s->rx_head + 1) % RX_FIFO_SIZE;
+		s->rx_count--;
+		resume_input(s);
+		update_irq(s);
+		return byte;
+	case REG_IER:
+		return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
+	case REG_IIR_FCR: {
+		uint8_t fifo = (s->fcr & FCR_FIFO_ENABLE) ? IIR_FIFO_ENABLED : 0;
+		if ((s->ier & IER_RX_DATA) && s->rx_count > 0)
+			return fifo | IIR_RX_DATA;
+		if ((s->ier & IER_THR_EMPTY) && s->thr_empty_pending) {
+			s->thr_empty_pending = false; /* reading IIR acknowledges THRE */
+			return fifo | IIR_THR_EMPTY;
+		}
+		return fifo | IIR_NONE;
+	}
+	case REG_LCR:
+		return s->lcr;
+	case REG_MCR:
+		return s->mcr;
+	case REG_LSR:
+		return LSR_THR_EMPTY | LSR_IDLE | (s->rx_count ? LSR_DATA_READY : 0);
+	case REG_MSR:
+		return modem_status(s);
+	default:
+		return s->scr;
+	}
+}
+
+static void reg_write(struct serial *s, unsigned reg, uint8_t val)
+{
+	switch (reg) {
+	case REG_DATA:
+		if (s->lcr & LCR_DLAB)
+			s->dll = val;
+		else
+			transmit(s, val);
+		break;
+	case REG_IER:
+		if (s->lcr & LCR_DLAB) {
+			s->dlm = val;
+			break;
+		}
+		/* Enabling the THRE interrupt with an empty THR fires it at once: the 8250
+		 * driver relies on that to start transmitting. */
+		if ((val & IER_THR_EMPTY) && !(s->ier & IER_THR_EMPTY))
+			s->thr_empty_pending = true;
+		s->ier = val & 0x0f;
+		break;
+	case REG_IIR_FCR:
+		s->fcr = val & (FCR_FIFO_ENABLE | 0xc0);
+		if (val & FCR_CLEAR_RX) {
+			s->rx_count = 0;
+			resume_input(s);
+		}
+		break;
+	case REG_LCR:
+		s->lcr = val;
+		break;
+	case REG_MCR:
+		s->mcr = val & 0x1f;
+		break;
+	case REG_LSR:
+	case REG_MSR:
+		break; /* read-only */
+	default:
+		s->scr = val;
+		break;
+	}
+	update_irq(s);
+}
+
+static void serial_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write)
+{
+	struct serial *s = opaque;
+	if (len != 1) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (is_write)
+		reg_write(s, (unsigned)offset, data[0]);
+	else
+		data[0] = reg_read(s, (unsigned)offset);
+	pthread_mutex_unlock(&s->lock);
+}
+
+size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t n = 0;
+	while (n < len && s->rx_count < RX_FIFO_SIZE)
+		push_rx(s, buf[n++]);
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+static void on_input(void *opaque, uint32_t events)
+{
+	struct serial *s = opaque;
+	uint8_t buf[RX_FIFO_SIZE];
+	pthread_mutex_lock(&s->lock);
+	size_t room = RX_FIFO_SIZE - s->rx_count;
+	pthread_mutex_unlock(&s->lock);
+	if (room == 0) {
+		/* Leave the bytes in the host's buffer until the guest drains its FIFO. */
+		pthread_mutex_lock(&s->lock);
+		s->in_paused = true;
+		evloop_modify(&s->vm->loop, s->in_fd, 0);
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	ssize_t n = read(s->in_fd, buf, room);
+	if (n > 0) {
+		serial_receive(s, buf, (size_t)n);
+	} else if (n == 0 || (errno != EAGAIN && errno != EINTR) || (events & EPOLLHUP)) {
+		/* End of input: the guest simply gets no more console input. */
+		evloop_remove(&s->vm->loop, s->in_fd);
+	}
+}
+
+struct serial *serial_create(struct vm *vm, int out_fd, int in_fd)
+{
+	struct serial *s = calloc(1, sizeof(*s));
+	if (!s)
+		die("out of memory");
+	pthread_mutex_init(&s->lock, NULL);
+	s->vm = vm;
+	s->out_fd = out_fd;
+	s->in_fd = -1;
+	s->mcr = MCR_OUT2;
+	s->irq_fd = irq_line_create(vm, SERIAL_IRQ);
+	if (s->irq_fd < 0)
+		die("serial: cannot wire IRQ %d: %s", SERIAL_IRQ, strerror(-s->irq_fd));
+	int rc = io_bus_register(&vm->pio_bus, SERIAL_PORT, 8, serial_io, s, "serial");
+	if (rc)
+		die("serial: cannot register ports 0x%x: %s", SERIAL_PORT, strerror(-rc));
+	if (in_fd >= 0 && evloop_add(&vm->loop, in_fd, EPOLLIN, on_input, s) == 0)
+		s->in_fd = in_fd;
+	return s;
+}
+
+void serial_destroy(struct serial *s)
+{
+	if (!s)
+		return;
+	if (s->in_fd >= 0)
+		evloop_remove(&s->vm->loop, s->in_fd);
+	if (s->irq_fd >= 0)
+		close(s->irq_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

@@ -1,0 +1,352 @@
+#include "x86/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "x86/boot.h"
+#include "x86/cpuid.h"
+#include "x86/layout.h"
+#include "core/log.h"
+#include "core/seccomp.h"
+#include "core/metrics.h"
+
+#define VCPU_KICK_SIGNAL SIGRTMIN
+
+#define MSR_IA32_TSC	      0x10
+#define MSR_IA32_SYSENTER_CS  0x174
+#define MSR_IA32_SYSENTER_ESP 0x175
+#define MSR_IA32_SYSENTER_EIP 0x176
+#define MSR_IA32_MISC_ENABLE  0x1a0
+#define MSR_MTRR_DEF_TYPE     0x2ff
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
+#define MSR_SYSCALL_MASK      0xc0000084
+#define MSR_KERNEL_GS_BASE    0xc0000102
+
+#define APIC_LVT_LINT0	 0x350
+#define APIC_LVT_LINT1	 0x360
+#define APIC_MODE_NMI	 0x4
+#define APIC_MODE_EXTINT 0x7
+
+static void set_msrs(struct vcpu *vcpu)
+{
+	static const struct {
+		uint32_t index;
+		uint64_t value;
+	} boot_msrs[] = {
+		{ MSR_IA32_SYSENTER_CS, 0 },
+		{ MSR_IA32_SYSENTER_ESP, 0 },
+		{ MSR_IA32_SYSENTER_EIP, 0 },
+		{ MSR_STAR, 0 },
+		{ MSR_CSTAR, 0 },
+		{ MSR_KERNEL_GS_BASE, 0 },
+		{ MSR_SYSCALL_MASK, 0 },
+		{ MSR_LSTAR, 0 },
+		{ MSR_IA32_TSC, 0 },
+		{ MSR_IA32_MISC_ENABLE, 1 },	       /* fast strings, as firmware leaves it */
+		{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 }, /* MTRRs on, write-back by default */
+	};
+	const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entries[sizeof(boot_msrs) / sizeof(boot_msrs[0])];
+	} msrs;
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.nmsrs = n;
+	for (unsigned i = 0; i < n; i++) {
+		msrs.entries[i].index = boot_msrs[i].index;
+		msrs.entries[i].data = boot_msrs[i].value;
+	}
+	int set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
+	if (set < 0)
+		die("vCPU %u: KVM_SET_MSRS: %s", vcpu->index, strerror(errno));
+	/* KVM stops at the first MSR it refuses; the rest of the boot still works, so say
+	 * which one and carry on. */
+	if ((unsigned)set < n)
+		log_warn("vCPU %u: KVM refused MSR 0x%x; continuing without it", vcpu->index,
+			 msrs.entries[set].index);
+}
+
+static void set_lapic(struct vcpu *vcpu)
+{
+	struct kvm_lapic_state lapic;
+	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0)
+		die("vCPU %u: KVM_GET_LAPIC: %s", vcpu->index, strerror(errno));
+	uint32_t lint0, lint1;
+	memcpy(&lint0, &lapic.regs[APIC_LVT_LINT0], 4);
+	memcpy(&lint1, &lapic.regs[APIC_LVT_LINT1], 4);
+	/* What the BIOS leaves: the PIC's output on LINT0 as ExtINT, NMIs on LINT1. */
+	lint0 = (lint0 & ~0x700u) | (APIC_MODE_EXTINT << 8);
+	lint1 = (lint1 & ~0x700u) | (APIC_MODE_NMI << 8);
+	memcpy(&lapic.regs[APIC_LVT_LINT0], &lint0, 4);
+	memcpy(&lapic.regs[APIC_LVT_LINT1], &lint1, 4);
+	if (ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic) < 0)
+		die("vCPU %u: KVM_SET_LAPIC: %s", vcpu->index, strerror(errno));
+}
+
+void vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned index,
+		 const struct kvm_cpuid2 *supported)
+{
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->index = index;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	if (vcpu->fd < 0)
+		die("vCPU %u: KVM_CREATE_VCPU: %s", index, strerror(errno));
+	vcpu->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED)
+		die("vCPU %u: cannot map kvm_run: %s", index, strerror(errno));
+
+	size_t cpuid_size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
+	struct kvm_cpuid2 *cpuid = malloc(cpuid_size);
+	if (!cpuid)
+		die("out of memory");
+	memcpy(cpuid, supported, cpuid_size);
+	cpuid_filter(cpuid->entries, cpuid->nent, index, vm->nr_vcpus, vm->cfg->machine.smt);
+	if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0)
+		die("vCPU %u: KVM_SET_CPUID2: %s", index, strerror(errno));
+	free(cpuid);
+
+	set_msrs(vcpu);
+	set_lapic(vcpu);
+
+	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
+	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
+		die("vCPU %u: KVM_SET_FPU: %s", index, strerror(errno));
+}
+
+static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type, bool code)
+{
+	*seg = (struct kvm_segment){
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = selector,
+		.type = type,
+		.present = 1,
+		.dpl = 0,
+		.db = code ? 0 : 1,
+		.s = 1,
+		.l = code ? 1 : 0,
+		.g = 1,
+	};
+}
+
+void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry)
+{
+	struct kvm_sregs sregs;
+	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+		die("vCPU %u: KVM_GET_SREGS: %s", vcpu->index, strerror(errno));
+	set_segment(&sregs.cs, BOOT_CS_SELECTOR, 0xb, true);
+	set_segment(&sregs.ds, BOOT_DS_SELECTOR, 0x3, false);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	sregs.tr = (struct kvm_segment){ .base = 0,
+					 .limit = 0xfffff,
+					 .selector = BOOT_TSS_SELECTOR,
+					 .type = 0xb,
+					 .present = 1 };
+	sregs.gdt.base = GDT_ADDR;
+	sregs.gdt.limit = BOOT_GDT_ENTRIES * 8 - 1;
+	sregs.idt.base = IDT_ADDR;
+	sregs.idt.limit = 7;
+	sregs.cr3 = PML4_ADDR;
+	sregs.cr4 |= 1u << 5;		      /* PAE */
+	sregs.cr0 |= (1u << 0) | (1u << 31);  /* PE, PG */
+	sregs.efer |= (1u << 8) | (1u << 10); /* LME, LMA */
+	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
+		die("vCPU %u: KVM_SET_SREGS: %s", vcpu->index, strerror(errno));
+
+	struct kvm_regs regs = {
+		.rflags = 0x2, /* bit 1 is reserved and always set */
+		.rip = entry,
+		.rsp = BOOT_STACK_TOP,
+		.rbp = BOOT_STACK_TOP,
+		.rsi = ZERO_PAGE_ADDR,
+	};
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
+		die("vCPU %u: KVM_SET_REGS: %s", vcpu->index, strerror(errno));
+}
+
+static void handle_io(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+	metric_inc(&vcpu_metrics[is_write ? VCPU_EXIT_IO_OUT : VCPU_EXIT_IO_IN]);
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		if (!io_bus_access(&vcpu->vm->pio_bus, run->io.port, data, run->io.size,
+				   is_write) &&
+		    !is_write)
+			memset(data, 0xff, run->io.size); /* an empty ISA port floats high */
+	}
+}
+
+static void handle_mmio(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	unsigned len = run->mmio.len <= 8 ? run->mmio.len : 8;
+	metric_inc(&vcpu_metrics[run->mmio.is_write ? VCPU_EXIT_MMIO_WRITE : VCPU_EXIT_MMIO_READ]);
+	if (!io_bus_access(&vcpu->vm->mmio_bus, run->mmio.phys_addr, run->mmio.data, len,
+			   run->mmio.is_write)) {
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0, len);
+		log_debug("vCPU %u: unhandled MMIO %s at 0x%llx", vcpu->index,
+			  run->mmio.is_write ? "write" : "read",
+			  (unsigned long long)run->mmio.phys_addr);
+	}
+}
+
+static void report_internal_error(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct kvm_regs regs;
+	unsigned long long rip = 0;
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0)
+		rip = regs.rip;
+	log_err("vCPU %u: KVM internal error, suberror %u, at rip 0x%llx", vcpu->index,
+		run->internal.suberror, rip);
+	if (vcpu->vm->pvm_host)
+		log_err("this host's /dev/kvm is PVM (kvm_pvm), which only runs kernels built as "
+			"PVM guests; a standard kernel fails like this in early boot. Run it in "
+			"the "
+			"emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
+}
+
+/* Returns false when the thread should stop. */
+static bool handle_exit(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(vcpu);
+		return true;
+	case KVM_EXIT_MMIO:
+		handle_mmio(vcpu);
+		return true;
+	case KVM_EXIT_HLT:
+		/* Only seen without an in-kernel LAPIC: nothing can wake us. */
+		log_info("vCPU %u halted", vcpu->index);
+		vm_request_exit(vcpu->vm, 0);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		/* A triple fault: what reboot=t does, and how a crashed guest ends. */
+		log_info("vCPU %u: guest shut down (triple fault)", vcpu->index);
+		vm_request_exit(vcpu->vm, 0);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		log_info("vCPU %u: guest system event %u", vcpu->index, run->system_event.type);
+		vm_request_exit(vcpu->vm, 0);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		report_internal_error(vcpu);
+		vm_request_exit(vcpu->vm, 3);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		log_err("vCPU %u: VM entry failed, reason 0x%llx", vcpu->index,
+			(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vm_request_exit(vcpu->vm, 3);
+		return false;
+	default:
+		log_err("vCPU %u: unexpected KVM exit %u", vcpu->index, run->exit_reason);
+		vm_request_exit(vcpu->vm, 3);
+		return false;
+	}
+}
+
+/* Parks the thread while the VM is paused. */
+static void wait_while_paused(struct vm *vm)
+{
+	/* The common case costs one atomic load, not a lock, on every exit. A pause sets the
+	 * flag before it kicks the vCPU, so the thread sees it when KVM_RUN returns. */
+	if (!atomic_load(&vm->paused))
+		return;
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->paused && !atomic_load(&vm->exiting)) {
+		vm->nr_parked++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->paused && !atomic_load(&vm->exiting))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->nr_parked--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	/* Before the first KVM_RUN: from here on the guest drives this thread. */
+	int rc = seccomp_install(SECCOMP_VCPU);
+	if (rc) {
+		log_err("vCPU %u: cannot install the seccomp filter: %s", vcpu->index,
+			strerror(-rc));
+		vm_request_exit(vcpu->vm, 1);
+		return NULL;
+	}
+	while (!atomic_load(&vcpu->vm->exiting)) {
+		wait_while_paused(vcpu->vm);
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu->run->immediate_exit = 0;
+				continue;
+			}
+			log_err("vCPU %u: KVM_RUN: %s", vcpu->index, strerror(errno));
+			vm_request_exit(vcpu->vm, 3);
+			break;
+		}
+		if (!handle_exit(vcpu))
+			break;
+	}
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only here so that the signal interrupts KVM_RUN */
+}
+
+int vcpu_start(struct vcpu *vcpu)
+{
+	static bool handler_installed;
+	if (!handler_installed) {
+		struct sigaction sa = { .sa_handler = kick_handler };
+		sigemptyset(&sa.sa_mask);
+		sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+		handler_installed = true;
+	}
+	int rc = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (rc)
+		return -rc;
+	vcpu->started = true;
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *vcpu)
+{
+	/* immediate_exit covers the window before the thread re-enters KVM_RUN, the signal
+	 * the time it already spends inside. */
+	vcpu->run->immediate_exit = 1;
+	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_stop(struct vcpu *vcpu)
+{
+	if (!vcpu->started)
+		return;
+	vcpu_kick(vcpu);
+	pthread_join(vcpu->thread, NULL);
+	vcpu->started = false;
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->run && vcpu->run != MAP_FAILED)
+		munmap(vcpu->run, (size_t)vcpu->vm->vcpu_mmap_size);
+	if (vcpu->fd >= 0)
+		close(vcpu->fd);
+}

@@ -1,0 +1,185 @@
+/* NetworkInterface objects: strict validation into a scratch net_config, then one commit. */
+#include "virtio/net_json.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json_fields.h"
+#include "virtio/virtio.h"
+
+/* "06:00:AC:10:00:02": six hex pairs separated by colons; a multicast address cannot be a
+ * NIC's own. */
+static int parse_mac(const char *s, uint8_t mac[6], const char *what, char *err)
+{
+	unsigned v[6];
+	int end = 0;
+	if (strlen(s) != 17 ||
+	    sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &end) != 6 ||
+	    end != 17 || strspn(s, "0123456789abcdefABCDEF:") != 17)
+		return api_fail(
+			err, "%s: field 'guest_mac' must look like 06:00:ac:10:00:02, not '%.32s'",
+			what, s);
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	if (mac[0] & 1)
+		return api_fail(err, "%s: field 'guest_mac' %s is a multicast address", what, s);
+	return 0;
+}
+
+static struct net_config *find_net(struct vm_config *cfg, const char *id)
+{
+	for (unsigned i = 0; i < cfg->nr_nets; i++)
+		if (strcmp(cfg->nets[i].iface_id, id) == 0)
+			return &cfg->nets[i];
+	return NULL;
+}
+
+/* The iface_id of body, checked against the path's {id}; what becomes "network interface
+ * 'ID'". */
+static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
+{
+	return api_get_object_id(body, "network interface", "iface_id", IFACE_ID_MAX, path_id, id,
+				 what, err);
+}
+
+int api_put_net(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
+{
+	static const char *const keys[] = { "iface_id", "host_dev_name",   "guest_mac",
+					    "mtu",	"rx_rate_limiter", "tx_rate_limiter",
+					    NULL };
+	const char *id, *tap, *mac;
+	char what[96];
+	if (body_id(body, path_id, &id, what, err) || api_check_keys(body, what, keys, err))
+		return -EINVAL;
+	struct net_config next = { 0 };
+	if (api_get_str(body, what, "host_dev_name", &tap, err) ||
+	    api_get_str(body, what, "guest_mac", &mac, err) ||
+	    api_get_rate_limiter_at(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
+	    api_get_rate_limiter_at(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
+		return -EINVAL;
+	if (!tap)
+		return api_fail(err, "%s: missing field 'host_dev_name'", what);
+	if (tap[0] == '\0' || strlen(tap) >= IFNAMSIZ)
+		return api_fail(err, "%s: field 'host_dev_name' must be 1 to %d characters", what,
+				IFNAMSIZ - 1);
+	/* Caught here rather than at InstanceStart: the orchestrator creates the TAP first. */
+	if (if_nametoindex(tap) == 0)
+		return api_fail(err, "%s: host_dev_name: TAP device %.16s does not exist", what,
+				tap);
+	if (mac) {
+		if (parse_mac(mac, next.guest_mac, what, err))
+			return -EINVAL;
+		next.has_mac = true;
+	}
+	json_t *mtu = json_object_get(body, "mtu");
+	if (mtu && !json_is_null(mtu)) {
+		if (!json_is_integer(mtu) || json_integer_value(mtu) < NET_MTU_MIN ||
+		    json_integer_value(mtu) > NET_MTU_MAX)
+			return api_fail(err, "%s: field 'mtu' must be an integer from %d to %d",
+					what, NET_MTU_MIN, NET_MTU_MAX);
+		next.mtu = (uint16_t)json_integer_value(mtu);
+	}
+	for (unsigned i = 0; i < cfg->nr_nets; i++) {
+		const struct net_config *o = &cfg->nets[i];
+		if (strcmp(o->iface_id, id) == 0)
+			continue;
+		if (strcmp(o->host_dev_name, tap) == 0)
+			return api_fail(err, "%s: TAP %s is already used by network interface '%s'",
+					what, tap, o->iface_id);
+		if (next.has_mac && o->has_mac && memcmp(o->guest_mac, next.guest_mac, 6) == 0)
+			return api_fail(
+				err, "%s: guest_mac %s is already used by network interface '%s'",
+				what, mac, o->iface_id);
+	}
+	struct net_config *slot = find_net(cfg, id);
+	if (!slot && cfg->nr_nets >= VIRTIO_DEV_MAX)
+		return api_fail(err, "%s: too many network interfaces (at most %d)", what,
+				VIRTIO_DEV_MAX);
+	next.iface_id = strdup(id);
+	next.host_dev_name = strdup(tap);
+	if (!next.iface_id || !next.host_dev_name) {
+		net_config_free(&next);
+		return api_fail(err, "%s: out of memory", what);
+	}
+	if (slot)
+		net_config_free(slot);
+	else if (!(slot = api_array_append(&cfg->nets, &cfg->nr_nets, sizeof(*slot)))) {
+		net_config_free(&next);
+		return api_fail(err, "%s: out of memory", what);
+	}
+	*slot = next;
+	return 0;
+}
+
+int api_patch_net(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
+{
+	static const char *const keys[] = { "iface_id", "rx_rate_limiter", "tx_rate_limiter",
+					    NULL };
+	const char *id;
+	char what[96];
+	if (body_id(body, path_id, &id, what, err))
+		return -EINVAL;
+	if (api_check_keys(body, what, keys, err)) {
+		size_t n = strlen(err);
+		snprintf(err + n, API_ERR_LEN - n,
+			 " (PATCH changes only rx_rate_limiter and tx_rate_limiter)");
+		return -EINVAL;
+	}
+	struct net_config *c = find_net(cfg, id);
+	if (!c)
+		return api_fail(err, "%s: no such network interface", what);
+	struct rate_limiter_config rx = c->rx_rate_limiter, tx = c->tx_rate_limiter;
+	if (api_get_rate_limiter_at(body, what, "rx_rate_limiter", &rx, err) ||
+	    api_get_rate_limiter_at(body, what, "tx_rate_limiter", &tx, err))
+		return -EINVAL;
+	c->rx_rate_limiter = rx;
+	c->tx_rate_limiter = tx;
+	return 0;
+}
+
+int api_put_nets(struct vm_config *cfg, json_t *array, char *err)
+{
+	if (!json_is_array(array))
+		return api_fail(
+			err, "network-interfaces: expected an array of network interface objects");
+	size_t i;
+	json_t *obj;
+	json_array_foreach (array, i, obj) {
+		json_t *id = json_is_object(obj) ? json_object_get(obj, "iface_id") : NULL;
+		if (json_is_string(id) && find_net(cfg, json_string_value(id)))
+			return api_fail(
+				err,
+				"network interface '%.64s': field 'iface_id' is used by two "
+				"interfaces",
+				json_string_value(id));
+		char inner[API_ERR_LEN];
+		if (api_put_net(cfg, NULL, obj, inner))
+			return api_fail(err, "network-interfaces[%zu]: %.450s", i, inner);
+	}
+	return 0;
+}
+
+json_t *api_nets_json(const struct vm_config *cfg)
+{
+	json_t *arr = json_array();
+	for (unsigned i = 0; i < cfg->nr_nets; i++) {
+		const struct net_config *n = &cfg->nets[i];
+		json_t *obj = json_pack("{s:s, s:s}", "iface_id", n->iface_id, "host_dev_name",
+					n->host_dev_name);
+		if (n->has_mac) {
+			char mac[18];
+			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+				 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+				 n->guest_mac[5]);
+			json_object_set_new(obj, "guest_mac", json_string(mac));
+		}
+		if (n->mtu)
+			json_object_set_new(obj, "mtu", json_integer(n->mtu));
+		json_array_append_new(arr, obj);
+	}
+	return arr;
+}

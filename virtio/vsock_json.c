@@ -1,0 +1,125 @@
+/* The Vsock object: strict validation into a scratch vsock_config, then one commit. */
+#include "virtio/vsock_json.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/json_fields.h"
+
+static const char what[] = "vsock";
+
+static int get_cid(json_t *body, uint32_t *cid, char *err)
+{
+	json_t *v = json_object_get(body, "guest_cid");
+	if (!v)
+		return api_fail(err, "%s: missing field 'guest_cid'", what);
+	if (!json_is_integer(v))
+		return api_fail(err, "%s: field 'guest_cid' must be an integer", what);
+	json_int_t n = json_integer_value(v);
+	if (n < VSOCK_CID_MIN || n > (json_int_t)UINT32_MAX)
+		return api_fail(err, "%s: field 'guest_cid' is %lld, must be between %d and %lu",
+				what, (long long)n, VSOCK_CID_MIN, (unsigned long)UINT32_MAX);
+	*cid = (uint32_t)n;
+	return 0;
+}
+
+/* Optional and deprecated in Firecracker, kept only to be shown back: any short string
+ * without control characters (it may land in log lines). */
+static int get_id(json_t *body, const char **id, char *err)
+{
+	if (api_get_str(body, what, "vsock_id", id, err))
+		return -EINVAL;
+	if (!*id)
+		return 0;
+	size_t n = strlen(*id);
+	if (n == 0 || n > VSOCK_ID_MAX)
+		return api_fail(err, "%s: field 'vsock_id' must be 1 to %d characters", what,
+				VSOCK_ID_MAX);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)(*id)[i] < 0x20 || (*id)[i] == 0x7f)
+			return api_fail(err, "%s: field 'vsock_id' contains a control character",
+					what);
+	return 0;
+}
+
+/* The socket is bound when the device is created (InstanceStart); what can be refused
+ * now is refused now: an empty or too long path, and a directory that is not there. */
+static int check_uds_path(const char *path, char *err)
+{
+	size_t n = strlen(path);
+	if (n == 0)
+		return api_fail(err, "%s: field 'uds_path' is empty", what);
+	if (n > VSOCK_UDS_PATH_MAX)
+		return api_fail(err,
+				"%s: field 'uds_path' is %zu bytes, at most %d fit a Unix socket "
+				"address with the '_PORT' suffix of guest connections",
+				what, n, VSOCK_UDS_PATH_MAX);
+	if (path[n - 1] == '/')
+		return api_fail(err, "%s: uds_path %s names a directory, not a socket file", what,
+				path);
+	char dir[VSOCK_UDS_PATH_MAX + 1];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	struct stat st;
+	if (stat(dir, &st) < 0) {
+		if (errno == ENOENT)
+			return api_fail(err, "%s: uds_path %s: directory %s does not exist", what,
+					path, dir);
+		return api_fail(err, "%s: uds_path %s: directory %s: %s", what, path, dir,
+				strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return api_fail(err, "%s: uds_path %s: %s is not a directory", what, path, dir);
+	return 0;
+}
+
+int api_put_vsock(struct vm_config *cfg, json_t *body, char *err)
+{
+	static const char *const keys[] = { "vsock_id", "guest_cid", "uds_path", NULL };
+	if (!json_is_object(body))
+		return api_fail(err, "%s: expected a JSON object", what);
+	if (api_check_keys(body, what, keys, err))
+		return -EINVAL;
+	const char *id, *path;
+	uint32_t cid = 0;
+	if (get_cid(body, &cid, err) || api_get_str(body, what, "uds_path", &path, err))
+		return -EINVAL;
+	if (!path)
+		return api_fail(err, "%s: missing field 'uds_path'", what);
+	if (check_uds_path(path, err) || get_id(body, &id, err))
+		return -EINVAL;
+	struct vsock_config *next = calloc(1, sizeof(*next));
+	if (!next)
+		return api_fail(err, "%s: out of memory", what);
+	next->guest_cid = cid;
+	next->uds_path = strdup(path);
+	next->vsock_id = id ? strdup(id) : NULL;
+	if (!next->uds_path || (id && !next->vsock_id)) {
+		vsock_config_free(next);
+		return api_fail(err, "%s: out of memory", what);
+	}
+	vsock_config_free(cfg->vsock);
+	cfg->vsock = next;
+	return 0;
+}
+
+json_t *api_vsock_json(const struct vm_config *cfg)
+{
+	const struct vsock_config *v = cfg->vsock;
+	if (!v)
+		return json_null();
+	json_t *obj = json_pack("{s:I, s:s}", "guest_cid", (json_int_t)v->guest_cid, "uds_path",
+				v->uds_path);
+	if (obj && v->vsock_id)
+		json_object_set_new(obj, "vsock_id", json_string(v->vsock_id));
+	return obj;
+}
