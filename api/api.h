@@ -8,22 +8,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/config.h"
 #include "vmm/vm.h"
 
 #define API_DEFAULT_SOCKET	"/run/ember.socket"
 #define API_DEFAULT_MAX_PAYLOAD 51200
 
-/* The VMM-side state the routes work on. */
+/* What the routes work on: the VM, through the controller. */
 struct api_ctx {
 	struct vm *vm;
-	struct vm_config *cfg;
 	const char *instance_id;
-	bool started;
-	bool logger_configured;
-	char *log_path;
-	char *metrics_path;
-	int metrics_timer_fd;
 };
 
 struct api_reply {
@@ -34,17 +27,8 @@ struct api_reply {
 /* Routes one request on the VMM thread. body may be NULL (no body). */
 void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, const char *body,
 		  size_t body_len, struct api_reply *reply);
-/* InstanceStart: validates the configuration, boots and starts the VM. 0 or -errno with a
- * message in err (the VM can then be configured again). */
-int api_instance_start(struct api_ctx *ctx, char *err);
 /* Registers the per-endpoint request metrics. */
 void api_metrics_init(void);
-/* The config file's "logger" and "metrics" (an api_config_key_fn; opaque is the ctx). */
-int api_config_file_key(void *opaque, const char *key, json_t *val, char *err);
-/* PUT /metrics and --metrics-path: opens path (file or FIFO) as the metrics sink, once. */
-int api_open_metrics(struct api_ctx *ctx, const char *path, char *err);
-/* Starts flushing metrics every 60 s from the VMM loop (after PUT /metrics). */
-int api_metrics_timer_start(struct api_ctx *ctx);
 
 struct api_server;
 /* Binds path (replacing a stale socket file, refusing one that someone listens on),

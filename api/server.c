@@ -344,7 +344,7 @@ static void *api_thread(void *arg)
 	int rc = seccomp_install(SECCOMP_API);
 	if (rc) {
 		log_err("cannot install the API thread's seccomp filter: %s", strerror(-rc));
-		vm_request_exit(srv->ctx->vm, 1);
+		machine_request_exit(&srv->ctx->vm->m, 1);
 		return NULL;
 	}
 	/* The listening socket and the stop eventfd are told apart from connections by their
@@ -397,7 +397,7 @@ static int prepare_socket_path(const char *path, char *err)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, VM_ERR_LEN, "API socket %s exists and is not a socket", path);
+		snprintf(err, ERR_LEN, "API socket %s exists and is not a socket", path);
 		return -EEXIST;
 	}
 	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -406,7 +406,7 @@ static int prepare_socket_path(const char *path, char *err)
 	int rc = connect(probe, (struct sockaddr *)&addr, sizeof(addr));
 	close(probe);
 	if (rc == 0) {
-		snprintf(err, VM_ERR_LEN, "API socket %s is in use by another process", path);
+		snprintf(err, ERR_LEN, "API socket %s is in use by another process", path);
 		return -EADDRINUSE;
 	}
 	return unlink(path) < 0 ? -errno : 0;
@@ -417,14 +417,14 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		snprintf(err, VM_ERR_LEN, "API socket path %s is longer than %zu bytes", path,
+		snprintf(err, ERR_LEN, "API socket path %s is longer than %zu bytes", path,
 			 sizeof(addr.sun_path) - 1);
 		return NULL;
 	}
 	int rc = prepare_socket_path(path, err);
 	if (rc) {
 		if (!err[0])
-			snprintf(err, VM_ERR_LEN, "API socket %s: %s", path, strerror(-rc));
+			snprintf(err, ERR_LEN, "API socket %s: %s", path, strerror(-rc));
 		return NULL;
 	}
 	struct api_server *srv = calloc(1, sizeof(*srv));
@@ -440,13 +440,13 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 	if (srv->listen_fd < 0 ||
 	    bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    listen(srv->listen_fd, 64) < 0) {
-		snprintf(err, VM_ERR_LEN, "API socket %s: %s", path, strerror(errno));
+		snprintf(err, ERR_LEN, "API socket %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &srv->listen_fd };
 	if (srv->epoll_fd < 0 || epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->listen_fd, &ev) < 0) {
-		snprintf(err, VM_ERR_LEN, "API socket %s: epoll: %s", path, strerror(errno));
+		snprintf(err, ERR_LEN, "API socket %s: epoll: %s", path, strerror(errno));
 		goto fail;
 	}
 	srv->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -454,9 +454,9 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 	ev.data.ptr = &srv->stop_fd;
 	if (srv->request_fd < 0 || srv->stop_fd < 0 ||
 	    epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, srv->stop_fd, &ev) < 0 ||
-	    evloop_add(&ctx->vm->loop, srv->request_fd, EPOLLIN, on_request_event, srv) ||
+	    evloop_add(&ctx->vm->m.loop, srv->request_fd, EPOLLIN, on_request_event, srv) ||
 	    pthread_create(&srv->thread, NULL, api_thread, srv)) {
-		snprintf(err, VM_ERR_LEN, "API socket %s: cannot start the API thread", path);
+		snprintf(err, ERR_LEN, "API socket %s: cannot start the API thread", path);
 		goto fail;
 	}
 	return srv;
@@ -487,7 +487,7 @@ void api_server_stop(struct api_server *srv)
 	close(srv->epoll_fd);
 	close(srv->listen_fd);
 	unlink(srv->path);
-	evloop_remove(&srv->ctx->vm->loop, srv->request_fd);
+	evloop_remove(&srv->ctx->vm->m.loop, srv->request_fd);
 	close(srv->request_fd);
 	close(srv->stop_fd);
 	free(srv->path);

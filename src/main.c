@@ -8,14 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/config.h"
 #include "api/api.h"
-#include "vmm/config_json.h"
 #include "core/log.h"
-#include "core/version.h"
-#include "core/metrics.h"
-#include "vmm/vm.h"
 #include "core/seccomp.h"
+#include "core/version.h"
+#include "vmm/controller.h"
 
 static struct termios saved_termios;
 static bool termios_saved;
@@ -72,18 +69,11 @@ static void usage(FILE *out)
 		"128+N when stopped by signal N.\n");
 }
 
-static uint64_t cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 int main(int argc, char **argv)
 {
-	static struct vm vm; /* zeroed, as vm_create expects */
-	vm.start_ns = monotonic_ns();
-	vm.start_cpu_ns = cpu_ns();
+	static struct vm vm; /* zeroed, as vmm_init expects */
+	vm.m.start_ns = monotonic_ns();
+	vm.m.start_cpu_ns = process_cpu_ns();
 	log_set_level_name("Info");
 
 	enum {
@@ -193,9 +183,9 @@ int main(int argc, char **argv)
 							     : "start-time-cpu-us",
 				    optarg);
 			if (opt == OPT_START_TIME_US)
-				vm.start_ns = us * 1000;
+				vm.m.start_ns = us * 1000;
 			else
-				vm.start_cpu_ns = us * 1000;
+				vm.m.start_cpu_ns = us * 1000;
 			break;
 		}
 		case OPT_VERSION:
@@ -214,17 +204,15 @@ int main(int argc, char **argv)
 	if (no_api && !config_path)
 		die("--no-api needs --config-file FILE");
 
-	struct vm_config cfg;
-	vm_config_init(&cfg);
-	char err[API_ERR_LEN] = "";
-	vm_init(&vm);
+	char err[ERR_LEN] = "";
+	/* With a config file the VM starts at once; through the API, its slow parts are built
+	 * while the client configures it. */
+	vmm_init(&vm, !config_path);
 	api_metrics_init();
-	struct api_ctx ctx = {
-		.vm = &vm, .cfg = &cfg, .instance_id = instance_id, .metrics_timer_fd = -1
-	};
-	if (config_path && api_load_config_file(config_path, &cfg, api_config_file_key, &ctx, err))
+	struct api_ctx ctx = { .vm = &vm, .instance_id = instance_id };
+	if (config_path && vmm_load_config_file(&vm, config_path, err))
 		die("%s", err);
-	if (metrics_path && api_open_metrics(&ctx, metrics_path, err))
+	if (metrics_path && vmm_open_metrics(&vm, metrics_path, err))
 		die("--metrics-path: %s", err);
 	struct api_server *srv = NULL;
 	if (!no_api) {
@@ -233,18 +221,11 @@ int main(int argc, char **argv)
 			die("%s", err);
 	}
 	/* A config file starts the VM at once, as Firecracker does; the API, if any, stays. */
-	if (config_path && api_instance_start(&ctx, err))
+	if (config_path && vmm_start(&vm, err))
 		die("%s", err);
 	make_terminal_raw();
-	int code = vm_run(&vm);
+	int code = vmm_run(&vm);
 	api_server_stop(srv);
-	if (ctx.metrics_path)
-		metrics_flush(); /* the last interval's counts */
-	vm_destroy(&vm);
-	vm_config_free(&cfg);
-	free(ctx.log_path);
-	free(ctx.metrics_path);
-	if (ctx.metrics_timer_fd >= 0)
-		close(ctx.metrics_timer_fd);
+	vmm_destroy(&vm);
 	return code;
 }

@@ -270,11 +270,11 @@ static void blk_destroy(struct virtio_dev *dev)
 	struct blk_dev *b = to_blk(dev);
 	if (b->engine) {
 		if (b->engine->event_fd >= 0)
-			evloop_remove(&dev->vm->loop, b->engine->event_fd);
+			evloop_remove(&dev->machine->loop, b->engine->event_fd);
 		b->engine->ops->destroy(b->engine);
 	}
 	if (b->rl.timer_fd >= 0)
-		evloop_remove(&dev->vm->loop, b->rl.timer_fd);
+		evloop_remove(&dev->machine->loop, b->rl.timer_fd);
 	rate_limiter_destroy(&b->rl);
 	if (b->fd >= 0)
 		close(b->fd);
@@ -337,8 +337,8 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 	return fd;
 }
 
-int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev **out, char *err,
-	       size_t err_len)
+int blk_create(struct machine *machine, const struct drive_config *cfg, struct virtio_dev **out,
+	       char *err, size_t err_len)
 {
 	struct blk_dev *b = calloc(1, sizeof(*b));
 	if (!b) {
@@ -347,7 +347,8 @@ int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev 
 	}
 	b->fd = -1;
 	b->rl.timer_fd = -1;
-	b->vdev.vm = vm; /* blk_destroy needs the event loop even before the transport exists */
+	b->vdev.machine =
+		machine; /* blk_destroy needs the event loop even before the transport exists */
 	b->id = strdup(cfg->drive_id);
 	b->path = strdup(cfg->path_on_host);
 	b->reqs = calloc(BLK_QUEUE_SIZE, sizeof(*b->reqs));
@@ -358,6 +359,12 @@ int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev 
 	}
 	b->read_only = cfg->is_read_only;
 	b->writeback = cfg->cache_type == DRIVE_CACHE_WRITEBACK;
+	if (cfg->is_root_device && cfg->partuuid)
+		snprintf(b->root_arg, sizeof(b->root_arg), "root=PARTUUID=%s %s", cfg->partuuid,
+			 b->read_only ? "ro" : "rw");
+	else if (cfg->is_root_device)
+		snprintf(b->root_arg, sizeof(b->root_arg), "root=/dev/vda %s",
+			 b->read_only ? "ro" : "rw");
 	for (unsigned i = BLK_QUEUE_SIZE; i-- > 0;) {
 		b->reqs[i].blk = b;
 		put_req(b, &b->reqs[i]);
@@ -391,7 +398,7 @@ int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev 
 	if (b->read_only)
 		features |= 1ULL << VIRTIO_BLK_F_RO;
 
-	rc = virtio_mmio_init(&b->vdev, vm, &blk_ops, b->id, 1, BLK_QUEUE_SIZE, features);
+	rc = virtio_mmio_init(&b->vdev, machine, &blk_ops, b->id, 1, BLK_QUEUE_SIZE, features);
 	if (rc) {
 		snprintf(err, err_len, "drive %s: cannot create the virtio-mmio device: %s", b->id,
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
@@ -400,9 +407,9 @@ int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev 
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
 	if ((b->engine->event_fd >= 0 &&
-	     (rc = evloop_add(&vm->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) ||
+	     (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) ||
 	    (b->rl.timer_fd >= 0 &&
-	     (rc = evloop_add(&vm->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b)))) {
+	     (rc = evloop_add(&machine->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b)))) {
 		snprintf(err, err_len, "drive %s: event loop: %s", b->id, strerror(-rc));
 		return rc;
 	}
@@ -418,18 +425,10 @@ fail:
 	return rc;
 }
 
-int blk_update(struct vm *vm, const struct drive_config *cfg, char *err, size_t err_len)
+int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err, size_t err_len)
 {
-	struct blk_dev *b = NULL;
-	for (unsigned i = 0; i < vm->nr_virtio_devs && !b; i++) {
-		struct virtio_dev *dev = vm->virtio_devs[i];
-		if (dev->ops == &blk_ops && strcmp(to_blk(dev)->id, cfg->drive_id) == 0)
-			b = to_blk(dev);
-	}
-	if (!b) {
-		snprintf(err, err_len, "drive %s: no such drive in the running VM", cfg->drive_id);
-		return -ENOENT;
-	}
+	struct blk_dev *b = to_blk(dev);
+	struct machine *machine = dev->machine;
 	/* Everything that can fail first, outside the lock: the image and a copy of its path. */
 	int fd = -1;
 	uint64_t sectors = b->sectors;
@@ -448,7 +447,7 @@ int blk_update(struct vm *vm, const struct drive_config *cfg, char *err, size_t 
 	int had_timer = b->rl.timer_fd;
 	int rc = rate_limiter_update(&b->rl, &cfg->rate_limiter, monotonic_ns());
 	if (!rc && had_timer < 0 && b->rl.timer_fd >= 0)
-		rc = evloop_add(&vm->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b);
+		rc = evloop_add(&machine->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b);
 	if (rc) {
 		snprintf(err, err_len, "drive %s: rate_limiter: %s", b->id, strerror(-rc));
 	} else if (fd >= 0 && (rc = b->engine->ops->set_fd(b->engine, fd))) {
@@ -477,41 +476,7 @@ int blk_update(struct vm *vm, const struct drive_config *cfg, char *err, size_t 
 	return rc;
 }
 
-int blk_create_drives(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
-		      char *err, size_t err_len)
+const char *blk_root_arg(struct virtio_dev *dev)
 {
-	const struct vm_config *cfg = vm->cfg;
-	unsigned n = *nr_extra;
-	/* Two passes: the root device first, so that it is /dev/vda as in Firecracker. */
-	for (int pass = 0; pass < 2; pass++) {
-		for (unsigned i = 0; i < cfg->nr_drives; i++) {
-			const struct drive_config *d = &cfg->drives[i];
-			if (d->is_root_device != (pass == 0))
-				continue;
-			if (n + 2 > max_extra) {
-				snprintf(err, err_len,
-					 "drive %s: too many virtio devices (at most %d)",
-					 d->drive_id, VIRTIO_DEV_MAX);
-				return -ENOSPC;
-			}
-			struct virtio_dev *dev;
-			int rc = blk_create(vm, d, &dev, err, err_len);
-			if (rc)
-				return rc;
-			extra[n++] = dev->cmdline;
-			if (d->is_root_device) {
-				struct blk_dev *b = to_blk(dev);
-				const char *mode = d->is_read_only ? "ro" : "rw";
-				if (d->partuuid)
-					snprintf(b->root_arg, sizeof(b->root_arg),
-						 "root=PARTUUID=%s %s", d->partuuid, mode);
-				else
-					snprintf(b->root_arg, sizeof(b->root_arg),
-						 "root=/dev/vda %s", mode);
-				extra[n++] = b->root_arg;
-			}
-			*nr_extra = n;
-		}
-	}
-	return 0;
+	return to_blk(dev)->root_arg;
 }

@@ -7,8 +7,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/config.h"
+#include "core/rate_limiter.h"
 #include "virtio/virtio.h"
+
+enum drive_cache_type { DRIVE_CACHE_UNSAFE, DRIVE_CACHE_WRITEBACK };
+enum drive_io_engine { DRIVE_ENGINE_SYNC, DRIVE_ENGINE_ASYNC };
+
+/* One entry of Firecracker's "drives": a raw image file served as virtio-block. */
+struct drive_config {
+	char *drive_id;
+	char *path_on_host;
+	char *partuuid; /* root=PARTUUID=... instead of root=/dev/vda; NULL if unset */
+	bool is_root_device;
+	bool is_read_only;
+	enum drive_cache_type cache_type;
+	enum drive_io_engine io_engine;
+	struct rate_limiter_config rate_limiter;
+};
+
+/* The drives of a VM, in the order configured. */
+struct drive_set {
+	struct drive_config *drives;
+	unsigned nr_drives;
+};
+void drive_config_free(struct drive_config *d);
 
 #define VIRTIO_ID_BLOCK 2
 
@@ -81,20 +103,13 @@ int blk_uring_probe(char *err, size_t err_len);
 
 /* One virtio-blk device for drive cfg in vm's next virtio slot. -errno and a message
  * naming the drive in err on failure. */
-int blk_create(struct vm *vm, const struct drive_config *cfg, struct virtio_dev **out, char *err,
-	       size_t err_len);
-/* PATCH /drives/{id} on a running VM: cfg (already validated by api_patch_drive) gives
- * the drive's path_on_host and rate_limiter. A new image takes effect for the next
- * request, with a configuration interrupt when its size differs. -ENOENT if vm has no
- * such drive; -errno and err otherwise, with nothing changed. */
-int blk_update(struct vm *vm, const struct drive_config *cfg, char *err, size_t err_len);
-
-/* Creates every drive of vm->cfg, the root device first (so it is /dev/vda), and appends
- * to extra[*nr_extra...] the kernel arguments they need: virtio_mmio.device=... for each,
- * and root=... ro|rw for the root device (the strings live as long as the devices).
- * -errno with a message naming the drive in err; devices already made stay in vm, which
- * destroys them. */
-int blk_create_drives(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
-		      char *err, size_t err_len);
+int blk_create(struct machine *machine, const struct drive_config *cfg, struct virtio_dev **out,
+	       char *err, size_t err_len);
+/* PATCH /drives/{id} on the running device dev: cfg (already validated) gives the drive's
+ * path_on_host and rate_limiter. A new image takes effect for the next request, with a
+ * configuration interrupt when its size differs. -errno and err, with nothing changed. */
+int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err, size_t err_len);
+/* The root device's root=... ro|rw kernel argument. */
+const char *blk_root_arg(struct virtio_dev *dev);
 
 #endif

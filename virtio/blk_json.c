@@ -17,36 +17,37 @@ static int check_path(const char *path, bool read_only, const char *what, char *
 {
 	struct stat st;
 	if (path[0] == '\0')
-		return api_fail(err, "%s: field 'path_on_host' is empty", what);
+		return cfg_fail(err, "%s: field 'path_on_host' is empty", what);
 	if (stat(path, &st) < 0)
-		return api_fail(err, "%s: path_on_host %.300s: %s", what, path, strerror(errno));
+		return cfg_fail(err, "%s: path_on_host %.300s: %s", what, path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return api_fail(err, "%s: path_on_host %.300s is not a file or block device", what,
+		return cfg_fail(err, "%s: path_on_host %.300s is not a file or block device", what,
 				path);
 	if (access(path, read_only ? R_OK : R_OK | W_OK) < 0)
-		return api_fail(err, "%s: path_on_host %.300s is not %s: %s", what, path,
+		return cfg_fail(err, "%s: path_on_host %.300s is not %s: %s", what, path,
 				read_only ? "readable"
 					  : "readable and writable (set is_read_only?)",
 				strerror(errno));
 	return 0;
 }
 
-static struct drive_config *find_drive(struct vm_config *cfg, const char *id)
+static struct drive_config *find_drive(struct drive_set *set, const char *id)
 {
-	for (unsigned i = 0; i < cfg->nr_drives; i++)
-		if (strcmp(cfg->drives[i].drive_id, id) == 0)
-			return &cfg->drives[i];
+	for (unsigned i = 0; i < set->nr_drives; i++)
+		if (strcmp(set->drives[i].drive_id, id) == 0)
+			return &set->drives[i];
 	return NULL;
 }
 
 /* The drive_id of body, checked against the path's {id}; what becomes "drive 'ID'". */
 static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
 {
-	return api_get_object_id(body, "drive", "drive_id", DRIVE_ID_MAX, path_id, id, what, err);
+	return cfg_get_object_id(body, "drive", "drive_id", DRIVE_ID_MAX, path_id, id, what, err);
 }
 
-int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
+int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
+	struct drive_set *set = store;
 	static const char *const keys[] = {
 		"drive_id",   "path_on_host", "is_root_device", "is_read_only", "partuuid",
 		"cache_type", "io_engine",    "rate_limiter",	"socket",	NULL
@@ -55,26 +56,26 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 	static const char *const engines[] = { "Sync", "Async", NULL };
 	const char *id;
 	char what[96];
-	if (body_id(body, path_id, &id, what, err) || api_check_keys(body, what, keys, err))
+	if (body_id(body, path_id, &id, what, err) || cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 	if (json_object_get(body, "socket"))
-		return api_fail(err,
+		return cfg_fail(err,
 				"%s: field 'socket': vhost-user block devices are not supported",
 				what);
 
 	struct drive_config next = { 0 };
 	const char *path, *partuuid;
 	int cache = DRIVE_CACHE_UNSAFE, engine = DRIVE_ENGINE_SYNC;
-	if (api_get_bool(body, what, "is_root_device", true, &next.is_root_device, err) ||
-	    api_get_bool(body, what, "is_read_only", false, &next.is_read_only, err) ||
-	    api_get_str(body, what, "path_on_host", &path, err) ||
-	    api_get_str(body, what, "partuuid", &partuuid, err) ||
-	    api_get_enum(body, what, "cache_type", caches, &cache, err) ||
-	    api_get_enum(body, what, "io_engine", engines, &engine, err) ||
-	    api_get_rate_limiter(body, what, &next.rate_limiter, err))
+	if (cfg_get_bool(body, what, "is_root_device", true, &next.is_root_device, err) ||
+	    cfg_get_bool(body, what, "is_read_only", false, &next.is_read_only, err) ||
+	    cfg_get_str(body, what, "path_on_host", &path, err) ||
+	    cfg_get_str(body, what, "partuuid", &partuuid, err) ||
+	    cfg_get_enum(body, what, "cache_type", caches, &cache, err) ||
+	    cfg_get_enum(body, what, "io_engine", engines, &engine, err) ||
+	    cfg_get_rate_limiter(body, what, &next.rate_limiter, err))
 		return -EINVAL;
 	if (!path)
-		return api_fail(err, "%s: missing field 'path_on_host'", what);
+		return cfg_fail(err, "%s: missing field 'path_on_host'", what);
 	if (check_path(path, next.is_read_only, what, err))
 		return -EINVAL;
 	if (partuuid) {
@@ -82,27 +83,27 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 		size_t n = strlen(partuuid);
 		if (n == 0 || n > DRIVE_PARTUUID_MAX ||
 		    strspn(partuuid, "0123456789abcdefABCDEF-") != n)
-			return api_fail(err,
+			return cfg_fail(err,
 					"%s: field 'partuuid' must be 1 to %d hex digits and '-'",
 					what, DRIVE_PARTUUID_MAX);
 	}
 	if (next.is_root_device) {
-		for (unsigned i = 0; i < cfg->nr_drives; i++)
-			if (cfg->drives[i].is_root_device && strcmp(cfg->drives[i].drive_id, id))
-				return api_fail(
+		for (unsigned i = 0; i < set->nr_drives; i++)
+			if (set->drives[i].is_root_device && strcmp(set->drives[i].drive_id, id))
+				return cfg_fail(
 					err,
 					"%s: field 'is_root_device': drive '%s' is already the "
 					"root device",
-					what, cfg->drives[i].drive_id);
+					what, set->drives[i].drive_id);
 	}
 	if (engine == DRIVE_ENGINE_ASYNC) {
 		char why[200];
 		if (blk_uring_probe(why, sizeof(why)))
-			return api_fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
+			return cfg_fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
 	}
-	struct drive_config *slot = find_drive(cfg, id);
-	if (!slot && cfg->nr_drives >= VIRTIO_DEV_MAX)
-		return api_fail(err, "%s: too many drives (at most %d)", what, VIRTIO_DEV_MAX);
+	struct drive_config *slot = find_drive(set, id);
+	if (!slot && set->nr_drives >= VIRTIO_DEV_MAX)
+		return cfg_fail(err, "%s: too many drives (at most %d)", what, VIRTIO_DEV_MAX);
 
 	next.cache_type = (enum drive_cache_type)cache;
 	next.io_engine = (enum drive_io_engine)engine;
@@ -111,67 +112,179 @@ int api_put_drive(struct vm_config *cfg, const char *path_id, json_t *body, char
 	next.partuuid = partuuid ? strdup(partuuid) : NULL;
 	if (!next.drive_id || !next.path_on_host || (partuuid && !next.partuuid)) {
 		drive_config_free(&next);
-		return api_fail(err, "%s: out of memory", what);
+		return cfg_fail(err, "%s: out of memory", what);
 	}
 	if (slot)
 		drive_config_free(slot);
-	else if (!(slot = api_array_append(&cfg->drives, &cfg->nr_drives, sizeof(*slot)))) {
+	else if (!(slot = cfg_array_append(&set->drives, &set->nr_drives, sizeof(*slot)))) {
 		drive_config_free(&next);
-		return api_fail(err, "%s: out of memory", what);
+		return cfg_fail(err, "%s: out of memory", what);
 	}
 	*slot = next;
 	return 0;
 }
 
-int api_patch_drive(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
+/* A PartialDrive for an existing drive: *d is that drive, *next what it becomes. Nothing
+ * changes yet; next->path_on_host is d's own string unless *new_path (then the caller's). */
+static int parse_patch(struct drive_set *set, const char *path_id, json_t *body,
+		       struct drive_config **d, struct drive_config *next, char **new_path,
+		       char *err)
 {
 	static const char *const keys[] = { "drive_id", "path_on_host", "rate_limiter", NULL };
 	const char *id, *path;
 	char what[96];
+	*new_path = NULL;
 	if (body_id(body, path_id, &id, what, err))
 		return -EINVAL;
-	if (api_check_keys(body, what, keys, err)) {
+	if (cfg_check_keys(body, what, keys, err)) {
 		size_t n = strlen(err);
-		snprintf(err + n, API_ERR_LEN - n,
+		snprintf(err + n, ERR_LEN - n,
 			 " (PATCH changes only path_on_host and rate_limiter)");
 		return -EINVAL;
 	}
-	struct drive_config *d = find_drive(cfg, id);
-	if (!d)
-		return api_fail(err, "%s: no such drive", what);
-	struct rate_limiter_config rl = d->rate_limiter;
-	if (api_get_str(body, what, "path_on_host", &path, err) ||
-	    api_get_rate_limiter(body, what, &rl, err))
+	if (!(*d = find_drive(set, id)))
+		return cfg_fail(err, "%s: no such drive", what);
+	*next = **d;
+	if (cfg_get_str(body, what, "path_on_host", &path, err) ||
+	    cfg_get_rate_limiter(body, what, &next->rate_limiter, err))
 		return -EINVAL;
-	char *copy = NULL;
 	if (path) {
-		if (check_path(path, d->is_read_only, what, err))
+		if (check_path(path, next->is_read_only, what, err))
 			return -EINVAL;
-		if (!(copy = strdup(path)))
-			return api_fail(err, "%s: out of memory", what);
-		free(d->path_on_host);
-		d->path_on_host = copy;
+		if (!(*new_path = strdup(path)))
+			return cfg_fail(err, "%s: out of memory", what);
+		next->path_on_host = *new_path;
 	}
-	d->rate_limiter = rl;
 	return 0;
 }
 
-int api_put_drives(struct vm_config *cfg, json_t *array, char *err)
+static void commit_patch(struct drive_config *d, const struct drive_config *next, char *new_path)
 {
+	if (new_path) {
+		free(d->path_on_host);
+		d->path_on_host = new_path;
+	}
+	d->rate_limiter = next->rate_limiter;
+}
+
+int blk_config_patch(void *store, const char *path_id, json_t *body, char *err)
+{
+	struct drive_set *set = store;
+	struct drive_config *d, next;
+	char *new_path;
+	int rc = parse_patch(set, path_id, body, &d, &next, &new_path, err);
+	if (!rc)
+		commit_patch(d, &next, new_path);
+	return rc;
+}
+
+int blk_config_load(void *store, json_t *array, char *err)
+{
+	struct drive_set *set = store;
 	if (!json_is_array(array))
-		return api_fail(err, "drives: expected an array of drive objects");
+		return cfg_fail(err, "drives: expected an array of drive objects");
 	size_t i;
 	json_t *drive;
 	json_array_foreach (array, i, drive) {
 		/* The file lists each drive once; PUT's replace-by-id would hide a typo. */
 		json_t *id = json_is_object(drive) ? json_object_get(drive, "drive_id") : NULL;
-		if (json_is_string(id) && find_drive(cfg, json_string_value(id)))
-			return api_fail(err,
+		if (json_is_string(id) && find_drive(set, json_string_value(id)))
+			return cfg_fail(err,
 					"drive '%.64s': field 'drive_id' is used by two drives",
 					json_string_value(id));
-		char inner[API_ERR_LEN];
-		if (api_put_drive(cfg, NULL, drive, inner))
-			return api_fail(err, "drives[%zu]: %.450s", i, inner);
+		char inner[ERR_LEN];
+		if (blk_config_put(set, NULL, drive, inner))
+			return cfg_fail(err, "drives[%zu]: %.450s", i, inner);
 	}
 	return 0;
 }
+
+void drive_config_free(struct drive_config *d)
+{
+	free(d->drive_id);
+	free(d->path_on_host);
+	free(d->partuuid);
+	memset(d, 0, sizeof(*d));
+}
+
+/* The device table's hooks: the store is a struct drive_set. */
+
+static json_t *kind_to_json(const void *store)
+{
+	const struct drive_set *set = store;
+	json_t *drives = json_array();
+	for (unsigned i = 0; i < set->nr_drives; i++) {
+		const struct drive_config *d = &set->drives[i];
+		json_t *obj = json_pack(
+			"{s:s, s:s, s:b, s:b, s:s, s:s}", "drive_id", d->drive_id, "path_on_host",
+			d->path_on_host, "is_root_device", d->is_root_device, "is_read_only",
+			d->is_read_only, "cache_type",
+			d->cache_type == DRIVE_CACHE_WRITEBACK ? "Writeback" : "Unsafe",
+			"io_engine", d->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync");
+		if (d->partuuid)
+			json_object_set_new(obj, "partuuid", json_string(d->partuuid));
+		json_array_append_new(drives, obj);
+	}
+	return drives;
+}
+
+static void kind_free(void *store)
+{
+	struct drive_set *set = store;
+	for (unsigned i = 0; i < set->nr_drives; i++)
+		drive_config_free(&set->drives[i]);
+	free(set->drives);
+}
+
+/* The root device first, so that it is /dev/vda as in Firecracker; it brings root=. */
+static int kind_create(struct machine *machine, const void *store, struct device_set *out,
+		       char *err)
+{
+	const struct drive_set *set = store;
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned i = 0; i < set->nr_drives; i++) {
+			const struct drive_config *d = &set->drives[i];
+			if (d->is_root_device != (pass == 0))
+				continue;
+			struct virtio_dev *dev;
+			int rc = blk_create(machine, d, &dev, err, ERR_LEN);
+			if (rc)
+				return rc;
+			if (device_set_add(out, dev, d->is_root_device ? blk_root_arg(dev) : NULL))
+				return cfg_fail(err,
+						"drive %s: too many virtio devices (at most %d)",
+						d->drive_id, VIRTIO_DEV_MAX);
+		}
+	}
+	return 0;
+}
+
+static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err)
+{
+	struct drive_config *d, next;
+	char *new_path;
+	int rc = parse_patch(store, id, body, &d, &next, &new_path, err);
+	if (!rc)
+		rc = blk_update(dev, &next, err, ERR_LEN);
+	if (rc) {
+		free(new_path);
+		return rc;
+	}
+	commit_patch(d, &next, new_path);
+	return 0;
+}
+
+const struct device_kind blk_kind = {
+	.key = "drives",
+	.metric = "drive",
+	.per_id = true,
+	.patchable = true,
+	.store_size = sizeof(struct drive_set),
+	.put = blk_config_put,
+	.patch = blk_config_patch,
+	.load = blk_config_load,
+	.to_json = kind_to_json,
+	.free = kind_free,
+	.create = kind_create,
+	.update = kind_update,
+};

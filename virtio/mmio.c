@@ -3,6 +3,7 @@
  * driver negotiates, queue setup only between FEATURES_OK and DRIVER_OK, and status bits
  * only in the order the spec gives. A refused write changes nothing. */
 #include "virtio/virtio.h"
+#include "virtio/kind.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -27,22 +28,15 @@
  * device are logged. */
 #define DEV_WARN_MAX 16
 
-static void dev_warn(struct virtio_dev *dev, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void dev_warn(struct virtio_dev *dev, const char *fmt, ...)
+void virtio_dev_warn(struct virtio_dev *dev, const char *fmt, ...)
 {
-	if (dev->warnings >= DEV_WARN_MAX)
-		return;
-	char msg[256];
+	char msg[ERR_LEN];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	dev->warnings++;
-	log_warn("%s %s: %s%s", dev->ops->name, dev->label, msg,
-		 dev->warnings == DEV_WARN_MAX
-			 ? " (further warnings for this device are not logged)"
-			 : "");
+	log_warn_limited(&dev->warnings, DEV_WARN_MAX, "%s %s: %s", dev->ops->name, dev->label,
+			 msg);
 }
 
 bool virtio_dev_running(const struct virtio_dev *dev)
@@ -68,7 +62,7 @@ void virtio_needs_reset(struct virtio_dev *dev, const char *why)
 	if (dev->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
 		return;
 	dev->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-	dev_warn(dev, "%s: device marked DEVICE_NEEDS_RESET", why);
+	virtio_dev_warn(dev, "%s: device marked DEVICE_NEEDS_RESET", why);
 	if (dev->status & VIRTIO_STATUS_DRIVER_OK)
 		virtio_interrupt(dev, VIRTIO_INT_CONFIG);
 }
@@ -124,7 +118,7 @@ static void activate(struct virtio_dev *dev)
 {
 	for (unsigned q = 0; q < dev->nr_queues; q++) {
 		struct virtq *vq = &dev->queues[q];
-		if (vq->ready && virtq_activate(vq, dev->vm, dev->driver_features)) {
+		if (vq->ready && virtq_activate(vq, &dev->machine->mem, dev->driver_features)) {
 			char why[128];
 			snprintf(why, sizeof(why), "queue %u: %s", q, vq->fault);
 			virtio_needs_reset(dev, why);
@@ -155,7 +149,7 @@ static void write_status(struct virtio_dev *dev, uint32_t v)
 	if (added & VIRTIO_STATUS_FAILED) {
 		/* The driver gave up: honoured at any time; the device stops. */
 		dev->status |= VIRTIO_STATUS_FAILED;
-		dev_warn(dev, "the driver set FAILED");
+		virtio_dev_warn(dev, "the driver set FAILED");
 		return;
 	}
 	if (old & ~v)
@@ -171,16 +165,17 @@ static void write_status(struct virtio_dev *dev, uint32_t v)
 	else if ((added & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_FEATURES_OK))
 		why = "DRIVER_OK comes before FEATURES_OK";
 	if (why) {
-		dev_warn(dev, "status write 0x%x over 0x%x refused: %s", v, old, why);
+		virtio_dev_warn(dev, "status write 0x%x over 0x%x refused: %s", v, old, why);
 		return;
 	}
 	if (added & VIRTIO_STATUS_FEATURES_OK) {
 		uint64_t unknown = dev->driver_features & ~dev->device_features;
 		if (unknown || !(dev->driver_features & (1ULL << VIRTIO_F_VERSION_1))) {
 			/* The driver reads the status back and sees FEATURES_OK missing. */
-			dev_warn(dev, "features 0x%llx refused (%s)",
-				 (unsigned long long)dev->driver_features,
-				 unknown ? "some were not offered" : "VIRTIO_F_VERSION_1 missing");
+			virtio_dev_warn(dev, "features 0x%llx refused (%s)",
+					(unsigned long long)dev->driver_features,
+					unknown ? "some were not offered"
+						: "VIRTIO_F_VERSION_1 missing");
 			v &= ~VIRTIO_STATUS_FEATURES_OK;
 		}
 	}
@@ -194,19 +189,20 @@ static struct virtq *setup_queue(struct virtio_dev *dev, uint64_t reg)
 {
 	if ((dev->status & (VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK |
 			    VIRTIO_STATUS_FAILED)) != VIRTIO_STATUS_FEATURES_OK) {
-		dev_warn(dev, "queue register 0x%03llx written outside queue setup (status 0x%x)",
-			 (unsigned long long)reg, dev->status);
+		virtio_dev_warn(dev,
+				"queue register 0x%03llx written outside queue setup (status 0x%x)",
+				(unsigned long long)reg, dev->status);
 		return NULL;
 	}
 	if (dev->queue_sel >= dev->nr_queues) {
-		dev_warn(dev, "queue register 0x%03llx written for missing queue %u",
-			 (unsigned long long)reg, dev->queue_sel);
+		virtio_dev_warn(dev, "queue register 0x%03llx written for missing queue %u",
+				(unsigned long long)reg, dev->queue_sel);
 		return NULL;
 	}
 	struct virtq *q = &dev->queues[dev->queue_sel];
 	if (q->ready && reg != VIRTIO_MMIO_QUEUE_READY) {
-		dev_warn(dev, "queue %u: register 0x%03llx written while the queue is ready",
-			 dev->queue_sel, (unsigned long long)reg);
+		virtio_dev_warn(dev, "queue %u: register 0x%03llx written while the queue is ready",
+				dev->queue_sel, (unsigned long long)reg);
 		return NULL;
 	}
 	return q;
@@ -233,8 +229,9 @@ static void write_reg(struct virtio_dev *dev, uint64_t reg, uint32_t v)
 	case VIRTIO_MMIO_DRIVER_FEATURES:
 		if ((dev->status & (VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
 				    VIRTIO_STATUS_FAILED)) != VIRTIO_STATUS_DRIVER) {
-			dev_warn(dev, "DriverFeatures written outside negotiation (status 0x%x)",
-				 dev->status);
+			virtio_dev_warn(dev,
+					"DriverFeatures written outside negotiation (status 0x%x)",
+					dev->status);
 			break;
 		}
 		if (dev->driver_features_sel < 2)
@@ -246,8 +243,9 @@ static void write_reg(struct virtio_dev *dev, uint64_t reg, uint32_t v)
 	case VIRTIO_MMIO_QUEUE_NUM:
 		if ((q = setup_queue(dev, reg))) {
 			if (v == 0 || v > q->num_max || (v & (v - 1)))
-				dev_warn(dev, "queue %u: size %u refused (power of 2 up to %u)",
-					 dev->queue_sel, v, q->num_max);
+				virtio_dev_warn(dev,
+						"queue %u: size %u refused (power of 2 up to %u)",
+						dev->queue_sel, v, q->num_max);
 			else
 				q->num = (uint16_t)v;
 		}
@@ -286,8 +284,8 @@ static void write_reg(struct virtio_dev *dev, uint64_t reg, uint32_t v)
 	case VIRTIO_MMIO_SHM_SEL:
 		break; /* no shared memory regions: their length reads as ~0 */
 	default:
-		dev_warn(dev, "write of 0x%x to read-only or unknown register 0x%03llx", v,
-			 (unsigned long long)reg);
+		virtio_dev_warn(dev, "write of 0x%x to read-only or unknown register 0x%03llx", v,
+				(unsigned long long)reg);
 		break;
 	}
 }
@@ -344,8 +342,8 @@ static void mmio_access(void *opaque, uint64_t off, uint8_t *data, unsigned len,
 		/* The spec allows only aligned 32-bit accesses below the configuration space. */
 		if (!is_write)
 			memset(data, 0, len);
-		dev_warn(dev, "%u-byte %s at register 0x%03llx ignored", len,
-			 is_write ? "write" : "read", (unsigned long long)off);
+		virtio_dev_warn(dev, "%u-byte %s at register 0x%03llx ignored", len,
+				is_write ? "write" : "read", (unsigned long long)off);
 		return;
 	}
 	uint32_t v;
@@ -394,7 +392,7 @@ static int ioeventfd(struct virtio_dev *dev, struct virtio_kick *k, bool assign)
 		.fd = k->fd,
 		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
 	};
-	return ioctl(dev->vm->vm_fd, KVM_IOEVENTFD, &ioe) < 0 ? -errno : 0;
+	return ioctl(dev->machine->vm_fd, KVM_IOEVENTFD, &ioe) < 0 ? -errno : 0;
 }
 
 /* Undoes whatever virtio_mmio_init got to; the MMIO bus range stays (it cannot be removed)
@@ -405,7 +403,7 @@ static void transport_teardown(struct virtio_dev *dev)
 		struct virtio_kick *k = &dev->kicks[q];
 		if (k->fd < 0)
 			continue;
-		evloop_remove(&dev->vm->loop, k->fd);
+		evloop_remove(&dev->machine->loop, k->fd);
 		if (dev->ioeventfd)
 			ioeventfd(dev, k, false);
 		close(k->fd);
@@ -417,19 +415,19 @@ static void transport_teardown(struct virtio_dev *dev)
 	pthread_mutex_destroy(&dev->lock);
 }
 
-int virtio_mmio_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_dev_ops *ops,
-		     const char *label, unsigned nr_queues, uint16_t queue_max,
-		     uint64_t device_features)
+int virtio_mmio_init(struct virtio_dev *dev, struct machine *machine,
+		     const struct virtio_dev_ops *ops, const char *label, unsigned nr_queues,
+		     uint16_t queue_max, uint64_t device_features)
 {
-	if (vm->nr_virtio_devs >= VIRTIO_DEV_MAX)
+	if (machine->nr_mmio_slots >= VIRTIO_DEV_MAX)
 		return -ENOSPC;
 	if (nr_queues == 0 || nr_queues > VIRTIO_QUEUES_MAX || queue_max == 0 ||
 	    queue_max > VIRTQ_MAX_SIZE || (queue_max & (queue_max - 1)))
 		return -EINVAL;
 	dev->ops = ops;
-	dev->vm = vm;
+	dev->machine = machine;
 	dev->label = label;
-	dev->slot = vm->nr_virtio_devs;
+	dev->slot = machine->nr_mmio_slots;
 	dev->mmio_base = VIRTIO_MMIO_BASE + dev->slot * VIRTIO_MMIO_SIZE;
 	dev->irq = VIRTIO_IRQ_BASE + dev->slot;
 	dev->device_features = device_features | (1ULL << VIRTIO_F_VERSION_1);
@@ -445,11 +443,11 @@ int virtio_mmio_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_
 	snprintf(dev->cmdline, sizeof(dev->cmdline), "virtio_mmio.device=4K@0x%llx:%u",
 		 (unsigned long long)dev->mmio_base, dev->irq);
 
-	int rc = irq_line_create(vm, dev->irq);
+	int rc = irq_line_create(machine, dev->irq);
 	if (rc < 0)
 		goto fail;
 	dev->irq_fd = rc;
-	dev->ioeventfd = vm->vm_fd >= 0;
+	dev->ioeventfd = machine->vm_fd >= 0;
 	for (unsigned q = 0; q < nr_queues; q++) {
 		struct virtio_kick *k = &dev->kicks[q];
 		k->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -457,7 +455,7 @@ int virtio_mmio_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_
 			rc = -errno;
 			goto fail;
 		}
-		rc = evloop_add(&vm->loop, k->fd, EPOLLIN, on_kick, k);
+		rc = evloop_add(&machine->loop, k->fd, EPOLLIN, on_kick, k);
 		if (rc) {
 			close(k->fd);
 			k->fd = -1;
@@ -473,18 +471,11 @@ int virtio_mmio_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_
 			rc = 0;
 		}
 	}
-	struct virtio_dev **devs =
-		realloc(vm->virtio_devs, (vm->nr_virtio_devs + 1) * sizeof(*devs));
-	if (!devs) {
-		rc = -ENOMEM;
-		goto fail;
-	}
-	vm->virtio_devs = devs;
-	rc = io_bus_register(&vm->mmio_bus, dev->mmio_base, VIRTIO_MMIO_SIZE, mmio_access, dev,
+	rc = io_bus_register(&machine->mmio_bus, dev->mmio_base, VIRTIO_MMIO_SIZE, mmio_access, dev,
 			     ops->name);
 	if (rc)
 		goto fail;
-	devs[vm->nr_virtio_devs++] = dev;
+	machine->nr_mmio_slots++;
 	log_debug("%s %s: slot %u at 0x%llx, IRQ %u, queue notifications through %s", ops->name,
 		  label, dev->slot, (unsigned long long)dev->mmio_base, dev->irq,
 		  dev->ioeventfd ? "ioeventfd" : "MMIO exits");
@@ -494,15 +485,18 @@ fail:
 	return rc;
 }
 
-void virtio_devices_destroy(struct vm *vm)
+void virtio_dev_destroy(struct virtio_dev *dev)
 {
-	for (unsigned i = 0; i < vm->nr_virtio_devs; i++) {
-		struct virtio_dev *dev = vm->virtio_devs[i];
-		transport_teardown(dev);
-		if (dev->ops->destroy)
-			dev->ops->destroy(dev);
-	}
-	free(vm->virtio_devs);
-	vm->virtio_devs = NULL;
-	vm->nr_virtio_devs = 0;
+	transport_teardown(dev);
+	if (dev->ops->destroy)
+		dev->ops->destroy(dev);
+}
+
+int device_set_add(struct device_set *set, struct virtio_dev *dev, const char *arg)
+{
+	if (set->nr == VIRTIO_DEV_MAX)
+		return -ENOSPC;
+	set->args[set->nr] = arg;
+	set->devs[set->nr++] = dev;
+	return 0;
 }

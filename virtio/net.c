@@ -387,13 +387,13 @@ static void net_destroy(struct virtio_dev *dev)
 {
 	struct net_dev *n = to_net(dev);
 	if (n->tap_fd >= 0) {
-		evloop_remove(&dev->vm->loop, n->tap_fd);
+		evloop_remove(&dev->machine->loop, n->tap_fd);
 		close(n->tap_fd);
 	}
 	if (n->rx_rl.timer_fd >= 0)
-		evloop_remove(&dev->vm->loop, n->rx_rl.timer_fd);
+		evloop_remove(&dev->machine->loop, n->rx_rl.timer_fd);
 	if (n->tx_rl.timer_fd >= 0)
-		evloop_remove(&dev->vm->loop, n->tx_rl.timer_fd);
+		evloop_remove(&dev->machine->loop, n->tx_rl.timer_fd);
 	rate_limiter_destroy(&n->rx_rl);
 	rate_limiter_destroy(&n->tx_rl);
 	if (n->tx_dropped || n->rx_dropped)
@@ -416,8 +416,8 @@ static const struct virtio_dev_ops net_ops = {
 	.destroy = net_destroy,
 };
 
-int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **out, char *err,
-	       size_t err_len)
+int net_create(struct machine *machine, const struct net_config *cfg, struct virtio_dev **out,
+	       char *err, size_t err_len)
 {
 	struct net_dev *n = calloc(1, sizeof(*n));
 	if (!n) {
@@ -426,7 +426,7 @@ int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **
 	}
 	n->tap_fd = -1;
 	n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
-	n->vdev.vm = vm;
+	n->vdev.machine = machine;
 	n->id = strdup(cfg->iface_id);
 	n->tap_name = strdup(cfg->host_dev_name);
 	n->rx_buf = malloc(NET_FRAME_MAX);
@@ -462,7 +462,7 @@ int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **
 		n->config[10] = (uint8_t)cfg->mtu;
 		n->config[11] = (uint8_t)(cfg->mtu >> 8);
 	}
-	rc = virtio_mmio_init(&n->vdev, vm, &net_ops, n->id, 2, NET_QUEUE_SIZE, features);
+	rc = virtio_mmio_init(&n->vdev, machine, &net_ops, n->id, 2, NET_QUEUE_SIZE, features);
 	if (rc) {
 		snprintf(err, err_len,
 			 "network interface %s: cannot create the virtio-mmio device: %s", n->id,
@@ -471,11 +471,11 @@ int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **
 		goto fail;
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
-	if ((rc = evloop_add(&vm->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n)) ||
+	if ((rc = evloop_add(&machine->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n)) ||
 	    (n->rx_rl.timer_fd >= 0 &&
-	     (rc = evloop_add(&vm->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n))) ||
+	     (rc = evloop_add(&machine->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n))) ||
 	    (n->tx_rl.timer_fd >= 0 &&
-	     (rc = evloop_add(&vm->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n)))) {
+	     (rc = evloop_add(&machine->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n)))) {
 		snprintf(err, err_len, "network interface %s: event loop: %s", n->id,
 			 strerror(-rc));
 		return rc;
@@ -501,24 +501,10 @@ fail:
 	return rc;
 }
 
-static struct net_dev *find(struct vm *vm, const char *id)
+int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err, size_t err_len)
 {
-	for (unsigned i = 0; i < vm->nr_virtio_devs; i++) {
-		struct virtio_dev *dev = vm->virtio_devs[i];
-		if (dev->ops == &net_ops && strcmp(to_net(dev)->id, id) == 0)
-			return to_net(dev);
-	}
-	return NULL;
-}
-
-int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t err_len)
-{
-	struct net_dev *n = find(vm, cfg->iface_id);
-	if (!n) {
-		snprintf(err, err_len, "network interface %s: no such interface in the running VM",
-			 cfg->iface_id);
-		return -ENOENT;
-	}
+	struct net_dev *n = to_net(dev);
+	struct machine *machine = dev->machine;
 	pthread_mutex_lock(&n->vdev.lock);
 	int had_rx = n->rx_rl.timer_fd, had_tx = n->tx_rl.timer_fd;
 	uint64_t now = monotonic_ns();
@@ -526,9 +512,9 @@ int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t er
 	if (!rc)
 		rc = rate_limiter_update(&n->tx_rl, &cfg->tx_rate_limiter, now);
 	if (!rc && had_rx < 0 && n->rx_rl.timer_fd >= 0)
-		rc = evloop_add(&vm->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n);
+		rc = evloop_add(&machine->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n);
 	if (!rc && had_tx < 0 && n->tx_rl.timer_fd >= 0)
-		rc = evloop_add(&vm->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n);
+		rc = evloop_add(&machine->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n);
 	if (rc)
 		snprintf(err, err_len, "network interface %s: rate limiter: %s", n->id,
 			 strerror(-rc));
@@ -539,24 +525,4 @@ int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t er
 	}
 	pthread_mutex_unlock(&n->vdev.lock);
 	return rc;
-}
-
-int net_create_all(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
-		   char *err, size_t err_len)
-{
-	const struct vm_config *cfg = vm->cfg;
-	for (unsigned i = 0; i < cfg->nr_nets; i++) {
-		if (*nr_extra + 1 > max_extra) {
-			snprintf(err, err_len,
-				 "network interface %s: too many virtio devices (at most %d)",
-				 cfg->nets[i].iface_id, VIRTIO_DEV_MAX);
-			return -ENOSPC;
-		}
-		struct virtio_dev *dev;
-		int rc = net_create(vm, &cfg->nets[i], &dev, err, err_len);
-		if (rc)
-			return rc;
-		extra[(*nr_extra)++] = dev->cmdline;
-	}
-	return 0;
 }

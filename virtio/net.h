@@ -7,8 +7,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/config.h"
+#include "core/rate_limiter.h"
 #include "virtio/virtio.h"
+
+/* One entry of Firecracker's "network-interfaces": virtio-net over a host TAP device. */
+struct net_config {
+	char *iface_id;
+	char *host_dev_name; /* the TAP, e.g. "tap0" */
+	bool has_mac;
+	uint8_t guest_mac[6];
+	uint16_t mtu; /* 0: not announced to the guest */
+	struct rate_limiter_config rx_rate_limiter;
+	struct rate_limiter_config tx_rate_limiter;
+};
+
+/* The network interfaces of a VM, in guest order: eth0 first. */
+struct net_set {
+	struct net_config *nets;
+	unsigned nr_nets;
+};
+void net_config_free(struct net_config *n);
 
 #define VIRTIO_ID_NET 1
 
@@ -37,14 +55,9 @@
 
 /* One virtio-net device for interface cfg in vm's next virtio slot, its TAP opened and
  * checked. -errno and a message naming the interface in err on failure. */
-int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **out, char *err,
-	       size_t err_len);
-/* PATCH /network-interfaces/{id} on a running VM: new rx/tx rate limiters from cfg.
- * -ENOENT if vm has no such interface. */
-int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t err_len);
-/* Creates every interface of vm->cfg in order and appends their virtio_mmio.device=...
- * kernel arguments to extra. */
-int net_create_all(struct vm *vm, const char **extra, unsigned max_extra, unsigned *nr_extra,
-		   char *err, size_t err_len);
+int net_create(struct machine *machine, const struct net_config *cfg, struct virtio_dev **out,
+	       char *err, size_t err_len);
+/* PATCH /network-interfaces/{id} on the running device dev: new rx/tx rate limiters. */
+int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err, size_t err_len);
 
 #endif

@@ -20,21 +20,21 @@ static int parse_mac(const char *s, uint8_t mac[6], const char *what, char *err)
 	    sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
 		   &end) != 6 ||
 	    end != 17 || strspn(s, "0123456789abcdefABCDEF:") != 17)
-		return api_fail(
+		return cfg_fail(
 			err, "%s: field 'guest_mac' must look like 06:00:ac:10:00:02, not '%.32s'",
 			what, s);
 	for (int i = 0; i < 6; i++)
 		mac[i] = (uint8_t)v[i];
 	if (mac[0] & 1)
-		return api_fail(err, "%s: field 'guest_mac' %s is a multicast address", what, s);
+		return cfg_fail(err, "%s: field 'guest_mac' %s is a multicast address", what, s);
 	return 0;
 }
 
-static struct net_config *find_net(struct vm_config *cfg, const char *id)
+static struct net_config *find_net(struct net_set *set, const char *id)
 {
-	for (unsigned i = 0; i < cfg->nr_nets; i++)
-		if (strcmp(cfg->nets[i].iface_id, id) == 0)
-			return &cfg->nets[i];
+	for (unsigned i = 0; i < set->nr_nets; i++)
+		if (strcmp(set->nets[i].iface_id, id) == 0)
+			return &set->nets[i];
 	return NULL;
 }
 
@@ -42,33 +42,34 @@ static struct net_config *find_net(struct vm_config *cfg, const char *id)
  * 'ID'". */
 static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
 {
-	return api_get_object_id(body, "network interface", "iface_id", IFACE_ID_MAX, path_id, id,
+	return cfg_get_object_id(body, "network interface", "iface_id", IFACE_ID_MAX, path_id, id,
 				 what, err);
 }
 
-int api_put_net(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
+int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
+	struct net_set *set = store;
 	static const char *const keys[] = { "iface_id", "host_dev_name",   "guest_mac",
 					    "mtu",	"rx_rate_limiter", "tx_rate_limiter",
 					    NULL };
 	const char *id, *tap, *mac;
 	char what[96];
-	if (body_id(body, path_id, &id, what, err) || api_check_keys(body, what, keys, err))
+	if (body_id(body, path_id, &id, what, err) || cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 	struct net_config next = { 0 };
-	if (api_get_str(body, what, "host_dev_name", &tap, err) ||
-	    api_get_str(body, what, "guest_mac", &mac, err) ||
-	    api_get_rate_limiter_at(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
-	    api_get_rate_limiter_at(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
+	if (cfg_get_str(body, what, "host_dev_name", &tap, err) ||
+	    cfg_get_str(body, what, "guest_mac", &mac, err) ||
+	    cfg_get_rate_limiter_at(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
+	    cfg_get_rate_limiter_at(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
 		return -EINVAL;
 	if (!tap)
-		return api_fail(err, "%s: missing field 'host_dev_name'", what);
+		return cfg_fail(err, "%s: missing field 'host_dev_name'", what);
 	if (tap[0] == '\0' || strlen(tap) >= IFNAMSIZ)
-		return api_fail(err, "%s: field 'host_dev_name' must be 1 to %d characters", what,
+		return cfg_fail(err, "%s: field 'host_dev_name' must be 1 to %d characters", what,
 				IFNAMSIZ - 1);
 	/* Caught here rather than at InstanceStart: the orchestrator creates the TAP first. */
 	if (if_nametoindex(tap) == 0)
-		return api_fail(err, "%s: host_dev_name: TAP device %.16s does not exist", what,
+		return cfg_fail(err, "%s: host_dev_name: TAP device %.16s does not exist", what,
 				tap);
 	if (mac) {
 		if (parse_mac(mac, next.guest_mac, what, err))
@@ -79,43 +80,45 @@ int api_put_net(struct vm_config *cfg, const char *path_id, json_t *body, char *
 	if (mtu && !json_is_null(mtu)) {
 		if (!json_is_integer(mtu) || json_integer_value(mtu) < NET_MTU_MIN ||
 		    json_integer_value(mtu) > NET_MTU_MAX)
-			return api_fail(err, "%s: field 'mtu' must be an integer from %d to %d",
+			return cfg_fail(err, "%s: field 'mtu' must be an integer from %d to %d",
 					what, NET_MTU_MIN, NET_MTU_MAX);
 		next.mtu = (uint16_t)json_integer_value(mtu);
 	}
-	for (unsigned i = 0; i < cfg->nr_nets; i++) {
-		const struct net_config *o = &cfg->nets[i];
+	for (unsigned i = 0; i < set->nr_nets; i++) {
+		const struct net_config *o = &set->nets[i];
 		if (strcmp(o->iface_id, id) == 0)
 			continue;
 		if (strcmp(o->host_dev_name, tap) == 0)
-			return api_fail(err, "%s: TAP %s is already used by network interface '%s'",
+			return cfg_fail(err, "%s: TAP %s is already used by network interface '%s'",
 					what, tap, o->iface_id);
 		if (next.has_mac && o->has_mac && memcmp(o->guest_mac, next.guest_mac, 6) == 0)
-			return api_fail(
+			return cfg_fail(
 				err, "%s: guest_mac %s is already used by network interface '%s'",
 				what, mac, o->iface_id);
 	}
-	struct net_config *slot = find_net(cfg, id);
-	if (!slot && cfg->nr_nets >= VIRTIO_DEV_MAX)
-		return api_fail(err, "%s: too many network interfaces (at most %d)", what,
+	struct net_config *slot = find_net(set, id);
+	if (!slot && set->nr_nets >= VIRTIO_DEV_MAX)
+		return cfg_fail(err, "%s: too many network interfaces (at most %d)", what,
 				VIRTIO_DEV_MAX);
 	next.iface_id = strdup(id);
 	next.host_dev_name = strdup(tap);
 	if (!next.iface_id || !next.host_dev_name) {
 		net_config_free(&next);
-		return api_fail(err, "%s: out of memory", what);
+		return cfg_fail(err, "%s: out of memory", what);
 	}
 	if (slot)
 		net_config_free(slot);
-	else if (!(slot = api_array_append(&cfg->nets, &cfg->nr_nets, sizeof(*slot)))) {
+	else if (!(slot = cfg_array_append(&set->nets, &set->nr_nets, sizeof(*slot)))) {
 		net_config_free(&next);
-		return api_fail(err, "%s: out of memory", what);
+		return cfg_fail(err, "%s: out of memory", what);
 	}
 	*slot = next;
 	return 0;
 }
 
-int api_patch_net(struct vm_config *cfg, const char *path_id, json_t *body, char *err)
+/* A PartialNetworkInterface for an existing interface: *c is it, *next what it becomes. */
+static int parse_patch(struct net_set *set, const char *path_id, json_t *body,
+		       struct net_config **c, struct net_config *next, char *err)
 {
 	static const char *const keys[] = { "iface_id", "rx_rate_limiter", "tx_rate_limiter",
 					    NULL };
@@ -123,51 +126,59 @@ int api_patch_net(struct vm_config *cfg, const char *path_id, json_t *body, char
 	char what[96];
 	if (body_id(body, path_id, &id, what, err))
 		return -EINVAL;
-	if (api_check_keys(body, what, keys, err)) {
+	if (cfg_check_keys(body, what, keys, err)) {
 		size_t n = strlen(err);
-		snprintf(err + n, API_ERR_LEN - n,
+		snprintf(err + n, ERR_LEN - n,
 			 " (PATCH changes only rx_rate_limiter and tx_rate_limiter)");
 		return -EINVAL;
 	}
-	struct net_config *c = find_net(cfg, id);
-	if (!c)
-		return api_fail(err, "%s: no such network interface", what);
-	struct rate_limiter_config rx = c->rx_rate_limiter, tx = c->tx_rate_limiter;
-	if (api_get_rate_limiter_at(body, what, "rx_rate_limiter", &rx, err) ||
-	    api_get_rate_limiter_at(body, what, "tx_rate_limiter", &tx, err))
+	if (!(*c = find_net(set, id)))
+		return cfg_fail(err, "%s: no such network interface", what);
+	*next = **c;
+	if (cfg_get_rate_limiter_at(body, what, "rx_rate_limiter", &next->rx_rate_limiter, err) ||
+	    cfg_get_rate_limiter_at(body, what, "tx_rate_limiter", &next->tx_rate_limiter, err))
 		return -EINVAL;
-	c->rx_rate_limiter = rx;
-	c->tx_rate_limiter = tx;
 	return 0;
 }
 
-int api_put_nets(struct vm_config *cfg, json_t *array, char *err)
+int net_config_patch(void *store, const char *path_id, json_t *body, char *err)
 {
+	struct net_config *c, next;
+	int rc = parse_patch(store, path_id, body, &c, &next, err);
+	if (!rc)
+		*c = next;
+	return rc;
+}
+
+int net_config_load(void *store, json_t *array, char *err)
+{
+	struct net_set *set = store;
 	if (!json_is_array(array))
-		return api_fail(
+		return cfg_fail(
 			err, "network-interfaces: expected an array of network interface objects");
 	size_t i;
 	json_t *obj;
 	json_array_foreach (array, i, obj) {
 		json_t *id = json_is_object(obj) ? json_object_get(obj, "iface_id") : NULL;
-		if (json_is_string(id) && find_net(cfg, json_string_value(id)))
-			return api_fail(
+		if (json_is_string(id) && find_net(set, json_string_value(id)))
+			return cfg_fail(
 				err,
 				"network interface '%.64s': field 'iface_id' is used by two "
 				"interfaces",
 				json_string_value(id));
-		char inner[API_ERR_LEN];
-		if (api_put_net(cfg, NULL, obj, inner))
-			return api_fail(err, "network-interfaces[%zu]: %.450s", i, inner);
+		char inner[ERR_LEN];
+		if (net_config_put(set, NULL, obj, inner))
+			return cfg_fail(err, "network-interfaces[%zu]: %.450s", i, inner);
 	}
 	return 0;
 }
 
-json_t *api_nets_json(const struct vm_config *cfg)
+static json_t *kind_to_json(const void *store)
 {
+	const struct net_set *set = store;
 	json_t *arr = json_array();
-	for (unsigned i = 0; i < cfg->nr_nets; i++) {
-		const struct net_config *n = &cfg->nets[i];
+	for (unsigned i = 0; i < set->nr_nets; i++) {
+		const struct net_config *n = &set->nets[i];
 		json_t *obj = json_pack("{s:s, s:s}", "iface_id", n->iface_id, "host_dev_name",
 					n->host_dev_name);
 		if (n->has_mac) {
@@ -183,3 +194,61 @@ json_t *api_nets_json(const struct vm_config *cfg)
 	}
 	return arr;
 }
+
+void net_config_free(struct net_config *n)
+{
+	free(n->iface_id);
+	free(n->host_dev_name);
+	memset(n, 0, sizeof(*n));
+}
+
+/* The device table's hooks: the store is a struct net_set. */
+
+static void kind_free(void *store)
+{
+	struct net_set *set = store;
+	for (unsigned i = 0; i < set->nr_nets; i++)
+		net_config_free(&set->nets[i]);
+	free(set->nets);
+}
+
+static int kind_create(struct machine *machine, const void *store, struct device_set *out,
+		       char *err)
+{
+	const struct net_set *set = store;
+	for (unsigned i = 0; i < set->nr_nets; i++) {
+		struct virtio_dev *dev;
+		int rc = net_create(machine, &set->nets[i], &dev, err, ERR_LEN);
+		if (rc)
+			return rc;
+		if (device_set_add(out, dev, NULL))
+			return cfg_fail(
+				err, "network interface %s: too many virtio devices (at most %d)",
+				set->nets[i].iface_id, VIRTIO_DEV_MAX);
+	}
+	return 0;
+}
+
+static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err)
+{
+	struct net_config *c, next;
+	int rc = parse_patch(store, id, body, &c, &next, err);
+	if (!rc && !(rc = net_update(dev, &next, err, ERR_LEN)))
+		*c = next;
+	return rc;
+}
+
+const struct device_kind net_kind = {
+	.key = "network-interfaces",
+	.metric = "network",
+	.per_id = true,
+	.patchable = true,
+	.store_size = sizeof(struct net_set),
+	.put = net_config_put,
+	.patch = net_config_patch,
+	.load = net_config_load,
+	.to_json = kind_to_json,
+	.free = kind_free,
+	.create = kind_create,
+	.update = kind_update,
+};

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "virtio/virtq.h"
-#include "vmm/vm.h"
+#include "core/machine.h"
 
 /* Device status bits (virtio 1.x, "Device Status Field"). */
 #define VIRTIO_STATUS_ACKNOWLEDGE	 1
@@ -96,7 +96,7 @@ struct virtio_kick {
 
 struct virtio_dev {
 	const struct virtio_dev_ops *ops;
-	struct vm *vm;
+	struct machine *machine;
 	const char *label; /* e.g. the drive_id; for the log */
 	pthread_mutex_t lock;
 
@@ -120,14 +120,18 @@ struct virtio_dev {
 	int irq_fd;
 };
 
-/* Takes the next free slot of vm, creates the irqfd and the queue eventfds (KVM_IOEVENTFD
+/* Takes the next free slot of machine, creates the irqfd and the queue eventfds (KVM_IOEVENTFD
  * where the host has it) and registers the registers on the MMIO bus. -errno on failure,
  * with nothing left registered in the event loop. */
-int virtio_mmio_init(struct virtio_dev *dev, struct vm *vm, const struct virtio_dev_ops *ops,
-		     const char *label, unsigned nr_queues, uint16_t queue_max,
-		     uint64_t device_features);
-/* Destroys every virtio device of vm (after the vCPUs stopped). */
-void virtio_devices_destroy(struct vm *vm);
+int virtio_mmio_init(struct virtio_dev *dev, struct machine *machine,
+		     const struct virtio_dev_ops *ops, const char *label, unsigned nr_queues,
+		     uint16_t queue_max, uint64_t device_features);
+/* Destroys dev and its transport (after the vCPUs stopped). */
+void virtio_dev_destroy(struct virtio_dev *dev);
+
+/* Logs a warning about dev that the guest can provoke: only the first few are logged. */
+void virtio_dev_warn(struct virtio_dev *dev, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* With dev->lock held: */
 bool virtio_dev_running(const struct virtio_dev *dev);

@@ -21,14 +21,14 @@ void virtq_reset(struct virtq *q)
 }
 
 /* Points at [gpa, gpa+len) if it is RAM and gpa has the alignment the spec requires. */
-static void *ring_part(struct vm *vm, uint64_t gpa, uint64_t len, uint64_t align)
+static void *ring_part(const struct guest_mem *mem, uint64_t gpa, uint64_t len, uint64_t align)
 {
 	if (gpa & (align - 1))
 		return NULL;
-	return gpa_to_hva(vm, gpa, len);
+	return guest_mem_ptr(mem, gpa, len);
 }
 
-int virtq_activate(struct virtq *q, struct vm *vm, uint64_t features)
+int virtq_activate(struct virtq *q, const struct guest_mem *mem, uint64_t features)
 {
 	uint64_t n = q->num;
 	q->active = false;
@@ -39,14 +39,14 @@ int virtq_activate(struct virtq *q, struct vm *vm, uint64_t features)
 	}
 	/* Event index adds used_event after the avail ring and avail_event after the used
 	 * ring; the sizes below include them whether or not they are negotiated. */
-	q->desc = ring_part(vm, q->desc_gpa, 16 * n, 16);
-	q->avail = ring_part(vm, q->avail_gpa, 6 + 2 * n, 2);
-	q->used = ring_part(vm, q->used_gpa, 6 + 8 * n, 4);
+	q->desc = ring_part(mem, q->desc_gpa, 16 * n, 16);
+	q->avail = ring_part(mem, q->avail_gpa, 6 + 2 * n, 2);
+	q->used = ring_part(mem, q->used_gpa, 6 + 8 * n, 4);
 	if (!q->desc || !q->avail || !q->used) {
 		q->fault = "a ring address is misaligned or outside guest memory";
 		return -EINVAL;
 	}
-	q->vm = vm;
+	q->mem = mem;
 	q->event_idx = features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	q->indirect = features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	/* The driver starts both indexes at 0 (the device was reset or is new). */
@@ -106,7 +106,7 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 				return broken(
 					q,
 					"indirect table length is not 16 to 4096 in steps of 16");
-			table = gpa_to_hva(q->vm, d.addr, d.len);
+			table = guest_mem_ptr(q->mem, d.addr, d.len);
 			if (!table)
 				return broken(q, "indirect table outside guest memory");
 			table_len = d.len / sizeof(struct virtq_desc);
@@ -118,7 +118,7 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 
 		/* Zero-length buffers carry nothing; skipping them keeps iov[] short. */
 		if (d.len) {
-			void *hva = gpa_to_hva(q->vm, d.addr, d.len);
+			void *hva = guest_mem_ptr(q->mem, d.addr, d.len);
 			if (!hva)
 				return broken(q, "buffer address outside guest memory");
 			if (nr == VIRTQ_MAX_SIZE)

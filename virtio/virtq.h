@@ -1,6 +1,6 @@
 /* Split virtqueues (virtio 1.x, "Split Virtqueues"): the ring layout and a walker shared by
  * every device. Every field the guest writes is hostile: ring addresses are checked once at
- * activation, each descriptor buffer through gpa_to_hva, chains are bounded, and an avail
+ * activation, each descriptor buffer through guest_mem_ptr, chains are bounded, and an avail
  * index that runs ahead by more than the queue size breaks the queue. A broken queue stays
  * broken until the driver resets the device. x86 only: the rings are little-endian, as is
  * the host. */
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/vm.h"
+#include "core/guest_mem.h"
 
 #define VIRTQ_DESC_F_NEXT	   1
 #define VIRTQ_DESC_F_WRITE	   2
@@ -67,7 +67,7 @@ struct virtq {
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 
 	/* Valid while active: resolved and checked once by virtq_activate. */
-	struct vm *vm;
+	const struct guest_mem *mem;
 	bool active;
 	bool broken;
 	const char *fault; /* why the queue broke, for the log */
@@ -86,7 +86,7 @@ void virtq_init(struct virtq *q, uint16_t num_max);
 void virtq_reset(struct virtq *q);
 /* Checks the ring addresses against guest memory and makes the queue usable with the
  * negotiated features. -EINVAL (q->fault says why) if they are not acceptable. */
-int virtq_activate(struct virtq *q, struct vm *vm, uint64_t features);
+int virtq_activate(struct virtq *q, const struct guest_mem *mem, uint64_t features);
 /* Takes the next available chain: 1 and *c filled, 0 when none is pending, -EINVAL when
  * the guest broke the queue (q->fault says how; later calls return -EINVAL too). */
 int virtq_pop(struct virtq *q, struct virtq_chain *c);

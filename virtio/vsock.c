@@ -382,22 +382,17 @@ static const struct virtio_dev_ops vsock_ops = {
 	.destroy = vsock_destroy,
 };
 
-int vsock_create(struct vm *vm, const struct vsock_config *cfg, const char **extra,
-		 unsigned max_extra, unsigned *nr_extra, char *err, size_t err_len)
+int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
+		 char *err, size_t err_len)
 {
 	static bool registered;
-	if (*nr_extra + 1 > max_extra) {
-		snprintf(err, err_len, "vsock: too many virtio devices (at most %d)",
-			 VIRTIO_DEV_MAX);
-		return -ENOSPC;
-	}
 	struct vsock_dev *v = calloc(1, sizeof(*v));
 	if (!v || !(v->uds_path = strdup(cfg->uds_path))) {
 		free(v);
 		snprintf(err, err_len, "vsock: out of memory");
 		return -ENOMEM;
 	}
-	v->vdev.vm = vm;
+	v->vdev.machine = machine;
 	v->guest_cid = cfg->guest_cid;
 	v->next_local_port = VSOCK_LOCAL_PORT_LO;
 	int rc = vsock_host_init(v, err, err_len);
@@ -407,7 +402,8 @@ int vsock_create(struct vm *vm, const struct vsock_config *cfg, const char **ext
 	}
 	uint64_t features =
 		(1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	rc = virtio_mmio_init(&v->vdev, vm, &vsock_ops, "vsock", 3, VSOCK_QUEUE_SIZE, features);
+	rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3, VSOCK_QUEUE_SIZE,
+			      features);
 	if (rc) {
 		snprintf(err, err_len, "vsock: cannot create the virtio-mmio device: %s",
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
@@ -419,7 +415,7 @@ int vsock_create(struct vm *vm, const struct vsock_config *cfg, const char **ext
 		metrics_register(&vsock_group);
 		registered = true;
 	}
-	extra[(*nr_extra)++] = v->vdev.cmdline;
+	*out = &v->vdev;
 	log_debug("vsock: guest CID %llu, host socket %s", (unsigned long long)v->guest_cid,
 		  v->uds_path);
 	return 0;

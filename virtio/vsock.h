@@ -12,9 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/config.h"
 #include "core/metrics.h"
 #include "virtio/virtio.h"
+
+/* Firecracker's vsock object; a VM has at most one vsock device. */
+#define VSOCK_CID_MIN 3 /* 0-2 are reserved: hypervisor, local, host */
+struct vsock_config {
+	char *vsock_id; /* optional (deprecated in Firecracker); NULL when not given */
+	uint32_t guest_cid;
+	char *uds_path; /* host listener; guest connections to port P go to uds_path_P */
+};
+void vsock_config_free(struct vsock_config *v); /* what v points to; v itself stays */
 
 #define VIRTIO_ID_VSOCK 19
 #define VSOCK_HOST_CID	2
@@ -83,10 +91,10 @@ enum vsock_metric {
 };
 extern struct metric vsock_metrics[VSOCK_METRIC_COUNT];
 
-/* Binds cfg->uds_path (which must not exist), creates the device in vm's next virtio slot
- * and appends its virtio_mmio.device=... argument to extra. -errno and a message naming
+/* Binds cfg->uds_path (which must not exist) and creates the device in the machine's next
+ * virtio slot. -errno and a message naming
  * the path in err on failure. */
-int vsock_create(struct vm *vm, const struct vsock_config *cfg, const char **extra,
-		 unsigned max_extra, unsigned *nr_extra, char *err, size_t err_len);
+int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
+		 char *err, size_t err_len);
 
 #endif

@@ -79,7 +79,7 @@ static void unlink_conn(struct vsock_dev *v, struct vsock_conn *c)
 static void free_conn(struct vsock_dev *v, struct vsock_conn *c)
 {
 	if (c->fd >= 0) {
-		evloop_remove(&v->vdev.vm->loop, c->fd);
+		evloop_remove(&v->vdev.machine->loop, c->fd);
 		close(c->fd);
 	}
 	free(c->tx_buf);
@@ -148,7 +148,7 @@ static void arm_timer(struct vsock_dev *v)
 void vsock_conn_host_gone(struct vsock_conn *c)
 {
 	struct vsock_dev *v = c->dev;
-	evloop_remove(&v->vdev.vm->loop, c->fd);
+	evloop_remove(&v->vdev.machine->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
 	c->state = CONN_CLOSING;
@@ -396,7 +396,7 @@ struct vsock_conn *vsock_conn_connect(struct vsock_dev *v, uint32_t host_port, u
 	c->state = CONN_ESTABLISHED;
 	c->pending = PENDING_RESPONSE;
 	hash_add(v, c);
-	if (evloop_add(&v->vdev.vm->loop, fd, CONN_EVENTS, on_conn, c)) {
+	if (evloop_add(&v->vdev.machine->loop, fd, CONN_EVENTS, on_conn, c)) {
 		c->state = CONN_CONNECT_LINE; /* not counted as added */
 		vsock_conn_kill(c, false);
 		return NULL;
@@ -423,7 +423,7 @@ static void on_listener(void *opaque, uint32_t events)
 		c->state = CONN_CONNECT_LINE;
 		c->deadline_ns = monotonic_ns() + VSOCK_CONNECT_MS * 1000000ULL;
 		arm_timer(v);
-		if (evloop_add(&v->vdev.vm->loop, fd, CONN_EVENTS, on_conn, c)) {
+		if (evloop_add(&v->vdev.machine->loop, fd, CONN_EVENTS, on_conn, c)) {
 			c->fd = -1;
 			close(fd);
 			vsock_conn_kill(c, false);
@@ -509,7 +509,7 @@ void vsock_host_reset(struct vsock_dev *v)
 
 int vsock_host_init(struct vsock_dev *v, char *err, size_t err_len)
 {
-	struct evloop *loop = &v->vdev.vm->loop;
+	struct evloop *loop = &v->vdev.machine->loop;
 	v->listen_fd = v->timer_fd = v->cleanup_fd = -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	/* Room for the "_<port>" of guest connections, up to "_4294967295". */
@@ -557,7 +557,7 @@ int vsock_host_init(struct vsock_dev *v, char *err, size_t err_len)
 
 void vsock_host_destroy(struct vsock_dev *v)
 {
-	struct evloop *loop = &v->vdev.vm->loop;
+	struct evloop *loop = &v->vdev.machine->loop;
 	while (v->conns) {
 		struct vsock_conn *c = v->conns;
 		unlink_conn(v, c);

@@ -16,12 +16,12 @@ static int get_cid(json_t *body, uint32_t *cid, char *err)
 {
 	json_t *v = json_object_get(body, "guest_cid");
 	if (!v)
-		return api_fail(err, "%s: missing field 'guest_cid'", what);
+		return cfg_fail(err, "%s: missing field 'guest_cid'", what);
 	if (!json_is_integer(v))
-		return api_fail(err, "%s: field 'guest_cid' must be an integer", what);
+		return cfg_fail(err, "%s: field 'guest_cid' must be an integer", what);
 	json_int_t n = json_integer_value(v);
 	if (n < VSOCK_CID_MIN || n > (json_int_t)UINT32_MAX)
-		return api_fail(err, "%s: field 'guest_cid' is %lld, must be between %d and %lu",
+		return cfg_fail(err, "%s: field 'guest_cid' is %lld, must be between %d and %lu",
 				what, (long long)n, VSOCK_CID_MIN, (unsigned long)UINT32_MAX);
 	*cid = (uint32_t)n;
 	return 0;
@@ -31,17 +31,17 @@ static int get_cid(json_t *body, uint32_t *cid, char *err)
  * without control characters (it may land in log lines). */
 static int get_id(json_t *body, const char **id, char *err)
 {
-	if (api_get_str(body, what, "vsock_id", id, err))
+	if (cfg_get_str(body, what, "vsock_id", id, err))
 		return -EINVAL;
 	if (!*id)
 		return 0;
 	size_t n = strlen(*id);
 	if (n == 0 || n > VSOCK_ID_MAX)
-		return api_fail(err, "%s: field 'vsock_id' must be 1 to %d characters", what,
+		return cfg_fail(err, "%s: field 'vsock_id' must be 1 to %d characters", what,
 				VSOCK_ID_MAX);
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)(*id)[i] < 0x20 || (*id)[i] == 0x7f)
-			return api_fail(err, "%s: field 'vsock_id' contains a control character",
+			return cfg_fail(err, "%s: field 'vsock_id' contains a control character",
 					what);
 	return 0;
 }
@@ -52,14 +52,14 @@ static int check_uds_path(const char *path, char *err)
 {
 	size_t n = strlen(path);
 	if (n == 0)
-		return api_fail(err, "%s: field 'uds_path' is empty", what);
+		return cfg_fail(err, "%s: field 'uds_path' is empty", what);
 	if (n > VSOCK_UDS_PATH_MAX)
-		return api_fail(err,
+		return cfg_fail(err,
 				"%s: field 'uds_path' is %zu bytes, at most %d fit a Unix socket "
 				"address with the '_PORT' suffix of guest connections",
 				what, n, VSOCK_UDS_PATH_MAX);
 	if (path[n - 1] == '/')
-		return api_fail(err, "%s: uds_path %s names a directory, not a socket file", what,
+		return cfg_fail(err, "%s: uds_path %s names a directory, not a socket file", what,
 				path);
 	char dir[VSOCK_UDS_PATH_MAX + 1];
 	const char *slash = strrchr(path, '/');
@@ -72,50 +72,57 @@ static int check_uds_path(const char *path, char *err)
 	struct stat st;
 	if (stat(dir, &st) < 0) {
 		if (errno == ENOENT)
-			return api_fail(err, "%s: uds_path %s: directory %s does not exist", what,
+			return cfg_fail(err, "%s: uds_path %s: directory %s does not exist", what,
 					path, dir);
-		return api_fail(err, "%s: uds_path %s: directory %s: %s", what, path, dir,
+		return cfg_fail(err, "%s: uds_path %s: directory %s: %s", what, path, dir,
 				strerror(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
-		return api_fail(err, "%s: uds_path %s: %s is not a directory", what, path, dir);
+		return cfg_fail(err, "%s: uds_path %s: %s is not a directory", what, path, dir);
 	return 0;
 }
 
-int api_put_vsock(struct vm_config *cfg, json_t *body, char *err)
+int vsock_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
+	struct vsock_config *cfg = store;
+	(void)path_id;
 	static const char *const keys[] = { "vsock_id", "guest_cid", "uds_path", NULL };
 	if (!json_is_object(body))
-		return api_fail(err, "%s: expected a JSON object", what);
-	if (api_check_keys(body, what, keys, err))
+		return cfg_fail(err, "%s: expected a JSON object", what);
+	if (cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 	const char *id, *path;
 	uint32_t cid = 0;
-	if (get_cid(body, &cid, err) || api_get_str(body, what, "uds_path", &path, err))
+	if (get_cid(body, &cid, err) || cfg_get_str(body, what, "uds_path", &path, err))
 		return -EINVAL;
 	if (!path)
-		return api_fail(err, "%s: missing field 'uds_path'", what);
+		return cfg_fail(err, "%s: missing field 'uds_path'", what);
 	if (check_uds_path(path, err) || get_id(body, &id, err))
 		return -EINVAL;
-	struct vsock_config *next = calloc(1, sizeof(*next));
-	if (!next)
-		return api_fail(err, "%s: out of memory", what);
-	next->guest_cid = cid;
-	next->uds_path = strdup(path);
-	next->vsock_id = id ? strdup(id) : NULL;
-	if (!next->uds_path || (id && !next->vsock_id)) {
-		vsock_config_free(next);
-		return api_fail(err, "%s: out of memory", what);
+	struct vsock_config next = { .guest_cid = cid, .uds_path = strdup(path) };
+	next.vsock_id = id ? strdup(id) : NULL;
+	if (!next.uds_path || (id && !next.vsock_id)) {
+		vsock_config_free(&next);
+		return cfg_fail(err, "%s: out of memory", what);
 	}
-	vsock_config_free(cfg->vsock);
-	cfg->vsock = next;
+	vsock_config_free(cfg);
+	*cfg = next;
 	return 0;
 }
 
-json_t *api_vsock_json(const struct vm_config *cfg)
+/* The device table's hooks: the store is a struct vsock_config, configured once uds_path is
+ * set. */
+
+static int kind_load(void *store, json_t *value, char *err)
 {
-	const struct vsock_config *v = cfg->vsock;
-	if (!v)
+	/* null, as GET /vm/config shows it, means no vsock device. */
+	return json_is_null(value) ? 0 : vsock_config_put(store, NULL, value, err);
+}
+
+static json_t *kind_to_json(const void *store)
+{
+	const struct vsock_config *v = store;
+	if (!v->uds_path)
 		return json_null();
 	json_t *obj = json_pack("{s:I, s:s}", "guest_cid", (json_int_t)v->guest_cid, "uds_path",
 				v->uds_path);
@@ -123,3 +130,39 @@ json_t *api_vsock_json(const struct vm_config *cfg)
 		json_object_set_new(obj, "vsock_id", json_string(v->vsock_id));
 	return obj;
 }
+
+void vsock_config_free(struct vsock_config *v)
+{
+	free(v->vsock_id);
+	free(v->uds_path);
+	memset(v, 0, sizeof(*v));
+}
+
+static void kind_free(void *store)
+{
+	vsock_config_free(store);
+}
+
+static int kind_create(struct machine *machine, const void *store, struct device_set *out,
+		       char *err)
+{
+	const struct vsock_config *v = store;
+	if (!v->uds_path)
+		return 0;
+	struct virtio_dev *dev;
+	int rc = vsock_create(machine, v, &dev, err, ERR_LEN);
+	if (!rc && device_set_add(out, dev, NULL))
+		rc = cfg_fail(err, "vsock: too many virtio devices (at most %d)", VIRTIO_DEV_MAX);
+	return rc;
+}
+
+const struct device_kind vsock_kind = {
+	.key = "vsock",
+	.metric = "vsock",
+	.store_size = sizeof(struct vsock_config),
+	.put = vsock_config_put,
+	.load = kind_load,
+	.to_json = kind_to_json,
+	.free = kind_free,
+	.create = kind_create,
+};

@@ -1,15 +1,14 @@
-/* Guest RAM and the checked guest-physical accessor. */
+/* Guest RAM and its checked accessors. */
+#include "core/guest_mem.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "x86/layout.h"
-#include "vmm/vm.h"
 
 static int map_region(struct mem_region *r, uint64_t gpa, uint64_t size)
 {
-	/* MAP_NORESERVE: guest pages cost host memory only once the guest touches them. */
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
@@ -20,37 +19,37 @@ static int map_region(struct mem_region *r, uint64_t gpa, uint64_t size)
 	return 0;
 }
 
-int vm_memory_init(struct vm *vm, uint64_t size)
+int guest_mem_init(struct guest_mem *mem, uint64_t size)
 {
 	uint64_t low = size < MMIO_GAP_START ? size : MMIO_GAP_START;
-	int rc = map_region(&vm->mem[0], 0, low);
+	int rc = map_region(&mem->regions[0], 0, low);
 	if (rc)
 		return rc;
-	vm->nr_mem = 1;
+	mem->nr_regions = 1;
 	if (size > low) {
-		rc = map_region(&vm->mem[1], MMIO_GAP_END, size - low);
+		rc = map_region(&mem->regions[1], MMIO_GAP_END, size - low);
 		if (rc) {
-			vm_memory_free(vm);
+			guest_mem_free(mem);
 			return rc;
 		}
-		vm->nr_mem = 2;
+		mem->nr_regions = 2;
 	}
-	vm->mem_size = size;
+	mem->size = size;
 	return 0;
 }
 
-void vm_memory_free(struct vm *vm)
+void guest_mem_free(struct guest_mem *mem)
 {
-	for (unsigned i = 0; i < vm->nr_mem; i++)
-		munmap(vm->mem[i].hva, vm->mem[i].size);
-	vm->nr_mem = 0;
-	vm->mem_size = 0;
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		munmap(mem->regions[i].hva, mem->regions[i].size);
+	mem->nr_regions = 0;
+	mem->size = 0;
 }
 
-void *gpa_to_hva(const struct vm *vm, uint64_t gpa, uint64_t len)
+void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
-	for (unsigned i = 0; i < vm->nr_mem; i++) {
-		const struct mem_region *r = &vm->mem[i];
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
 		if (gpa < r->gpa || gpa - r->gpa >= r->size)
 			continue;
 		uint64_t off = gpa - r->gpa;
@@ -62,9 +61,20 @@ void *gpa_to_hva(const struct vm *vm, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
-uint64_t monotonic_ns(void)
+int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, uint64_t len)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	const void *p = guest_mem_ptr(mem, gpa, len);
+	if (!p)
+		return -EFAULT;
+	memcpy(buf, p, len);
+	return 0;
+}
+
+int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64_t len)
+{
+	void *p = guest_mem_ptr(mem, gpa, len);
+	if (!p)
+		return -EFAULT;
+	memcpy(p, buf, len);
+	return 0;
 }

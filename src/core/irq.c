@@ -7,15 +7,15 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-int irq_line_create(struct vm *vm, unsigned gsi)
+int irq_line_create(struct machine *machine, unsigned gsi)
 {
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0)
 		return -errno;
-	if (vm->vm_fd < 0)
+	if (machine->vm_fd < 0)
 		return fd;
 	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = gsi };
-	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+	if (ioctl(machine->vm_fd, KVM_IRQFD, &irqfd) < 0) {
 		int err = -errno;
 		close(fd);
 		return err;

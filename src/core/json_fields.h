@@ -1,30 +1,31 @@
-/* Field readers shared by the JSON handlers (config_json.c, drives_json.c, ...). Each returns
- * 0, or -EINVAL with a message in err (API_ERR_LEN) naming `what` (the object) and the key. */
+/* Field readers shared by the JSON handlers (src/vmm/config_json.c, virtio/blk_json.c and the
+ * other device files). Each returns 0, or -EINVAL with a message in err (ERR_LEN) naming
+ * `what` (the object) and the key. */
 #ifndef EMBER_JSON_FIELDS_H
 #define EMBER_JSON_FIELDS_H
 
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "vmm/config.h"
-#include "vmm/config_json.h"
+#include "core/log.h"
+#include "core/rate_limiter.h"
 
 /* Formats the message into err and returns -EINVAL. */
-int api_fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cfg_fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Refuses any key of obj that is not in allowed (NULL-terminated). */
-int api_check_keys(json_t *obj, const char *what, const char *const *allowed, char *err);
+int cfg_check_keys(json_t *obj, const char *what, const char *const *allowed, char *err);
 /* A string field without NUL bytes, borrowed from obj; NULL when absent. */
-int api_get_str(json_t *obj, const char *what, const char *key, const char **out, char *err);
-int api_get_bool(json_t *obj, const char *what, const char *key, bool required, bool *out,
+int cfg_get_str(json_t *obj, const char *what, const char *key, const char **out, char *err);
+int cfg_get_bool(json_t *obj, const char *what, const char *key, bool required, bool *out,
 		 char *err);
 /* One of names[] (NULL-terminated, at least two); its index goes to *out. */
-int api_get_enum(json_t *obj, const char *what, const char *key, const char *const *names, int *out,
+int cfg_get_enum(json_t *obj, const char *what, const char *key, const char *const *names, int *out,
 		 char *err);
 /* Firecracker's RateLimiter under "rate_limiter": the buckets present replace those in *rl,
  * absent ones stay. */
-int api_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err);
+int cfg_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err);
 /* The same under another key (a network interface's rx_rate_limiter, tx_rate_limiter). */
-int api_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
+int cfg_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
 			    struct rate_limiter_config *rl, char *err);
 
 /* Room for the name of the object being checked ("drive 'rootfs'"). */
@@ -33,11 +34,11 @@ int api_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
 /* The id field id_key of a PUT/PATCH body for kind ("drive", "network interface"): present,
  * 1 to max_len letters, digits or '_', and equal to the path's {id} when there is one. what
  * (API_WHAT_LEN bytes) becomes "<kind> 'ID'" for later messages. */
-int api_get_object_id(json_t *body, const char *kind, const char *id_key, size_t max_len,
+int cfg_get_object_id(json_t *body, const char *kind, const char *id_key, size_t max_len,
 		      const char *path_id, const char **id, char *what, char *err);
 
 /* array_ptr is the address of a "T *" holding *nr elements of size bytes: grows it by one
  * and returns the new, uninitialised element, or NULL when out of memory (then unchanged). */
-void *api_array_append(void *array_ptr, unsigned *nr, size_t size);
+void *cfg_array_append(void *array_ptr, unsigned *nr, size_t size);
 
 #endif

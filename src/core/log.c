@@ -123,3 +123,16 @@ void die(const char *fmt, ...)
 		log_msg(LOG_ERROR, "%s", msg);
 	exit(1);
 }
+
+void log_warn_limited(unsigned *count, unsigned max, const char *fmt, ...)
+{
+	if (*count >= max)
+		return;
+	char msg[ERR_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	++*count;
+	log_warn("%s%s", msg, *count == max ? " (further warnings like this are not logged)" : "");
+}

@@ -4,6 +4,9 @@
 
 #include <stdbool.h>
 
+/* Room for one error message: every "char *err" in ember has this many bytes. */
+#define ERR_LEN 512
+
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 int log_set_level_name(const char *name); /* "Error", "Warning", "Info", "Debug"; -EINVAL else */
@@ -19,6 +22,11 @@ void log_msg_at(enum log_level level, const char *file, int line, const char *fm
 #define log_msg(level, ...) log_msg_at(level, __FILE__, __LINE__, __VA_ARGS__)
 /* Prints "ember: <message>" to stderr (and the log) and exits with status 1. */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* A warning that a guest or client can trigger at will: *count of them are logged, up to max;
+ * the last one says that the rest are not. */
+void log_warn_limited(unsigned *count, unsigned max, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define log_err(...)   log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARNING, __VA_ARGS__)

@@ -9,7 +9,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/config.h"
+/* Firecracker's TokenBucket: size tokens refill every refill_time_ms, one_time_burst extra
+ * tokens are spent first and never come back. size or refill_time_ms 0: no limit. */
+struct token_bucket_config {
+	uint64_t size;
+	uint64_t one_time_burst;
+	uint64_t refill_time_ms;
+};
+
+/* Firecracker's RateLimiter; shared by drives and (later) network interfaces. */
+struct rate_limiter_config {
+	struct token_bucket_config bandwidth; /* tokens are bytes */
+	struct token_bucket_config ops;	      /* tokens are requests */
+};
 
 struct token_bucket {
 	uint64_t size;	    /* 0: this bucket does not limit */

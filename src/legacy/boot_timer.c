@@ -1,39 +1,31 @@
 #include "legacy/boot_timer.h"
 
 #include <string.h>
-#include <time.h>
 
 #include "x86/layout.h"
 #include "core/log.h"
 
-static uint64_t process_cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void boot_timer_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write)
 {
-	struct vm *vm = opaque;
+	struct machine *machine = opaque;
 	if (!is_write) {
 		memset(data, 0, len);
 		return;
 	}
 	if (offset != 0 || len != 1 || data[0] != BOOT_TIMER_MAGIC)
 		return;
-	uint64_t wall_us = (monotonic_ns() - vm->start_ns) / 1000;
-	uint64_t cpu_us = (process_cpu_ns() - vm->start_cpu_ns) / 1000;
+	uint64_t wall_us = (monotonic_ns() - machine->start_ns) / 1000;
+	uint64_t cpu_us = (process_cpu_ns() - machine->start_cpu_ns) / 1000;
 	/* Firecracker's wording, so existing tooling that greps for it keeps working. */
 	log_msg(LOG_INFO, "Guest-boot-time = %6llu us %llu ms, %6llu CPU us %llu CPU ms",
 		(unsigned long long)wall_us, (unsigned long long)(wall_us / 1000),
 		(unsigned long long)cpu_us, (unsigned long long)(cpu_us / 1000));
 }
 
-void boot_timer_register(struct vm *vm)
+void boot_timer_register(struct machine *machine)
 {
-	int rc = io_bus_register(&vm->mmio_bus, BOOT_TIMER_ADDR, BOOT_TIMER_SIZE, boot_timer_io, vm,
-				 "boot-timer");
+	int rc = io_bus_register(&machine->mmio_bus, BOOT_TIMER_ADDR, BOOT_TIMER_SIZE,
+				 boot_timer_io, machine, "boot-timer");
 	if (rc)
 		die("boot timer: cannot register at 0x%llx", (unsigned long long)BOOT_TIMER_ADDR);
 }

@@ -3,10 +3,10 @@
 #ifndef EMBER_BOOT_TIMER_H
 #define EMBER_BOOT_TIMER_H
 
-#include "vmm/vm.h"
+#include "core/machine.h"
 
 #define BOOT_TIMER_MAGIC 123
 
-void boot_timer_register(struct vm *vm);
+void boot_timer_register(struct machine *machine);
 
 #endif

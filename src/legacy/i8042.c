@@ -37,7 +37,7 @@ enum {
 #define BUF_SIZE 16
 
 struct i8042 {
-	struct vm *vm;
+	struct machine *machine;
 	pthread_mutex_t lock;
 	int irq_fd;
 	uint8_t status;
@@ -97,7 +97,7 @@ static void command(struct i8042 *d, uint8_t cmd)
 		break;
 	case CMD_PULSE_RESET:
 		log_info("guest requested a reset through the i8042");
-		vm_request_exit(d->vm, 0);
+		machine_request_exit(d->machine, 0);
 		break;
 	default:
 		break; /* enable/disable and unknown commands have nothing to emulate */
@@ -116,7 +116,7 @@ static void data_write(struct i8042 *d, uint8_t val)
 	case CMD_WRITE_OUTPUT:
 		if (!(val & 1)) { /* bit 0 low is the CPU reset line */
 			log_info("guest requested a reset through the i8042 output port");
-			vm_request_exit(d->vm, 0);
+			machine_request_exit(d->machine, 0);
 		}
 		break;
 	default:
@@ -170,20 +170,20 @@ int i8042_send_ctrl_alt_del(struct i8042 *d)
 	return rc;
 }
 
-struct i8042 *i8042_create(struct vm *vm)
+struct i8042 *i8042_create(struct machine *machine)
 {
 	struct i8042 *d = calloc(1, sizeof(*d));
 	if (!d)
 		die("out of memory");
 	pthread_mutex_init(&d->lock, NULL);
-	d->vm = vm;
+	d->machine = machine;
 	d->status = STATUS_SYSTEM | STATUS_UNLOCKED;
 	d->ctr = CTR_KBD_INT | CTR_SYSTEM;
-	d->irq_fd = irq_line_create(vm, I8042_IRQ);
+	d->irq_fd = irq_line_create(machine, I8042_IRQ);
 	if (d->irq_fd < 0)
 		die("i8042: cannot wire IRQ %d: %s", I8042_IRQ, strerror(-d->irq_fd));
 	/* One range over 0x60-0x64; 0x61-0x63 (the PC speaker and friends) read as 0xff. */
-	int rc = io_bus_register(&vm->pio_bus, I8042_DATA_PORT, 5, i8042_io, d, "i8042");
+	int rc = io_bus_register(&machine->pio_bus, I8042_DATA_PORT, 5, i8042_io, d, "i8042");
 	if (rc)
 		die("i8042: cannot register ports: %s", strerror(-rc));
 	return d;

@@ -3,9 +3,9 @@
 #ifndef EMBER_I8042_H
 #define EMBER_I8042_H
 
-#include "vmm/vm.h"
+#include "core/machine.h"
 
-struct i8042 *i8042_create(struct vm *vm);
+struct i8042 *i8042_create(struct machine *machine);
 void i8042_destroy(struct i8042 *dev);
 /* Queues the Ctrl+Alt+Del key sequence for the guest. -EBUSY if the buffer is full. */
 int i8042_send_ctrl_alt_del(struct i8042 *dev);

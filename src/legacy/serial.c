@@ -39,7 +39,7 @@ enum { REG_DATA = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, R
 #define RX_FIFO_SIZE 64
 
 struct serial {
-	struct vm *vm;
+	struct machine *machine;
 	pthread_mutex_t lock; /* vCPU threads touch registers, the VMM thread feeds input */
 	int out_fd;
 	int in_fd;
@@ -102,7 +102,7 @@ static void resume_input(struct serial *s)
 {
 	if (s->in_paused && s->rx_count < RX_FIFO_SIZE) {
 		s->in_paused = false;
-		evloop_modify(&s->vm->loop, s->in_fd, EPOLLIN);
+		evloop_modify(&s->machine->loop, s->in_fd, EPOLLIN);
 	}
 }
 
@@ -226,7 +226,7 @@ static void on_input(void *opaque, uint32_t events)
 		/* Leave the bytes in the host's buffer until the guest drains its FIFO. */
 		pthread_mutex_lock(&s->lock);
 		s->in_paused = true;
-		evloop_modify(&s->vm->loop, s->in_fd, 0);
+		evloop_modify(&s->machine->loop, s->in_fd, 0);
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
@@ -235,27 +235,27 @@ static void on_input(void *opaque, uint32_t events)
 		serial_receive(s, buf, (size_t)n);
 	} else if (n == 0 || (errno != EAGAIN && errno != EINTR) || (events & EPOLLHUP)) {
 		/* End of input: the guest simply gets no more console input. */
-		evloop_remove(&s->vm->loop, s->in_fd);
+		evloop_remove(&s->machine->loop, s->in_fd);
 	}
 }
 
-struct serial *serial_create(struct vm *vm, int out_fd, int in_fd)
+struct serial *serial_create(struct machine *machine, int out_fd, int in_fd)
 {
 	struct serial *s = calloc(1, sizeof(*s));
 	if (!s)
 		die("out of memory");
 	pthread_mutex_init(&s->lock, NULL);
-	s->vm = vm;
+	s->machine = machine;
 	s->out_fd = out_fd;
 	s->in_fd = -1;
 	s->mcr = MCR_OUT2;
-	s->irq_fd = irq_line_create(vm, SERIAL_IRQ);
+	s->irq_fd = irq_line_create(machine, SERIAL_IRQ);
 	if (s->irq_fd < 0)
 		die("serial: cannot wire IRQ %d: %s", SERIAL_IRQ, strerror(-s->irq_fd));
-	int rc = io_bus_register(&vm->pio_bus, SERIAL_PORT, 8, serial_io, s, "serial");
+	int rc = io_bus_register(&machine->pio_bus, SERIAL_PORT, 8, serial_io, s, "serial");
 	if (rc)
 		die("serial: cannot register ports 0x%x: %s", SERIAL_PORT, strerror(-rc));
-	if (in_fd >= 0 && evloop_add(&vm->loop, in_fd, EPOLLIN, on_input, s) == 0)
+	if (in_fd >= 0 && evloop_add(&machine->loop, in_fd, EPOLLIN, on_input, s) == 0)
 		s->in_fd = in_fd;
 	return s;
 }
@@ -265,7 +265,7 @@ void serial_destroy(struct serial *s)
 	if (!s)
 		return;
 	if (s->in_fd >= 0)
-		evloop_remove(&s->vm->loop, s->in_fd);
+		evloop_remove(&s->machine->loop, s->in_fd);
 	if (s->irq_fd >= 0)
 		close(s->irq_fd);
 	pthread_mutex_destroy(&s->lock);

@@ -1,8 +1,6 @@
 #include "vmm/config_json.h"
 #include "core/json_fields.h"
-#include "virtio/blk_json.h"
-#include "virtio/net_json.h"
-#include "virtio/vsock_json.h"
+#include "vmm/device_table.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,7 +11,7 @@
 static int check_object(json_t *body, const char *what, char *err)
 {
 	if (!body || !json_is_object(body))
-		return api_fail(err, "%s: expected a JSON object", what);
+		return cfg_fail(err, "%s: expected a JSON object", what);
 	return 0;
 }
 
@@ -24,17 +22,17 @@ static int get_string(json_t *obj, const char *what, const char *key, bool requi
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		if (required)
-			return api_fail(err, "%s: missing field '%s'", what, key);
+			return cfg_fail(err, "%s: missing field '%s'", what, key);
 		return 0;
 	}
 	if (!json_is_string(v))
-		return api_fail(err, "%s: field '%s' must be a string", what, key);
+		return cfg_fail(err, "%s: field '%s' must be a string", what, key);
 	const char *s = json_string_value(v);
 	if (strlen(s) != json_string_length(v))
-		return api_fail(err, "%s: field '%s' contains a NUL character", what, key);
+		return cfg_fail(err, "%s: field '%s' contains a NUL character", what, key);
 	char *copy = strdup(s);
 	if (!copy)
-		return api_fail(err, "%s: out of memory", what);
+		return cfg_fail(err, "%s: out of memory", what);
 	free(*out);
 	*out = copy;
 	return 0;
@@ -46,24 +44,24 @@ static int get_uint(json_t *obj, const char *what, const char *key, bool require
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		if (required)
-			return api_fail(err, "%s: missing field '%s'", what, key);
+			return cfg_fail(err, "%s: missing field '%s'", what, key);
 		return 0;
 	}
 	if (!json_is_integer(v))
-		return api_fail(err, "%s: field '%s' must be an integer", what, key);
+		return cfg_fail(err, "%s: field '%s' must be an integer", what, key);
 	json_int_t n = json_integer_value(v);
 	if (n < min || n > max)
-		return api_fail(err, "%s: field '%s' is %lld, must be between %lld and %lld", what,
+		return cfg_fail(err, "%s: field '%s' is %lld, must be between %lld and %lld", what,
 				key, (long long)n, min, max);
 	*out = (unsigned)n;
 	return 0;
 }
 
-int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
+int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 {
 	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args", NULL };
 	const char *what = "boot-source";
-	if (check_object(body, what, err) || api_check_keys(body, what, keys, err))
+	if (check_object(body, what, err) || cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 
 	/* Validate into a scratch copy so a rejected request changes nothing. */
@@ -74,10 +72,10 @@ int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 	if (!rc)
 		rc = get_string(body, what, "boot_args", false, &next.boot_args, err);
 	if (!rc && next.boot_args && strlen(next.boot_args) >= CMDLINE_MAX)
-		rc = api_fail(err, "%s: field 'boot_args' is longer than %d bytes", what,
+		rc = cfg_fail(err, "%s: field 'boot_args' is longer than %d bytes", what,
 			      CMDLINE_MAX - 1);
 	if (!rc && next.kernel_image_path[0] == '\0')
-		rc = api_fail(err, "%s: field 'kernel_image_path' is empty", what);
+		rc = cfg_fail(err, "%s: field 'kernel_image_path' is empty", what);
 	if (rc) {
 		free(next.kernel_image_path);
 		free(next.initrd_path);
@@ -91,14 +89,14 @@ int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 	return 0;
 }
 
-int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, char *err)
+int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, char *err)
 {
 	static const char *const keys[] = {
 		"vcpu_count",	"mem_size_mib", "smt", "track_dirty_pages",
 		"cpu_template", "huge_pages",	NULL
 	};
 	const char *what = "machine-config";
-	if (check_object(body, what, err) || api_check_keys(body, what, keys, err))
+	if (check_object(body, what, err) || cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 
 	struct machine_config next = cfg->machine;
@@ -107,90 +105,86 @@ int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, ch
 	if (get_uint(body, what, "vcpu_count", !partial, 1, VCPU_MAX, &next.vcpu_count, err) ||
 	    get_uint(body, what, "mem_size_mib", !partial, MEM_MIB_MIN, MEM_MIB_MAX,
 		     &next.mem_size_mib, err) ||
-	    api_get_bool(body, what, "smt", false, &next.smt, err) ||
-	    api_get_bool(body, what, "track_dirty_pages", false, &next.track_dirty_pages, err))
+	    cfg_get_bool(body, what, "smt", false, &next.smt, err) ||
+	    cfg_get_bool(body, what, "track_dirty_pages", false, &next.track_dirty_pages, err))
 		return -EINVAL;
 
 	/* Only the values that mean "nothing special" are accepted: ember has no CPU
 	 * templates and no huge-page backing. */
 	json_t *tmpl = json_object_get(body, "cpu_template");
 	if (tmpl && !(json_is_string(tmpl) && strcmp(json_string_value(tmpl), "None") == 0))
-		return api_fail(
+		return cfg_fail(
 			err,
 			"%s: field 'cpu_template' must be \"None\" (ember has no CPU templates)",
 			what);
 	json_t *huge = json_object_get(body, "huge_pages");
 	if (huge && !(json_is_string(huge) && strcmp(json_string_value(huge), "None") == 0))
-		return api_fail(err, "%s: field 'huge_pages' must be \"None\"", what);
+		return cfg_fail(err, "%s: field 'huge_pages' must be \"None\"", what);
 
 	if (next.smt && next.vcpu_count > 1 && next.vcpu_count % 2)
-		return api_fail(err,
+		return cfg_fail(err,
 				"%s: with 'smt' enabled, 'vcpu_count' must be 1 or even (got %u)",
 				what, next.vcpu_count);
 	cfg->machine = next;
 	return 0;
 }
 
-int api_put_serial(struct vm_config *cfg, json_t *body, char *err)
+int config_put_serial(struct vm_config *cfg, json_t *body, char *err)
 {
 	static const char *const keys[] = { "serial_out_path", NULL };
-	if (check_object(body, "serial", err) || api_check_keys(body, "serial", keys, err))
+	if (check_object(body, "serial", err) || cfg_check_keys(body, "serial", keys, err))
 		return -EINVAL;
 	return get_string(body, "serial", "serial_out_path", true, &cfg->serial_out_path, err);
 }
 
-int api_validate_for_start(const struct vm_config *cfg, char *err)
+int config_validate_for_start(const struct vm_config *cfg, char *err)
 {
 	if (!cfg->boot.kernel_image_path)
-		return api_fail(err, "no boot source: 'kernel_image_path' is not configured");
+		return cfg_fail(err, "no boot source: 'kernel_image_path' is not configured");
 	return 0;
 }
 
-int api_load_config_file(const char *path, struct vm_config *cfg, api_config_key_fn own_key,
-			 void *opaque, char *err)
+int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_key, void *opaque,
+		     char *err)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		if (jerr.line <= 0)
-			return api_fail(err, "config file %s: %s", path, jerr.text);
-		return api_fail(err, "config file %s: invalid JSON at line %d column %d: %s", path,
+			return cfg_fail(err, "config file %s: %s", path, jerr.text);
+		return cfg_fail(err, "config file %s: invalid JSON at line %d column %d: %s", path,
 				jerr.line, jerr.column, jerr.text);
 	}
-	char inner[API_ERR_LEN];
+	char inner[ERR_LEN];
 	int rc = 0;
 	if (!json_is_object(root)) {
-		rc = api_fail(inner, "the top level must be a JSON object");
+		rc = cfg_fail(inner, "the top level must be a JSON object");
 		goto out;
 	}
 	const char *key;
 	json_t *val;
+	int kind;
 	json_object_foreach (root, key, val) {
 		if (strcmp(key, "boot-source") == 0)
-			rc = api_put_boot_source(cfg, val, inner);
+			rc = config_put_boot_source(cfg, val, inner);
 		else if (strcmp(key, "machine-config") == 0)
-			rc = api_put_machine_config(cfg, val, false, inner);
+			rc = config_put_machine_config(cfg, val, false, inner);
 		else if (strcmp(key, "serial") == 0)
-			rc = api_put_serial(cfg, val, inner);
-		else if (strcmp(key, "drives") == 0)
-			rc = api_put_drives(cfg, val, inner);
-		else if (strcmp(key, "network-interfaces") == 0)
-			rc = api_put_nets(cfg, val, inner);
-		else if (strcmp(key, "vsock") == 0)
-			/* null, as GET /vm/config shows it, means no vsock device. */
-			rc = json_is_null(val) ? 0 : api_put_vsock(cfg, val, inner);
+			rc = config_put_serial(cfg, val, inner);
+		else if ((kind = device_kind_find(key)) >= 0)
+			rc = device_kinds[kind]->load(cfg->devices[kind], val, inner);
 		else if (own_key && (strcmp(key, "logger") == 0 || strcmp(key, "metrics") == 0))
 			rc = own_key(opaque, key, val, inner);
 		else
-			rc = api_fail(inner, "unknown key '%s'", key);
+			rc = cfg_fail(inner, "unknown key '%s'", key);
 		if (rc)
 			goto out;
 	}
 	if (!json_object_get(root, "boot-source"))
-		rc = api_fail(inner, "missing 'boot-source'");
+		rc = cfg_fail(inner, "missing 'boot-source'");
 out:
 	if (rc)
-		snprintf(err, API_ERR_LEN, "config file %s: %.400s", path, inner);
+		snprintf(err, ERR_LEN, "config file %s: %.400s", path, inner);
 	json_decref(root);
 	return rc;
 }

@@ -1,5 +1,6 @@
-/* JSON handlers for Firecracker's configuration objects. One handler per object, shared by
- * --config-file and (later) the HTTP API, so both accept and refuse exactly the same input.
+/* JSON handlers for Firecracker's machine-wide objects (boot-source, machine-config, serial;
+ * the devices' own are their kinds' hooks) and the config file. Shared by --config-file and
+ * the HTTP API, so both accept and refuse exactly the same input.
  * Each returns 0, or -EINVAL with a message naming the key at fault in err. */
 #ifndef EMBER_CONFIG_JSON_H
 #define EMBER_CONFIG_JSON_H
@@ -10,24 +11,22 @@
 
 #include "vmm/config.h"
 
-#define API_ERR_LEN 512
-
-int api_put_boot_source(struct vm_config *cfg, json_t *body, char *err);
+int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err);
 /* partial: PATCH semantics, only the keys present change; PUT requires vcpu_count and
  * mem_size_mib. */
-int api_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, char *err);
+int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, char *err);
 /* {"serial_out_path": PATH}: the guest console goes to PATH instead of stdout. */
-int api_put_serial(struct vm_config *cfg, json_t *body, char *err);
+int config_put_serial(struct vm_config *cfg, json_t *body, char *err);
 /* Checks the combination (e.g. smt with an odd vcpu_count, a kernel configured). */
-int api_validate_for_start(const struct vm_config *cfg, char *err);
+int config_validate_for_start(const struct vm_config *cfg, char *err);
 
 /* Keys of a config file that configure ember itself rather than the VM ("logger",
  * "metrics"): the caller's handler takes them (0 or -errno with err set). */
-typedef int (*api_config_key_fn)(void *opaque, const char *key, json_t *val, char *err);
+typedef int (*config_key_fn)(void *opaque, const char *key, json_t *val, char *err);
 
 /* Reads a Firecracker-style config file: an object whose keys name the objects above;
  * "logger" and "metrics" go to own_key (NULL: they are refused as unknown). */
-int api_load_config_file(const char *path, struct vm_config *cfg, api_config_key_fn own_key,
-			 void *opaque, char *err);
+int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_key, void *opaque,
+		     char *err);
 
 #endif

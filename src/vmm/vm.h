@@ -1,103 +1,66 @@
-/* struct vm: all per-VM state, passed explicitly everywhere. */
+/* struct vm: the VMM layer's whole VM. The machine (src/core/machine.h) that devices and
+ * vCPUs see, the configuration, what the builder made, and the controller's state. The
+ * API and main() reach it only through src/vmm/controller.h. */
 #ifndef EMBER_VM_H
 #define EMBER_VM_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
 
-#include "core/bus.h"
+#include "core/log.h"
+#include "core/machine.h"
+#include "virtio/kind.h"
 #include "vmm/config.h"
-#include "core/evloop.h"
 
 struct vcpu;
 struct serial;
 struct i8042;
-struct virtio_dev;
 
-struct mem_region {
-	uint64_t gpa;
-	uint64_t size;
-	uint8_t *hva;
-};
+enum vm_state { VM_CONFIGURING, VM_RUNNING, VM_PAUSED };
 
 struct vm {
-	const struct vm_config *cfg;
-	int kvm_fd;
-	int vm_fd;
-	bool pvm_host; /* /dev/kvm is kvm_pvm: only PVM guest kernels boot */
+	struct machine m;
+	struct vm_config cfg;
+	enum vm_state state;
+	bool boot_timer_enabled;
+	int loop_signal_fd; /* SIGTERM, SIGINT, SIGHUP */
 
-	struct mem_region mem[2]; /* below the 3 GiB MMIO gap, and from 4 GiB up */
-	unsigned nr_mem;
-	uint64_t mem_size;
+	/* Built ahead of InstanceStart (builder.c): the KVM VM, its PIT and memory. A setup
+	 * that fails there is reported at InstanceStart, which tries again. */
+	bool kvm_ready;
+	bool early_pit; /* the PIT comes with the KVM VM, not after the vCPUs */
+	pthread_t pit_thread, mem_thread;
+	bool pit_pending, mem_pending; /* a helper thread to join */
+	uint64_t mem_bytes;	       /* the size the memory thread maps */
+	int mem_rc;		       /* the memory thread's result */
+	char prepare_err[ERR_LEN];     /* why the KVM VM could not be made, or "" */
 
-	struct io_bus pio_bus;
-	struct io_bus mmio_bus;
-	struct evloop loop;
-
-	unsigned nr_vcpus;
+	/* Made at InstanceStart. */
 	struct vcpu *vcpus;
-	int vcpu_mmap_size;
-
 	struct serial *serial;
 	int serial_out_fd;
 	struct i8042 *i8042;
-	/* virtio-mmio devices in slot order (virtio/virtio.h): slot n is entry n. */
-	struct virtio_dev **virtio_devs;
-	unsigned nr_virtio_devs;
+	struct device_set devices;	    /* virtio devices in slot order */
+	int device_kind_of[VIRTIO_DEV_MAX]; /* each device's row in the device table */
+	struct kvm_clock_data *saved_clock; /* kvmclock while paused */
 
-	bool boot_timer_enabled;
-	uint64_t start_ns;     /* CLOCK_MONOTONIC reference for the boot timer */
-	uint64_t start_cpu_ns; /* CLOCK_PROCESS_CPUTIME_ID at the same moment */
-
-	/* Pause: vCPU threads park on pause_cond while paused is set; nr_parked counts them
-	 * so that a pause returns only once every vCPU has stopped. */
-	pthread_mutex_t pause_lock;
-	pthread_cond_t pause_cond;
-	atomic_bool paused; /* read without the lock on every vCPU exit; written under it */
-	unsigned nr_parked;
-	struct kvm_clock_data *saved_clock;
-
-	/* Set once by whichever thread ends the VM first; the VMM loop then stops. */
-	atomic_bool exiting;
-	int exit_code;
-	int exit_event_fd;
-	int loop_signal_fd; /* SIGTERM, SIGINT, SIGHUP */
+	/* ember's own outputs, configured with the VM (PUT /logger, /metrics). */
+	char *log_path;
+	char *metrics_path;
+	int metrics_timer_fd;
 };
 
-/* Guest memory: anonymous MAP_NORESERVE mappings laid out around the MMIO gap. Usable
- * without KVM (unit tests). */
-int vm_memory_init(struct vm *vm, uint64_t size);
-void vm_memory_free(struct vm *vm);
-/* The one checked accessor: a host pointer for [gpa, gpa+len) if it lies entirely in one
- * RAM region, NULL otherwise (overflow, gap, beyond the end). */
-void *gpa_to_hva(const struct vm *vm, uint64_t gpa, uint64_t len);
-
-/* The VMM thread's basics, before any configuration: the event loop, the exit eventfd
- * and the signals that stop ember. vm must be zeroed, with boot_timer_enabled and
- * start_ns/start_cpu_ns set by the caller. */
-void vm_init(struct vm *vm);
-#define VM_ERR_LEN 512
-/* Creates the KVM VM (irqchip, PIT, memory slots), the devices and the vCPUs, and loads
- * the kernel. What the user can get wrong (files, sizes, no /dev/kvm) returns -errno with
- * a message in err and leaves nothing behind; KVM failing unexpectedly exits via die(). */
-int vm_boot(struct vm *vm, const struct vm_config *cfg, char *err);
-/* Starts the vCPU threads. */
-int vm_start(struct vm *vm);
-/* Runs the VMM event loop until the VM ends, stops the vCPUs; returns the exit code. */
-int vm_run(struct vm *vm);
-/* Stops every vCPU (the guest's clock stops too) / lets them run again. -EINVAL when
- * not in the matching state. */
-int vm_pause(struct vm *vm);
-int vm_resume(struct vm *vm);
-/* Ends the VM with code (first caller wins); safe from any thread. */
-void vm_request_exit(struct vm *vm, int code);
-/* Undoes vm_boot (vCPUs, devices, memory, the KVM VM); the event loop stays. */
-void vm_release(struct vm *vm);
-void vm_destroy(struct vm *vm);
-
-uint64_t monotonic_ns(void);
+/* builder.c */
+/* The VMM thread's basics and the KVM VM, before any configuration. vm must be zeroed, with
+ * boot_timer_enabled and m.start_ns/start_cpu_ns set. early_pit: the API will configure the
+ * VM later, so the PIT and guest memory are made in the background now. */
+void builder_init(struct vm *vm, bool early_pit);
+/* machine-config changed the memory size before start: remap it in the background. */
+void builder_resize_memory(struct vm *vm);
+/* InstanceStart: kernel, devices, vCPUs; then the vCPU threads run. 0, or -errno with a
+ * message in err and the VM back to a configurable state. */
+int builder_start(struct vm *vm, char *err);
+/* Stops and frees everything (at exit). */
+void builder_destroy(struct vm *vm);
 
 #endif

@@ -94,18 +94,18 @@ static void put32(uint8_t *zp, unsigned off, uint32_t v)
 	memcpy(zp + off, &v, sizeof(v));
 }
 
-int boot_write_params(struct vm *vm, const struct kernel_image *k, const char *cmdline,
-		      uint64_t initrd_gpa, uint64_t initrd_size, char *err)
+int boot_write_params(const struct guest_mem *mem, const struct kernel_image *k,
+		      const char *cmdline, uint64_t initrd_gpa, uint64_t initrd_size, char *err)
 {
-	uint8_t *zp = gpa_to_hva(vm, ZERO_PAGE_ADDR, 4096);
+	uint8_t *zp = guest_mem_ptr(mem, ZERO_PAGE_ADDR, 4096);
 	size_t cmd_len = strlen(cmdline);
-	char *cmd_dst = gpa_to_hva(vm, CMDLINE_ADDR, cmd_len + 1);
+	char *cmd_dst = guest_mem_ptr(mem, CMDLINE_ADDR, cmd_len + 1);
 	if (!zp || !cmd_dst) {
-		snprintf(err, LOADER_ERR_LEN, "guest memory too small for the boot parameters");
+		snprintf(err, ERR_LEN, "guest memory too small for the boot parameters");
 		return -ENOMEM;
 	}
 	if (cmd_len > k->cmdline_max) {
-		snprintf(err, LOADER_ERR_LEN,
+		snprintf(err, ERR_LEN,
 			 "kernel command line is %zu bytes, the kernel accepts at most %u", cmd_len,
 			 k->cmdline_max);
 		return -ENAMETOOLONG;
@@ -135,19 +135,19 @@ int boot_write_params(struct vm *vm, const struct kernel_image *k, const char *c
 		put32(zp, BP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
 	}
 	struct e820_entry e820[E820_MAX_ENTRIES];
-	unsigned n = boot_e820_layout(vm->mem_size, e820, E820_MAX_ENTRIES);
+	unsigned n = boot_e820_layout(mem->size, e820, E820_MAX_ENTRIES);
 	zp[BP_E820_ENTRIES] = (uint8_t)n;
 	memcpy(zp + BP_E820_TABLE, e820, n * sizeof(e820[0]));
 	return 0;
 }
 
-int boot_write_page_tables(struct vm *vm)
+int boot_write_page_tables(const struct guest_mem *mem)
 {
-	uint64_t *pml4 = gpa_to_hva(vm, PML4_ADDR, 4096);
-	uint64_t *pdpt = gpa_to_hva(vm, PDPT_ADDR, 4096);
-	uint64_t *pd = gpa_to_hva(vm, PD_ADDR, 4 * 4096);
-	uint64_t *gdt = gpa_to_hva(vm, GDT_ADDR, BOOT_GDT_ENTRIES * 8);
-	uint64_t *idt = gpa_to_hva(vm, IDT_ADDR, 8);
+	uint64_t *pml4 = guest_mem_ptr(mem, PML4_ADDR, 4096);
+	uint64_t *pdpt = guest_mem_ptr(mem, PDPT_ADDR, 4096);
+	uint64_t *pd = guest_mem_ptr(mem, PD_ADDR, 4 * 4096);
+	uint64_t *gdt = guest_mem_ptr(mem, GDT_ADDR, BOOT_GDT_ENTRIES * 8);
+	uint64_t *idt = guest_mem_ptr(mem, IDT_ADDR, 8);
 	if (!pml4 || !pdpt || !pd || !gdt || !idt)
 		return -ENOMEM;
 	memset(pml4, 0, 4096);

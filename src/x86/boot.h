@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "x86/loader.h"
-#include "vmm/vm.h"
+#include "core/guest_mem.h"
 
 #define E820_RAM	 1
 #define E820_MAX_ENTRIES 128
@@ -36,9 +36,9 @@ int boot_cmdline_build(char *out, size_t max_len, const char *boot_args, const c
 uint64_t boot_gdt_entry(uint16_t flags, uint32_t base, uint32_t limit);
 
 /* Writes the zero page at ZERO_PAGE_ADDR and the command line at CMDLINE_ADDR. */
-int boot_write_params(struct vm *vm, const struct kernel_image *k, const char *cmdline,
-		      uint64_t initrd_gpa, uint64_t initrd_size, char *err);
+int boot_write_params(const struct guest_mem *mem, const struct kernel_image *k,
+		      const char *cmdline, uint64_t initrd_gpa, uint64_t initrd_size, char *err);
 /* Identity-maps the first 4 GiB with 2 MiB pages and writes the GDT and an empty IDT. */
-int boot_write_page_tables(struct vm *vm);
+int boot_write_page_tables(const struct guest_mem *mem);
 
 #endif

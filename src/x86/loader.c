@@ -19,7 +19,7 @@ static int fail(char *err, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err, LOADER_ERR_LEN, fmt, ap);
+	vsnprintf(err, ERR_LEN, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -101,7 +101,7 @@ static void classify_elf(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *ph, uin
 	free(sh);
 }
 
-static int load_elf(struct vm *vm, int fd, const char *path, uint64_t file_size,
+static int load_elf(const struct guest_mem *mem, int fd, const char *path, uint64_t file_size,
 		    struct kernel_image *k, char *err)
 {
 	Elf64_Ehdr eh;
@@ -139,14 +139,14 @@ static int load_elf(struct vm *vm, int fd, const char *path, uint64_t file_size,
 				    "kernel %s: segment %u at 0x%llx would overwrite the boot "
 				    "structures below 1 MiB",
 				    path, i, (unsigned long long)p->p_paddr);
-		uint8_t *dst = gpa_to_hva(vm, p->p_paddr, p->p_memsz);
+		uint8_t *dst = guest_mem_ptr(mem, p->p_paddr, p->p_memsz);
 		if (!dst)
 			return fail(err, -EINVAL,
 				    "kernel %s: segment %u (0x%llx, %llu bytes) does not fit in "
 				    "guest memory (%llu MiB)",
 				    path, i, (unsigned long long)p->p_paddr,
 				    (unsigned long long)p->p_memsz,
-				    (unsigned long long)(vm->mem_size >> 20));
+				    (unsigned long long)(mem->size >> 20));
 		if (read_at(fd, dst, p->p_filesz, p->p_offset))
 			return fail(err, -EIO, "kernel %s: cannot read segment %u", path, i);
 		memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
@@ -174,7 +174,7 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_size,
+static int load_bzimage(const struct guest_mem *mem, int fd, const char *path, uint64_t file_size,
 			struct kernel_image *k, char *err)
 {
 	uint8_t boot_sector[1024];
@@ -207,14 +207,14 @@ static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_s
 	uint64_t need = init_size > pm_size ? init_size : pm_size;
 	/* A relocatable kernel would move itself up to its preferred address anyway, so a
 	 * guest without room there cannot run it. */
-	uint8_t *dst = load >= HIMEM_START ? gpa_to_hva(vm, load, need) : NULL;
+	uint8_t *dst = load >= HIMEM_START ? guest_mem_ptr(mem, load, need) : NULL;
 	if (!dst)
 		return fail(err, -EINVAL,
 			    "kernel %s: needs %llu MiB of guest memory (%llu bytes at 0x%llx), the "
 			    "guest has %llu MiB",
 			    path, (unsigned long long)((load + need + (1 << 20) - 1) >> 20),
 			    (unsigned long long)need, (unsigned long long)load,
-			    (unsigned long long)(vm->mem_size >> 20));
+			    (unsigned long long)(mem->size >> 20));
 	if (read_at(fd, dst, pm_size, pm_offset))
 		return fail(err, -EIO, "kernel %s: cannot read the protected-mode kernel", path);
 
@@ -235,7 +235,8 @@ static int load_bzimage(struct vm *vm, int fd, const char *path, uint64_t file_s
 	return 0;
 }
 
-int loader_load_kernel(struct vm *vm, const char *path, struct kernel_image *k, char *err)
+int loader_load_kernel(const struct guest_mem *mem, const char *path, struct kernel_image *k,
+		       char *err)
 {
 	memset(k, 0, sizeof(*k));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -255,9 +256,9 @@ int loader_load_kernel(struct vm *vm, const char *path, struct kernel_image *k, 
 			rc = fail(err, -EINVAL, "kernel %s: file too short to be a kernel image",
 				  path);
 		else if (memcmp(magic, ELFMAG, SELFMAG) == 0)
-			rc = load_elf(vm, fd, path, (uint64_t)st.st_size, k, err);
+			rc = load_elf(mem, fd, path, (uint64_t)st.st_size, k, err);
 		else if (probe >= 0x206 && memcmp(magic + 0x202, "HdrS", 4) == 0)
-			rc = load_bzimage(vm, fd, path, (uint64_t)st.st_size, k, err);
+			rc = load_bzimage(mem, fd, path, (uint64_t)st.st_size, k, err);
 		else
 			rc = fail(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage",
 				  path);
@@ -266,8 +267,8 @@ int loader_load_kernel(struct vm *vm, const char *path, struct kernel_image *k, 
 	return rc;
 }
 
-int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_image *k, uint64_t *gpa,
-		       uint64_t *size, char *err)
+int loader_load_initrd(const struct guest_mem *mem, const char *path, const struct kernel_image *k,
+		       uint64_t *gpa, uint64_t *size, char *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -283,7 +284,7 @@ int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_imag
 		goto out;
 	}
 	uint64_t len = (uint64_t)st.st_size;
-	uint64_t top = vm->mem[0].size; /* the initrd must sit in low memory */
+	uint64_t top = mem->regions[0].size; /* the initrd must sit in low memory */
 	if (k->initrd_addr_max && top > (uint64_t)k->initrd_addr_max + 1)
 		top = (uint64_t)k->initrd_addr_max + 1;
 	uint64_t start = top >= len ? (top - len) & ~0xfffULL : 0;
@@ -291,10 +292,10 @@ int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_imag
 		rc = fail(err, -ENOMEM,
 			  "initrd %s: %llu bytes do not fit between the kernel and the top of low "
 			  "memory (%llu MiB guest)",
-			  path, (unsigned long long)len, (unsigned long long)(vm->mem_size >> 20));
+			  path, (unsigned long long)len, (unsigned long long)(mem->size >> 20));
 		goto out;
 	}
-	void *dst = gpa_to_hva(vm, start, len);
+	void *dst = guest_mem_ptr(mem, start, len);
 	if (!dst || read_at(fd, dst, len, 0)) {
 		rc = fail(err, -EIO, "initrd %s: cannot read", path);
 		goto out;

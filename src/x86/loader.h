@@ -7,9 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/vm.h"
+#include "core/guest_mem.h"
+#include "core/log.h"
 
-#define LOADER_ERR_LEN	 512
+#define CMDLINE_MAX	 2048 /* Linux's x86 COMMAND_LINE_SIZE */
 #define SETUP_HDR_OFFSET 0x1f1
 #define SETUP_HDR_MAX	 0x7f /* bytes from 0x1f1 to the end of boot_params' header area */
 
@@ -29,10 +30,11 @@ struct kernel_image {
 
 /* Loads the image at path into guest memory. 0, or -errno / -EINVAL with a message that
  * names the file in err. */
-int loader_load_kernel(struct vm *vm, const char *path, struct kernel_image *k, char *err);
+int loader_load_kernel(const struct guest_mem *mem, const char *path, struct kernel_image *k,
+		       char *err);
 /* Places the initrd as high as possible below min(low RAM end, initrd_addr_max), above
  * the kernel. */
-int loader_load_initrd(struct vm *vm, const char *path, const struct kernel_image *k, uint64_t *gpa,
-		       uint64_t *size, char *err);
+int loader_load_initrd(const struct guest_mem *mem, const char *path, const struct kernel_image *k,
+		       uint64_t *gpa, uint64_t *size, char *err);
 
 #endif

@@ -89,12 +89,12 @@ static uint8_t checksum(const void *p, size_t len)
 	return (uint8_t)(0 - sum);
 }
 
-int mptable_write(struct vm *vm, uint64_t gpa, uint64_t limit, unsigned nr_cpus)
+int mptable_write(const struct guest_mem *mem, uint64_t gpa, uint64_t limit, unsigned nr_cpus)
 {
 	size_t size = mptable_size(nr_cpus);
 	if (nr_cpus == 0 || nr_cpus > 254 || gpa + size > limit)
 		return -E2BIG;
-	uint8_t *base = gpa_to_hva(vm, gpa, size);
+	uint8_t *base = guest_mem_ptr(mem, gpa, size);
 	if (!base)
 		return -ENOMEM;
 	memset(base, 0, size);

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/vm.h"
+#include "core/guest_mem.h"
 
 #define MPTABLE_IOAPIC_PINS 24
 
@@ -14,6 +14,6 @@
 size_t mptable_size(unsigned nr_cpus);
 /* Writes the floating pointer at gpa and the table right after it; -E2BIG if it would not
  * fit in [gpa, limit). */
-int mptable_write(struct vm *vm, uint64_t gpa, uint64_t limit, unsigned nr_cpus);
+int mptable_write(const struct guest_mem *mem, uint64_t gpa, uint64_t limit, unsigned nr_cpus);
 
 #endif

@@ -90,16 +90,16 @@ static void set_lapic(struct vcpu *vcpu)
 		die("vCPU %u: KVM_SET_LAPIC: %s", vcpu->index, strerror(errno));
 }
 
-void vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned index,
-		 const struct kvm_cpuid2 *supported)
+void vcpu_create(struct machine *machine, struct vcpu *vcpu, unsigned index,
+		 const struct kvm_cpuid2 *supported, bool smt)
 {
 	memset(vcpu, 0, sizeof(*vcpu));
-	vcpu->vm = vm;
+	vcpu->machine = machine;
 	vcpu->index = index;
-	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	vcpu->fd = ioctl(machine->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (vcpu->fd < 0)
 		die("vCPU %u: KVM_CREATE_VCPU: %s", index, strerror(errno));
-	vcpu->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+	vcpu->run = mmap(NULL, (size_t)machine->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 			 vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED)
 		die("vCPU %u: cannot map kvm_run: %s", index, strerror(errno));
@@ -109,7 +109,7 @@ void vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned index,
 	if (!cpuid)
 		die("out of memory");
 	memcpy(cpuid, supported, cpuid_size);
-	cpuid_filter(cpuid->entries, cpuid->nent, index, vm->nr_vcpus, vm->cfg->machine.smt);
+	cpuid_filter(cpuid->entries, cpuid->nent, index, machine->nr_vcpus, smt);
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0)
 		die("vCPU %u: KVM_SET_CPUID2: %s", index, strerror(errno));
 	free(cpuid);
@@ -180,7 +180,7 @@ static void handle_io(struct vcpu *vcpu)
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 	metric_inc(&vcpu_metrics[is_write ? VCPU_EXIT_IO_OUT : VCPU_EXIT_IO_IN]);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
-		if (!io_bus_access(&vcpu->vm->pio_bus, run->io.port, data, run->io.size,
+		if (!io_bus_access(&vcpu->machine->pio_bus, run->io.port, data, run->io.size,
 				   is_write) &&
 		    !is_write)
 			memset(data, 0xff, run->io.size); /* an empty ISA port floats high */
@@ -192,7 +192,7 @@ static void handle_mmio(struct vcpu *vcpu)
 	struct kvm_run *run = vcpu->run;
 	unsigned len = run->mmio.len <= 8 ? run->mmio.len : 8;
 	metric_inc(&vcpu_metrics[run->mmio.is_write ? VCPU_EXIT_MMIO_WRITE : VCPU_EXIT_MMIO_READ]);
-	if (!io_bus_access(&vcpu->vm->mmio_bus, run->mmio.phys_addr, run->mmio.data, len,
+	if (!io_bus_access(&vcpu->machine->mmio_bus, run->mmio.phys_addr, run->mmio.data, len,
 			   run->mmio.is_write)) {
 		if (!run->mmio.is_write)
 			memset(run->mmio.data, 0, len);
@@ -211,7 +211,7 @@ static void report_internal_error(struct vcpu *vcpu)
 		rip = regs.rip;
 	log_err("vCPU %u: KVM internal error, suberror %u, at rip 0x%llx", vcpu->index,
 		run->internal.suberror, rip);
-	if (vcpu->vm->pvm_host)
+	if (vcpu->machine->pvm_host)
 		log_err("this host's /dev/kvm is PVM (kvm_pvm), which only runs kernels built as "
 			"PVM guests; a standard kernel fails like this in early boot. Run it in "
 			"the "
@@ -232,49 +232,49 @@ static bool handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_HLT:
 		/* Only seen without an in-kernel LAPIC: nothing can wake us. */
 		log_info("vCPU %u halted", vcpu->index);
-		vm_request_exit(vcpu->vm, 0);
+		machine_request_exit(vcpu->machine, 0);
 		return false;
 	case KVM_EXIT_SHUTDOWN:
 		/* A triple fault: what reboot=t does, and how a crashed guest ends. */
 		log_info("vCPU %u: guest shut down (triple fault)", vcpu->index);
-		vm_request_exit(vcpu->vm, 0);
+		machine_request_exit(vcpu->machine, 0);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		log_info("vCPU %u: guest system event %u", vcpu->index, run->system_event.type);
-		vm_request_exit(vcpu->vm, 0);
+		machine_request_exit(vcpu->machine, 0);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		report_internal_error(vcpu);
-		vm_request_exit(vcpu->vm, 3);
+		machine_request_exit(vcpu->machine, 3);
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
 		log_err("vCPU %u: VM entry failed, reason 0x%llx", vcpu->index,
 			(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		vm_request_exit(vcpu->vm, 3);
+		machine_request_exit(vcpu->machine, 3);
 		return false;
 	default:
 		log_err("vCPU %u: unexpected KVM exit %u", vcpu->index, run->exit_reason);
-		vm_request_exit(vcpu->vm, 3);
+		machine_request_exit(vcpu->machine, 3);
 		return false;
 	}
 }
 
 /* Parks the thread while the VM is paused. */
-static void wait_while_paused(struct vm *vm)
+static void wait_while_paused(struct machine *machine)
 {
 	/* The common case costs one atomic load, not a lock, on every exit. A pause sets the
 	 * flag before it kicks the vCPU, so the thread sees it when KVM_RUN returns. */
-	if (!atomic_load(&vm->paused))
+	if (!atomic_load(&machine->paused))
 		return;
-	pthread_mutex_lock(&vm->pause_lock);
-	if (vm->paused && !atomic_load(&vm->exiting)) {
-		vm->nr_parked++;
-		pthread_cond_broadcast(&vm->pause_cond);
-		while (vm->paused && !atomic_load(&vm->exiting))
-			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
-		vm->nr_parked--;
+	pthread_mutex_lock(&machine->pause_lock);
+	if (machine->paused && !atomic_load(&machine->exiting)) {
+		machine->nr_parked++;
+		pthread_cond_broadcast(&machine->pause_cond);
+		while (machine->paused && !atomic_load(&machine->exiting))
+			pthread_cond_wait(&machine->pause_cond, &machine->pause_lock);
+		machine->nr_parked--;
 	}
-	pthread_mutex_unlock(&vm->pause_lock);
+	pthread_mutex_unlock(&machine->pause_lock);
 }
 
 static void *vcpu_thread(void *arg)
@@ -285,18 +285,18 @@ static void *vcpu_thread(void *arg)
 	if (rc) {
 		log_err("vCPU %u: cannot install the seccomp filter: %s", vcpu->index,
 			strerror(-rc));
-		vm_request_exit(vcpu->vm, 1);
+		machine_request_exit(vcpu->machine, 1);
 		return NULL;
 	}
-	while (!atomic_load(&vcpu->vm->exiting)) {
-		wait_while_paused(vcpu->vm);
+	while (!atomic_load(&vcpu->machine->exiting)) {
+		wait_while_paused(vcpu->machine);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->run->immediate_exit = 0;
 				continue;
 			}
 			log_err("vCPU %u: KVM_RUN: %s", vcpu->index, strerror(errno));
-			vm_request_exit(vcpu->vm, 3);
+			machine_request_exit(vcpu->machine, 3);
 			break;
 		}
 		if (!handle_exit(vcpu))
@@ -346,7 +346,7 @@ void vcpu_stop(struct vcpu *vcpu)
 void vcpu_destroy(struct vcpu *vcpu)
 {
 	if (vcpu->run && vcpu->run != MAP_FAILED)
-		munmap(vcpu->run, (size_t)vcpu->vm->vcpu_mmap_size);
+		munmap(vcpu->run, (size_t)vcpu->machine->vcpu_mmap_size);
 	if (vcpu->fd >= 0)
 		close(vcpu->fd);
 }

@@ -7,10 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/vm.h"
+#include "core/machine.h"
 
 struct vcpu {
-	struct vm *vm;
+	struct machine *machine;
 	unsigned index;
 	int fd;
 	struct kvm_run *run;
@@ -20,8 +20,8 @@ struct vcpu {
 
 /* Creates vCPU index and gives it the state a real boot would leave: CPUID, MSRs, FPU,
  * LAPIC LINT0/1. Setup failures exit via die(). */
-void vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned index,
-		 const struct kvm_cpuid2 *supported);
+void vcpu_create(struct machine *machine, struct vcpu *vcpu, unsigned index,
+		 const struct kvm_cpuid2 *supported, bool smt);
 /* The boot CPU enters the kernel in long mode at entry with RSI = the zero page. */
 void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry);
 int vcpu_start(struct vcpu *vcpu);

@@ -59,41 +59,41 @@ static void e820_respects_max(void **state)
 static void gpa_to_hva_around_gap(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(8 * GIB);
+	struct machine *vm = unit_vm_new(8 * GIB);
 	uint64_t end = MMIO_GAP_END + 5 * GIB;
-	assert_non_null(gpa_to_hva(vm, MMIO_GAP_START - 1, 1));
-	assert_null(gpa_to_hva(vm, MMIO_GAP_START - 1, 2)); /* runs into the gap */
-	assert_null(gpa_to_hva(vm, MMIO_GAP_START, 1));
-	assert_null(gpa_to_hva(vm, MMIO_GAP_END - 1, 1));
-	uint8_t *hi = gpa_to_hva(vm, MMIO_GAP_END, 1);
+	assert_non_null(guest_mem_ptr(&vm->mem, MMIO_GAP_START - 1, 1));
+	assert_null(guest_mem_ptr(&vm->mem, MMIO_GAP_START - 1, 2)); /* runs into the gap */
+	assert_null(guest_mem_ptr(&vm->mem, MMIO_GAP_START, 1));
+	assert_null(guest_mem_ptr(&vm->mem, MMIO_GAP_END - 1, 1));
+	uint8_t *hi = guest_mem_ptr(&vm->mem, MMIO_GAP_END, 1);
 	assert_non_null(hi);
-	assert_ptr_equal(hi, vm->mem[1].hva);
-	assert_non_null(gpa_to_hva(vm, end - 1, 1));
-	assert_non_null(gpa_to_hva(vm, MMIO_GAP_END, 5 * GIB));
-	assert_null(gpa_to_hva(vm, MMIO_GAP_END, 5 * GIB + 1));
-	assert_null(gpa_to_hva(vm, end, 1));
-	assert_null(gpa_to_hva(vm, end - 2, 4));
+	assert_ptr_equal(hi, vm->mem.regions[1].hva);
+	assert_non_null(guest_mem_ptr(&vm->mem, end - 1, 1));
+	assert_non_null(guest_mem_ptr(&vm->mem, MMIO_GAP_END, 5 * GIB));
+	assert_null(guest_mem_ptr(&vm->mem, MMIO_GAP_END, 5 * GIB + 1));
+	assert_null(guest_mem_ptr(&vm->mem, end, 1));
+	assert_null(guest_mem_ptr(&vm->mem, end - 2, 4));
 	/* A len that wraps gpa + len around must not look small. */
-	assert_null(gpa_to_hva(vm, 0x1000, UINT64_MAX));
-	assert_null(gpa_to_hva(vm, 0x1000, UINT64_MAX - 0xfff));
-	assert_null(gpa_to_hva(vm, MMIO_GAP_END + 0x1000, UINT64_MAX - 0x1000));
-	assert_null(gpa_to_hva(vm, UINT64_MAX, 1));
+	assert_null(guest_mem_ptr(&vm->mem, 0x1000, UINT64_MAX));
+	assert_null(guest_mem_ptr(&vm->mem, 0x1000, UINT64_MAX - 0xfff));
+	assert_null(guest_mem_ptr(&vm->mem, MMIO_GAP_END + 0x1000, UINT64_MAX - 0x1000));
+	assert_null(guest_mem_ptr(&vm->mem, UINT64_MAX, 1));
 	/* The two regions are separate: writes land where the address says. */
-	*(uint8_t *)gpa_to_hva(vm, MMIO_GAP_START - 1, 1) = 0x5a;
+	*(uint8_t *)guest_mem_ptr(&vm->mem, MMIO_GAP_START - 1, 1) = 0x5a;
 	*hi = 0xa5;
-	assert_int_equal(*(uint8_t *)gpa_to_hva(vm, MMIO_GAP_START - 1, 1), 0x5a);
-	assert_int_equal(*(uint8_t *)gpa_to_hva(vm, MMIO_GAP_END, 1), 0xa5);
+	assert_int_equal(*(uint8_t *)guest_mem_ptr(&vm->mem, MMIO_GAP_START - 1, 1), 0x5a);
+	assert_int_equal(*(uint8_t *)guest_mem_ptr(&vm->mem, MMIO_GAP_END, 1), 0xa5);
 }
 
 static void gpa_to_hva_small_vm(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
-	assert_int_equal(vm->nr_mem, 1);
-	assert_non_null(gpa_to_hva(vm, 0, 64 * MIB));
-	assert_null(gpa_to_hva(vm, 0, 64 * MIB + 1));
-	assert_null(gpa_to_hva(vm, 64 * MIB, 1));
-	assert_null(gpa_to_hva(vm, MMIO_GAP_END, 1));
+	struct machine *vm = unit_vm_new(64 * MIB);
+	assert_int_equal(vm->mem.nr_regions, 1);
+	assert_non_null(guest_mem_ptr(&vm->mem, 0, 64 * MIB));
+	assert_null(guest_mem_ptr(&vm->mem, 0, 64 * MIB + 1));
+	assert_null(guest_mem_ptr(&vm->mem, 64 * MIB, 1));
+	assert_null(guest_mem_ptr(&vm->mem, MMIO_GAP_END, 1));
 }
 
 /* ---- command line ---- */
@@ -174,13 +174,13 @@ static void check_zero_page_e820(const uint8_t *zp, uint64_t mem)
 static void zero_page_for_vmlinux(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
+	struct machine *vm = unit_vm_new(64 * MIB);
 	uint8_t *zp = unit_gpa(vm, ZERO_PAGE_ADDR, 4096);
 	memset(zp, 0xcc, 4096); /* stale bytes the writer must clear */
 	struct kernel_image k = vmlinux_image();
 	const char *cmd = "console=ttyS0 reboot=k panic=1";
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(boot_write_params(vm, &k, cmd, 0x3f00000, 0x12345, err), 0);
+	char err[ERR_LEN] = "";
+	assert_int_equal(boot_write_params(&vm->mem, &k, cmd, 0x3f00000, 0x12345, err), 0);
 	assert_int_equal(get16(zp + 0x1fe), 0xaa55);
 	assert_memory_equal(zp + 0x202, "HdrS", 4);
 	assert_true(get16(zp + 0x206) >= 0x20c);
@@ -202,12 +202,12 @@ static void zero_page_for_vmlinux(void **state)
 static void zero_page_without_initrd_and_big_memory(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(4 * GIB);
+	struct machine *vm = unit_vm_new(4 * GIB);
 	uint8_t *zp = unit_gpa(vm, ZERO_PAGE_ADDR, 4096);
 	memset(zp, 0xcc, 4096);
 	struct kernel_image k = vmlinux_image();
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(boot_write_params(vm, &k, "", 0, 0, err), 0);
+	char err[ERR_LEN] = "";
+	assert_int_equal(boot_write_params(&vm->mem, &k, "", 0, 0, err), 0);
 	assert_int_equal(get32(zp + 0x218), 0);
 	assert_int_equal(get32(zp + 0x21c), 0);
 	assert_int_equal(*unit_gpa(vm, 0x20000, 1), 0);
@@ -217,19 +217,20 @@ static void zero_page_without_initrd_and_big_memory(void **state)
 static void zero_page_cmdline_too_long(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
+	struct machine *vm = unit_vm_new(64 * MIB);
 	struct kernel_image k = vmlinux_image();
 	char cmd[CMDLINE_MAX + 1];
 	memset(cmd, 'c', CMDLINE_MAX);
 	cmd[CMDLINE_MAX] = '\0'; /* 2048 bytes: one over */
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(boot_write_params(vm, &k, cmd, 0, 0, err), -ENAMETOOLONG);
+	char err[ERR_LEN] = "";
+	assert_int_equal(boot_write_params(&vm->mem, &k, cmd, 0, 0, err), -ENAMETOOLONG);
 	assert_true(err[0] != '\0');
 	cmd[CMDLINE_MAX - 1] = '\0'; /* 2047: exactly what the kernel accepts */
-	assert_int_equal(boot_write_params(vm, &k, cmd, 0, 0, err), 0);
+	assert_int_equal(boot_write_params(&vm->mem, &k, cmd, 0, 0, err), 0);
 	assert_int_equal(strlen((const char *)unit_gpa(vm, 0x20000, CMDLINE_MAX)), CMDLINE_MAX - 1);
 	k.cmdline_max = 10; /* a bzImage may accept less */
-	assert_int_equal(boot_write_params(vm, &k, "console=ttyS0", 0, 0, err), -ENAMETOOLONG);
+	assert_int_equal(boot_write_params(&vm->mem, &k, "console=ttyS0", 0, 0, err),
+			 -ENAMETOOLONG);
 }
 
 /* ---- page tables and GDT ---- */
@@ -248,8 +249,8 @@ static void gdt_entry_known_values(void **state)
 static void page_tables_identity_map(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
-	assert_int_equal(boot_write_page_tables(vm), 0);
+	struct machine *vm = unit_vm_new(64 * MIB);
+	assert_int_equal(boot_write_page_tables(&vm->mem), 0);
 	const uint8_t *pml4 = unit_gpa(vm, PML4_ADDR, 4096);
 	const uint8_t *pdpt = unit_gpa(vm, PDPT_ADDR, 4096);
 	assert_int_equal(get64(pml4) & ~0xfffULL, PDPT_ADDR);
@@ -276,8 +277,8 @@ static void page_tables_identity_map(void **state)
 static void gdt_segments(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
-	assert_int_equal(boot_write_page_tables(vm), 0);
+	struct machine *vm = unit_vm_new(64 * MIB);
+	assert_int_equal(boot_write_page_tables(&vm->mem), 0);
 	const uint8_t *gdt = unit_gpa(vm, GDT_ADDR, BOOT_GDT_ENTRIES * 8);
 	assert_int_equal(get64(gdt), 0);
 	uint64_t cs = get64(gdt + BOOT_CS_SELECTOR);
@@ -299,8 +300,8 @@ static void gdt_segments(void **state)
 static void gdt_tss_survives_idt(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
-	assert_int_equal(boot_write_page_tables(vm), 0);
+	struct machine *vm = unit_vm_new(64 * MIB);
+	assert_int_equal(boot_write_page_tables(&vm->mem), 0);
 	/* The vCPU's GDTR covers BOOT_GDT_ENTRIES entries; the TSS descriptor must still be
 	 * there after the IDT is written. */
 	const uint8_t *gdt = unit_gpa(vm, GDT_ADDR, BOOT_GDT_ENTRIES * 8);

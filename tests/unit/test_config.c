@@ -8,7 +8,7 @@
 static int boot_source(const char *text, char *err)
 {
 	json_t *j = parse(text);
-	int rc = api_put_boot_source(cfg(), j, err);
+	int rc = config_put_boot_source(cfg(), j, err);
 	json_decref(j);
 	return rc;
 }
@@ -16,7 +16,7 @@ static int boot_source(const char *text, char *err)
 static int machine(const char *text, bool partial, char *err)
 {
 	json_t *j = parse(text);
-	int rc = api_put_machine_config(cfg(), j, partial, err);
+	int rc = config_put_machine_config(cfg(), j, partial, err);
 	json_decref(j);
 	return rc;
 }
@@ -26,7 +26,7 @@ static int machine(const char *text, bool partial, char *err)
 static void boot_source_valid(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	assert_int_equal(boot_source("{\"kernel_image_path\": \"/k\", \"initrd_path\": \"/i\","
 				     " \"boot_args\": \"console=ttyS0\"}",
 				     err),
@@ -44,7 +44,7 @@ static void boot_source_valid(void **state)
 static void boot_source_refusals(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	refused(boot_source("{\"boot_args\": \"x\"}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": 7}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"/k\", \"initrd_path\": false}", err), err,
@@ -55,13 +55,13 @@ static void boot_source_refusals(void **state)
 	refused(boot_source("{\"kernel_image_path\": \"/k\\u0000x\"}", err), err,
 		"kernel_image_path", NULL);
 	refused(boot_source("[\"/k\"]", err), err, "boot-source", NULL);
-	assert_int_equal(api_put_boot_source(cfg(), NULL, err), -EINVAL);
+	assert_int_equal(config_put_boot_source(cfg(), NULL, err), -EINVAL);
 }
 
 static void boot_args_length(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	char *body = malloc(CMDLINE_MAX + 64);
 	assert_non_null(body);
 	char *args = malloc(CMDLINE_MAX + 1);
@@ -71,7 +71,7 @@ static void boot_args_length(void **state)
 	snprintf(body, CMDLINE_MAX + 64, "{\"kernel_image_path\": \"/k\", \"boot_args\": \"%s\"}",
 		 args);
 	int rc = boot_source(body, err);
-	char err_long[API_ERR_LEN];
+	char err_long[ERR_LEN];
 	memcpy(err_long, err, sizeof(err_long));
 	args[CMDLINE_MAX - 1] = '\0'; /* 2047 bytes: the longest Linux takes */
 	snprintf(body, CMDLINE_MAX + 64, "{\"kernel_image_path\": \"/k\", \"boot_args\": \"%s\"}",
@@ -87,7 +87,7 @@ static void boot_args_length(void **state)
 static void boot_source_refusal_keeps_previous(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	assert_int_equal(
 		boot_source("{\"kernel_image_path\": \"/old\", \"boot_args\": \"a=1\"}", err), 0);
 	/* Fails on its last check, after the other fields were read. */
@@ -107,7 +107,7 @@ static void boot_source_refusal_keeps_previous(void **state)
 static void machine_config_bounds(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	refused(machine("{\"vcpu_count\": 0, \"mem_size_mib\": 128}", false, err), err,
 		"vcpu_count", NULL);
 	refused(machine("{\"vcpu_count\": 33, \"mem_size_mib\": 128}", false, err), err,
@@ -135,7 +135,7 @@ static void machine_config_bounds(void **state)
 static void machine_config_smt_and_templates(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	refused(machine("{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}", false, err),
 		err, "smt", NULL);
 	assert_int_equal(
@@ -162,7 +162,7 @@ static void machine_config_smt_and_templates(void **state)
 static void machine_config_put_and_patch(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	refused(machine("{\"vcpu_count\": 2}", false, err), err, "mem_size_mib", NULL);
 	refused(machine("{\"mem_size_mib\": 256}", false, err), err, "vcpu_count", NULL);
 	assert_int_equal(machine("{\"vcpu_count\": 2, \"mem_size_mib\": 256, \"smt\": true,"
@@ -193,7 +193,7 @@ static int load_text(const char *text, char *err, const char **path_out)
 	const char *path = unit_tmp_text(text);
 	if (path_out)
 		*path_out = path;
-	return api_load_config_file(path, cfg(), NULL, NULL, err);
+	return config_load_file(path, cfg(), NULL, NULL, err);
 }
 
 #define BOOT "\"boot-source\": {\"kernel_image_path\": \"/k\"}"
@@ -201,7 +201,7 @@ static int load_text(const char *text, char *err, const char **path_out)
 static void config_file_valid(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	int rc = load_text("{" BOOT
 			   ", \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256},"
 			   " \"serial\": {\"serial_out_path\": \"/tmp/console\"},"
@@ -213,13 +213,13 @@ static void config_file_valid(void **state)
 	assert_int_equal(cfg()->machine.vcpu_count, 2);
 	assert_int_equal(cfg()->machine.mem_size_mib, 256);
 	assert_string_equal(cfg()->serial_out_path, "/tmp/console");
-	assert_int_equal(api_validate_for_start(cfg(), err), 0);
+	assert_int_equal(config_validate_for_start(cfg(), err), 0);
 }
 
 static void config_file_invalid_json(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	const char *path;
 	/* The stray comma is on line 3, column 1 onwards. */
 	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/k\"}\n,}\n", err,
@@ -253,7 +253,7 @@ static void config_file_refusals(void **state)
 		  "kernel_image_path" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char err[API_ERR_LEN] = "";
+		char err[ERR_LEN] = "";
 		const char *path;
 		int rc = load_text(cases[i].text, err, &path);
 		if (rc != -EINVAL || !strstr(err, path) || !strstr(err, cases[i].key))
@@ -266,9 +266,9 @@ static void config_file_refusals(void **state)
 static void config_file_missing(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	const char *path = unit_missing_path();
-	assert_int_equal(api_load_config_file(path, cfg(), NULL, NULL, err), -EINVAL);
+	assert_int_equal(config_load_file(path, cfg(), NULL, NULL, err), -EINVAL);
 	assert_non_null(strstr(err, path));
 	assert_null(cfg()->boot.kernel_image_path);
 }

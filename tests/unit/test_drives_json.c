@@ -1,6 +1,7 @@
 /* Firecracker's drive objects: PUT, PATCH and the config file's "drives" array. Every
  * refusal names the drive and the key, and changes nothing. */
 #include "unit_config.h"
+#include "vmm/config_json.h"
 
 #include <sys/stat.h>
 
@@ -19,7 +20,7 @@ static int put(const char *path_id, char *err, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	json_t *j = parse(text);
-	int rc = api_put_drive(cfg(), path_id, j, err);
+	int rc = blk_config_put(drives(), path_id, j, err);
 	json_decref(j);
 	return rc;
 }
@@ -27,7 +28,7 @@ static int put(const char *path_id, char *err, const char *fmt, ...)
 static int patch(const char *path_id, const char *text, char *err)
 {
 	json_t *j = parse(text);
-	int rc = api_patch_drive(cfg(), path_id, j, err);
+	int rc = blk_config_patch(drives(), path_id, j, err);
 	json_decref(j);
 	return rc;
 }
@@ -35,7 +36,7 @@ static int patch(const char *path_id, const char *text, char *err)
 static void full_drive(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	const char *img = unit_tmp_text("image");
 	int rc =
 		put("rootfs", err,
@@ -47,8 +48,8 @@ static void full_drive(void **state)
 		    img);
 	if (rc)
 		fail_msg("refused: %s", err);
-	assert_int_equal(cfg()->nr_drives, 1);
-	struct drive_config *d = &cfg()->drives[0];
+	assert_int_equal(drives()->nr_drives, 1);
+	struct drive_config *d = &drives()->drives[0];
 	assert_string_equal(d->drive_id, "rootfs");
 	assert_string_equal(d->path_on_host, img);
 	assert_string_equal(d->partuuid, "0eaa91a0-01");
@@ -66,14 +67,14 @@ static void full_drive(void **state)
 static void defaults_and_replace(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	const char *a = unit_tmp_text("a"), *b = unit_tmp_text("b");
 	assert_int_equal(put(NULL, err,
 			     "{\"drive_id\": \"d1\", \"path_on_host\": \"%s\","
 			     " \"is_root_device\": false}",
 			     a),
 			 0);
-	struct drive_config *d = &cfg()->drives[0];
+	struct drive_config *d = &drives()->drives[0];
 	assert_false(d->is_read_only);
 	assert_null(d->partuuid);
 	assert_int_equal(d->cache_type, DRIVE_CACHE_UNSAFE);
@@ -90,10 +91,10 @@ static void defaults_and_replace(void **state)
 			     " \"is_root_device\": true}",
 			     b),
 			 0);
-	assert_int_equal(cfg()->nr_drives, 2);
-	assert_string_equal(cfg()->drives[0].path_on_host, b);
-	assert_true(cfg()->drives[0].is_root_device);
-	assert_string_equal(cfg()->drives[1].drive_id, "d2");
+	assert_int_equal(drives()->nr_drives, 2);
+	assert_string_equal(drives()->drives[0].path_on_host, b);
+	assert_true(drives()->drives[0].is_root_device);
+	assert_string_equal(drives()->drives[1].drive_id, "d2");
 }
 
 static void bad_fields(void **state)
@@ -145,20 +146,20 @@ static void bad_fields(void **state)
 		  "socket" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char err[API_ERR_LEN] = "";
+		char err[ERR_LEN] = "";
 		int rc = put(NULL, err, cases[i].json, img);
 		if (rc != -EINVAL || !strstr(err, "drive 'bad'") || !strstr(err, cases[i].key))
 			fail_msg("case %zu: rc %d, error \"%s\" should name drive 'bad' and %s", i,
 				 rc, err, cases[i].key);
 	}
-	assert_int_equal(cfg()->nr_drives, 0);
+	assert_int_equal(drives()->nr_drives, 0);
 }
 
 static void bad_ids(void **state)
 {
 	(void)state;
 	const char *img = unit_tmp_text("x");
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(put(NULL, err, "{\"path_on_host\": \"%s\", \"is_root_device\": false}", img), err,
 		"drive_id", NULL);
 	refused(put(NULL, err,
@@ -177,15 +178,15 @@ static void bad_ids(void **state)
 		    img),
 		err, "drive 'mine'", "other");
 	json_t *j = parse("[1]");
-	refused(api_put_drive(cfg(), "x", j, err), err, "object", NULL);
+	refused(blk_config_put(drives(), "x", j, err), err, "object", NULL);
 	json_decref(j);
-	assert_int_equal(cfg()->nr_drives, 0);
+	assert_int_equal(drives()->nr_drives, 0);
 }
 
 static void files_must_be_usable(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	const char *missing = unit_missing_path();
 	refused(put(NULL, err,
 		    "{\"drive_id\": \"data\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
@@ -216,7 +217,7 @@ static void files_must_be_usable(void **state)
 static void one_root_only(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	const char *img = unit_tmp_text("x");
 	assert_int_equal(
 		put(NULL, err,
@@ -233,13 +234,13 @@ static void one_root_only(void **state)
 		    "{\"drive_id\": \"r1\", \"path_on_host\": \"%s\", \"is_root_device\": true}",
 		    img),
 		0);
-	assert_int_equal(cfg()->nr_drives, 1);
+	assert_int_equal(drives()->nr_drives, 1);
 }
 
 static void async_engine_needs_io_uring(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN], why[200];
+	char err[ERR_LEN], why[200];
 	const char *img = unit_tmp_text("x");
 	int rc = put(NULL, err,
 		     "{\"drive_id\": \"fast\", \"path_on_host\": \"%s\", \"is_root_device\": false,"
@@ -247,7 +248,7 @@ static void async_engine_needs_io_uring(void **state)
 		     img);
 	if (blk_uring_probe(why, sizeof(why)) == 0) {
 		assert_int_equal(rc, 0);
-		assert_int_equal(cfg()->drives[0].io_engine, DRIVE_ENGINE_ASYNC);
+		assert_int_equal(drives()->drives[0].io_engine, DRIVE_ENGINE_ASYNC);
 	} else {
 		refused(rc, err, "drive 'fast'", "io_uring");
 	}
@@ -256,7 +257,7 @@ static void async_engine_needs_io_uring(void **state)
 static void patch_semantics(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	const char *a = unit_tmp_text("a"), *b = unit_tmp_text("b");
 	assert_int_equal(
 		put(NULL, err,
@@ -270,7 +271,7 @@ static void patch_semantics(void **state)
 			       "\"refill_time\": 30}}}",
 			       err),
 			 0);
-	struct drive_config *d = &cfg()->drives[0];
+	struct drive_config *d = &drives()->drives[0];
 	assert_int_equal(d->rate_limiter.bandwidth.size, 100); /* untouched */
 	assert_int_equal(d->rate_limiter.ops.size, 7);
 	assert_int_equal(d->rate_limiter.ops.refill_time_ms, 30);
@@ -297,7 +298,7 @@ static void patch_semantics(void **state)
 static void config_file_array(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	const char *img = unit_tmp_text("x");
 	char text[1024];
 	snprintf(text, sizeof(text),
@@ -305,9 +306,9 @@ static void config_file_array(void **state)
 		 " {\"drive_id\": \"b\", \"path_on_host\": \"%s\", \"is_root_device\": true}]",
 		 img, img);
 	json_t *j = parse(text);
-	assert_int_equal(api_put_drives(cfg(), j, err), 0);
+	assert_int_equal(blk_config_load(drives(), j, err), 0);
 	json_decref(j);
-	assert_int_equal(cfg()->nr_drives, 2);
+	assert_int_equal(drives()->nr_drives, 2);
 	vm_config_free(cfg());
 	vm_config_init(cfg());
 
@@ -316,7 +317,7 @@ static void config_file_array(void **state)
 		 " {\"drive_id\": \"a\", \"path_on_host\": \"%s\", \"is_root_device\": false}]",
 		 img, img);
 	j = parse(text);
-	refused(api_put_drives(cfg(), j, err), err, "drive 'a'", "two drives");
+	refused(blk_config_load(drives(), j, err), err, "drive 'a'", "two drives");
 	json_decref(j);
 	vm_config_free(cfg());
 	vm_config_init(cfg());
@@ -326,10 +327,10 @@ static void config_file_array(void **state)
 		 " {\"drive_id\": \"b\", \"path_on_host\": \"%s\", \"is_root_device\": true}]",
 		 img, img);
 	j = parse(text);
-	refused(api_put_drives(cfg(), j, err), err, "drives[1]", "drive 'b'");
+	refused(blk_config_load(drives(), j, err), err, "drives[1]", "drive 'b'");
 	json_decref(j);
 	j = parse("{\"drive_id\": \"a\"}");
-	refused(api_put_drives(cfg(), j, err), err, "drives", "array");
+	refused(blk_config_load(drives(), j, err), err, "drives", "array");
 	json_decref(j);
 
 	/* Through the whole config file loader. */
@@ -342,9 +343,9 @@ static void config_file_array(void **state)
 		 "\"Writeback\"}]}",
 		 img);
 	const char *file = unit_tmp_text(text);
-	assert_int_equal(api_load_config_file(file, cfg(), NULL, NULL, err), 0);
-	assert_int_equal(cfg()->nr_drives, 1);
-	assert_int_equal(cfg()->drives[0].cache_type, DRIVE_CACHE_WRITEBACK);
+	assert_int_equal(config_load_file(file, cfg(), NULL, NULL, err), 0);
+	assert_int_equal(drives()->nr_drives, 1);
+	assert_int_equal(drives()->drives[0].cache_type, DRIVE_CACHE_WRITEBACK);
 }
 
 int main(void)

@@ -65,11 +65,11 @@ static void make_elf(struct elf_file *f, uint64_t paddr, uint64_t entry, uint64_
  * given, words that show which check refused it. */
 static void expect_kernel_fails(const void *img, size_t len, int rc, const char *why)
 {
-	struct vm *vm = unit_vm_new(16 * MIB);
+	struct machine *vm = unit_vm_new(16 * MIB);
 	const char *path = unit_tmp_file(img, len);
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(loader_load_kernel(vm, path, &k, err), rc);
+	char err[ERR_LEN] = "";
+	assert_int_equal(loader_load_kernel(&vm->mem, path, &k, err), rc);
 	if (!strstr(err, path) || (why && !strstr(err, why)))
 		fail_msg("error \"%s\" should name %s and say \"%s\"", err, path, why ? why : "");
 }
@@ -77,15 +77,15 @@ static void expect_kernel_fails(const void *img, size_t len, int rc, const char 
 static void elf_loads_segment_and_zeroes_tail(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(16 * MIB);
+	struct machine *vm = unit_vm_new(16 * MIB);
 	struct elf_file f;
 	make_elf(&f, SEG_GPA, SEG_GPA + 0x10, 0x200, 0x1000);
 	/* Stale bytes where the bss goes: the loader must clear them. */
 	memset(unit_gpa(vm, SEG_GPA, 0x2000), 0xcc, 0x2000);
 	const char *path = unit_tmp_file(f.buf, f.len);
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(loader_load_kernel(vm, path, &k, err), 0);
+	char err[ERR_LEN] = "";
+	assert_int_equal(loader_load_kernel(&vm->mem, path, &k, err), 0);
 	assert_int_equal(k.entry, SEG_GPA + 0x10);
 	assert_int_equal(k.load_end, SEG_GPA + 0x1000);
 	assert_false(k.is_bzimage);
@@ -102,7 +102,7 @@ static void elf_loads_segment_and_zeroes_tail(void **state)
 static void elf_linux_note_marks_linux(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(16 * MIB);
+	struct machine *vm = unit_vm_new(16 * MIB);
 	struct elf_file f;
 	make_elf(&f, SEG_GPA, SEG_GPA, 0x40, 0x40);
 	/* A PT_NOTE with one "Linux" note, as every kernel since 4.18 has. */
@@ -119,8 +119,8 @@ static void elf_linux_note_marks_linux(void **state)
 				     .p_align = 4 };
 	const char *path = unit_tmp_file(f.buf, f.len);
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(loader_load_kernel(vm, path, &k, err), 0);
+	char err[ERR_LEN] = "";
+	assert_int_equal(loader_load_kernel(&vm->mem, path, &k, err), 0);
 	assert_true(k.is_linux);
 	assert_false(k.is_pvm_guest);
 }
@@ -134,10 +134,10 @@ static void guest_elf_loads(void **state)
 	uint8_t *file = unit_read_file(path, &len);
 	if (!file)
 		fail_msg("%s is missing: run `make all` first", path);
-	struct vm *vm = unit_vm_new(16 * MIB);
+	struct machine *vm = unit_vm_new(16 * MIB);
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	int rc = loader_load_kernel(vm, path, &k, err);
+	char err[ERR_LEN] = "";
+	int rc = loader_load_kernel(&vm->mem, path, &k, err);
 	if (rc)
 		fail_msg("loading %s: %s", path, err);
 	assert_int_equal(k.entry, 0x100000);
@@ -158,11 +158,11 @@ static void guest_elf_loads(void **state)
 static void missing_kernel_names_path(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(16 * MIB);
+	struct machine *vm = unit_vm_new(16 * MIB);
 	const char *path = unit_missing_path();
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(loader_load_kernel(vm, path, &k, err), -ENOENT);
+	char err[ERR_LEN] = "";
+	assert_int_equal(loader_load_kernel(&vm->mem, path, &k, err), -ENOENT);
 	assert_non_null(strstr(err, path));
 }
 
@@ -282,11 +282,11 @@ static void expect_bzimage_at(uint64_t pref, uint64_t want_load)
 {
 	static uint8_t b[BZ_LEN];
 	make_bzimage(b, pref, 4 * MIB);
-	struct vm *vm = unit_vm_new(64 * MIB);
+	struct machine *vm = unit_vm_new(64 * MIB);
 	const char *path = unit_tmp_file(b, BZ_LEN);
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	int rc = loader_load_kernel(vm, path, &k, err);
+	char err[ERR_LEN] = "";
+	int rc = loader_load_kernel(&vm->mem, path, &k, err);
 	if (rc)
 		fail_msg("bzImage refused: %s", err);
 	assert_true(k.is_bzimage);
@@ -316,11 +316,11 @@ static void bzimage_pref_address_too_high_rejected(void **state)
 	/* 62 MiB + 4 MiB of init_size does not fit in 64 MiB: the kernel cannot run here. */
 	static uint8_t b[BZ_LEN];
 	make_bzimage(b, 62 * MIB, 4 * MIB);
-	struct vm *vm = unit_vm_new(64 * MIB);
+	struct machine *vm = unit_vm_new(64 * MIB);
 	const char *path = unit_tmp_file(b, BZ_LEN);
 	struct kernel_image k;
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(loader_load_kernel(vm, path, &k, err), -EINVAL);
+	char err[ERR_LEN] = "";
+	assert_int_equal(loader_load_kernel(&vm->mem, path, &k, err), -EINVAL);
 	assert_non_null(strstr(err, path));
 	assert_non_null(strstr(err, "needs 66 MiB"));
 }
@@ -356,7 +356,7 @@ static void bzimage_truncated_rejected(void **state)
 
 static void check_initrd(uint64_t mem, uint64_t load_end, uint32_t addr_max, size_t len)
 {
-	struct vm *vm = unit_vm_new(mem);
+	struct machine *vm = unit_vm_new(mem);
 	uint8_t *data = malloc(len);
 	assert_non_null(data);
 	for (size_t i = 0; i < len; i++)
@@ -364,8 +364,8 @@ static void check_initrd(uint64_t mem, uint64_t load_end, uint32_t addr_max, siz
 	const char *path = unit_tmp_file(data, len);
 	struct kernel_image k = { .load_end = load_end, .initrd_addr_max = addr_max };
 	uint64_t gpa = 0, size = 0;
-	char err[LOADER_ERR_LEN] = "";
-	int rc = loader_load_initrd(vm, path, &k, &gpa, &size, err);
+	char err[ERR_LEN] = "";
+	int rc = loader_load_initrd(&vm->mem, path, &k, &gpa, &size, err);
 	if (rc)
 		fail_msg("initrd refused: %s", err);
 	uint64_t top = mem < 3 * GIB ? mem : 3 * GIB;
@@ -401,11 +401,11 @@ static void initrd_stays_below_the_gap(void **state)
 
 static void expect_initrd_fails(uint64_t mem, uint64_t load_end, const char *path)
 {
-	struct vm *vm = unit_vm_new(mem);
+	struct machine *vm = unit_vm_new(mem);
 	struct kernel_image k = { .load_end = load_end, .initrd_addr_max = 0x37ffffff };
 	uint64_t gpa = 0, size = 0;
-	char err[LOADER_ERR_LEN] = "";
-	assert_true(loader_load_initrd(vm, path, &k, &gpa, &size, err) < 0);
+	char err[ERR_LEN] = "";
+	assert_true(loader_load_initrd(&vm->mem, path, &k, &gpa, &size, err) < 0);
 	if (!strstr(err, path))
 		fail_msg("error \"%s\" should name %s", err, path);
 	assert_int_equal(size, 0);

@@ -19,10 +19,10 @@ static uint8_t sum8(const uint8_t *p, size_t len)
 
 static void check_mptable(unsigned n)
 {
-	struct vm *vm = unit_vm_new(64 * MIB);
+	struct machine *vm = unit_vm_new(64 * MIB);
 	/* Junk where the table goes: the writer must not rely on zeroed memory. */
 	memset(unit_gpa(vm, EBDA_START, MP_LIMIT - EBDA_START), 0xa5, MP_LIMIT - EBDA_START);
-	assert_int_equal(mptable_write(vm, EBDA_START, MP_LIMIT, n), 0);
+	assert_int_equal(mptable_write(&vm->mem, EBDA_START, MP_LIMIT, n), 0);
 
 	const uint8_t *mpf = unit_gpa(vm, EBDA_START, MPF_LEN);
 	assert_memory_equal(mpf, "_MP_", 4);
@@ -130,18 +130,18 @@ static void mptable_size_per_cpu(void **state)
 static void mptable_too_many_cpus(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(64 * MIB);
+	struct machine *vm = unit_vm_new(64 * MIB);
 	/* The largest count that fits the 1 KiB below 0xa0000, and one more. */
 	unsigned fit = 1;
 	while (EBDA_START + mptable_size(fit + 1) <= MP_LIMIT)
 		fit++;
 	assert_true(fit >= 32);
-	assert_int_equal(mptable_write(vm, EBDA_START, MP_LIMIT, fit), 0);
+	assert_int_equal(mptable_write(&vm->mem, EBDA_START, MP_LIMIT, fit), 0);
 	uint8_t *after = unit_gpa(vm, EBDA_START + mptable_size(fit + 1) - 20, 20);
 	memset(after, 0x77, 20);
-	assert_int_equal(mptable_write(vm, EBDA_START, MP_LIMIT, fit + 1), -E2BIG);
-	assert_int_equal(mptable_write(vm, EBDA_START, MP_LIMIT, 255), -E2BIG);
-	assert_int_equal(mptable_write(vm, EBDA_START, MP_LIMIT, 0), -E2BIG);
+	assert_int_equal(mptable_write(&vm->mem, EBDA_START, MP_LIMIT, fit + 1), -E2BIG);
+	assert_int_equal(mptable_write(&vm->mem, EBDA_START, MP_LIMIT, 255), -E2BIG);
+	assert_int_equal(mptable_write(&vm->mem, EBDA_START, MP_LIMIT, 0), -E2BIG);
 	/* A refused write leaves memory alone. */
 	assert_int_equal(after[19], 0x77);
 }

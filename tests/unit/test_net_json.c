@@ -13,7 +13,7 @@
 static int put(const char *path_id, const char *text, char *err)
 {
 	json_t *j = parse(text);
-	int rc = api_put_net(cfg(), path_id, j, err);
+	int rc = net_config_put(nets(), path_id, j, err);
 	json_decref(j);
 	return rc;
 }
@@ -21,7 +21,7 @@ static int put(const char *path_id, const char *text, char *err)
 static int patch(const char *path_id, const char *text, char *err)
 {
 	json_t *j = parse(text);
-	int rc = api_patch_net(cfg(), path_id, j, err);
+	int rc = net_config_patch(nets(), path_id, j, err);
 	json_decref(j);
 	return rc;
 }
@@ -29,7 +29,7 @@ static int patch(const char *path_id, const char *text, char *err)
 static void full_interface(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	int rc = put("eth0",
 		     "{\"iface_id\":\"eth0\",\"host_dev_name\":\"lo\","
 		     "\"guest_mac\":\"06:00:AC:10:00:02\",\"mtu\":9000,"
@@ -38,8 +38,8 @@ static void full_interface(void **state)
 		     "\"refill_time\":1000}}}",
 		     err);
 	assert_int_equal(rc, 0);
-	assert_int_equal(cfg()->nr_nets, 1);
-	const struct net_config *n = &cfg()->nets[0];
+	assert_int_equal(nets()->nr_nets, 1);
+	const struct net_config *n = &nets()->nets[0];
 	assert_string_equal(n->iface_id, "eth0");
 	assert_string_equal(n->host_dev_name, "lo");
 	assert_true(n->has_mac);
@@ -56,20 +56,20 @@ static void full_interface(void **state)
 static void minimal_and_replace(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	assert_int_equal(
 		put(NULL, "{\"iface_id\":\"a\",\"host_dev_name\":\"lo\",\"mtu\":1400}", err), 0);
-	assert_false(cfg()->nets[0].has_mac);
+	assert_false(nets()->nets[0].has_mac);
 	/* PUT with the same id replaces the whole object. */
 	assert_int_equal(put("a", "{\"iface_id\":\"a\",\"host_dev_name\":\"lo\"}", err), 0);
-	assert_int_equal(cfg()->nr_nets, 1);
-	assert_int_equal(cfg()->nets[0].mtu, 0);
+	assert_int_equal(nets()->nr_nets, 1);
+	assert_int_equal(nets()->nets[0].mtu, 0);
 }
 
 static void bad_fields(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(put(NULL, "{\"host_dev_name\":\"lo\"}", err), err, "missing field 'iface_id'",
 		NULL);
 	refused(put(NULL, "{\"iface_id\":\"eth0\"}", err), err, "'eth0'",
@@ -118,14 +118,14 @@ static void bad_fields(void **state)
 		    "\"rx_rate_limiter\":{\"burst\":{}}}",
 		    err),
 		err, "rx_rate_limiter", "unknown field 'burst'");
-	assert_int_equal(cfg()->nr_nets, 0);
+	assert_int_equal(nets()->nr_nets, 0);
 }
 
 /* A TAP that does not exist is named in the error, with the interface. */
 static void missing_tap(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(put(NULL, "{\"iface_id\":\"eth0\",\"host_dev_name\":\"nosuchtap9\"}", err), err,
 		"'eth0'", "TAP device nosuchtap9 does not exist");
 	/* The backend says the same at InstanceStart (the TAP may vanish in between). */
@@ -143,7 +143,7 @@ static void missing_tap(void **state)
 static void one_tap_one_mac_each(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	assert_int_equal(put(NULL,
 			     "{\"iface_id\":\"eth0\",\"host_dev_name\":\"lo\","
 			     "\"guest_mac\":\"06:00:00:00:00:01\"}",
@@ -151,13 +151,13 @@ static void one_tap_one_mac_each(void **state)
 			 0);
 	refused(put(NULL, "{\"iface_id\":\"eth1\",\"host_dev_name\":\"lo\"}", err), err, "'eth1'",
 		"already used by network interface 'eth0'");
-	assert_int_equal(cfg()->nr_nets, 1);
+	assert_int_equal(nets()->nr_nets, 1);
 }
 
 static void patch_semantics(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(patch("eth0", "{\"iface_id\":\"eth0\"}", err), err, "'eth0'",
 		"no such network interface");
 	assert_int_equal(put(NULL,
@@ -173,7 +173,7 @@ static void patch_semantics(void **state)
 		      "\"refill_time\":1}}}",
 		      err),
 		0);
-	const struct net_config *n = &cfg()->nets[0];
+	const struct net_config *n = &nets()->nets[0];
 	assert_int_equal(n->rx_rate_limiter.ops.size, 5);
 	assert_int_equal(n->rx_rate_limiter.bandwidth.size, 100);
 	assert_int_equal(n->tx_rate_limiter.ops.size, 1);
@@ -192,10 +192,10 @@ static void patch_semantics(void **state)
 static void config_file_array(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	json_t *j = parse("[{\"iface_id\":\"eth0\",\"host_dev_name\":\"lo\"},"
 			  "{\"iface_id\":\"eth0\",\"host_dev_name\":\"lo\"}]");
-	refused(api_put_nets(cfg(), j, err), err, "'eth0'", "used by two interfaces");
+	refused(net_config_load(nets(), j, err), err, "'eth0'", "used by two interfaces");
 	json_decref(j);
 	vm_config_free(cfg());
 	vm_config_init(cfg());
@@ -203,17 +203,17 @@ static void config_file_array(void **state)
 	const char *file = unit_tmp_text(
 		"{\"boot-source\":{\"kernel_image_path\":\"/nonexistent\"},"
 		"\"network-interfaces\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"lo\"}]}");
-	int rc = api_load_config_file(file, cfg(), NULL, NULL, err);
+	int rc = config_load_file(file, cfg(), NULL, NULL, err);
 	/* The kernel path is checked too; the interface must have parsed before it. */
 	(void)rc;
-	assert_int_equal(cfg()->nr_nets, 1);
-	assert_string_equal(cfg()->nets[0].host_dev_name, "lo");
+	assert_int_equal(nets()->nr_nets, 1);
+	assert_string_equal(nets()->nets[0].host_dev_name, "lo");
 
 	vm_config_free(cfg());
 	vm_config_init(cfg());
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/nonexistent\"},"
 			     "\"network-interfaces\":[{\"iface_id\":\"eth0\"}]}");
-	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err, "network-interfaces[0]",
+	refused(config_load_file(file, cfg(), NULL, NULL, err), err, "network-interfaces[0]",
 		"host_dev_name");
 }
 

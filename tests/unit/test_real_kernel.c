@@ -23,13 +23,13 @@ static void need_file(char *path, size_t len, const char *name)
 	}
 }
 
-static struct vm *load_real(const char *name, struct kernel_image *k)
+static struct machine *load_real(const char *name, struct kernel_image *k)
 {
 	char path[PATH_MAX];
 	need_file(path, sizeof(path), name);
-	struct vm *vm = unit_vm_new(GUEST_MEM);
-	char err[LOADER_ERR_LEN] = "";
-	int rc = loader_load_kernel(vm, path, k, err);
+	struct machine *vm = unit_vm_new(GUEST_MEM);
+	char err[ERR_LEN] = "";
+	int rc = loader_load_kernel(&vm->mem, path, k, err);
 	if (rc)
 		fail_msg("loading %s: %s", path, err);
 	return vm;
@@ -39,7 +39,7 @@ static void real_bzimage_loads(void **state)
 {
 	(void)state;
 	struct kernel_image k;
-	struct vm *vm = load_real("bzImage", &k);
+	struct machine *vm = load_real("bzImage", &k);
 	assert_true(k.is_bzimage);
 	assert_true(k.is_linux);
 	assert_true(k.protocol >= 0x20c);
@@ -52,8 +52,8 @@ static void real_bzimage_loads(void **state)
 	assert_true(k.initrd_addr_max >= 0x37ffffff);
 
 	/* The zero page carries the kernel's own header plus what the loader filled in. */
-	char err[LOADER_ERR_LEN] = "";
-	assert_int_equal(boot_write_params(vm, &k, "console=ttyS0", 0, 0, err), 0);
+	char err[ERR_LEN] = "";
+	assert_int_equal(boot_write_params(&vm->mem, &k, "console=ttyS0", 0, 0, err), 0);
 	const uint8_t *zp = unit_gpa(vm, ZERO_PAGE_ADDR, 4096);
 	assert_int_equal(get16(zp + 0x1fe), 0xaa55);
 	assert_memory_equal(zp + 0x202, "HdrS", 4);
@@ -66,7 +66,7 @@ static void real_vmlinux_loads(void **state)
 {
 	(void)state;
 	struct kernel_image k;
-	struct vm *vm = load_real("vmlinux", &k);
+	struct machine *vm = load_real("vmlinux", &k);
 	assert_false(k.is_bzimage);
 	assert_true(k.is_linux);
 	/* Linux x86_64 runs from CONFIG_PHYSICAL_START, 16 MiB unless configured otherwise. */
@@ -84,12 +84,12 @@ static void real_initramfs_above_kernel(void **state)
 {
 	(void)state;
 	struct kernel_image k;
-	struct vm *vm = load_real("bzImage", &k);
+	struct machine *vm = load_real("bzImage", &k);
 	char path[PATH_MAX];
 	need_file(path, sizeof(path), "initramfs.cpio.gz");
 	uint64_t gpa = 0, size = 0;
-	char err[LOADER_ERR_LEN] = "";
-	int rc = loader_load_initrd(vm, path, &k, &gpa, &size, err);
+	char err[ERR_LEN] = "";
+	int rc = loader_load_initrd(&vm->mem, path, &k, &gpa, &size, err);
 	if (rc)
 		fail_msg("loading %s: %s", path, err);
 	assert_true(size > 0);

@@ -62,7 +62,7 @@ static const struct virtio_dev_ops dummy_ops = {
 
 static struct dummy devs[VIRTIO_DEV_MAX + 1];
 
-static struct vm *the_vm(void)
+static struct machine *the_vm(void)
 {
 	return &unit_state()->vm;
 }
@@ -70,7 +70,7 @@ static struct vm *the_vm(void)
 static int mmio_setup(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(4 * MIB);
+	struct machine *vm = unit_vm_new(4 * MIB);
 	assert_int_equal(evloop_init(&vm->loop), 0);
 	memset(devs, 0, sizeof(devs));
 	assert_int_equal(virtio_mmio_init(&devs[0].vdev, vm, &dummy_ops, "d0", 2, 16, OFFERED), 0);
@@ -79,8 +79,9 @@ static int mmio_setup(void **state)
 
 static int mmio_teardown(void **state)
 {
-	struct vm *vm = the_vm();
-	virtio_devices_destroy(vm);
+	struct machine *vm = the_vm();
+	for (unsigned i = 0; i < vm->nr_mmio_slots; i++) /* devs[i] has slot i */
+		virtio_dev_destroy(&devs[i].vdev);
 	io_bus_free(&vm->mmio_bus);
 	evloop_close(&vm->loop);
 	return unit_teardown(state);

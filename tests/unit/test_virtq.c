@@ -24,45 +24,45 @@ static struct virtq_chain *chain(void)
 	return &c;
 }
 
-static struct virtq_desc *desc_at(struct vm *vm, uint64_t gpa)
+static struct virtq_desc *desc_at(struct machine *vm, uint64_t gpa)
 {
 	return (struct virtq_desc *)unit_gpa(vm, gpa, sizeof(struct virtq_desc));
 }
 
-static void set_desc(struct vm *vm, uint64_t table, unsigned i, uint64_t addr, uint32_t len,
+static void set_desc(struct machine *vm, uint64_t table, unsigned i, uint64_t addr, uint32_t len,
 		     uint16_t flags, uint16_t next)
 {
 	*desc_at(vm, table + 16 * i) = (struct virtq_desc){ addr, len, flags, next };
 }
 
-static struct virtq_avail *avail(struct vm *vm)
+static struct virtq_avail *avail(struct machine *vm)
 {
 	return (struct virtq_avail *)unit_gpa(vm, AVAIL_GPA, 6 + 2 * NUM);
 }
 
-static struct virtq_used *used(struct vm *vm)
+static struct virtq_used *used(struct machine *vm)
 {
 	return (struct virtq_used *)unit_gpa(vm, USED_GPA, 6 + 8 * NUM);
 }
 
 /* Puts head in the avail ring and moves the index by step (1 for a well-behaved driver). */
-static void offer(struct vm *vm, uint16_t head, uint16_t step)
+static void offer(struct machine *vm, uint16_t head, uint16_t step)
 {
 	struct virtq_avail *a = avail(vm);
 	a->ring[a->idx % NUM] = head;
 	a->idx = (uint16_t)(a->idx + step);
 }
 
-static struct vm *setup_queue(uint64_t features)
+static struct machine *setup_queue(uint64_t features)
 {
-	struct vm *vm = unit_vm_new(MEM);
+	struct machine *vm = unit_vm_new(MEM);
 	virtq_init(q(), 256);
 	q()->num = NUM;
 	q()->desc_gpa = DESC_GPA;
 	q()->avail_gpa = AVAIL_GPA;
 	q()->used_gpa = USED_GPA;
 	q()->ready = true;
-	assert_int_equal(virtq_activate(q(), vm, features), 0);
+	assert_int_equal(virtq_activate(q(), &vm->mem, features), 0);
 	return vm;
 }
 
@@ -79,7 +79,7 @@ static void expect_broken(const char *fault_part)
 static void activation_checks(void **state)
 {
 	(void)state;
-	struct vm *vm = unit_vm_new(MEM);
+	struct machine *vm = unit_vm_new(MEM);
 	struct {
 		uint16_t num;
 		uint64_t desc, avail, used;
@@ -100,7 +100,7 @@ static void activation_checks(void **state)
 		q()->desc_gpa = bad[i].desc;
 		q()->avail_gpa = bad[i].avail;
 		q()->used_gpa = bad[i].used;
-		if (virtq_activate(q(), vm, 0) != -EINVAL || q()->active)
+		if (virtq_activate(q(), &vm->mem, 0) != -EINVAL || q()->active)
 			fail_msg("case %zu was accepted", i);
 		assert_non_null(q()->fault);
 	}
@@ -109,7 +109,7 @@ static void activation_checks(void **state)
 static void simple_chain_and_push(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	assert_int_equal(virtq_pop(q(), chain()), 0); /* nothing offered yet */
 	set_desc(vm, DESC_GPA, 3, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 5);
 	set_desc(vm, DESC_GPA, 5, BUF_GPA + 0x1000, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 0);
@@ -136,7 +136,7 @@ static void simple_chain_and_push(void **state)
 static void unpop_gives_the_chain_back(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 1, BUF_GPA, 64, 0, 0);
 	offer(vm, 1, 1);
 	assert_int_equal(virtq_pop(q(), chain()), 1);
@@ -149,7 +149,7 @@ static void unpop_gives_the_chain_back(void **state)
 static void zero_length_buffers_are_skipped(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	/* A zero-length buffer at a bogus address carries nothing and is not an error. */
 	set_desc(vm, DESC_GPA, 0, 1ULL << 50, 0, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(vm, DESC_GPA, 1, BUF_GPA, 8, 0, 0);
@@ -162,7 +162,7 @@ static void zero_length_buffers_are_skipped(void **state)
 static void indirect_tables(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	/* A direct descriptor, then an indirect one ending the chain: the spec allows it. */
 	set_desc(vm, DESC_GPA, 2, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 4);
 	set_desc(vm, DESC_GPA, 4, IND_GPA, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0);
@@ -181,7 +181,7 @@ static void indirect_tables(void **state)
 static void unaligned_indirect_table(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	uint64_t table = IND_GPA + 4; /* the spec sets no alignment for indirect tables */
 	set_desc(vm, DESC_GPA, 0, table, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	uint8_t *t = unit_gpa(vm, table, 32);
@@ -197,7 +197,7 @@ static void unaligned_indirect_table(void **state)
 static void indirect_without_the_feature(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 0, IND_GPA, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	set_desc(vm, IND_GPA, 0, BUF_GPA, 16, 0, 0);
 	offer(vm, 0, 1);
@@ -220,14 +220,14 @@ static void bad_indirect_shapes(void **state)
 		{ 16, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_INDIRECT, "inside an indirect" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+		struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 		set_desc(vm, DESC_GPA, 0, IND_GPA, cases[i].len, cases[i].flags, 1);
 		set_desc(vm, IND_GPA, 0, IND_GPA, 16, cases[i].inner_flags, 0);
 		offer(vm, 0, 1);
 		expect_broken(cases[i].fault);
 	}
 	/* A table that lies outside guest memory. */
-	struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	set_desc(vm, DESC_GPA, 0, MEM - 16, 32, VIRTQ_DESC_F_INDIRECT, 0);
 	offer(vm, 0, 1);
 	expect_broken("outside guest memory");
@@ -236,7 +236,7 @@ static void bad_indirect_shapes(void **state)
 static void descriptor_loop(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(vm, DESC_GPA, 1, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 2);
 	set_desc(vm, DESC_GPA, 2, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 0);
@@ -247,7 +247,7 @@ static void descriptor_loop(void **state)
 static void loop_inside_an_indirect_table(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	set_desc(vm, DESC_GPA, 0, IND_GPA, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	set_desc(vm, IND_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(vm, IND_GPA, 1, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 0);
@@ -258,7 +258,7 @@ static void loop_inside_an_indirect_table(void **state)
 static void chain_longer_than_the_queue(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	/* NUM + 1 buffers in one indirect table: no loop, but more than the queue size. */
 	set_desc(vm, DESC_GPA, 0, IND_GPA, (NUM + 1) * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	for (unsigned i = 0; i <= NUM; i++)
@@ -279,7 +279,7 @@ static void buffer_outside_memory(void **state)
 		{ BUF_GPA, 0xffffffffu }, /* 4 GiB from a 4 MiB guest */
 	};
 	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
-		struct vm *vm = setup_queue(0);
+		struct machine *vm = setup_queue(0);
 		set_desc(vm, DESC_GPA, 0, addrs[i][0], (uint32_t)addrs[i][1], 0, 0);
 		offer(vm, 0, 1);
 		expect_broken("outside guest memory");
@@ -289,7 +289,7 @@ static void buffer_outside_memory(void **state)
 static void avail_index_running_ahead(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 0, BUF_GPA, 16, 0, 0);
 	offer(vm, 0, NUM); /* exactly a full ring: allowed */
 	for (unsigned i = 0; i < NUM; i++)
@@ -302,7 +302,7 @@ static void avail_index_running_ahead(void **state)
 static void head_and_next_beyond_the_table(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	offer(vm, NUM, 1);
 	expect_broken("beyond the table");
 	vm = setup_queue(0);
@@ -314,7 +314,7 @@ static void head_and_next_beyond_the_table(void **state)
 static void readable_after_writable(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
 	set_desc(vm, DESC_GPA, 1, BUF_GPA, 16, 0, 0);
 	offer(vm, 0, 1);
@@ -324,7 +324,7 @@ static void readable_after_writable(void **state)
 static void reset_clears_a_broken_queue(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	offer(vm, 0, 100);
 	expect_broken("ran ahead");
 	virtq_reset(q());
@@ -338,7 +338,7 @@ static void reset_clears_a_broken_queue(void **state)
 static void interrupt_suppression_flags(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 0, BUF_GPA, 16, 0, 0);
 	offer(vm, 0, 1);
 	assert_int_equal(virtq_pop(q(), chain()), 1);
@@ -356,7 +356,7 @@ static void interrupt_suppression_flags(void **state)
 static void event_index(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_EVENT_IDX);
 	uint16_t *used_event = &avail(vm)->ring[NUM];
 	uint16_t *avail_event = (uint16_t *)&used(vm)->ring[NUM];
 	set_desc(vm, DESC_GPA, 0, BUF_GPA, 16, 0, 0);
@@ -393,7 +393,7 @@ static void event_index(void **state)
 static void wrapping_indexes(void **state)
 {
 	(void)state;
-	struct vm *vm = setup_queue(0);
+	struct machine *vm = setup_queue(0);
 	set_desc(vm, DESC_GPA, 1, BUF_GPA, 16, 0, 0);
 	/* Start both sides near the 16-bit wrap. */
 	avail(vm)->idx = 65533;

@@ -17,7 +17,7 @@ static int put(char *err, const char *fmt, ...)
 	va_end(ap);
 	json_t *j = parse(text);
 	err[0] = '\0';
-	int rc = api_put_vsock(cfg(), j, err);
+	int rc = vsock_config_put(vsock(), NULL, j, err);
 	json_decref(j);
 	return rc;
 }
@@ -39,12 +39,12 @@ static char *dump(json_t *j)
 static void full_object(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	assert_int_equal(put(err,
 			     "{\"vsock_id\":\"vsock0\",\"guest_cid\":3,\"uds_path\":\"%s/v.sock\"}",
 			     tmp_dir()),
 			 0);
-	const struct vsock_config *v = cfg()->vsock;
+	const struct vsock_config *v = vsock()->uds_path ? vsock() : NULL;
 	assert_non_null(v);
 	assert_int_equal(v->guest_cid, 3);
 	assert_string_equal(v->vsock_id, "vsock0");
@@ -52,7 +52,7 @@ static void full_object(void **state)
 	snprintf(want, sizeof(want), "%s/v.sock", tmp_dir());
 	assert_string_equal(v->uds_path, want);
 
-	char *s = dump(api_vsock_json(cfg()));
+	char *s = dump(device_kinds[device_kind_find("vsock")]->to_json(vsock()));
 	char json[PATH_MAX + 100];
 	snprintf(json, sizeof(json),
 		 "{\"guest_cid\":3,\"uds_path\":\"%s\",\"vsock_id\":\"vsock0\"}", want);
@@ -63,7 +63,7 @@ static void full_object(void **state)
 static void none_is_null(void **state)
 {
 	(void)state;
-	char *s = dump(api_vsock_json(cfg()));
+	char *s = dump(device_kinds[device_kind_find("vsock")]->to_json(vsock()));
 	assert_string_equal(s, "null");
 	free(s);
 }
@@ -72,42 +72,42 @@ static void none_is_null(void **state)
 static void edges_accepted(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	assert_int_equal(put(err, "{\"guest_cid\":4294967295,\"uds_path\":\"v.sock\"}"), 0);
-	assert_int_equal(cfg()->vsock->guest_cid, 4294967295u);
-	assert_null(cfg()->vsock->vsock_id);
-	char *s = dump(api_vsock_json(cfg()));
+	assert_int_equal(vsock()->guest_cid, 4294967295u);
+	assert_null(vsock()->vsock_id);
+	char *s = dump(device_kinds[device_kind_find("vsock")]->to_json(vsock()));
 	assert_string_equal(s, "{\"guest_cid\":4294967295,\"uds_path\":\"v.sock\"}");
 	free(s);
 	assert_int_equal(put(err, "{\"guest_cid\":3,\"uds_path\":\"/v.sock\"}"), 0);
-	assert_string_equal(cfg()->vsock->uds_path, "/v.sock");
+	assert_string_equal(vsock()->uds_path, "/v.sock");
 	/* The longest path that still fits "_4294967295" in sun_path. */
 	char path[VSOCK_UDS_PATH_MAX + 1];
 	memset(path, 'a', VSOCK_UDS_PATH_MAX);
 	path[0] = '/';
 	path[VSOCK_UDS_PATH_MAX] = '\0';
 	assert_int_equal(put(err, "{\"guest_cid\":3,\"uds_path\":\"%s\"}", path), 0);
-	assert_int_equal(strlen(cfg()->vsock->uds_path), 96);
+	assert_int_equal(strlen(vsock()->uds_path), 96);
 }
 
 /* Firecracker: a second PUT /vsock replaces the whole object. */
 static void second_put_replaces(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	assert_int_equal(put(err, "{\"vsock_id\":\"a\",\"guest_cid\":7,\"uds_path\":\"%s/a.sock\"}",
 			     tmp_dir()),
 			 0);
 	assert_int_equal(put(err, "{\"guest_cid\":9,\"uds_path\":\"%s/b.sock\"}", tmp_dir()), 0);
-	assert_int_equal(cfg()->vsock->guest_cid, 9);
-	assert_null(cfg()->vsock->vsock_id);
-	assert_non_null(strstr(cfg()->vsock->uds_path, "/b.sock"));
+	assert_int_equal(vsock()->guest_cid, 9);
+	assert_null(vsock()->vsock_id);
+	assert_non_null(strstr(vsock()->uds_path, "/b.sock"));
 }
 
 static void bad_guest_cid(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(put(err, "{\"uds_path\":\"v.sock\"}"), err, "vsock: missing field 'guest_cid'",
 		NULL);
 	refused(put(err, "{\"guest_cid\":\"3\",\"uds_path\":\"v.sock\"}"), err,
@@ -124,13 +124,13 @@ static void bad_guest_cid(void **state)
 			err, "vsock: field 'guest_cid' is ", "must be between 3 and 4294967295");
 		assert_non_null(strstr(err, out_of_range[i]));
 	}
-	assert_null(cfg()->vsock);
+	assert_null(vsock()->uds_path);
 }
 
 static void bad_uds_path(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(put(err, "{\"guest_cid\":3}"), err, "vsock: missing field 'uds_path'", NULL);
 	refused(put(err, "{\"guest_cid\":3,\"uds_path\":5}"), err,
 		"vsock: field 'uds_path' must be a string", NULL);
@@ -158,13 +158,13 @@ static void bad_uds_path(void **state)
 		"is not a directory");
 	refused(put(err, "{\"guest_cid\":3,\"uds_path\":\"%s/\"}", tmp_dir()), err,
 		"vsock: uds_path ", "names a directory, not a socket file");
-	assert_null(cfg()->vsock);
+	assert_null(vsock()->uds_path);
 }
 
 static void bad_vsock_id_and_keys(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	refused(put(err, "{\"guest_cid\":3,\"uds_path\":\"v.sock\",\"cid\":3}"), err,
 		"vsock: unknown field 'cid'", NULL);
 	refused(put(err, "{\"vsock_id\":1,\"guest_cid\":3,\"uds_path\":\"v.sock\"}"), err,
@@ -179,55 +179,56 @@ static void bad_vsock_id_and_keys(void **state)
 	refused(put(err, "{\"vsock_id\":\"a\\nb\",\"guest_cid\":3,\"uds_path\":\"v.sock\"}"), err,
 		"vsock: field 'vsock_id' contains a control character", NULL);
 	json_t *arr = parse("[]");
-	refused(api_put_vsock(cfg(), arr, err), err, "vsock: expected a JSON object", NULL);
+	refused(vsock_config_put(vsock(), NULL, arr, err), err, "vsock: expected a JSON object",
+		NULL);
 	json_decref(arr);
-	assert_null(cfg()->vsock);
+	assert_null(vsock()->uds_path);
 }
 
 /* A refused PUT leaves the configured device as it was. */
 static void refusal_keeps_previous(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	assert_int_equal(put(err, "{\"vsock_id\":\"v\",\"guest_cid\":5,\"uds_path\":\"v.sock\"}"),
 			 0);
 	refused(put(err, "{\"guest_cid\":2,\"uds_path\":\"w.sock\"}"), err, "guest_cid", NULL);
 	refused(put(err, "{\"guest_cid\":6,\"uds_path\":\"/nonexistent-ember-dir/w.sock\"}"), err,
 		"directory /nonexistent-ember-dir does not exist", NULL);
-	assert_int_equal(cfg()->vsock->guest_cid, 5);
-	assert_string_equal(cfg()->vsock->uds_path, "v.sock");
-	assert_string_equal(cfg()->vsock->vsock_id, "v");
+	assert_int_equal(vsock()->guest_cid, 5);
+	assert_string_equal(vsock()->uds_path, "v.sock");
+	assert_string_equal(vsock()->vsock_id, "v");
 }
 
 static void config_file(void **state)
 {
 	(void)state;
-	char err[API_ERR_LEN];
+	char err[ERR_LEN];
 	const char *file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 					 "\"vsock\":{\"guest_cid\":42,\"uds_path\":\"v.sock\"}}");
-	assert_int_equal(api_load_config_file(file, cfg(), NULL, NULL, err), 0);
-	assert_non_null(cfg()->vsock);
-	assert_int_equal(cfg()->vsock->guest_cid, 42);
+	assert_int_equal(config_load_file(file, cfg(), NULL, NULL, err), 0);
+	assert_non_null(vsock()->uds_path);
+	assert_int_equal(vsock()->guest_cid, 42);
 
 	/* null, as GET /vm/config shows "no device", is accepted. */
 	vm_config_free(cfg());
 	vm_config_init(cfg());
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"vsock\":null}");
-	assert_int_equal(api_load_config_file(file, cfg(), NULL, NULL, err), 0);
-	assert_null(cfg()->vsock);
+	assert_int_equal(config_load_file(file, cfg(), NULL, NULL, err), 0);
+	assert_null(vsock()->uds_path);
 
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 			     "\"vsock\":{\"guest_cid\":1,\"uds_path\":\"v.sock\"}}");
-	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err, "config file ",
+	refused(config_load_file(file, cfg(), NULL, NULL, err), err, "config file ",
 		"vsock: field 'guest_cid' is 1, must be between 3 and 4294967295");
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
 			     "\"vsock\":{\"guest_cid\":3,\"uds_path\":\"v.sock\",\"port\":1}}");
-	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err,
-		"vsock: unknown field 'port'", NULL);
+	refused(config_load_file(file, cfg(), NULL, NULL, err), err, "vsock: unknown field 'port'",
+		NULL);
 	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"vsock\":[]}");
-	refused(api_load_config_file(file, cfg(), NULL, NULL, err), err,
+	refused(config_load_file(file, cfg(), NULL, NULL, err), err,
 		"vsock: expected a JSON object", NULL);
-	assert_null(cfg()->vsock);
+	assert_null(vsock()->uds_path);
 }
 
 int main(void)

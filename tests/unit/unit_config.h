@@ -7,7 +7,11 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "virtio/blk.h"
+#include "virtio/net.h"
+#include "virtio/vsock.h"
 #include "vmm/config.h"
+#include "vmm/device_table.h"
 #include "unit_util.h"
 
 static inline struct vm_config *cfg(void)
@@ -15,6 +19,17 @@ static inline struct vm_config *cfg(void)
 	static struct vm_config c;
 	return &c;
 }
+
+/* A device kind's store in cfg(). */
+static inline void *kind_store(const char *key)
+{
+	int k = device_kind_find(key);
+	assert_true(k >= 0);
+	return cfg()->devices[k];
+}
+#define drives() ((struct drive_set *)kind_store("drives"))
+#define nets()	 ((struct net_set *)kind_store("network-interfaces"))
+#define vsock()	 ((struct vsock_config *)kind_store("vsock"))
 
 static inline int cfg_setup(void **state)
 {

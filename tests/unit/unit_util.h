@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/vm.h"
+#include "core/machine.h"
 
 #define UNIT_MAX_TMP 16
 #define MIB	     (1024ULL * 1024)
@@ -26,7 +26,7 @@
 /* State lives in a function-local static so that a file using only some helpers does not
  * trip -Wunused-variable. */
 struct unit_state {
-	struct vm vm;
+	struct machine vm;
 	bool vm_live;
 	char tmp[UNIT_MAX_TMP][PATH_MAX];
 	unsigned nr_tmp;
@@ -39,16 +39,16 @@ static inline struct unit_state *unit_state(void)
 }
 
 /* A zeroed vm with only guest memory: what loader, boot and mptable code needs. */
-static inline struct vm *unit_vm_new(uint64_t bytes)
+static inline struct machine *unit_vm_new(uint64_t bytes)
 {
 	struct unit_state *s = unit_state();
 	if (s->vm_live)
-		vm_memory_free(&s->vm);
+		guest_mem_free(&s->vm.mem);
 	memset(&s->vm, 0, sizeof(s->vm));
 	s->vm.vm_fd = -1;
 	s->vm.kvm_fd = -1;
 	s->vm_live = false;
-	assert_int_equal(vm_memory_init(&s->vm, bytes), 0);
+	assert_int_equal(guest_mem_init(&s->vm.mem, bytes), 0);
 	s->vm_live = true;
 	return &s->vm;
 }
@@ -93,7 +93,7 @@ static inline int unit_teardown(void **state)
 	(void)state;
 	struct unit_state *s = unit_state();
 	if (s->vm_live)
-		vm_memory_free(&s->vm);
+		guest_mem_free(&s->vm.mem);
 	s->vm_live = false;
 	for (unsigned i = 0; i < s->nr_tmp; i++)
 		unlink(s->tmp[i]);
@@ -175,9 +175,9 @@ static inline void put32(void *p, uint32_t v)
 }
 
 /* Guest memory at gpa, failing the test if the accessor refuses it. */
-static inline uint8_t *unit_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
+static inline uint8_t *unit_gpa(struct machine *vm, uint64_t gpa, uint64_t len)
 {
-	uint8_t *p = gpa_to_hva(vm, gpa, len);
+	uint8_t *p = guest_mem_ptr(&vm->mem, gpa, len);
 	assert_non_null(p);
 	return p;
 }

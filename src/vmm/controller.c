@@ -1,0 +1,316 @@
+/* The VM's state machine and its actions; see controller.h. */
+#include "vmm/controller.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "core/json_fields.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "legacy/i8042.h"
+#include "virtio/virtio.h"
+#include "vmm/config_json.h"
+#include "vmm/device_table.h"
+#include "x86/vcpu.h"
+
+#define METRICS_PERIOD_S 60
+
+void vmm_init(struct vm *vm, bool early_build)
+{
+	builder_init(vm, early_build);
+}
+
+static int phase_error(char *err, const char *msg)
+{
+	snprintf(err, ERR_LEN, "%s", msg);
+	return -EPERM;
+}
+
+static int put_logger(struct vm *vm, json_t *body, char *err)
+{
+	static const char *const keys[] = { "log_path",	       "level",	 "show_level",
+					    "show_log_origin", "module", NULL };
+	if (cfg_check_keys(body, "logger", keys, err))
+		return -EINVAL;
+	json_t *path = json_object_get(body, "log_path"), *level = json_object_get(body, "level");
+	json_t *show_level = json_object_get(body, "show_level");
+	json_t *show_origin = json_object_get(body, "show_log_origin");
+	if ((path && !json_is_string(path)) || (level && !json_is_string(level)) ||
+	    (show_level && !json_is_boolean(show_level)) ||
+	    (show_origin && !json_is_boolean(show_origin)))
+		return cfg_fail(err, "logger: log_path and level must be strings, "
+				     "show_level and show_log_origin booleans");
+	if (level && log_set_level_name(json_string_value(level)))
+		return cfg_fail(err, "logger: invalid level '%s'", json_string_value(level));
+	if (path) {
+		int rc = log_open(json_string_value(path));
+		if (rc) {
+			snprintf(err, ERR_LEN, "logger: cannot open %s: %s",
+				 json_string_value(path), strerror(-rc));
+			return rc;
+		}
+		free(vm->log_path);
+		vm->log_path = strdup(json_string_value(path));
+	}
+	log_set_format(show_level ? json_is_true(show_level) : true,
+		       show_origin ? json_is_true(show_origin) : false);
+	return 0;
+}
+
+static void on_metrics_timer(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	uint64_t expirations;
+	if (read(vm->metrics_timer_fd, &expirations, sizeof(expirations)) > 0)
+		metrics_flush();
+}
+
+int vmm_open_metrics(struct vm *vm, const char *path, char *err)
+{
+	if (vm->metrics_path)
+		return cfg_fail(err, "metrics: reinitialization of metrics is not allowed");
+	int rc = metrics_open(path);
+	if (rc) {
+		snprintf(err, ERR_LEN, "metrics: cannot open %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	vm->metrics_path = strdup(path);
+	/* Flushed every 60 s from the VMM loop, as Firecracker does. */
+	vm->metrics_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (vm->metrics_timer_fd < 0)
+		rc = -errno;
+	else {
+		struct itimerspec period = { { METRICS_PERIOD_S, 0 }, { METRICS_PERIOD_S, 0 } };
+		timerfd_settime(vm->metrics_timer_fd, 0, &period, NULL);
+		rc = evloop_add(&vm->m.loop, vm->metrics_timer_fd, EPOLLIN, on_metrics_timer, vm);
+	}
+	if (rc)
+		snprintf(err, ERR_LEN, "metrics: flush timer: %s", strerror(-rc));
+	return rc;
+}
+
+static int put_metrics(struct vm *vm, json_t *body, char *err)
+{
+	json_t *path = json_object_get(body, "metrics_path");
+	if (json_object_size(body) != 1 || !path || !json_is_string(path))
+		return cfg_fail(err, "metrics: expected exactly one string field 'metrics_path'");
+	return vmm_open_metrics(vm, json_string_value(path), err);
+}
+
+/* A device kind's object: the configuration before start, the running device after. */
+static int configure_device(struct vm *vm, int k, const char *id, json_t *body, bool patch,
+			    char *err)
+{
+	const struct device_kind *kind = device_kinds[k];
+	void *store = vm->cfg.devices[k];
+	if (vm->state == VM_CONFIGURING) {
+		if (!patch)
+			return kind->put(store, id, body, err);
+		return kind->patch ? kind->patch(store, id, body, err)
+				   : cfg_fail(err, "%s: PATCH is not supported", kind->key);
+	}
+	if (!patch || !kind->update)
+		return phase_error(err, PRE_BOOT_ONLY);
+	for (unsigned i = 0; i < vm->devices.nr; i++) {
+		struct virtio_dev *dev = vm->devices.devs[i];
+		if (vm->device_kind_of[i] == k && id && strcmp(dev->label, id) == 0)
+			return kind->update(store, dev, id, body, err);
+	}
+	snprintf(err, ERR_LEN, "%s '%.64s' does not exist", kind->key, id ? id : "");
+	return -ENOENT;
+}
+
+int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, bool patch,
+		  char *err)
+{
+	int k = device_kind_find(key);
+	if (k >= 0)
+		return configure_device(vm, k, id, body, patch, err);
+	if (vm->state != VM_CONFIGURING)
+		return phase_error(err, PRE_BOOT_ONLY);
+	if (strcmp(key, "machine-config") == 0) {
+		int rc = config_put_machine_config(&vm->cfg, body, patch, err);
+		if (!rc)
+			builder_resize_memory(vm);
+		return rc;
+	}
+	if (strcmp(key, "boot-source") == 0)
+		return config_put_boot_source(&vm->cfg, body, err);
+	if (strcmp(key, "serial") == 0)
+		return config_put_serial(&vm->cfg, body, err);
+	if (strcmp(key, "logger") == 0)
+		return put_logger(vm, body, err);
+	if (strcmp(key, "metrics") == 0)
+		return put_metrics(vm, body, err);
+	return cfg_fail(err, "unknown key '%s'", key);
+}
+
+static int config_file_key(void *opaque, const char *key, json_t *val, char *err)
+{
+	struct vm *vm = opaque;
+	if (!json_is_object(val))
+		return cfg_fail(err, "%s: expected a JSON object", key);
+	return strcmp(key, "logger") == 0 ? put_logger(vm, val, err) : put_metrics(vm, val, err);
+}
+
+int vmm_load_config_file(struct vm *vm, const char *path, char *err)
+{
+	return config_load_file(path, &vm->cfg, config_file_key, vm, err);
+}
+
+int vmm_start(struct vm *vm, char *err)
+{
+	if (vm->state != VM_CONFIGURING)
+		return phase_error(err, PRE_BOOT_ONLY);
+	int rc = config_validate_for_start(&vm->cfg, err);
+	if (!rc)
+		rc = builder_start(vm, err);
+	if (!rc)
+		vm->state = VM_RUNNING;
+	return rc;
+}
+
+int vmm_pause(struct vm *vm, char *err)
+{
+	struct machine *m = &vm->m;
+	if (vm->state == VM_CONFIGURING)
+		return phase_error(err, POST_BOOT_ONLY);
+	if (vm->state == VM_PAUSED)
+		return cfg_fail(err, "the VM is already paused");
+	pthread_mutex_lock(&m->pause_lock);
+	m->paused = true;
+	pthread_mutex_unlock(&m->pause_lock);
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&m->pause_lock);
+	while (m->nr_parked < m->nr_vcpus && !atomic_load(&m->exiting))
+		pthread_cond_wait(&m->pause_cond, &m->pause_lock);
+	pthread_mutex_unlock(&m->pause_lock);
+	/* kvmclock would otherwise jump forward by the paused time at resume. */
+	struct kvm_clock_data clock = { 0 };
+	if (ioctl(m->vm_fd, KVM_GET_CLOCK, &clock) == 0) {
+		free(vm->saved_clock);
+		vm->saved_clock = malloc(sizeof(clock));
+		if (vm->saved_clock)
+			*vm->saved_clock = clock;
+	}
+	vm->state = VM_PAUSED;
+	log_info("VM paused");
+	return 0;
+}
+
+int vmm_resume(struct vm *vm, char *err)
+{
+	struct machine *m = &vm->m;
+	if (vm->state == VM_CONFIGURING)
+		return phase_error(err, POST_BOOT_ONLY);
+	if (vm->state != VM_PAUSED)
+		return cfg_fail(err, "the VM is not paused");
+	if (vm->saved_clock) {
+		struct kvm_clock_data clock = { .clock = vm->saved_clock->clock };
+		if (ioctl(m->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+			log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));
+		free(vm->saved_clock);
+		vm->saved_clock = NULL;
+	}
+	pthread_mutex_lock(&m->pause_lock);
+	m->paused = false;
+	pthread_cond_broadcast(&m->pause_cond);
+	pthread_mutex_unlock(&m->pause_lock);
+	vm->state = VM_RUNNING;
+	log_info("VM resumed");
+	return 0;
+}
+
+int vmm_send_ctrl_alt_del(struct vm *vm, char *err)
+{
+	if (vm->state == VM_CONFIGURING)
+		return phase_error(err, POST_BOOT_ONLY);
+	if (i8042_send_ctrl_alt_del(vm->i8042))
+		return cfg_fail(err, "the i8042 buffer is full, try again");
+	return 0;
+}
+
+int vmm_flush_metrics(struct vm *vm, char *err)
+{
+	(void)vm;
+	if (!metrics_configured())
+		return cfg_fail(err, "metrics are not configured (PUT /metrics first)");
+	int rc = metrics_flush();
+	if (rc)
+		snprintf(err, ERR_LEN, "cannot write metrics: %s", strerror(-rc));
+	return rc;
+}
+
+const char *vmm_state_name(const struct vm *vm)
+{
+	return vm->state == VM_CONFIGURING ? "Not started"
+	       : vm->state == VM_PAUSED	   ? "Paused"
+					   : "Running";
+}
+
+json_t *vmm_machine_config_json(const struct vm *vm)
+{
+	const struct machine_config *mc = &vm->cfg.machine;
+	return json_pack("{s:i, s:i, s:b, s:b}", "vcpu_count", (json_int_t)mc->vcpu_count,
+			 "mem_size_mib", (json_int_t)mc->mem_size_mib, "smt", mc->smt,
+			 "track_dirty_pages", mc->track_dirty_pages);
+}
+
+json_t *vmm_config_json(const struct vm *vm)
+{
+	const struct boot_source_config *b = &vm->cfg.boot;
+	json_t *boot = json_object();
+	if (b->kernel_image_path)
+		json_object_set_new(boot, "kernel_image_path", json_string(b->kernel_image_path));
+	if (b->initrd_path)
+		json_object_set_new(boot, "initrd_path", json_string(b->initrd_path));
+	if (b->boot_args)
+		json_object_set_new(boot, "boot_args", json_string(b->boot_args));
+	json_t *root = json_pack("{s:o, s:o}", "boot-source", boot, "machine-config",
+				 vmm_machine_config_json(vm));
+	for (int k = 0; device_kinds[k]; k++)
+		json_object_set_new(root, device_kinds[k]->key,
+				    device_kinds[k]->to_json(vm->cfg.devices[k]));
+	if (vm->log_path)
+		json_object_set_new(root, "logger", json_pack("{s:s}", "log_path", vm->log_path));
+	if (vm->metrics_path)
+		json_object_set_new(root, "metrics",
+				    json_pack("{s:s}", "metrics_path", vm->metrics_path));
+	return root;
+}
+
+int vmm_run(struct vm *vm)
+{
+	struct machine *m = &vm->m;
+	int rc = evloop_run(&m->loop);
+	if (rc)
+		log_err("event loop failed: %s", strerror(-rc));
+	machine_request_exit(m, rc ? 1 : 0); /* no-op if the VM already chose its code */
+	/* Paused vCPUs wake up, see exiting and finish. */
+	pthread_mutex_lock(&m->pause_lock);
+	pthread_cond_broadcast(&m->pause_cond);
+	pthread_mutex_unlock(&m->pause_lock);
+	for (unsigned i = 0; vm->vcpus && i < m->nr_vcpus; i++)
+		vcpu_stop(&vm->vcpus[i]);
+	if (vm->metrics_path)
+		metrics_flush(); /* the last interval's counts */
+	return m->exit_code;
+}
+
+void vmm_destroy(struct vm *vm)
+{
+	builder_destroy(vm);
+	free(vm->log_path);
+	free(vm->metrics_path);
+	if (vm->metrics_timer_fd >= 0)
+		close(vm->metrics_timer_fd);
+}

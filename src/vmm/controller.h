@@ -1,0 +1,46 @@
+/* The controller: the VM's state machine (configuring, running, paused; the process ends
+ * with the VM) and every action on it. The API's routes and main() call only these, on the
+ * VMM thread. Each returns 0, or -errno with a message of at most ERR_LEN bytes in err:
+ * -EPERM for an action in the wrong phase (PRE_BOOT_ONLY/POST_BOOT_ONLY), -ENOENT for an
+ * unknown object, -EINVAL for everything else the caller got wrong. */
+#ifndef EMBER_CONTROLLER_H
+#define EMBER_CONTROLLER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "vmm/vm.h"
+
+#define PRE_BOOT_ONLY  "The requested operation is not supported after starting the microVM."
+#define POST_BOOT_ONLY "The requested operation is not supported before starting the microVM."
+
+/* Process start: see builder_init. */
+void vmm_init(struct vm *vm, bool early_build);
+/* The configuration objects: "boot-source", "machine-config", "serial", "logger",
+ * "metrics", or a device kind's key ("drives"; id is its {id}). patch: PATCH semantics;
+ * on a running VM only a device kind's PATCH is allowed, and it updates the device. */
+int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, bool patch,
+		  char *err);
+/* A Firecracker config file: every object, then InstanceStart. */
+int vmm_load_config_file(struct vm *vm, const char *path, char *err);
+/* --metrics-path: as PUT /metrics. */
+int vmm_open_metrics(struct vm *vm, const char *path, char *err);
+
+int vmm_start(struct vm *vm, char *err);
+int vmm_pause(struct vm *vm, char *err);
+int vmm_resume(struct vm *vm, char *err);
+int vmm_send_ctrl_alt_del(struct vm *vm, char *err);
+int vmm_flush_metrics(struct vm *vm, char *err);
+
+/* "Not started", "Running" or "Paused", as GET / shows it. */
+const char *vmm_state_name(const struct vm *vm);
+/* GET /machine-config and GET /vm/config (new references). */
+json_t *vmm_machine_config_json(const struct vm *vm);
+json_t *vmm_config_json(const struct vm *vm);
+
+/* Runs the VMM event loop until the VM ends, stops the vCPUs, flushes the last metrics;
+ * returns the exit code. Then vmm_destroy frees everything. */
+int vmm_run(struct vm *vm);
+void vmm_destroy(struct vm *vm);
+
+#endif

@@ -1,0 +1,51 @@
+/* A kind of virtio device as the VMM's device table sees it: each device's configuration
+ * file (virtio/blk_json.c, net_json.c, vsock_json.c) defines one, and src/vmm/device_table.c
+ * lists them. The VMM knows devices only through these rows. */
+#ifndef EMBER_KIND_H
+#define EMBER_KIND_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/machine.h"
+#include "virtio/virtio.h"
+
+/* What the create hooks made, in virtio-mmio slot order, each with the kernel argument it
+ * needs besides its virtio_mmio.device=... (the root drive's root=...), or NULL. */
+struct device_set {
+	struct virtio_dev *devs[VIRTIO_DEV_MAX];
+	const char *args[VIRTIO_DEV_MAX];
+	unsigned nr;
+};
+
+/* Adds dev (and arg, if not NULL) to set; -ENOSPC when it is full. */
+int device_set_add(struct device_set *set, struct virtio_dev *dev, const char *arg);
+
+/* Every hook that takes err returns 0 or -errno with a message of at most ERR_LEN bytes that
+ * names the object and the key at fault; a refused call changes nothing. */
+struct device_kind {
+	const char *key;    /* config-file key, API path (/drives) and GET /vm/config key */
+	const char *metric; /* the API's request metrics: "drive" counts drive_count/_fails */
+	bool per_id;	    /* /drives/{id}: objects with ids; else one object at /vsock */
+	bool patchable;	    /* PATCH exists (before start on the configuration, after on
+			     * the running device) */
+
+	/* The configuration before start, in the kind's own store: store_size zeroed bytes
+	 * that the VMM allocates with the VM's configuration. id is the path's {id} for per_id
+	 * kinds, NULL otherwise and for the config file. */
+	size_t store_size;
+	int (*put)(void *store, const char *id, json_t *body, char *err);
+	int (*patch)(void *store, const char *id, json_t *body, char *err);
+	int (*load)(void *store, json_t *value, char *err); /* the config file's value */
+	json_t *(*to_json)(const void *store);		    /* GET /vm/config */
+	void (*free)(void *store); /* what the store points to, not the store */
+
+	/* InstanceStart: creates every configured device in machine into set. */
+	int (*create)(struct machine *machine, const void *store, struct device_set *set,
+		      char *err);
+	/* PATCH on the running VM: applies body to dev (the device with this id), and only
+	 * when the device took it, commits it to *store. */
+	int (*update)(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err);
+};
+
+#endif
