@@ -1,5 +1,6 @@
-/* virtio-vsock connections: state, credit, shutdown and resets, with no socket in sight
- * (see vsock_conn.h). */
+/* virtio-vsock connections: the table, the handshakes both ways, deadlines, resets owed to
+ * the guest and the dispatch of the guest's packets, with no socket in sight (see
+ * vsock_conn.h); the data path of each connection is in vsock_stream.c. */
 #include "vsock_conn.h"
 
 #include <errno.h>
@@ -9,11 +10,10 @@
 #include <string.h>
 
 #include "log.h"
-#include "virtq.h"
+#include "vsock_stream.h"
 
 #define WARN_MAX      8
 #define SHUTDOWN_BOTH (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)
-#define DEADLINE_NS   (VSOCK_CONNECT_MS * 1000000ULL)
 
 void vsock_conns_warn(struct vsock_conns *t, const char *fmt, ...)
 {
@@ -169,47 +169,6 @@ void vsock_conns_reset(struct vsock_conns *t)
 	t->ops->wake(t->host);
 }
 
-uint32_t vsock_conn_peer_credit(const struct vsock_conn *c)
-{
-	uint32_t in_flight = c->rx_cnt - c->peer_fwd_cnt;
-	return in_flight >= c->peer_buf_alloc ? 0 : c->peer_buf_alloc - in_flight;
-}
-
-/* Whether ember should read c's host socket for the guest (credit permitting). */
-static bool reads_host(const struct vsock_conn *c)
-{
-	return c->state == CONN_ESTABLISHED && c->host_readable && !c->host_eof &&
-	       !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV);
-}
-
-static bool has_rx(const struct vsock_conn *c)
-{
-	if (c->pending)
-		return true;
-	return reads_host(c) && (vsock_conn_peer_credit(c) > 0 || !c->credit_requested);
-}
-
-/* Queues c for vsock_conns_next_packet if it has something for the guest. */
-static void want_rx(struct vsock_conn *c)
-{
-	struct vsock_conns *t = c->t;
-	if (c->state == CONN_DEAD || c->on_rx_list || !has_rx(c))
-		return;
-	c->on_rx_list = true;
-	c->rx_next = NULL;
-	if (t->rx_tail)
-		t->rx_tail->rx_next = c;
-	else
-		t->rx_head = c;
-	t->rx_tail = c;
-}
-
-static void set_deadline(struct vsock_conn *c)
-{
-	c->deadline_ns = c->t->ops->now_ns(c->t->host) + DEADLINE_NS;
-	c->t->ops->arm_timer(c->t->host);
-}
-
 bool vsock_conns_expire(struct vsock_conns *t)
 {
 	uint64_t now = t->ops->now_ns(t->host);
@@ -234,82 +193,18 @@ bool vsock_conns_expire(struct vsock_conns *t)
 	return waiting;
 }
 
-/* The host closed its socket altogether: ember closes its end and gives the guest a while
- * to answer the SHUTDOWN it is owed with RST. */
-static void host_gone(struct vsock_conn *c)
-{
-	c->t->ops->close(c->t->host, c);
-	c->fd = -1;
-	c->state = CONN_CLOSING;
-	c->host_readable = false;
-	set_deadline(c);
-}
-
-/* Sends what the guest sent and the host socket could not take before. 0 when all of it
- * went out, 1 when some is left, -1 when the host socket failed. */
-static int flush_tx(struct vsock_conn *c)
-{
-	while (c->tx_len) {
-		struct iovec iov[2];
-		uint32_t first = VSOCK_BUF_ALLOC - c->tx_head;
-		if (first > c->tx_len)
-			first = c->tx_len;
-		iov[0] = (struct iovec){ c->tx_buf + c->tx_head, first };
-		iov[1] = (struct iovec){ c->tx_buf, c->tx_len - first };
-		ssize_t w = c->t->ops->send(c->t->host, c, iov, iov[1].iov_len ? 2 : 1);
-		if (w < 0)
-			return w == -EAGAIN ? 1 : -1;
-		c->tx_head = (uint32_t)((c->tx_head + (uint32_t)w) % VSOCK_BUF_ALLOC);
-		c->tx_len -= (uint32_t)w;
-		c->fwd_cnt += (uint32_t)w;
-	}
-	return 0;
-}
-
-/* The guest should hear about freed buffer space before it runs out of credit. */
-static void maybe_credit_update(struct vsock_conn *c, bool drained)
-{
-	uint32_t untold = c->fwd_cnt - c->fwd_cnt_told;
-	if (untold >= VSOCK_BUF_ALLOC / 2 || (drained && untold))
-		c->pending |= PENDING_CREDIT_UPDATE;
-}
-
-/* The guest shut its sending side (and maybe its receiving side): once everything it sent
- * reached the host socket, the shutdown is passed on. */
-static void pass_guest_shutdown(struct vsock_conn *c)
-{
-	if (c->tx_len)
-		return;
-	if (c->guest_shutdown == SHUTDOWN_BOTH) {
-		/* A full shutdown is answered with RST, which ends the connection. */
-		vsock_conn_kill(c, true);
-		return;
-	}
-	if ((c->guest_shutdown & VSOCK_SHUTDOWN_SEND) && c->fd >= 0)
-		c->t->ops->shutdown_write(c->t->host, c);
-}
-
 void vsock_conn_host_event(struct vsock_conn *c, bool readable, bool hup)
 {
 	if (c->state == CONN_DEAD)
 		return;
-	if (hup)
-		c->host_hup = true;
-	if (readable)
-		c->host_readable = true;
-	if (c->state == CONN_ESTABLISHED && c->tx_len) {
-		int rc = flush_tx(c);
-		if (rc < 0 || (c->host_hup && c->tx_len)) {
-			/* The host is gone with guest data still to deliver. */
-			vsock_conn_kill(c, true);
-		} else if (rc == 0) {
-			maybe_credit_update(c, true);
-			pass_guest_shutdown(c);
-		}
-	} else if (c->state == CONN_REQUESTED && c->host_hup) {
-		vsock_conn_kill(c, true); /* the host gave up before the guest answered */
+	if (vsock_stream_host_event(c, readable, hup) == VSOCK_STREAM_RESET ||
+	    (c->state == CONN_REQUESTED && c->host_hup)) {
+		/* The host failed or left with data to deliver, or gave up before the guest
+		 * answered. */
+		vsock_conn_kill(c, true);
+		return;
 	}
-	want_rx(c);
+	vsock_stream_want_rx(c);
 }
 
 struct vsock_conn *vsock_conn_host_accepted(struct vsock_conns *t, int fd)
@@ -321,7 +216,7 @@ struct vsock_conn *vsock_conn_host_accepted(struct vsock_conns *t, int fd)
 	}
 	c->fd = fd;
 	c->state = CONN_CONNECT_LINE;
-	set_deadline(c);
+	vsock_conn_set_deadline(c);
 	return c;
 }
 
@@ -340,8 +235,8 @@ void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port)
 	c->state = CONN_REQUESTED;
 	c->pending = PENDING_REQUEST;
 	hash_add(c);
-	set_deadline(c);
-	want_rx(c);
+	vsock_conn_set_deadline(c);
+	vsock_stream_want_rx(c);
 }
 
 /* The guest's RESPONSE to a host-initiated REQUEST: the host client hears "OK <port>". */
@@ -393,53 +288,6 @@ static struct vsock_conn *guest_connect(struct vsock_conns *t, uint32_t host_por
 	return c;
 }
 
-/* Guest data for the host socket: what the socket does not take waits in the ring. */
-static void guest_data(struct vsock_conn *c, const struct iovec *iov, unsigned nr, uint32_t len)
-{
-	struct vsock_conns *t = c->t;
-	if (c->tx_len + len > VSOCK_BUF_ALLOC) {
-		metric_inc(&vsock_metrics[VSOCK_CREDIT_EXCEEDED]);
-		vsock_conns_warn(t, "connection %u:%u: the guest sent beyond its credit: reset",
-				 c->guest_port, c->host_port);
-		vsock_conn_kill(c, true);
-		return;
-	}
-	uint32_t done = 0;
-	if (c->tx_len == 0 && len) {
-		ssize_t w = t->ops->send(t->host, c, iov, nr);
-		if (w < 0 && w != -EAGAIN) {
-			vsock_conn_kill(c, true); /* the host closed its end */
-			return;
-		}
-		done = w > 0 ? (uint32_t)w : 0;
-		c->fwd_cnt += done;
-	}
-	if (done < len) {
-		if (!c->tx_buf && !(c->tx_buf = malloc(VSOCK_BUF_ALLOC))) {
-			vsock_conn_kill(c, true);
-			return;
-		}
-		struct iovec rest[VIRTQ_MAX_SIZE];
-		unsigned n = nr;
-		memcpy(rest, iov, nr * sizeof(*iov));
-		iov_drop_front(rest, &n, done);
-		for (unsigned i = 0; i < n; i++) {
-			const uint8_t *p = rest[i].iov_base;
-			size_t left = rest[i].iov_len;
-			while (left) {
-				uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_BUF_ALLOC;
-				size_t k = VSOCK_BUF_ALLOC - tail < left ? VSOCK_BUF_ALLOC - tail
-									 : left;
-				memcpy(c->tx_buf + tail, p, k);
-				c->tx_len += (uint32_t)k;
-				p += k;
-				left -= k;
-			}
-		}
-	}
-	maybe_credit_update(c, false);
-}
-
 void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 			    const struct iovec *payload, unsigned nr)
 {
@@ -485,7 +333,8 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 		break;
 	case VSOCK_OP_SHUTDOWN:
 		c->guest_shutdown |= h->flags & SHUTDOWN_BOTH;
-		pass_guest_shutdown(c);
+		if (vsock_stream_guest_shutdown(c) == VSOCK_STREAM_RESET)
+			vsock_conn_kill(c, true);
 		break;
 	case VSOCK_OP_RW:
 		if (c->state != CONN_ESTABLISHED || (c->guest_shutdown & VSOCK_SHUTDOWN_SEND)) {
@@ -493,7 +342,8 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 			break;
 		}
 		metric_add(&vsock_metrics[VSOCK_TX_BYTES], h->len);
-		guest_data(c, payload, nr, h->len);
+		if (vsock_stream_from_guest(c, payload, nr, h->len) == VSOCK_STREAM_RESET)
+			vsock_conn_kill(c, true);
 		break;
 	case VSOCK_OP_CREDIT_REQUEST:
 		c->pending |= PENDING_CREDIT_UPDATE;
@@ -501,102 +351,12 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 	default: /* REQUEST: guest_connect owes the RESPONSE; CREDIT_UPDATE: noted above */
 		break;
 	}
-	want_rx(c); /* a no-op on a connection that just ended */
+	vsock_stream_want_rx(c); /* a no-op on a connection that just ended */
 }
 
 bool vsock_conns_have_rx(const struct vsock_conns *t)
 {
 	return t->rst_len || t->rx_head;
-}
-
-static void fill_hdr(const struct vsock_conns *t, struct vsock_hdr *h, uint32_t host_port,
-		     uint32_t guest_port, enum vsock_op op)
-{
-	memset(h, 0, sizeof(*h));
-	h->src_cid = VSOCK_HOST_CID;
-	h->dst_cid = t->guest_cid;
-	h->src_port = host_port;
-	h->dst_port = guest_port;
-	h->type = VSOCK_TYPE_STREAM;
-	h->op = (uint16_t)op;
-	h->buf_alloc = VSOCK_BUF_ALLOC;
-}
-
-/* Reads host data for the guest into payload, no more than its credit: the op of the
- * packet that results (RW, SHUTDOWN owed at end of stream, INVALID for nothing). */
-static enum vsock_op read_host(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *payload,
-			       unsigned *nr, uint64_t room)
-{
-	uint64_t max = vsock_conn_peer_credit(c);
-	if (max == 0) {
-		if (c->credit_requested)
-			return VSOCK_OP_INVALID;
-		c->credit_requested = true;
-		return VSOCK_OP_CREDIT_REQUEST;
-	}
-	if (max > room)
-		max = room;
-	if (max > VSOCK_PKT_MAX)
-		max = VSOCK_PKT_MAX;
-	iov_drop_back(payload, nr, room - max);
-	ssize_t r = c->t->ops->recv(c->t->host, c, payload, *nr);
-	if (r > 0) {
-		h->len = (uint32_t)r;
-		c->rx_cnt += (uint32_t)r;
-		metric_add(&vsock_metrics[VSOCK_RX_BYTES], (unsigned long)r);
-		return VSOCK_OP_RW;
-	}
-	if (r == 0) {
-		c->host_readable = false;
-		c->host_eof = true;
-		c->pending |= PENDING_SHUTDOWN;
-		c->shutdown_to_guest |= VSOCK_SHUTDOWN_SEND;
-		if (c->host_hup) {
-			c->shutdown_to_guest |= VSOCK_SHUTDOWN_RCV;
-			host_gone(c);
-		}
-	} else if (r == -EAGAIN) {
-		c->host_readable = false;
-	} else {
-		vsock_conn_kill(c, true);
-	}
-	return VSOCK_OP_INVALID;
-}
-
-/* The next packet c owes the guest into *h (and payload); false when it has none after
- * all, or ended meanwhile. */
-static bool conn_packet(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *payload,
-			unsigned *nr, uint64_t room)
-{
-	fill_hdr(c->t, h, c->host_port, c->guest_port, VSOCK_OP_INVALID);
-	static const struct {
-		unsigned bit;
-		enum vsock_op op;
-	} order[] = {
-		{ PENDING_REQUEST, VSOCK_OP_REQUEST },
-		{ PENDING_RESPONSE, VSOCK_OP_RESPONSE },
-		{ PENDING_CREDIT_UPDATE, VSOCK_OP_CREDIT_UPDATE },
-		{ PENDING_CREDIT_REQUEST, VSOCK_OP_CREDIT_REQUEST },
-	};
-	for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]) && !h->op; i++)
-		if (c->pending & order[i].bit) {
-			c->pending &= ~order[i].bit;
-			h->op = (uint16_t)order[i].op;
-		}
-	if (!h->op && reads_host(c))
-		h->op = (uint16_t)read_host(c, h, payload, nr, room);
-	if (c->state == CONN_DEAD)
-		return false;
-	if (!h->op && (c->pending & PENDING_SHUTDOWN)) {
-		c->pending &= ~PENDING_SHUTDOWN;
-		h->op = VSOCK_OP_SHUTDOWN;
-		h->flags = c->shutdown_to_guest;
-	}
-	if (!h->op)
-		return false;
-	h->fwd_cnt = c->fwd_cnt;
-	c->fwd_cnt_told = c->fwd_cnt;
-	return true;
 }
 
 bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct iovec *payload,
@@ -605,8 +365,8 @@ bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct 
 	for (;;) {
 		/* Resets first: they may free the guest's side of a port for a new connection. */
 		if (t->rst_len) {
-			fill_hdr(t, h, t->rst[t->rst_head].host_port,
-				 t->rst[t->rst_head].guest_port, VSOCK_OP_RST);
+			vsock_stream_hdr(t, h, t->rst[t->rst_head].host_port,
+					 t->rst[t->rst_head].guest_port, VSOCK_OP_RST);
 			t->rst_head = (t->rst_head + 1) % VSOCK_RST_QUEUE;
 			t->rst_len--;
 			metric_inc(&vsock_metrics[VSOCK_RST_SENT]);
@@ -619,8 +379,11 @@ bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct 
 		if (!t->rx_head)
 			t->rx_tail = NULL;
 		c->on_rx_list = false;
-		if (conn_packet(c, h, payload, nr, room)) {
-			want_rx(c); /* round robin: back of the list if it has more */
+		int rc = vsock_stream_packet(c, h, payload, nr, room);
+		if (rc == VSOCK_STREAM_RESET) {
+			vsock_conn_kill(c, true);
+		} else if (rc) {
+			vsock_stream_want_rx(c); /* round robin: back of the list if it has more */
 			return true;
 		}
 	}
