@@ -3,6 +3,7 @@
  * ways, the shutdown flags, the control packets and resets owed to the guest, the deadlines
  * and the connection table. It never calls a socket or event-loop function: it reaches the
  * host side only through struct vsock_host_ops, so a test drives it with a fake host.
+ * vsock_conn.c keeps the table and the handshakes; vsock_stream.c, below it, the data path.
  *
  * Lifetime: a connection that ends is unlinked at once and marked CONN_DEAD, but its host
  * end is closed and its memory freed only by vsock_conns_reap, which every VMM-thread entry
