@@ -39,6 +39,11 @@
  * checked. -errno and a message naming the interface in err on failure. */
 int net_create(struct vm *vm, const struct net_config *cfg, struct virtio_dev **out, char *err,
 	       size_t err_len);
+/* net_create over tap_fd, already open (tap_open's flags, or in tests one end of a
+ * SOCK_SEQPACKET socketpair: one frame, virtio-net header first, per record). The device
+ * owns tap_fd from here, also on failure. */
+int net_create_on_fd(struct vm *vm, const struct net_config *cfg, int tap_fd,
+		     struct virtio_dev **out, char *err, size_t err_len);
 /* PATCH /network-interfaces/{id} on a running VM: new rx/tx rate limiters from cfg.
  * -ENOENT if vm has no such interface. */
 int net_update(struct vm *vm, const struct net_config *cfg, char *err, size_t err_len);
