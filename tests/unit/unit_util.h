@@ -218,7 +218,8 @@ static inline void unit_driver_init(struct vm *vm, struct virtio_dev *dev, uint6
 	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
 	for (uint32_t sel = 0; sel < 2; sel++) {
 		unit_mmio_wr(vm, dev, VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
-		unit_mmio_wr(vm, dev, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> (32 * sel)));
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_DRIVER_FEATURES,
+			     (uint32_t)(features >> (32 * sel)));
 	}
 	uint32_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK;
 	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, st);
@@ -259,6 +260,9 @@ struct unit_watch {
 	size_t page_size;
 	uintptr_t addr[UNIT_WATCH_MAX];
 	unsigned nr;
+	/* Called before each store goes through: a test can play the other side (the
+	 * driver) at that precise moment. */
+	void (*on_store)(uintptr_t addr);
 	struct sigaction old_segv, old_trap;
 };
 
@@ -281,6 +285,8 @@ static inline void unit_watch_on_segv(int sig, siginfo_t *si, void *ctx)
 		w->addr[w->nr] = (uintptr_t)a;
 	w->nr++;
 	mprotect(w->page, w->page_size, PROT_READ | PROT_WRITE);
+	if (w->on_store)
+		w->on_store((uintptr_t)a);
 	((ucontext_t *)ctx)->uc_mcontext.gregs[REG_EFL] |= 0x100; /* TF */
 }
 
@@ -317,6 +323,7 @@ static inline unsigned unit_watch_stop(void)
 	sigaction(SIGSEGV, &w->old_segv, NULL);
 	sigaction(SIGTRAP, &w->old_trap, NULL);
 	w->page = NULL;
+	w->on_store = NULL;
 	assert_true(w->nr <= UNIT_WATCH_MAX);
 	return w->nr;
 }
