@@ -171,44 +171,31 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
  * chains the run yields and its own notification brings it back after the other events. */
 static void process_queue(struct blk_dev *b)
 {
-	struct virtq *q = &b->vdev.queues[0];
 	unsigned budget = BLK_QUEUE_SIZE;
-	for (;;) {
-		while (b->free_reqs && !b->rl.blocked) {
-			if (budget-- == 0) {
-				uint64_t one = 1;
-				ssize_t r = write(b->vdev.kicks[0].fd, &one, sizeof(one));
-				(void)r;
-				goto out;
-			}
-			struct blk_req *req = b->free_reqs;
-			int rc = virtq_pop(q, &req->chain);
-			if (rc == 0)
-				break;
-			if (rc < 0) {
-				virtio_needs_reset(&b->vdev, q->fault);
-				goto out;
-			}
-			b->free_reqs = req->next_free;
-			uint64_t bytes;
-			if (!parse(b, req, &bytes))
-				continue;
-			if (!rate_limiter_consume(&b->rl, 1, bytes, monotonic_ns())) {
-				/* The timer brings us back; the chain stays in the ring till then.
-				 */
-				virtq_unpop(q);
-				put_req(b, req);
-				goto out;
-			}
-			rc = b->engine->ops->submit(b->engine, req);
-			if (rc)
-				blk_req_done(req, rc);
-		}
-		/* An empty pool refills on completions, which run the queue again. */
-		if (!b->free_reqs || b->rl.blocked || !virtq_enable_notify(q))
+	/* An empty pool refills on completions, which run the queue again. */
+	while (b->free_reqs && !b->rl.blocked) {
+		if (budget-- == 0) {
+			virtio_queue_kick(&b->vdev, 0);
 			break;
+		}
+		struct blk_req *req = b->free_reqs;
+		int rc = virtio_queue_pop(&b->vdev, 0, &req->chain);
+		if (rc <= 0)
+			break; /* empty (the driver notifies the next one), or broken */
+		b->free_reqs = req->next_free;
+		uint64_t bytes;
+		if (!parse(b, req, &bytes))
+			continue;
+		if (!rate_limiter_consume(&b->rl, 1, bytes, monotonic_ns())) {
+			/* The timer brings us back; the chain stays in the ring till then. */
+			virtq_unpop(&b->vdev.queues[0]);
+			put_req(b, req);
+			break;
+		}
+		rc = b->engine->ops->submit(b->engine, req);
+		if (rc)
+			blk_req_done(req, rc);
 	}
-out:
 	b->engine->ops->flush_batch(b->engine);
 	if (b->pushed) {
 		b->pushed = false;

@@ -39,8 +39,7 @@ struct net_dev {
 	bool rx_charged;			/* the rx limiter already counted it */
 	struct iovec first_iov[VIRTQ_MAX_SIZE]; /* the first buffer: num_buffers lands there */
 	unsigned first_nr;
-	uint16_t heads[NET_QUEUE_SIZE];
-	uint32_t lens[NET_QUEUE_SIZE];
+	struct virtq_used_elem used[NET_QUEUE_SIZE]; /* the frame's buffers, pushed at once */
 	struct virtq_chain chain;
 	/* Per interface, for the log line at exit; the "net" metrics count all of them. */
 	uint64_t tx_dropped, rx_dropped;
@@ -82,23 +81,6 @@ static bool has(const struct net_dev *n, uint64_t feature)
 	return (n->vdev.driver_features & feature) != 0;
 }
 
-/* Returns nr chains at once: the driver reads num_buffers in the first and must find all
- * of them in the used ring when it sees the first, so used->idx moves once. */
-static void push_many(struct virtq *q, const uint16_t *heads, const uint32_t *lens, unsigned nr)
-{
-	for (unsigned i = 0; i < nr; i++) {
-		struct virtq_used_elem *e =
-			&q->used->ring[(uint16_t)(q->used_idx + i) & (q->num - 1)];
-		__atomic_store_n(&e->id, (uint32_t)heads[i], __ATOMIC_RELAXED);
-		__atomic_store_n(&e->len, lens[i], __ATOMIC_RELAXED);
-	}
-	q->used_idx = (uint16_t)(q->used_idx + nr);
-	/* Orders the frame bytes and the used elements above before the index that publishes
-	 * them. */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&q->used->idx, q->used_idx, __ATOMIC_RELAXED);
-}
-
 /* Applies the offloads the driver accepted to the TAP: what the guest can take in decides
  * what the host may hand it unchecksummed or unsegmented. */
 static void apply_offloads(struct net_dev *n)
@@ -131,7 +113,7 @@ static int deliver(struct net_dev *n)
 			/* Larger than the one buffer a frame may use without merging, or than
 			 * the whole ring: it can never fit. It is dropped and the buffers go
 			 * back unused. */
-			q->next_avail = (uint16_t)(q->next_avail - nr);
+			virtq_unpop_n(q, (uint16_t)nr);
 			n->rx_dropped++;
 			metric_inc(&net_metrics[NET_RX_DROPPED]);
 			n->rx_len = 0;
@@ -144,7 +126,7 @@ static int deliver(struct net_dev *n)
 		}
 		if (rc == 0) {
 			/* Not enough room yet: every buffer taken goes back, none was used. */
-			q->next_avail = (uint16_t)(q->next_avail - nr);
+			virtq_unpop_n(q, (uint16_t)nr);
 			return 0;
 		}
 		struct virtq_chain *c = &n->chain;
@@ -159,8 +141,8 @@ static int deliver(struct net_dev *n)
 			memcpy(n->first_iov, wr, c->nr_wr * sizeof(*wr));
 			n->first_nr = c->nr_wr;
 		}
-		n->heads[nr] = c->head;
-		n->lens[nr] = (uint32_t)take;
+		n->used[nr].id = c->head;
+		n->used[nr].len = (uint32_t)take;
 		nr++;
 		off += take;
 	}
@@ -170,30 +152,13 @@ static int deliver(struct net_dev *n)
 	hdr[NUM_BUFFERS_OFF] = (uint8_t)nr;
 	hdr[NUM_BUFFERS_OFF + 1] = (uint8_t)(nr >> 8);
 	iov_from_buf(n->first_iov, n->first_nr, hdr, NET_HDR_LEN);
-	push_many(q, n->heads, n->lens, nr);
+	/* The driver reads num_buffers in the first buffer and must find all of them in the
+	 * used ring when it sees the first: one publish for the whole frame. */
+	virtq_push_batch(q, n->used, nr);
 	metric_inc(&net_metrics[NET_RX_PACKETS]);
 	metric_add(&net_metrics[NET_RX_BYTES], n->rx_len - NET_HDR_LEN);
 	n->rx_len = 0;
 	return 1;
-}
-
-/* The frame did not fit in the buffers the guest has: asks for a notification on the next
- * buffer it adds. True if some arrived meanwhile (try again). */
-static bool wait_for_buffers(struct virtq *q)
-{
-	if (!virtq_enable_notify(q))
-		return false; /* none at all: the next one notifies */
-	if (!q->event_idx)
-		return false; /* without event index every new buffer notifies */
-	/* Some buffers but too few: avail_event at the driver's current index, so that its
-	 * next buffer notifies rather than only one past those we already looked at. */
-	uint16_t seen = __atomic_load_n(&q->avail->idx, __ATOMIC_RELAXED);
-	uint16_t *avail_event = (uint16_t *)&q->used->ring[q->num];
-	__atomic_store_n(avail_event, seen, __ATOMIC_RELAXED);
-	/* Orders the avail_event store before the second look at avail->idx: a buffer added
-	 * in between is either seen here or notified. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return __atomic_load_n(&q->avail->idx, __ATOMIC_RELAXED) != seen;
 }
 
 /* Moves frames from the TAP into the guest until the TAP is empty, the guest has no
@@ -238,7 +203,10 @@ static void process_rx(struct net_dev *n)
 		int rc = deliver(n);
 		if (rc < 0)
 			return;
-		if (rc == 0 && wait_for_buffers(q))
+		/* The frame did not fit in the buffers the guest has (maybe none, maybe too
+		 * few): the next buffer it adds must notify, not only one past those already
+		 * there. Some arrived meanwhile: try again. */
+		if (rc == 0 && virtq_enable_notify_beyond(q))
 			continue;
 		if (rc == 0)
 			break;
@@ -278,12 +246,10 @@ static void process_tx(struct net_dev *n)
 		if (c->nr_wr || c->rd_len <= NET_HDR_LEN || c->rd_len > tx_max(n)) {
 			n->tx_dropped++;
 			metric_inc(&net_metrics[NET_TX_MALFORMED]);
-			if (n->vdev.warnings < 4) {
-				n->vdev.warnings++;
-				log_warn("network interface %s: dropped a transmit chain of %llu "
-					 "bytes (%u writable buffers)",
-					 n->id, (unsigned long long)c->rd_len, c->nr_wr);
-			}
+			virtio_dev_warn(
+				&n->vdev,
+				"dropped a transmit chain of %llu bytes (%u writable buffers)",
+				(unsigned long long)c->rd_len, c->nr_wr);
 		} else {
 			if (!rate_limiter_consume(&n->tx_rl, 1, c->rd_len - NET_HDR_LEN,
 						  monotonic_ns())) {
@@ -419,12 +385,22 @@ static const struct virtio_dev_ops net_ops = {
 int net_create(struct machine *machine, const struct net_config *cfg, struct virtio_dev **out,
 	       char *err, size_t err_len)
 {
+	int fd = tap_open(cfg->iface_id, cfg->host_dev_name, NET_HDR_LEN, err, err_len);
+	if (fd < 0)
+		return fd;
+	return net_create_on_fd(machine, cfg, fd, out, err, err_len);
+}
+
+int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int tap_fd,
+		     struct virtio_dev **out, char *err, size_t err_len)
+{
 	struct net_dev *n = calloc(1, sizeof(*n));
 	if (!n) {
 		snprintf(err, err_len, "network interface %s: out of memory", cfg->iface_id);
+		close(tap_fd);
 		return -ENOMEM;
 	}
-	n->tap_fd = -1;
+	n->tap_fd = tap_fd;
 	n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
 	n->vdev.machine = machine;
 	n->id = strdup(cfg->iface_id);
@@ -436,10 +412,6 @@ int net_create(struct machine *machine, const struct net_config *cfg, struct vir
 		goto fail;
 	}
 	n->mtu = cfg->mtu;
-	rc = tap_open(n->id, n->tap_name, NET_HDR_LEN, err, err_len);
-	if (rc < 0)
-		goto fail;
-	n->tap_fd = rc;
 	uint64_t now = monotonic_ns();
 	if ((rc = rate_limiter_init(&n->rx_rl, &cfg->rx_rate_limiter, now)) ||
 	    (rc = rate_limiter_init(&n->tx_rl, &cfg->tx_rate_limiter, now))) {

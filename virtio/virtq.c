@@ -169,17 +169,33 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 
 void virtq_unpop(struct virtq *q)
 {
-	q->next_avail--;
+	virtq_unpop_n(q, 1);
+}
+
+void virtq_unpop_n(struct virtq *q, uint16_t n)
+{
+	/* Only the device's own cursor moves: nothing in the rings changed when they were
+	 * popped, and the pending count stays within the queue size that virtq_pop checked. */
+	q->next_avail = (uint16_t)(q->next_avail - n);
 }
 
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
-	struct virtq_used_elem *e = &q->used->ring[q->used_idx & (q->num - 1)];
-	__atomic_store_n(&e->id, (uint32_t)head, __ATOMIC_RELAXED);
-	__atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
-	q->used_idx++;
-	/* Orders the used element (and the data and status bytes the device wrote into the
-	 * chain's buffers before this call) before the used->idx store that publishes them. */
+	struct virtq_used_elem e = { .id = head, .len = len };
+	virtq_push_batch(q, &e, 1);
+}
+
+void virtq_push_batch(struct virtq *q, const struct virtq_used_elem *elems, unsigned nr)
+{
+	for (unsigned i = 0; i < nr; i++) {
+		struct virtq_used_elem *e =
+			&q->used->ring[(uint16_t)(q->used_idx + i) & (q->num - 1)];
+		__atomic_store_n(&e->id, elems[i].id, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->len, elems[i].len, __ATOMIC_RELAXED);
+	}
+	q->used_idx = (uint16_t)(q->used_idx + nr);
+	/* Orders the used elements (and the data and status bytes the device wrote into the
+	 * chains' buffers before this call) before the used->idx store that publishes them. */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	store16(&q->used->idx, q->used_idx);
 }
@@ -220,6 +236,22 @@ bool virtq_enable_notify(struct virtq *q)
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	}
 	return load16(&q->avail->idx) != q->next_avail;
+}
+
+bool virtq_enable_notify_beyond(struct virtq *q)
+{
+	if (!q->active || q->broken)
+		return false;
+	/* Without event index every new chain notifies (ember never sets
+	 * VIRTQ_USED_F_NO_NOTIFY): nothing to ask for. */
+	if (!q->event_idx)
+		return false;
+	uint16_t seen = load16(&q->avail->idx);
+	store16((uint16_t *)&q->used->ring[q->num], seen);
+	/* Orders the avail_event store before the second look at avail->idx: a chain the
+	 * driver added before it could see avail_event is found by the re-read below. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return load16(&q->avail->idx) != seen;
 }
 
 uint64_t iov_drop_front(struct iovec *iov, unsigned *nr, uint64_t len)

@@ -92,14 +92,27 @@ int virtq_activate(struct virtq *q, const struct guest_mem *mem, uint64_t featur
 int virtq_pop(struct virtq *q, struct virtq_chain *c);
 /* Gives back the chain just popped (the device cannot take it yet: rate limiting). */
 void virtq_unpop(struct virtq *q);
+/* Gives back the last n chains popped, none of them pushed since (a receive frame that
+ * needs more buffers than the ring holds now): the next pops return them again, checked
+ * afresh, since the driver may have rewritten them meanwhile. */
+void virtq_unpop_n(struct virtq *q, uint16_t n);
 /* Returns chain head to the driver with len bytes written into its buffers. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
+/* Returns nr chains (at most the queue size) at once: every element is in the used ring
+ * before used->idx moves, once, so the driver never sees some of them without the rest
+ * (virtio-net's merged receive buffers: num_buffers in the first counts them all). */
+void virtq_push_batch(struct virtq *q, const struct virtq_used_elem *elems, unsigned nr);
 /* After one or more pushes: whether the driver wants an interrupt now (event index or
  * NO_INTERRUPT flag). */
 bool virtq_need_interrupt(struct virtq *q);
 /* Asks the driver for a notification on the next new chain (event index) and says whether
  * chains arrived meanwhile, in which case the device must keep going. */
 bool virtq_enable_notify(struct virtq *q);
+/* For a device that needs more chains than the ring holds now (chains it popped and gave
+ * back, or left unread): asks for a notification only when the driver adds a chain beyond
+ * its current avail index, not on the next chain after next_avail, which is already
+ * there. True if chains arrived meanwhile, in which case the device must look again. */
+bool virtq_enable_notify_beyond(struct virtq *q);
 
 /* iovec helpers for devices: drop len bytes from the front of iov (in place); copy from
  * or into the front of an iovec array. They return the bytes dropped or copied. */

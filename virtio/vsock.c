@@ -262,7 +262,8 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 	}
 	uint64_t features =
 		(1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3, VSOCK_QUEUE_SIZE, features);
+	rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3, VSOCK_QUEUE_SIZE,
+			      features);
 	if (rc) {
 		snprintf(err, err_len, "vsock: cannot create the virtio-mmio device: %s",
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"

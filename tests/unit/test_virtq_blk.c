@@ -269,10 +269,14 @@ static void read_only_drive(void **state)
 	memset(unit_gpa(t()->vm, DATA_GPA, 512), 0x11, 512);
 	queue_req(0, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 512);
 	queue_req(1, VIRTIO_BLK_T_IN, 0, DATA_GPA, 512);
+	/* A write of no data is still a write: refused (the image's O_RDONLY alone would let
+	 * it pass, as it moves no byte). */
+	queue_req(2, VIRTIO_BLK_T_OUT, 0, 0, 0);
 	notify();
 	run_loop(2000, true);
 	assert_int_equal(*status_of(0), VIRTIO_BLK_S_IOERR);
 	assert_int_equal(*status_of(1), VIRTIO_BLK_S_OK);
+	assert_int_equal(*status_of(2), VIRTIO_BLK_S_IOERR);
 	size_t n;
 	uint8_t *img = unit_read_file(t()->img, &n);
 	assert_memory_equal(img, t()->pattern, IMG_SECTORS * 512);
@@ -429,6 +433,223 @@ static void bad_images_are_refused(void **state)
 	assert_int_equal(vm->nr_mmio_slots, 0);
 }
 
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool dev_writes;
+};
+
+/* Queues one request as the chain segs (descriptors 20 on, free of queue_req's slots 0 to
+ * 5); no notification yet. */
+static void queue_chain(const struct seg *segs, unsigned n)
+{
+	struct virtq_desc *d = (struct virtq_desc *)unit_gpa(t()->vm, DESC_GPA, 16 * NUM);
+	assert_true(20 + n <= NUM);
+	for (unsigned i = 0; i < n; i++)
+		d[20 + i] = (struct virtq_desc){ segs[i].gpa, segs[i].len,
+						 (uint16_t)((i + 1 < n ? VIRTQ_DESC_F_NEXT : 0) |
+							    (segs[i].dev_writes ? VIRTQ_DESC_F_WRITE
+										: 0)),
+						 (uint16_t)(21 + i) };
+	struct virtq_avail *a = (struct virtq_avail *)unit_gpa(t()->vm, AVAIL_GPA, 6 + 2 * NUM);
+	a->ring[t()->avail_idx % NUM] = 20;
+	a->idx = ++t()->avail_idx;
+}
+
+static void put_hdr(uint8_t *p, uint32_t type, uint64_t sector)
+{
+	put32(p, type);
+	put32(p + 4, 0);
+	put32(p + 8, (uint32_t)sector);
+	put32(p + 12, (uint32_t)(sector >> 32));
+}
+
+/* The status byte is the chain's last writable byte wherever the buffers are split, and
+ * the header may be split too. */
+static void status_in_odd_splits(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	start(&d);
+	struct machine *vm = t()->vm;
+	uint64_t h = DATA_GPA + 0x40000, buf = DATA_GPA;
+
+	/* IN: header 3 + 13; 1024 data bytes in 700 + 324, the status in the same buffer as
+	 * the last 324 (325 bytes). */
+	uint8_t hdr[16];
+	put_hdr(hdr, VIRTIO_BLK_T_IN, 2);
+	memcpy(unit_gpa(vm, h, 3), hdr, 3);
+	memcpy(unit_gpa(vm, h + 0x100, 13), hdr + 3, 13);
+	memset(unit_gpa(vm, buf, 0x2000), 0xee, 0x2000);
+	queue_chain((struct seg[]){ { h, 3, false },
+				    { h + 0x100, 13, false },
+				    { buf, 700, true },
+				    { buf + 0x1000, 325, true } },
+		    4);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 1);
+	assert_int_equal(used()->ring[0].id, 20);
+	assert_int_equal(used()->ring[0].len, 1025);
+	assert_memory_equal(unit_gpa(vm, buf, 700), t()->pattern + 2 * 512, 700);
+	assert_memory_equal(unit_gpa(vm, buf + 0x1000, 324), t()->pattern + 2 * 512 + 700, 324);
+	assert_int_equal(*unit_gpa(vm, buf + 0x1000 + 324, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(*unit_gpa(vm, buf + 0x1000 + 325, 1), 0xee); /* nothing beyond */
+	assert_int_equal(*unit_gpa(vm, buf + 700, 1), 0xee);
+
+	/* OUT: the header's last byte and the first data bytes in one buffer (1 + 15 + 200),
+	 * then 312; the status alone, then a zero-length writable descriptor, which carries
+	 * nothing and must not move the status. */
+	uint8_t *o = unit_gpa(vm, h + 0x200, 16 + 512);
+	put_hdr(o, VIRTIO_BLK_T_OUT, 7);
+	for (unsigned i = 0; i < 512; i++)
+		o[16 + i] = (uint8_t)(0xa0 ^ i);
+	uint8_t *st = unit_gpa(vm, h + 0x500, 2);
+	st[0] = st[1] = 0xee;
+	queue_chain((struct seg[]){ { h + 0x200, 1, false },
+				    { h + 0x201, 215, false },
+				    { h + 0x200 + 216, 312, false },
+				    { h + 0x500, 1, true },
+				    { 1ULL << 40, 0, true } },
+		    5);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 2);
+	assert_int_equal(used()->ring[1].len, 1);
+	assert_int_equal(st[0], VIRTIO_BLK_S_OK);
+	assert_int_equal(st[1], 0xee);
+	size_t n;
+	uint8_t *img = unit_read_file(t()->img, &n);
+	assert_non_null(img);
+	assert_memory_equal(img + 7 * 512, o + 16, 512);
+	free(img);
+
+	/* GET_ID: id and status share one 21-byte buffer. */
+	uint8_t *g = unit_gpa(vm, h + 0x600, 32);
+	put_hdr(g, VIRTIO_BLK_T_GET_ID, 0);
+	memset(g + 16, 0xee, 16);
+	uint8_t *id = unit_gpa(vm, h + 0x800, 22);
+	memset(id, 0xee, 22);
+	queue_chain((struct seg[]){ { h + 0x600, 16, false }, { h + 0x800, 21, true } }, 2);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 3);
+	assert_int_equal(used()->ring[2].len, 21);
+	assert_memory_equal(id, "disk_1\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 20);
+	assert_int_equal(id[20], VIRTIO_BLK_S_OK);
+	assert_int_equal(id[21], 0xee);
+	/* GET_ID into 10 bytes: 9 of the id, then the status; used len counts 10. */
+	memset(id, 0xee, 22);
+	queue_chain((struct seg[]){ { h + 0x600, 16, false }, { h + 0x800, 10, true } }, 2);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 4);
+	assert_int_equal(used()->ring[3].len, 10);
+	assert_memory_equal(id, "disk_1\0\0\0", 9);
+	assert_int_equal(id[9], VIRTIO_BLK_S_OK);
+	assert_int_equal(id[10], 0xee);
+
+	/* FLUSH whose only writable byte is the status, after a 16-byte header in 16 pieces. */
+	uint8_t *f = unit_gpa(vm, h + 0xa00, 17);
+	put_hdr(f, VIRTIO_BLK_T_FLUSH, 0);
+	f[16] = 0xee;
+	struct seg fs[17];
+	for (unsigned i = 0; i < 16; i++)
+		fs[i] = (struct seg){ h + 0xa00 + i, 1, false };
+	fs[16] = (struct seg){ h + 0xa00 + 16, 1, true };
+	/* 17 descriptors do not fit from 20 in a 32-entry table: this one starts at 0. */
+	struct virtq_desc *dt = (struct virtq_desc *)unit_gpa(vm, DESC_GPA, 16 * NUM);
+	for (unsigned i = 0; i < 17; i++)
+		dt[i] = (struct virtq_desc){ fs[i].gpa, fs[i].len,
+					     (uint16_t)((i < 16 ? VIRTQ_DESC_F_NEXT : 0) |
+							(fs[i].dev_writes ? VIRTQ_DESC_F_WRITE
+									  : 0)),
+					     (uint16_t)(i + 1) };
+	struct virtq_avail *a = (struct virtq_avail *)unit_gpa(vm, AVAIL_GPA, 6 + 2 * NUM);
+	a->ring[t()->avail_idx % NUM] = 0;
+	a->idx = ++t()->avail_idx;
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 5);
+	assert_int_equal(used()->ring[4].id, 0);
+	assert_int_equal(used()->ring[4].len, 1);
+	assert_int_equal(f[16], VIRTIO_BLK_S_OK);
+	assert_false(rd(VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+/* Requests the device must answer without touching the image: no status byte at all,
+ * a header cut short, a read into a readable buffer. */
+static void malformed_requests(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	start(&d);
+	struct machine *vm = t()->vm;
+	uint64_t h = DATA_GPA + 0x40000;
+	uint8_t *p = unit_gpa(vm, h, 64);
+	put_hdr(p, VIRTIO_BLK_T_IN, 0);
+	memset(p + 16, 0xee, 48);
+	/* Only readable buffers: nothing to put a status in, the chain goes back empty. */
+	queue_chain((struct seg[]){ { h, 16, false }, { h + 16, 16, false } }, 2);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 1);
+	assert_int_equal(used()->ring[0].len, 0);
+	assert_int_equal(p[16], 0xee);
+	/* A 12-byte header: IOERR in the status byte. */
+	queue_chain((struct seg[]){ { h, 12, false }, { h + 32, 1, true } }, 2);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 2);
+	assert_int_equal(used()->ring[1].len, 1);
+	assert_int_equal(p[32], VIRTIO_BLK_S_IOERR);
+	assert_false(rd(VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+/* A write that runs past the end of the image fails whole: the image neither changes nor
+ * grows (the file system would happily extend it). */
+static void write_past_the_end(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	start(&d);
+	memset(unit_gpa(t()->vm, DATA_GPA, 1024), 0x33, 1024);
+	queue_req(0, VIRTIO_BLK_T_OUT, IMG_SECTORS - 1, DATA_GPA, 1024);
+	queue_req(1, VIRTIO_BLK_T_OUT, IMG_SECTORS, DATA_GPA, 512);
+	queue_req(2, VIRTIO_BLK_T_OUT, IMG_SECTORS + 8, DATA_GPA, 512);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(*status_of(i), VIRTIO_BLK_S_IOERR);
+	size_t n;
+	uint8_t *img = unit_read_file(t()->img, &n);
+	assert_non_null(img);
+	assert_int_equal(n, IMG_SECTORS * 512);
+	assert_memory_equal(img, t()->pattern, n);
+	free(img);
+}
+
+/* With event index, a queue run that empties the ring asks for a notification on the next
+ * request (avail_event at the driver's index), so that the driver's kicks are not lost. */
+static void event_index_asks_for_the_next_request(void **state)
+{
+	(void)state;
+	struct drive_config d = drive(DRIVE_ENGINE_SYNC, false);
+	start(&d);
+	const struct unit_ring r = { NUM, DESC_GPA, AVAIL_GPA, USED_GPA };
+	unit_driver_init(t()->vm, t()->dev,
+			 (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX), &r, 1);
+	t()->avail_idx = 0;
+	queue_req(0, VIRTIO_BLK_T_IN, 0, DATA_GPA, 512);
+	queue_req(1, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	notify();
+	run_loop(2000, true);
+	assert_int_equal(used()->idx, 2);
+	assert_int_equal(get16(&used()->ring[NUM]), 2);
+	assert_int_equal(*status_of(1), VIRTIO_BLK_S_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +662,10 @@ int main(void)
 		BLK_TEST(rate_limited_ops),
 		BLK_TEST(patch_a_running_drive),
 		BLK_TEST(bad_images_are_refused),
+		BLK_TEST(status_in_odd_splits),
+		BLK_TEST(malformed_requests),
+		BLK_TEST(write_past_the_end),
+		BLK_TEST(event_index_asks_for_the_next_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,9 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "core/machine.h"
+#include "virtio/virtio.h"
 
 #define UNIT_MAX_TMP 16
 #define MIB	     (1024ULL * 1024)
@@ -180,6 +184,159 @@ static inline uint8_t *unit_gpa(struct machine *vm, uint64_t gpa, uint64_t len)
 	uint8_t *p = guest_mem_ptr(&vm->mem, gpa, len);
 	assert_non_null(p);
 	return p;
+}
+
+/* A virtio-mmio driver for device tests: registers through the MMIO bus, as a vCPU's
+ * accesses arrive. */
+static inline uint32_t unit_mmio_rd(struct machine *vm, struct virtio_dev *dev, uint64_t off)
+{
+	uint8_t d[4];
+	assert_true(io_bus_access(&vm->mmio_bus, dev->mmio_base + off, d, 4, false));
+	return get32(d);
+}
+
+static inline void unit_mmio_wr(struct machine *vm, struct virtio_dev *dev, uint64_t off,
+				uint32_t v)
+{
+	uint8_t d[4];
+	put32(d, v);
+	assert_true(io_bus_access(&vm->mmio_bus, dev->mmio_base + off, d, 4, true));
+}
+
+struct unit_ring {
+	uint16_t num;
+	uint64_t desc, avail, used; /* each below 4 GiB */
+};
+
+/* The driver's side of initialisation, from reset to DRIVER_OK: accepts features (which
+ * must include VIRTIO_F_VERSION_1 and only offered bits), zeroes and sets up queue i at
+ * rings[i]. */
+static inline void unit_driver_init(struct machine *vm, struct virtio_dev *dev, uint64_t features,
+				    const struct unit_ring *rings, unsigned nr)
+{
+	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, 0);
+	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	for (uint32_t sel = 0; sel < 2; sel++) {
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_DRIVER_FEATURES,
+			     (uint32_t)(features >> (32 * sel)));
+	}
+	uint32_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK;
+	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, st);
+	assert_int_equal(unit_mmio_rd(vm, dev, VIRTIO_MMIO_STATUS), st);
+	for (unsigned i = 0; i < nr; i++) {
+		const struct unit_ring *r = &rings[i];
+		memset(unit_gpa(vm, r->desc, 16 * r->num), 0, 16 * r->num);
+		memset(unit_gpa(vm, r->avail, 6 + 2 * r->num), 0, 6 + 2 * r->num);
+		memset(unit_gpa(vm, r->used, 6 + 8 * r->num), 0, 6 + 8 * r->num);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_QUEUE_SEL, i);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_QUEUE_NUM, r->num);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)r->desc);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)r->avail);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)r->used);
+		unit_mmio_wr(vm, dev, VIRTIO_MMIO_QUEUE_READY, 1);
+	}
+	st |= VIRTIO_STATUS_DRIVER_OK;
+	unit_mmio_wr(vm, dev, VIRTIO_MMIO_STATUS, st);
+	assert_int_equal(unit_mmio_rd(vm, dev, VIRTIO_MMIO_STATUS), st);
+}
+
+/* Runs the device's queue handler as the VMM thread does on a notification. */
+static inline void unit_queue_notify(struct virtio_dev *dev, unsigned q)
+{
+	pthread_mutex_lock(&dev->lock);
+	if (virtio_dev_running(dev) && dev->queues[q].active)
+		dev->ops->queue_notify(dev, q);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* Store logging for one page of memory: the page is made read-only, each store into it
+ * faults, its address is logged and the store is let through by single-stepping it (the
+ * x86 trap flag), after which the page is read-only again. It shows what the final memory
+ * cannot: how often and in which order a device wrote a ring field. Same thread only. */
+#define UNIT_WATCH_MAX 4096
+struct unit_watch {
+	uint8_t *page;
+	size_t page_size;
+	uintptr_t addr[UNIT_WATCH_MAX];
+	unsigned nr;
+	/* Called before each store goes through: a test can play the other side (the
+	 * driver) at that precise moment. */
+	void (*on_store)(uintptr_t addr);
+	struct sigaction old_segv, old_trap;
+};
+
+static inline struct unit_watch *unit_watch(void)
+{
+	static struct unit_watch w;
+	return &w;
+}
+
+static inline void unit_watch_on_segv(int sig, siginfo_t *si, void *ctx)
+{
+	struct unit_watch *w = unit_watch();
+	uint8_t *a = si->si_addr;
+	if (!w->page || a < w->page || a >= w->page + w->page_size) {
+		/* Not ours: let the fault happen again under the previous handler. */
+		sigaction(sig, &w->old_segv, NULL);
+		return;
+	}
+	if (w->nr < UNIT_WATCH_MAX)
+		w->addr[w->nr] = (uintptr_t)a;
+	w->nr++;
+	mprotect(w->page, w->page_size, PROT_READ | PROT_WRITE);
+	if (w->on_store)
+		w->on_store((uintptr_t)a);
+	((ucontext_t *)ctx)->uc_mcontext.gregs[REG_EFL] |= 0x100; /* TF */
+}
+
+static inline void unit_watch_on_trap(int sig, siginfo_t *si, void *ctx)
+{
+	(void)sig;
+	(void)si;
+	struct unit_watch *w = unit_watch();
+	mprotect(w->page, w->page_size, PROT_READ);
+	((ucontext_t *)ctx)->uc_mcontext.gregs[REG_EFL] &= ~0x100LL;
+}
+
+/* Starts logging stores into the page that holds p. */
+static inline void unit_watch_start(void *p)
+{
+	struct unit_watch *w = unit_watch();
+	w->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	w->page = (uint8_t *)((uintptr_t)p & ~(uintptr_t)(w->page_size - 1));
+	w->nr = 0;
+	struct sigaction sa = { .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	sa.sa_sigaction = unit_watch_on_segv;
+	assert_int_equal(sigaction(SIGSEGV, &sa, &w->old_segv), 0);
+	sa.sa_sigaction = unit_watch_on_trap;
+	assert_int_equal(sigaction(SIGTRAP, &sa, &w->old_trap), 0);
+	assert_int_equal(mprotect(w->page, w->page_size, PROT_READ), 0);
+}
+
+/* Stops logging; returns how many stores were logged. */
+static inline unsigned unit_watch_stop(void)
+{
+	struct unit_watch *w = unit_watch();
+	assert_int_equal(mprotect(w->page, w->page_size, PROT_READ | PROT_WRITE), 0);
+	sigaction(SIGSEGV, &w->old_segv, NULL);
+	sigaction(SIGTRAP, &w->old_trap, NULL);
+	w->page = NULL;
+	w->on_store = NULL;
+	assert_true(w->nr <= UNIT_WATCH_MAX);
+	return w->nr;
+}
+
+/* How many logged stores hit [p, p+len). */
+static inline unsigned unit_watch_count(const void *p, size_t len)
+{
+	struct unit_watch *w = unit_watch();
+	unsigned n = 0;
+	for (unsigned i = 0; i < w->nr && i < UNIT_WATCH_MAX; i++)
+		n += w->addr[i] >= (uintptr_t)p && w->addr[i] < (uintptr_t)p + len;
+	return n;
 }
 
 #endif
