@@ -96,12 +96,33 @@ static void create_vm_and_irqchip(struct machine *m)
 		die("KVM_CREATE_IRQCHIP: %s", strerror(errno));
 }
 
+static struct kvm_cpuid2 *supported_cpuid(struct machine *m)
+{
+	for (unsigned nent = 128; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+		if (!c)
+			die("out of memory");
+		c->nent = nent;
+		if (ioctl(m->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG)
+			die("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	}
+	die("KVM_GET_SUPPORTED_CPUID: too many entries");
+}
+
+/* The PIT, and what InstanceStart would otherwise compute: the host's CPUID for the vCPUs
+ * and the seccomp filters. */
 static void *create_pit(void *arg)
 {
 	struct vm *vm = arg;
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	if (ioctl(vm->m.vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		die("KVM_CREATE_PIT2: %s", strerror(errno));
+	if (!vm->cpuid)
+		vm->cpuid = supported_cpuid(&vm->m);
+	vm->seccomp_rc = seccomp_prepare();
 	return NULL;
 }
 
@@ -234,22 +255,6 @@ void builder_resize_memory(struct vm *vm)
 	start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
 }
 
-static struct kvm_cpuid2 *supported_cpuid(struct machine *m)
-{
-	for (unsigned nent = 128; nent <= 4096; nent *= 2) {
-		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
-		if (!c)
-			die("out of memory");
-		c->nent = nent;
-		if (ioctl(m->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			return c;
-		free(c);
-		if (errno != E2BIG)
-			die("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-	}
-	die("KVM_GET_SUPPORTED_CPUID: too many entries");
-}
-
 /* Every configured virtio device, kind by kind in table order. */
 static int create_devices(struct vm *vm, char *err)
 {
@@ -344,6 +349,8 @@ static void release(struct vm *vm)
 	vm->serial_out_fd = -1;
 	free(vm->saved_clock);
 	vm->saved_clock = NULL;
+	free(vm->cpuid);
+	vm->cpuid = NULL;
 	/* The devices before the memory their requests point into. */
 	for (unsigned i = 0; i < vm->devices.nr; i++)
 		virtio_dev_destroy(vm->devices.devs[i]);
@@ -383,13 +390,15 @@ static int build(struct vm *vm, char *err)
 	/* vCPUs before a late PIT: KVM_CREATE_PIT2 holds the VM lock while it starts its kernel
 	 * thread, and KVM_CREATE_VCPU would wait for it. */
 	m->nr_vcpus = cfg->machine.vcpu_count;
-	struct kvm_cpuid2 *cpuid = supported_cpuid(m);
+	if (vm->early_pit)
+		join_helper(vm->pit_thread, &vm->pit_pending);
+	else
+		vm->cpuid = supported_cpuid(m);
 	vm->vcpus = calloc(m->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)
 		die("out of memory");
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		vcpu_create(m, &vm->vcpus[i], i, cpuid, cfg->machine.smt);
-	free(cpuid);
+		vcpu_create(m, &vm->vcpus[i], i, vm->cpuid, cfg->machine.smt);
 	if (!vm->early_pit)
 		start_helper(vm, &vm->pit_thread, &vm->pit_pending, create_pit);
 
@@ -398,11 +407,6 @@ static int build(struct vm *vm, char *err)
 	if (vm->boot_timer_enabled)
 		boot_timer_register(m);
 
-	/* The filters compile while KVM finishes the PIT and the memory slots. */
-	int seccomp_rc = seccomp_prepare();
-	if (seccomp_rc)
-		log_warn("seccomp filters do not compile (%s); installing them will fail",
-			 strerror(-seccomp_rc));
 	join_helper(vm->mem_thread, &vm->mem_pending);
 	if (vm->mem_rc) {
 		snprintf(err, ERR_LEN, "cannot map %u MiB of guest memory: %s",
@@ -415,6 +419,9 @@ static int build(struct vm *vm, char *err)
 	if (!rc)
 		vcpu_setup_long_mode(&vm->vcpus[0], entry);
 	join_helper(vm->pit_thread, &vm->pit_pending);
+	if (vm->seccomp_rc)
+		log_warn("seccomp filters do not compile (%s); installing them will fail",
+			 strerror(-vm->seccomp_rc));
 	return rc;
 }
 

@@ -13,6 +13,7 @@
 #include "vmm/config.h"
 
 struct vcpu;
+struct kvm_cpuid2;
 struct serial;
 struct i8042;
 
@@ -33,6 +34,8 @@ struct vm {
 	bool pit_pending, mem_pending; /* a helper thread to join */
 	uint64_t mem_bytes;	       /* the size the memory thread maps */
 	int mem_rc;		       /* the memory thread's result */
+	struct kvm_cpuid2 *cpuid;      /* what KVM supports, for every vCPU */
+	int seccomp_rc;		       /* the filters' compilation */
 	char prepare_err[ERR_LEN];     /* why the KVM VM could not be made, or "" */
 
 	/* Made at InstanceStart. */
