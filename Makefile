@@ -94,8 +94,9 @@ demo: deps
 	rootfs/build-rootfs.sh
 	tests/demo.sh
 
+# The benchmarks use the small C helpers of tests/helpers (bench/api.py times start-up with one).
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(HELPER_BIN)
 	rootfs/build-kernel.sh guest
 	rootfs/build-rootfs.sh
 	rootfs/build-kernel.sh vmhost

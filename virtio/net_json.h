@@ -1,6 +1,6 @@
 /* Firecracker's "network-interfaces" objects: PUT /network-interfaces/{id}, PATCH
  * /network-interfaces/{id} and the config file's "network-interfaces" array share these
- * handlers. Like drives_json.h they return 0, or -EINVAL with a message in err
+ * handlers. Like blk_json.h they return 0, or -EINVAL with a message in err
  * (ERR_LEN) that names the interface and the key at fault; a refused request changes
  * nothing. */
 #ifndef EMBER_NET_JSON_H

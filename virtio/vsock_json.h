@@ -1,5 +1,5 @@
 /* Firecracker's "vsock" object: PUT /vsock and the config file's "vsock" share this
- * handler. Like drives_json.h and net_json.h it returns 0, or -EINVAL with a message in
+ * handler. Like blk_json.h and net_json.h it returns 0, or -EINVAL with a message in
  * err (ERR_LEN) that names the key (and the path) at fault; a refused request changes
  * nothing. */
 #ifndef EMBER_VSOCK_JSON_H

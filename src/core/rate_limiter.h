@@ -1,6 +1,6 @@
 /* Token-bucket rate limiting as Firecracker defines it (bandwidth in bytes and ops, each with
  * size, one_time_burst and refill_time), for any device: virtio-block limits its requests,
- * virtio-net will limit rx and tx with one limiter each. A device asks before it starts each
+ * virtio-net limits rx and tx with one limiter each. A device asks before it starts each
  * piece of work; when the answer is no, the limiter arms its timerfd for the moment enough
  * tokens will be back, and the device retries from that fd's handler in the event loop. */
 #ifndef EMBER_RATE_LIMITER_H
@@ -17,7 +17,7 @@ struct token_bucket_config {
 	uint64_t refill_time_ms;
 };
 
-/* Firecracker's RateLimiter; shared by drives and (later) network interfaces. */
+/* Firecracker's RateLimiter, of drives and network interfaces (rx and tx each). */
 struct rate_limiter_config {
 	struct token_bucket_config bandwidth; /* tokens are bytes */
 	struct token_bucket_config ops;	      /* tokens are requests */

@@ -1,4 +1,5 @@
-/* The guest-physical memory map (Firecracker-compatible, see DESIGN.md). */
+/* The guest-physical memory map, Firecracker-compatible: RAM from 0 with a gap from 3 to 4 GiB
+ * for the boot timer, the virtio-mmio devices, the IOAPIC and the LAPIC. */
 #ifndef EMBER_LAYOUT_H
 #define EMBER_LAYOUT_H
 
