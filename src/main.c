@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 	/* A config file starts the VM at once, as Firecracker does; the API, if any, stays. */
 	if (config_path && vmm_start(&vm, err))
 		die("%s", err);
+	vmm_prepare(&vm);
 	make_terminal_raw();
 	int code = vmm_run(&vm);
 	api_server_stop(srv);

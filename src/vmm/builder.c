@@ -243,7 +243,12 @@ void builder_init(struct vm *vm, bool early_pit)
 	if (vm->loop_signal_fd < 0 ||
 	    evloop_add(&m->loop, vm->loop_signal_fd, EPOLLIN, on_signal, vm))
 		die("cannot create the signalfd: %s", strerror(errno));
-	prepare(vm);
+}
+
+void builder_prepare(struct vm *vm)
+{
+	if (!vm->kvm_ready)
+		prepare(vm);
 }
 
 void builder_resize_memory(struct vm *vm)
@@ -452,8 +457,7 @@ static int start_vcpus(struct vm *vm, char *err)
 
 int builder_start(struct vm *vm, char *err)
 {
-	if (!vm->kvm_ready)
-		prepare(vm); /* a failed attempt took the KVM VM down, or it never came up */
+	builder_prepare(vm); /* a failed attempt took the KVM VM down, or it never came up */
 	if (!vm->kvm_ready) {
 		snprintf(err, ERR_LEN, "%s", vm->prepare_err);
 		return -ENODEV;

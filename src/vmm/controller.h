@@ -14,8 +14,10 @@
 #define PRE_BOOT_ONLY  "The requested operation is not supported after starting the microVM."
 #define POST_BOOT_ONLY "The requested operation is not supported before starting the microVM."
 
-/* Process start: see builder_init. */
+/* Process start, and the slow parts of building the VM ahead of InstanceStart: see
+ * builder_init and builder_prepare. */
 void vmm_init(struct vm *vm, bool early_build);
+void vmm_prepare(struct vm *vm);
 /* The configuration objects: "boot-source", "machine-config", "serial", "logger",
  * "metrics", or a device kind's key ("drives"; id is its {id}). patch: PATCH semantics;
  * on a running VM only a device kind's PATCH is allowed, and it updates the device. */

@@ -54,10 +54,13 @@ struct vm {
 };
 
 /* builder.c */
-/* The VMM thread's basics and the KVM VM, before any configuration. vm must be zeroed, with
+/* The VMM thread's basics, before any configuration. vm must be zeroed, with
  * boot_timer_enabled and m.start_ns/start_cpu_ns set. early_pit: the API will configure the
- * VM later, so the PIT and guest memory are made in the background now. */
+ * VM later, so builder_prepare makes the PIT and guest memory in the background. */
 void builder_init(struct vm *vm, bool early_pit);
+/* The KVM VM and its irqchip (and with early_pit, the rest in the background); once the API
+ * socket is up, so that it does not wait for KVM. */
+void builder_prepare(struct vm *vm);
 /* machine-config changed the memory size before start: remap it in the background. */
 void builder_resize_memory(struct vm *vm);
 /* InstanceStart: kernel, devices, vCPUs; then the vCPU threads run. 0, or -errno with a
