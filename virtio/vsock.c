@@ -1,7 +1,7 @@
 /* virtio-vsock, the virtio side: packets from the guest's transmit queue are checked and
  * passed to the connection state machine (vsock_conn.c); the packets it owes the guest are
  * built straight into the guest's receive buffers, host data read into them without a
- * bounce buffer. The host side (vsock_host.c) calls back through host_kick. */
+ * bounce buffer. */
 #include "virtio/vsock.h"
 
 #include <errno.h>
@@ -26,7 +26,11 @@ struct metric vsock_metrics[VSOCK_METRIC_COUNT] = {
 };
 static struct metric_group vsock_group = { "vsock", vsock_metrics, VSOCK_METRIC_COUNT, NULL };
 
-#define VSOCK_CONFIG_LEN 8 /* le64 guest_cid */
+#define VIRTIO_ID_VSOCK	  19
+#define VSOCK_RX_QUEUE	  0
+#define VSOCK_TX_QUEUE	  1
+#define VSOCK_EVENT_QUEUE 2 /* TRANSPORT_RESET (id 0) after the driver started over */
+#define VSOCK_QUEUE_SIZE  256
 
 struct vsock_dev {
 	struct virtio_dev vdev; /* first: the transport hands us &vdev */
@@ -40,16 +44,13 @@ struct vsock_dev {
 	struct iovec payload_iov[VIRTQ_MAX_SIZE]; /* a receive chain's buffers past the header */
 };
 
-static struct vsock_dev *to_vsock(struct virtio_dev *dev)
-{
-	return (struct vsock_dev *)dev;
-}
-
 /* Fills the guest's receive buffers with what the connections owe it, until either runs
  * out or a queue's worth went in: a guest that keeps refilling while a host peer streams
- * must not keep the VMM thread here, so the rest waits for the next round. */
-static void process_rx(struct vsock_dev *v)
+ * must not keep the VMM thread here, so the rest waits for the next round. Also the host
+ * side's kick after host events. */
+static void process_rx(void *opaque)
 {
+	struct vsock_dev *v = opaque;
 	struct virtq *q = &v->vdev.queues[VSOCK_RX_QUEUE];
 	bool pushed = false;
 	if (!virtio_dev_running(&v->vdev) || !q->active)
@@ -87,12 +88,6 @@ static void process_rx(struct vsock_dev *v)
 	}
 	if (pushed)
 		virtio_queue_interrupt(&v->vdev, VSOCK_RX_QUEUE);
-}
-
-/* The host side's kick: host sockets had events. */
-static void host_kick(void *opaque)
-{
-	process_rx(opaque);
 }
 
 static void drop(struct vsock_dev *v, const char *why, const struct virtq_chain *ch)
@@ -155,7 +150,6 @@ static void process_tx(struct vsock_dev *v)
 		virtio_queue_interrupt(&v->vdev, VSOCK_TX_QUEUE);
 }
 
-/* The event queue carries one thing: TRANSPORT_RESET after the driver started over. */
 static void process_event(struct vsock_dev *v)
 {
 	struct virtq *q = &v->vdev.queues[VSOCK_EVENT_QUEUE];
@@ -167,7 +161,7 @@ static void process_event(struct vsock_dev *v)
 		virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
 		return;
 	}
-	uint32_t id = VSOCK_EVENT_TRANSPORT_RESET;
+	uint32_t id = 0;
 	iov_from_buf(v->chain.iov + v->chain.nr_rd, v->chain.nr_wr, &id, sizeof(id));
 	virtq_push(q, v->chain.head, sizeof(id));
 	v->event_owed = false;
@@ -176,7 +170,7 @@ static void process_event(struct vsock_dev *v)
 
 static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	if (q == VSOCK_TX_QUEUE)
 		process_tx(v);
 	else if (q == VSOCK_EVENT_QUEUE)
@@ -189,20 +183,17 @@ static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 
 static void vsock_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
 {
-	struct vsock_dev *v = to_vsock(dev);
-	uint8_t cfg[VSOCK_CONFIG_LEN];
-	memcpy(cfg, &v->conns.guest_cid, sizeof(cfg));
-	if (offset >= VSOCK_CONFIG_LEN)
-		return;
-	uint64_t k = VSOCK_CONFIG_LEN - offset < len ? VSOCK_CONFIG_LEN - offset : len;
-	memcpy(data, cfg + offset, k);
+	uint64_t cid = ((struct vsock_dev *)dev)->conns.guest_cid; /* le64, all there is */
+	if (offset < sizeof(cid))
+		memcpy(data, (uint8_t *)&cid + offset,
+		       len < sizeof(cid) - offset ? len : sizeof(cid) - offset);
 }
 
 /* vCPU thread. A driver that starts again after a reset learns, through the event queue,
  * that its old connections are gone (the reset closed their host sockets). */
 static int vsock_activate(struct virtio_dev *dev)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	if (v->was_active)
 		v->event_owed = true;
 	v->was_active = true;
@@ -211,14 +202,14 @@ static int vsock_activate(struct virtio_dev *dev)
 
 static void vsock_reset(struct virtio_dev *dev)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	vsock_conns_reset(&v->conns);
 	v->event_owed = false;
 }
 
 static void vsock_destroy(struct virtio_dev *dev)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	vsock_conns_destroy(&v->conns);
 	vsock_host_destroy(&v->host);
 	free(v->uds_path);
@@ -253,7 +244,7 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 				       .lock = &v->vdev.lock,
 				       .uds_path = v->uds_path,
 				       .conns = &v->conns,
-				       .kick = host_kick,
+				       .kick = process_rx,
 				       .kick_opaque = v };
 	int rc = vsock_host_init(&v->host, err, err_len);
 	if (rc) {

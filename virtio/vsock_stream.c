@@ -1,4 +1,5 @@
-/* The data path of one vsock connection (see vsock_stream.h). */
+/* The data path of one vsock connection: credit both ways, the guest data the host has
+ * not taken yet, the shutdowns and the packets it owes the guest. */
 #include "virtio/vsock_stream.h"
 
 #include <errno.h>
@@ -6,8 +7,6 @@
 #include <string.h>
 
 #include "virtio/virtq.h"
-
-#define SHUTDOWN_BOTH (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)
 
 uint32_t vsock_conn_peer_credit(const struct vsock_conn *c)
 {
@@ -22,29 +21,20 @@ static bool reads_host(const struct vsock_conn *c)
 	       !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV);
 }
 
-static bool has_rx(const struct vsock_conn *c)
-{
-	if (c->pending)
-		return true;
-	return reads_host(c) && (vsock_conn_peer_credit(c) > 0 || !c->credit_requested);
-}
-
 void vsock_stream_want_rx(struct vsock_conn *c)
 {
-	struct vsock_conns *t = c->t;
-	if (c->state == CONN_DEAD || c->on_rx_list || !has_rx(c))
+	if (c->state == CONN_DEAD || c->on_rx_list ||
+	    !(c->pending ||
+	      (reads_host(c) && (vsock_conn_peer_credit(c) > 0 || !c->credit_requested))))
 		return;
 	c->on_rx_list = true;
 	c->rx_next = NULL;
-	if (t->rx_tail)
-		t->rx_tail->rx_next = c;
-	else
-		t->rx_head = c;
-	t->rx_tail = c;
+	*c->t->rx_tail = c;
+	c->t->rx_tail = &c->rx_next;
 }
 
-/* Sends what the guest sent and the host socket could not take before. 0 when all of it
- * went out, 1 when some is left, -1 when the host socket failed. */
+/* The guest data the host socket could not take before: 0 when all of it went out, 1 when
+ * some is left, -1 when the host socket failed. */
 static int flush_tx(struct vsock_conn *c)
 {
 	while (c->tx_len) {
@@ -76,7 +66,7 @@ int vsock_stream_guest_shutdown(struct vsock_conn *c)
 {
 	if (c->tx_len)
 		return 0;
-	if (c->guest_shutdown == SHUTDOWN_BOTH)
+	if (c->guest_shutdown == (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND))
 		return VSOCK_STREAM_RESET;
 	if ((c->guest_shutdown & VSOCK_SHUTDOWN_SEND) && c->fd >= 0)
 		c->t->ops->shutdown_write(c->t->host, c);
@@ -85,10 +75,8 @@ int vsock_stream_guest_shutdown(struct vsock_conn *c)
 
 int vsock_stream_host_event(struct vsock_conn *c, bool readable, bool hup)
 {
-	if (hup)
-		c->host_hup = true;
-	if (readable)
-		c->host_readable = true;
+	c->host_hup |= hup;
+	c->host_readable |= readable;
 	if (c->state != CONN_ESTABLISHED || !c->tx_len)
 		return 0;
 	int rc = flush_tx(c);
@@ -121,24 +109,15 @@ int vsock_stream_from_guest(struct vsock_conn *c, const struct iovec *iov, unsig
 	if (done < len) {
 		if (!c->tx_buf && !(c->tx_buf = malloc(VSOCK_BUF_ALLOC)))
 			return VSOCK_STREAM_RESET;
-		/* The rest waits in the ring for the host socket to take more. */
+		/* The rest waits in the ring, up to its end and then from its start. */
 		struct iovec rest[VIRTQ_MAX_SIZE];
 		unsigned n = nr;
 		memcpy(rest, iov, nr * sizeof(*iov));
 		iov_drop_front(rest, &n, done);
-		for (unsigned i = 0; i < n; i++) {
-			const uint8_t *p = rest[i].iov_base;
-			size_t left = rest[i].iov_len;
-			while (left) {
-				uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_BUF_ALLOC;
-				size_t k = VSOCK_BUF_ALLOC - tail < left ? VSOCK_BUF_ALLOC - tail
-									 : left;
-				memcpy(c->tx_buf + tail, p, k);
-				c->tx_len += (uint32_t)k;
-				p += k;
-				left -= k;
-			}
-		}
+		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_BUF_ALLOC;
+		uint64_t k = iov_to_buf(rest, n, c->tx_buf + tail, VSOCK_BUF_ALLOC - tail);
+		iov_drop_front(rest, &n, k);
+		c->tx_len += (uint32_t)(k + iov_to_buf(rest, n, c->tx_buf, len - done - k));
 	}
 	maybe_credit_update(c, false);
 	return 0;
@@ -193,13 +172,11 @@ static int read_host(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *pa
 		metric_add(&vsock_metrics[VSOCK_RX_BYTES], (unsigned long)r);
 		return VSOCK_OP_RW;
 	}
-	if (r == -EAGAIN) {
-		c->host_readable = false;
-		return VSOCK_OP_INVALID;
-	}
-	if (r < 0)
+	if (r < 0 && r != -EAGAIN)
 		return VSOCK_STREAM_RESET;
 	c->host_readable = false;
+	if (r < 0)
+		return VSOCK_OP_INVALID;
 	c->host_eof = true;
 	c->pending |= PENDING_SHUTDOWN;
 	c->shutdown_to_guest |= VSOCK_SHUTDOWN_SEND;
@@ -213,22 +190,15 @@ static int read_host(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *pa
 int vsock_stream_packet(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *payload,
 			unsigned *nr, uint64_t room)
 {
+	/* Control packets first, in handshake order (the order of the PENDING_ bits). */
+	static const uint16_t control[] = { VSOCK_OP_REQUEST, VSOCK_OP_RESPONSE,
+					    VSOCK_OP_CREDIT_UPDATE };
+	unsigned owed = c->pending & (PENDING_SHUTDOWN - 1);
 	vsock_stream_hdr(c->t, h, c->host_port, c->guest_port, VSOCK_OP_INVALID);
-	/* Control packets first, in handshake order. */
-	static const struct {
-		unsigned bit;
-		enum vsock_op op;
-	} order[] = {
-		{ PENDING_REQUEST, VSOCK_OP_REQUEST },
-		{ PENDING_RESPONSE, VSOCK_OP_RESPONSE },
-		{ PENDING_CREDIT_UPDATE, VSOCK_OP_CREDIT_UPDATE },
-		{ PENDING_CREDIT_REQUEST, VSOCK_OP_CREDIT_REQUEST },
-	};
-	for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]) && !h->op; i++)
-		if (c->pending & order[i].bit) {
-			c->pending &= ~order[i].bit;
-			h->op = (uint16_t)order[i].op;
-		}
+	if (owed) {
+		c->pending &= ~(owed & -owed);
+		h->op = control[__builtin_ctz(owed)];
+	}
 	if (!h->op && reads_host(c)) {
 		int op = read_host(c, h, payload, nr, room);
 		if (op == VSOCK_STREAM_RESET)
