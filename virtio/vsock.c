@@ -66,12 +66,10 @@ static void process_rx(void *opaque)
 			return;
 		if (rc == 0)
 			break;
-		if (ch->nr_rd || ch->wr_len < VSOCK_HDR_LEN) {
-			virtio_needs_reset(&v->vdev,
-					   "receive buffer shorter than the packet header "
-					   "or device-readable");
-			return;
-		}
+		if (ch->nr_rd || ch->wr_len < VSOCK_HDR_LEN)
+			return virtio_needs_reset(&v->vdev,
+						  "receive buffer shorter than the packet header "
+						  "or device-readable");
 		unsigned n = ch->nr_wr;
 		memcpy(v->payload_iov, ch->iov, n * sizeof(struct iovec));
 		iov_drop_front(v->payload_iov, &n, VSOCK_HDR_LEN);
@@ -157,10 +155,8 @@ static void process_event(struct vsock_dev *v)
 		return;
 	if (virtio_queue_pop(&v->vdev, VSOCK_EVENT_QUEUE, &v->chain) <= 0)
 		return; /* broken, or the driver's next buffer notifies */
-	if (v->chain.nr_rd || v->chain.wr_len < 4) {
-		virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
-		return;
-	}
+	if (v->chain.nr_rd || v->chain.wr_len < 4)
+		return virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
 	uint32_t id = 0;
 	iov_from_buf(v->chain.iov + v->chain.nr_rd, v->chain.nr_wr, &id, sizeof(id));
 	virtq_push(q, v->chain.head, sizeof(id));
@@ -194,8 +190,7 @@ static void vsock_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *
 static int vsock_activate(struct virtio_dev *dev)
 {
 	struct vsock_dev *v = (struct vsock_dev *)dev;
-	if (v->was_active)
-		v->event_owed = true;
+	v->event_owed |= v->was_active;
 	v->was_active = true;
 	return 0;
 }
@@ -246,19 +241,15 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 				       .conns = &v->conns,
 				       .kick = process_rx,
 				       .kick_opaque = v };
-	int rc = vsock_host_init(&v->host, err, err_len);
-	if (rc) {
-		vsock_destroy(&v->vdev);
-		return rc;
-	}
 	uint64_t features =
 		(1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3, VSOCK_QUEUE_SIZE,
-			      features);
-	if (rc) {
+	int rc = vsock_host_init(&v->host, err, err_len);
+	if (!rc && (rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3,
+					  VSOCK_QUEUE_SIZE, features)))
 		snprintf(err, err_len, "vsock: cannot create the virtio-mmio device: %s",
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
 				       : strerror(-rc));
+	if (rc) {
 		vsock_destroy(&v->vdev);
 		return rc;
 	}

@@ -26,16 +26,10 @@ void vsock_config_free(struct vsock_config *v); /* what v points to; v itself st
 
 /* struct virtio_vsock_hdr, little-endian and packed. */
 struct vsock_hdr {
-	uint64_t src_cid;
-	uint64_t dst_cid;
-	uint32_t src_port;
-	uint32_t dst_port;
-	uint32_t len;
-	uint16_t type;
-	uint16_t op;
-	uint32_t flags;
-	uint32_t buf_alloc;
-	uint32_t fwd_cnt;
+	uint64_t src_cid, dst_cid;
+	uint32_t src_port, dst_port, len;
+	uint16_t type, op;
+	uint32_t flags, buf_alloc, fwd_cnt;
 } __attribute__((packed));
 #define VSOCK_HDR_LEN	  sizeof(struct vsock_hdr)
 #define VSOCK_TYPE_STREAM 1
@@ -48,7 +42,7 @@ enum vsock_op {
 	VSOCK_OP_SHUTDOWN,
 	VSOCK_OP_RW,
 	VSOCK_OP_CREDIT_UPDATE,
-	VSOCK_OP_CREDIT_REQUEST,
+	VSOCK_OP_CREDIT_REQUEST
 };
 
 /* SHUTDOWN flags: the sender will receive / send no more. */

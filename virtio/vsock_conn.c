@@ -3,23 +3,9 @@
 #include "virtio/vsock_conn.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/log.h"
-#include "virtio/vsock_stream.h"
-
-void vsock_conns_warn(struct vsock_conns *t, const char *fmt, ...)
-{
-	char msg[ERR_LEN];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_warn_limited(t->warnings, 8, "virtio-vsock %s: %s", *t->label, msg);
-}
 
 void vsock_conns_init(struct vsock_conns *t, const struct vsock_host_ops *ops, void *host,
 		      uint64_t guest_cid, const char *const *label, unsigned *warnings)
@@ -129,13 +115,6 @@ void vsock_conns_reap(struct vsock_conns *t)
 	}
 }
 
-void vsock_conns_destroy(struct vsock_conns *t)
-{
-	while (t->conns)
-		vsock_conn_kill(t->conns, false);
-	vsock_conns_reap(t);
-}
-
 void vsock_conns_reset(struct vsock_conns *t)
 {
 	/* The guest's connections are gone with its driver. Their host ends close on the VMM
@@ -144,6 +123,12 @@ void vsock_conns_reset(struct vsock_conns *t)
 		vsock_conn_kill(t->conns, false);
 	t->rst_len = 0;
 	t->ops->wake(t->host);
+}
+
+void vsock_conns_destroy(struct vsock_conns *t)
+{
+	vsock_conns_reset(t);
+	vsock_conns_reap(t);
 }
 
 bool vsock_conns_expire(struct vsock_conns *t)

@@ -95,26 +95,21 @@ static void read_connect_line(struct vsock_host *h, struct vsock_conn *c)
 	if (!nl && r > 0 && r < CONNECT_LINE_MAX && !c->host_hup)
 		return; /* the rest of the line is on its way */
 	size_t len = nl ? (size_t)(nl - line) + 1 : 0;
-	if (!nl || recv(c->fd, line, len, MSG_DONTWAIT) != (ssize_t)len) {
-		if (r > 0)
-			vsock_conns_warn(h->conns,
-					 "host connection closed: no \"CONNECT <port>\\n\" line");
-		vsock_conn_kill(c, false);
-		return;
-	}
-	line[len - 1] = '\0';
-	unsigned long port = 0;
-	char *end = line;
-	errno = 0;
-	if (strncmp(line, "CONNECT ", 8) == 0 && line[8] >= '0' && line[8] <= '9')
-		port = strtoul(line + 8, &end, 10);
-	if (end == line || *end != '\0' || errno || port > UINT32_MAX) {
+	if (nl && recv(c->fd, line, len, MSG_DONTWAIT) == (ssize_t)len) {
+		unsigned long port = 0;
+		char *end = line;
+		*nl = '\0';
+		errno = 0;
+		if (strncmp(line, "CONNECT ", 8) == 0 && line[8] >= '0' && line[8] <= '9')
+			port = strtoul(line + 8, &end, 10);
+		if (end != line && *end == '\0' && !errno && port <= UINT32_MAX)
+			return vsock_conn_host_request(c, (uint32_t)port);
 		vsock_conns_warn(h->conns, "host connection closed: bad line \"%.*s\"",
 				 (int)len - 1, line);
-		vsock_conn_kill(c, false);
-		return;
+	} else if (r > 0) {
+		vsock_conns_warn(h->conns, "host connection closed: no \"CONNECT <port>\\n\" line");
 	}
-	vsock_conn_host_request(c, (uint32_t)port);
+	vsock_conn_kill(c, false);
 }
 
 /* Every handler ends the same way: packets for the guest go out, ended connections go. */

@@ -1,6 +1,6 @@
 /* The data path of one vsock connection: credit both ways, the guest data the host has
  * not taken yet, the shutdowns and the packets it owes the guest. */
-#include "virtio/vsock_stream.h"
+#include "virtio/vsock_conn.h"
 
 #include <errno.h>
 #include <stdlib.h>
