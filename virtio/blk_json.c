@@ -36,20 +36,18 @@ static void free_drive(void *d)
 	drive_config_free(d);
 }
 
-static const struct cfg_list drives = {
-	.key = "drives",
-	.kind = "drive",
-	.twins = "drives",
-	.id_key = "drive_id",
-	.id_max = DRIVE_ID_MAX,
-	.items = offsetof(struct drive_set, drives),
-	.nr = offsetof(struct drive_set, nr_drives),
-	.size = sizeof(struct drive_config),
-	.id = offsetof(struct drive_config, drive_id),
-	.max = VIRTIO_DEV_MAX,
-	.free = free_drive,
-	.put = blk_config_put,
-};
+static const struct cfg_list drives = { .key = "drives",
+					.kind = "drive",
+					.twins = "drives",
+					.id_key = "drive_id",
+					.id_max = DRIVE_ID_MAX,
+					.items = offsetof(struct drive_set, drives),
+					.nr = offsetof(struct drive_set, nr_drives),
+					.size = sizeof(struct drive_config),
+					.id = offsetof(struct drive_config, drive_id),
+					.max = VIRTIO_DEV_MAX,
+					.free = free_drive,
+					.put = blk_config_put };
 
 int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
@@ -79,7 +77,7 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 	    cfg_get_str(body, what, "partuuid", false, &partuuid, err) ||
 	    cfg_get_enum(body, what, "cache_type", caches, &cache, err) ||
 	    cfg_get_enum(body, what, "io_engine", engines, &engine, err) ||
-	    cfg_get_rate_limiter(body, what, &next.rate_limiter, err))
+	    cfg_get_rate_limiter(body, what, "rate_limiter", &next.rate_limiter, err))
 		return -EINVAL;
 	if (!path)
 		return cfg_fail(err, "%s: missing field 'path_on_host'", what);
@@ -118,51 +116,42 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 			    what, err);
 }
 
-/* A PartialDrive for an existing drive: *d is that drive, *next what it becomes. Nothing
- * changes yet; next->path_on_host is d's own string unless *new_path (then the caller's). */
+/* A PartialDrive for an existing drive *d: *next is what it becomes, with a path_on_host of
+ * its own if the body gives one. Nothing changes yet. */
 static int parse_patch(struct drive_set *set, const char *path_id, json_t *body,
-		       struct drive_config **d, struct drive_config *next, char **new_path,
-		       char *err)
+		       struct drive_config **d, struct drive_config *next, char *err)
 {
 	static const char *const keys[] = { "drive_id", "path_on_host", "rate_limiter", NULL };
 	const char *path;
 	char what[API_WHAT_LEN];
-	*new_path = NULL;
 	if (!(*d = cfg_list_patch_target(&drives, set, path_id, body, keys,
 					 "path_on_host and rate_limiter", what, err)))
 		return -EINVAL;
 	*next = **d;
 	if (cfg_get_str(body, what, "path_on_host", false, &path, err) ||
-	    cfg_get_rate_limiter(body, what, &next->rate_limiter, err))
+	    cfg_get_rate_limiter(body, what, "rate_limiter", &next->rate_limiter, err) ||
+	    (path && check_path(path, next->is_read_only, what, err)))
 		return -EINVAL;
-	if (path) {
-		if (check_path(path, next->is_read_only, what, err))
-			return -EINVAL;
-		if (!(*new_path = strdup(path)))
-			return cfg_fail(err, "%s: out of memory", what);
-		next->path_on_host = *new_path;
-	}
+	if (path && !(next->path_on_host = strdup(path)))
+		return cfg_fail(err, "%s: out of memory", what);
 	return 0;
 }
 
-static void commit_patch(struct drive_config *d, const struct drive_config *next, char *new_path)
+/* *next becomes the drive unless rc refuses it; the path_on_host that lost goes. */
+static int commit_patch(struct drive_config *d, struct drive_config *next, int rc)
 {
-	if (new_path) {
-		free(d->path_on_host);
-		d->path_on_host = new_path;
-	}
-	d->rate_limiter = next->rate_limiter;
+	if (next->path_on_host != d->path_on_host)
+		free(rc ? next->path_on_host : d->path_on_host);
+	if (!rc)
+		*d = *next;
+	return rc;
 }
 
 int blk_config_patch(void *store, const char *path_id, json_t *body, char *err)
 {
-	struct drive_set *set = store;
 	struct drive_config *d, next;
-	char *new_path;
-	int rc = parse_patch(set, path_id, body, &d, &next, &new_path, err);
-	if (!rc)
-		commit_patch(d, &next, new_path);
-	return rc;
+	int rc = parse_patch(store, path_id, body, &d, &next, err);
+	return rc ? rc : commit_patch(d, &next, 0);
 }
 
 int blk_config_load(void *store, json_t *array, char *err)
@@ -230,16 +219,8 @@ static int kind_create(struct machine *machine, const void *store, struct device
 static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err)
 {
 	struct drive_config *d, next;
-	char *new_path;
-	int rc = parse_patch(store, id, body, &d, &next, &new_path, err);
-	if (!rc)
-		rc = blk_update(dev, &next, err, ERR_LEN);
-	if (rc) {
-		free(new_path);
-		return rc;
-	}
-	commit_patch(d, &next, new_path);
-	return 0;
+	int rc = parse_patch(store, id, body, &d, &next, err);
+	return rc ? rc : commit_patch(d, &next, blk_update(dev, &next, err, ERR_LEN));
 }
 
 const struct device_kind blk_kind = {

@@ -36,20 +36,18 @@ static void free_net(void *n)
 	net_config_free(n);
 }
 
-static const struct cfg_list nets = {
-	.key = "network-interfaces",
-	.kind = "network interface",
-	.twins = "interfaces",
-	.id_key = "iface_id",
-	.id_max = IFACE_ID_MAX,
-	.items = offsetof(struct net_set, nets),
-	.nr = offsetof(struct net_set, nr_nets),
-	.size = sizeof(struct net_config),
-	.id = offsetof(struct net_config, iface_id),
-	.max = VIRTIO_DEV_MAX,
-	.free = free_net,
-	.put = net_config_put,
-};
+static const struct cfg_list nets = { .key = "network-interfaces",
+				      .kind = "network interface",
+				      .twins = "interfaces",
+				      .id_key = "iface_id",
+				      .id_max = IFACE_ID_MAX,
+				      .items = offsetof(struct net_set, nets),
+				      .nr = offsetof(struct net_set, nr_nets),
+				      .size = sizeof(struct net_config),
+				      .id = offsetof(struct net_config, iface_id),
+				      .max = VIRTIO_DEV_MAX,
+				      .free = free_net,
+				      .put = net_config_put };
 
 int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
@@ -65,8 +63,8 @@ int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 	struct net_config next = { 0 };
 	if (cfg_get_str(body, what, "host_dev_name", false, &tap, err) ||
 	    cfg_get_str(body, what, "guest_mac", false, &mac, err) ||
-	    cfg_get_rate_limiter_at(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
-	    cfg_get_rate_limiter_at(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
+	    cfg_get_rate_limiter(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
+	    cfg_get_rate_limiter(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
 		return -EINVAL;
 	if (!tap)
 		return cfg_fail(err, "%s: missing field 'host_dev_name'", what);
@@ -119,8 +117,8 @@ static int parse_patch(struct net_set *set, const char *path_id, json_t *body,
 					 "rx_rate_limiter and tx_rate_limiter", what, err)))
 		return -EINVAL;
 	*next = **c;
-	if (cfg_get_rate_limiter_at(body, what, "rx_rate_limiter", &next->rx_rate_limiter, err) ||
-	    cfg_get_rate_limiter_at(body, what, "tx_rate_limiter", &next->tx_rate_limiter, err))
+	if (cfg_get_rate_limiter(body, what, "rx_rate_limiter", &next->rx_rate_limiter, err) ||
+	    cfg_get_rate_limiter(body, what, "tx_rate_limiter", &next->tx_rate_limiter, err))
 		return -EINVAL;
 	return 0;
 }

@@ -122,8 +122,8 @@ static int get_bucket(json_t *obj, const char *limiter_at, const char *name,
 	return 0;
 }
 
-int cfg_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
-			    struct rate_limiter_config *rl, char *err)
+int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
+			 struct rate_limiter_config *rl, char *err)
 {
 	static const char *const keys[] = { "bandwidth", "ops", NULL };
 	json_t *v = json_object_get(obj, key);
@@ -144,47 +144,7 @@ int cfg_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
 	return 0;
 }
 
-int cfg_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err)
-{
-	return cfg_get_rate_limiter_at(obj, what, "rate_limiter", rl, err);
-}
-
-int cfg_get_object_id(json_t *body, const char *kind, const char *id_key, size_t max_len,
-		      const char *path_id, const char **id, char *what, char *err)
-{
-	if (!json_is_object(body))
-		return cfg_fail(err, "%s%s%.64s: expected a JSON object", kind, path_id ? " " : "",
-				path_id ? path_id : "");
-	if (cfg_get_str(body, kind, id_key, true, id, err))
-		return -EINVAL;
-	snprintf(what, API_WHAT_LEN, "%s '%.64s'", kind, *id);
-	size_t n = strlen(*id);
-	if (n == 0 || n > max_len)
-		return cfg_fail(err, "%s: field '%s' must be 1 to %zu characters", what, id_key,
-				max_len);
-	/* Ids land in log lines, metrics names and the kernel command line (GET_ID). */
-	if (strspn(*id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
-		return cfg_fail(err, "%s: field '%s' may hold only letters, digits and '_'", what,
-				id_key);
-	if (path_id && strcmp(path_id, *id) != 0)
-		return cfg_fail(err, "%s: field '%s' does not match the id in the path ('%.64s')",
-				what, id_key, path_id);
-	return 0;
-}
-
-void *cfg_array_append(void *array_ptr, unsigned *nr, size_t size)
-{
-	/* array_ptr points at a "T *": read and write it as bytes, not through a void **. */
-	void *array;
-	memcpy(&array, array_ptr, sizeof(array));
-	char *grown = realloc(array, (*nr + 1) * size);
-	if (!grown)
-		return NULL;
-	memcpy(array_ptr, &grown, sizeof(grown));
-	return grown + (size_t)(*nr)++ * size;
-}
-
-/* The store's "T *" and count, and a T's id, as l places them. */
+/* The store's "T *", read as bytes: it is no void *. */
 static char *list_items(const struct cfg_list *l, void *store)
 {
 	char *items;
@@ -197,44 +157,60 @@ static unsigned *list_nr(const struct cfg_list *l, void *store)
 	return (unsigned *)((char *)store + l->nr);
 }
 
-static const char *item_id(const struct cfg_list *l, const char *item)
-{
-	const char *id;
-	memcpy(&id, item + l->id, sizeof(id));
-	return id;
-}
-
 void *cfg_list_find(const struct cfg_list *l, void *store, const char *id)
 {
-	char *items = list_items(l, store);
-	for (unsigned i = 0; i < *list_nr(l, store); i++)
-		if (strcmp(item_id(l, items + i * l->size), id) == 0)
-			return items + i * l->size;
+	char *item = list_items(l, store), *item_id;
+	for (unsigned i = 0; i < *list_nr(l, store); i++, item += l->size) {
+		memcpy(&item_id, item + l->id, sizeof(item_id));
+		if (strcmp(item_id, id) == 0)
+			return item;
+	}
 	return NULL;
 }
 
 int cfg_list_id(const struct cfg_list *l, json_t *body, const char *path_id, const char **id,
 		char *what, char *err)
 {
-	return cfg_get_object_id(body, l->kind, l->id_key, l->id_max, path_id, id, what, err);
+	if (!json_is_object(body))
+		return cfg_fail(err, "%s%s%.64s: expected a JSON object", l->kind,
+				path_id ? " " : "", path_id ? path_id : "");
+	if (cfg_get_str(body, l->kind, l->id_key, true, id, err))
+		return -EINVAL;
+	snprintf(what, API_WHAT_LEN, "%s '%.64s'", l->kind, *id);
+	size_t n = strlen(*id);
+	if (n == 0 || n > l->id_max)
+		return cfg_fail(err, "%s: field '%s' must be 1 to %zu characters", what, l->id_key,
+				l->id_max);
+	/* Ids land in log lines, metrics names and the kernel command line (GET_ID). */
+	if (strspn(*id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
+		return cfg_fail(err, "%s: field '%s' may hold only letters, digits and '_'", what,
+				l->id_key);
+	if (path_id && strcmp(path_id, *id) != 0)
+		return cfg_fail(err, "%s: field '%s' does not match the id in the path ('%.64s')",
+				what, l->id_key, path_id);
+	return 0;
 }
 
 int cfg_list_put(const struct cfg_list *l, void *store, const char *id, void *item, bool nomem,
 		 const char *what, char *err)
 {
-	void *old = cfg_list_find(l, store, id), *slot = old;
+	char *slot = cfg_list_find(l, store, id), *grown = NULL;
+	unsigned *nr = list_nr(l, store);
 	int rc = 0;
-	if (!old && *list_nr(l, store) >= l->max)
+	if (!slot && *nr >= l->max)
 		rc = cfg_fail(err, "%s: too many %ss (at most %u)", what, l->kind, l->max);
-	else if (nomem || (!old && !(slot = cfg_array_append((char *)store + l->items,
-							     list_nr(l, store), l->size))))
+	else if (nomem || (!slot && !(grown = realloc(list_items(l, store), (*nr + 1) * l->size))))
 		rc = cfg_fail(err, "%s: out of memory", what);
 	if (rc) {
 		l->free(item);
 		return rc;
 	}
-	if (old)
-		l->free(old);
+	if (slot) {
+		l->free(slot);
+	} else {
+		memcpy((char *)store + l->items, &grown, sizeof(grown));
+		slot = grown + (size_t)(*nr)++ * l->size;
+	}
 	memcpy(slot, item, l->size);
 	return 0;
 }
