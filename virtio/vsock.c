@@ -35,8 +35,7 @@ static struct metric_group vsock_group = { "vsock", vsock_metrics, VSOCK_METRIC_
 struct vsock_dev {
 	struct virtio_dev vdev; /* first: the transport hands us &vdev */
 	char *uds_path;
-	bool was_active;
-	bool event_owed; /* TRANSPORT_RESET for the event queue */
+	bool was_active, event_owed; /* event_owed: TRANSPORT_RESET */
 	struct vsock_conns conns;
 	struct vsock_host host;
 

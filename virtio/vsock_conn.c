@@ -48,8 +48,9 @@ static struct vsock_conn *new_conn(struct vsock_conns *t)
 	c->t = t;
 	c->fd = -1;
 	if ((c->next = t->conns))
-		t->conns->prev = c;
+		t->conns->pprev = &c->next;
 	t->conns = c;
+	c->pprev = &t->conns;
 	t->nr_conns++;
 	return c;
 }
@@ -70,18 +71,13 @@ static void unlink_conn(struct vsock_conn *c)
 		if (!(*p = c->rx_next))
 			t->rx_tail = p;
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		t->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	if ((*c->pprev = c->next))
+		c->next->pprev = c->pprev;
 	t->nr_conns--;
 	if (c->added)
 		metric_inc(&vsock_metrics[VSOCK_CONNS_REMOVED]);
 	c->hashed = c->on_rx_list = false;
 	c->state = CONN_DEAD;
-	c->prev = NULL;
 	c->next = t->dead;
 	t->dead = c;
 }
@@ -279,12 +275,11 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 		rc = vsock_stream_guest_shutdown(c);
 		break;
 	case VSOCK_OP_RW:
-		if (c->state != CONN_ESTABLISHED || (c->guest_shutdown & VSOCK_SHUTDOWN_SEND)) {
-			rc = VSOCK_STREAM_RESET;
-			break;
+		rc = VSOCK_STREAM_RESET;
+		if (c->state == CONN_ESTABLISHED && !(c->guest_shutdown & VSOCK_SHUTDOWN_SEND)) {
+			metric_add(&vsock_metrics[VSOCK_TX_BYTES], h->len);
+			rc = vsock_stream_from_guest(c, payload, nr, h->len);
 		}
-		metric_add(&vsock_metrics[VSOCK_TX_BYTES], h->len);
-		rc = vsock_stream_from_guest(c, payload, nr, h->len);
 		break;
 	case VSOCK_OP_CREDIT_REQUEST:
 		c->pending |= PENDING_CREDIT_UPDATE;

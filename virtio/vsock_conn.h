@@ -60,15 +60,14 @@ struct vsock_conn {
 	uint32_t tx_head, tx_len;
 
 	struct vsock_conn *rx_next, *hash_next;
-	struct vsock_conn *prev, *next; /* the live list; once dead, next links the dead list */
+	struct vsock_conn *next, **pprev; /* the live list; once dead, next links the dead list */
 };
 
 /* What the state machine asks of the host side, on the VMM thread with the device lock
- * held (but wake). Byte counts and -errno as send/recv give them. */
+ * held (but wake). send and recv never block: bytes, 0 at end of stream, or -errno (-EAGAIN
+ * when the socket is full or empty). */
 struct vsock_host_ops {
-	/* Guest data for c's host socket, without blocking: bytes taken, or -EAGAIN. */
 	ssize_t (*send)(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr);
-	/* Host data for the guest: bytes, 0 at end of stream, -EAGAIN when there is none. */
 	ssize_t (*recv)(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr);
 	void (*shutdown_write)(void *host, struct vsock_conn *c); /* the guest sends no more */
 	/* A guest REQUEST to c->host_port: opens and watches c->fd; 0, -ECONNREFUSED when
@@ -104,8 +103,7 @@ void vsock_conns_init(struct vsock_conns *t, const struct vsock_host_ops *ops, v
 		      uint64_t guest_cid, const char *const *label, unsigned *warnings);
 void vsock_conns_destroy(struct vsock_conns *t); /* ends and frees every connection */
 void vsock_conns_reap(struct vsock_conns *t);	 /* frees the ended ones; VMM thread */
-/* Device reset (vCPU thread): every connection ends without a reset to the guest. */
-void vsock_conns_reset(struct vsock_conns *t);
+void vsock_conns_reset(struct vsock_conns *t);	 /* all end, no RST owed; vCPU thread */
 /* Ends connections past their deadline; whether some deadline is still ahead. */
 bool vsock_conns_expire(struct vsock_conns *t);
 #define vsock_conns_warn(t, fmt, ...)                                                              \
@@ -121,14 +119,12 @@ bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct 
 			     unsigned *nr, uint64_t room);
 
 struct vsock_conn *vsock_conn_find(struct vsock_conns *t, uint32_t host_port, uint32_t guest_port);
-/* A host process connected to the listener (fd): the connection waits for its CONNECT line.
- * NULL at the connection limit (the caller closes fd). */
+/* A host process connected to the listener (fd) and now owes its CONNECT line. NULL at the
+ * connection limit (the caller closes fd). */
 struct vsock_conn *vsock_conn_host_accepted(struct vsock_conns *t, int fd);
-void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port); /* CONNECT <port> */
-/* The host socket became readable or writable, or hung up. */
-void vsock_conn_host_event(struct vsock_conn *c, bool readable, bool hup);
-/* Ends c; with rst, the guest is owed a reset. */
-void vsock_conn_kill(struct vsock_conn *c, bool rst);
+void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port);   /* CONNECT <port> */
+void vsock_conn_host_event(struct vsock_conn *c, bool readable, bool hup); /* or writable */
+void vsock_conn_kill(struct vsock_conn *c, bool rst); /* rst: the guest is owed one */
 
 /* Below: the data path of a connection (vsock_stream.c), for the table only. It never ends
  * a connection itself: it returns VSOCK_STREAM_RESET and the table kills it, so that no

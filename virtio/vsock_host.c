@@ -149,13 +149,8 @@ static int unix_connect(void *host, struct vsock_conn *c)
 		close(fd);
 		return -ECONNREFUSED;
 	}
-	int rc = evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	c->fd = fd;
-	return 0;
+	c->fd = fd; /* on failure too: the connection ends, and the reap closes it */
+	return evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c);
 }
 
 const struct vsock_host_ops vsock_unix_ops = {
@@ -179,15 +174,10 @@ static void on_listener(void *opaque, uint32_t events)
 		if (fd < 0)
 			break;
 		struct vsock_conn *c = vsock_conn_host_accepted(h->conns, fd);
-		if (!c) {
+		if (!c)
 			close(fd);
-			continue;
-		}
-		if (evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c)) {
-			c->fd = -1;
-			close(fd);
-			vsock_conn_kill(c, false);
-		}
+		else if (evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c))
+			vsock_conn_kill(c, false); /* the reap closes fd */
 	}
 	finish(h);
 }

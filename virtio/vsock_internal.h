@@ -16,13 +16,11 @@ struct vsock_host {
 	void (*kick)(void *opaque); /* after host events: packets owed to the guest go out */
 	void *kick_opaque;
 
-	int listen_fd, timer_fd; /* timer_fd: connection deadlines */
+	int listen_fd, timer_fd, cleanup_fd; /* cleanup_fd: see vsock_host_ops.wake */
 	bool timer_armed;
-	int cleanup_fd; /* eventfd: a device reset left host sockets for the VMM thread */
 };
 
-/* The state machine's ops; their host argument is a struct vsock_host. */
-extern const struct vsock_host_ops vsock_unix_ops;
+extern const struct vsock_host_ops vsock_unix_ops; /* their host is a struct vsock_host */
 
 /* Binds uds_path and watches the listener, the timer and the cleanup eventfd (the fields
  * above the blank line are set). -errno and a message naming the path on failure; then, as

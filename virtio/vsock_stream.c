@@ -136,17 +136,6 @@ void vsock_stream_hdr(const struct vsock_conns *t, struct vsock_hdr *h, uint32_t
 	h->buf_alloc = VSOCK_BUF_ALLOC;
 }
 
-/* The host closed its socket altogether: ember closes its end and gives the guest a while
- * to answer the SHUTDOWN it is owed with RST. */
-static void host_gone(struct vsock_conn *c)
-{
-	c->t->ops->close(c->t->host, c);
-	c->fd = -1;
-	c->state = CONN_CLOSING;
-	c->host_readable = false;
-	vsock_conn_set_deadline(c);
-}
-
 /* Reads host data for the guest into payload, no more than its credit: the op of the
  * packet that results (RW; CREDIT_REQUEST when the credit is spent; INVALID for none, with
  * a SHUTDOWN owed at end of stream), or VSOCK_STREAM_RESET. */
@@ -181,8 +170,13 @@ static int read_host(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *pa
 	c->pending |= PENDING_SHUTDOWN;
 	c->shutdown_to_guest |= VSOCK_SHUTDOWN_SEND;
 	if (c->host_hup) {
+		/* Gone altogether: ember closes its end and gives the guest a while to answer
+		 * the SHUTDOWN it is owed with RST. */
 		c->shutdown_to_guest |= VSOCK_SHUTDOWN_RCV;
-		host_gone(c);
+		c->t->ops->close(c->t->host, c);
+		c->fd = -1;
+		c->state = CONN_CLOSING;
+		vsock_conn_set_deadline(c);
 	}
 	return VSOCK_OP_INVALID;
 }
