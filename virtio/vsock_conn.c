@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 void vsock_conns_init(struct vsock_conns *t, const struct vsock_host_ops *ops, void *host,
 		      uint64_t guest_cid, const char *const *label, unsigned *warnings)
@@ -290,11 +289,6 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 	if (rc == VSOCK_STREAM_RESET)
 		vsock_conn_kill(c, true);
 	vsock_stream_want_rx(c); /* a no-op on a connection that just ended */
-}
-
-bool vsock_conns_have_rx(const struct vsock_conns *t)
-{
-	return t->rst_len || t->rx_head;
 }
 
 bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct iovec *payload,

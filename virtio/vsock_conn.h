@@ -112,7 +112,10 @@ bool vsock_conns_expire(struct vsock_conns *t);
 /* A packet from the guest with the right CIDs; payload holds its h->len bytes. */
 void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 			    const struct iovec *payload, unsigned nr);
-bool vsock_conns_have_rx(const struct vsock_conns *t);
+static inline bool vsock_conns_have_rx(const struct vsock_conns *t)
+{
+	return t->rst_len || t->rx_head;
+}
 /* The next packet owed to the guest: fills *h and reads up to room bytes of payload (h->len)
  * into payload, whose array it may trim. False when nothing is owed. */
 bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct iovec *payload,

@@ -10,10 +10,8 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
 #include "core/machine.h"
 #include "virtio/vsock_internal.h"
 

@@ -38,12 +38,10 @@ void vsock_stream_want_rx(struct vsock_conn *c)
 static int flush_tx(struct vsock_conn *c)
 {
 	while (c->tx_len) {
-		struct iovec iov[2];
 		uint32_t first = VSOCK_BUF_ALLOC - c->tx_head;
-		if (first > c->tx_len)
-			first = c->tx_len;
-		iov[0] = (struct iovec){ c->tx_buf + c->tx_head, first };
-		iov[1] = (struct iovec){ c->tx_buf, c->tx_len - first };
+		first = first < c->tx_len ? first : c->tx_len;
+		struct iovec iov[2] = { { c->tx_buf + c->tx_head, first },
+					{ c->tx_buf, c->tx_len - first } };
 		ssize_t w = c->t->ops->send(c->t->host, c, iov, iov[1].iov_len ? 2 : 1);
 		if (w < 0)
 			return w == -EAGAIN ? 1 : -1;
