@@ -9,12 +9,10 @@
 void vsock_conns_init(struct vsock_conns *t, const struct vsock_host_ops *ops, void *host,
 		      uint64_t guest_cid, const char *const *label, unsigned *warnings)
 {
-	*t = (struct vsock_conns){ .ops = ops,
-				   .host = host,
-				   .guest_cid = guest_cid,
-				   .label = label,
-				   .warnings = warnings,
-				   .next_local_port = VSOCK_LOCAL_PORT_LO };
+	*t = (struct vsock_conns){ .ops = ops, .host = host, .guest_cid = guest_cid };
+	t->label = label;
+	t->warnings = warnings;
+	t->next_local_port = VSOCK_LOCAL_PORT_LO;
 	t->rx_tail = &t->rx_head;
 }
 
@@ -189,19 +187,20 @@ void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port)
 }
 
 /* The guest's RESPONSE to a host-initiated REQUEST: the host client hears "OK <port>". */
-static void established(struct vsock_conn *c)
+static int established(struct vsock_conn *c)
 {
 	char ok[32];
 	int n = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
 	struct iovec iov = { ok, (size_t)n };
 	/* A fresh socket's buffer takes these few bytes whole: if not, the host end is gone. */
 	if (c->t->ops->send(c->t->host, c, &iov, 1) != n)
-		return vsock_conn_kill(c, true);
+		return VSOCK_STREAM_RESET;
 	c->state = CONN_ESTABLISHED;
 	c->pending &= ~PENDING_REQUEST;
 	c->deadline_ns = 0;
 	c->added = true;
 	metric_inc(&vsock_metrics[VSOCK_CONNS_ADDED]);
+	return 0;
 }
 
 /* A guest REQUEST: connects to the host side's listener for the port. NULL when nobody
@@ -261,10 +260,7 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 	int rc = 0;
 	switch (h->op) {
 	case VSOCK_OP_RESPONSE:
-		if (c->state != CONN_REQUESTED)
-			rc = VSOCK_STREAM_RESET;
-		else
-			established(c);
+		rc = c->state == CONN_REQUESTED ? established(c) : VSOCK_STREAM_RESET;
 		break;
 	case VSOCK_OP_RST:
 		vsock_conn_kill(c, false);

@@ -70,8 +70,8 @@ struct vsock_host_ops {
 	ssize_t (*send)(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr);
 	ssize_t (*recv)(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr);
 	void (*shutdown_write)(void *host, struct vsock_conn *c); /* the guest sends no more */
-	/* A guest REQUEST to c->host_port: opens and watches c->fd; 0, -ECONNREFUSED when
-	 * nobody listens there, or another -errno. */
+	/* A guest REQUEST to c->host_port: opens and watches c->fd (a c->fd set on failure is
+	 * closed with c); 0, -ECONNREFUSED when nobody listens there, or another -errno. */
 	int (*connect)(void *host, struct vsock_conn *c);
 	void (*close)(void *host, struct vsock_conn *c); /* stops watching and closes c->fd */
 	uint64_t (*now_ns)(void *host);

@@ -66,10 +66,7 @@ static void unix_arm_timer(void *host)
 	struct vsock_host *h = host;
 	if (h->timer_armed)
 		return;
-	struct itimerspec its = {
-		.it_interval = { .tv_nsec = TIMER_PERIOD_NS },
-		.it_value = { .tv_nsec = TIMER_PERIOD_NS },
-	};
+	struct itimerspec its = { { 0, TIMER_PERIOD_NS }, { 0, TIMER_PERIOD_NS } };
 	if (timerfd_settime(h->timer_fd, 0, &its, NULL) == 0)
 		h->timer_armed = true;
 }
