@@ -43,28 +43,33 @@ struct vsock_dev {
 	struct iovec payload_iov[VIRTQ_MAX_SIZE]; /* a receive chain's buffers past the header */
 };
 
-/* Fills the guest's receive buffers with what the connections owe it, until either runs
- * out or a queue's worth went in: a guest that keeps refilling while a host peer streams
- * must not keep the VMM thread here, so the rest waits for the next round. Also the host
- * side's kick after host events. */
+/* The next chain of queue qi into v->chain: 1, 0 when there is none, -1 when the queue is
+ * broken. A queue's worth a round: a busy guest, or one that keeps refilling while a host
+ * peer streams, must not keep the VMM thread, so past it the queue is kicked and the rest
+ * waits for the next round. */
+static int next_chain(struct vsock_dev *v, unsigned qi, unsigned *budget)
+{
+	if (*budget == 0) {
+		virtio_queue_kick(&v->vdev, qi);
+		return 0;
+	}
+	--*budget;
+	return virtio_queue_pop(&v->vdev, qi, &v->chain);
+}
+
+/* Fills the guest's receive buffers with what the connections owe it; also the host side's
+ * kick after host events. */
 static void process_rx(void *opaque)
 {
 	struct vsock_dev *v = opaque;
 	struct virtq *q = &v->vdev.queues[VSOCK_RX_QUEUE];
-	bool pushed = false;
+	struct virtq_chain *ch = &v->chain;
+	unsigned budget = VSOCK_QUEUE_SIZE, pushed = 0;
+	int rc = 0;
 	if (!virtio_dev_running(&v->vdev) || !q->active)
 		return;
-	for (unsigned budget = VSOCK_QUEUE_SIZE; vsock_conns_have_rx(&v->conns);) {
-		if (budget-- == 0) {
-			virtio_queue_kick(&v->vdev, VSOCK_RX_QUEUE);
-			break;
-		}
-		struct virtq_chain *ch = &v->chain;
-		int rc = virtio_queue_pop(&v->vdev, VSOCK_RX_QUEUE, ch);
-		if (rc < 0)
-			return;
-		if (rc == 0)
-			break;
+	while (vsock_conns_have_rx(&v->conns) &&
+	       (rc = next_chain(v, VSOCK_RX_QUEUE, &budget)) > 0) {
 		if (ch->nr_rd || ch->wr_len < VSOCK_HDR_LEN)
 			return virtio_needs_reset(&v->vdev,
 						  "receive buffer shorter than the packet header "
@@ -81,9 +86,9 @@ static void process_rx(void *opaque)
 		uint32_t len = (uint32_t)iov_from_buf(ch->iov, ch->nr_wr, &h, VSOCK_HDR_LEN);
 		virtq_push(q, ch->head, len + h.len);
 		metric_inc(&vsock_metrics[VSOCK_RX_PACKETS]);
-		pushed = true;
+		pushed++;
 	}
-	if (pushed)
+	if (pushed && rc >= 0)
 		virtio_queue_interrupt(&v->vdev, VSOCK_RX_QUEUE);
 }
 
@@ -124,26 +129,17 @@ static void handle_packet(struct vsock_dev *v, struct virtq_chain *ch)
 static void process_tx(struct vsock_dev *v)
 {
 	struct virtq *q = &v->vdev.queues[VSOCK_TX_QUEUE];
-	bool pushed = false;
-	for (unsigned budget = VSOCK_QUEUE_SIZE;;) {
-		if (budget-- == 0) {
-			/* A busy guest does not keep the VMM thread: come back after the rest. */
-			virtio_queue_kick(&v->vdev, VSOCK_TX_QUEUE);
-			break;
-		}
-		int rc = virtio_queue_pop(&v->vdev, VSOCK_TX_QUEUE, &v->chain);
-		if (rc < 0)
-			return;
-		if (rc == 0)
-			break;
+	unsigned budget = VSOCK_QUEUE_SIZE, pushed = 0;
+	int rc;
+	while ((rc = next_chain(v, VSOCK_TX_QUEUE, &budget)) > 0) {
 		uint16_t head = v->chain.head;
 		handle_packet(v, &v->chain);
 		virtq_push(q, head, 0);
-		pushed = true;
+		pushed++;
 		if (v->vdev.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
 			return;
 	}
-	if (pushed)
+	if (pushed && rc == 0)
 		virtio_queue_interrupt(&v->vdev, VSOCK_TX_QUEUE);
 }
 
