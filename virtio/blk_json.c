@@ -2,7 +2,7 @@
 #include "virtio/blk_json.h"
 
 #include <errno.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +31,23 @@ static int check_path(const char *path, bool read_only, const char *what, char *
 	return 0;
 }
 
-static struct drive_config *find_drive(struct drive_set *set, const char *id)
+static void free_drive(void *d)
 {
-	for (unsigned i = 0; i < set->nr_drives; i++)
-		if (strcmp(set->drives[i].drive_id, id) == 0)
-			return &set->drives[i];
-	return NULL;
+	drive_config_free(d);
 }
 
-/* The drive_id of body, checked against the path's {id}; what becomes "drive 'ID'". */
-static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
-{
-	return cfg_get_object_id(body, "drive", "drive_id", DRIVE_ID_MAX, path_id, id, what, err);
-}
+static const struct cfg_list drives = { .key = "drives",
+					.kind = "drive",
+					.twins = "drives",
+					.id_key = "drive_id",
+					.id_max = DRIVE_ID_MAX,
+					.items = offsetof(struct drive_set, drives),
+					.nr = offsetof(struct drive_set, nr_drives),
+					.size = sizeof(struct drive_config),
+					.id = offsetof(struct drive_config, drive_id),
+					.max = VIRTIO_DEV_MAX,
+					.free = free_drive,
+					.put = blk_config_put };
 
 int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
@@ -55,8 +59,9 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 	static const char *const caches[] = { "Unsafe", "Writeback", NULL };
 	static const char *const engines[] = { "Sync", "Async", NULL };
 	const char *id;
-	char what[96];
-	if (body_id(body, path_id, &id, what, err) || cfg_check_keys(body, what, keys, err))
+	char what[API_WHAT_LEN];
+	if (cfg_list_id(&drives, body, path_id, &id, what, err) ||
+	    cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 	if (json_object_get(body, "socket"))
 		return cfg_fail(err,
@@ -68,11 +73,11 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 	int cache = DRIVE_CACHE_UNSAFE, engine = DRIVE_ENGINE_SYNC;
 	if (cfg_get_bool(body, what, "is_root_device", true, &next.is_root_device, err) ||
 	    cfg_get_bool(body, what, "is_read_only", false, &next.is_read_only, err) ||
-	    cfg_get_str(body, what, "path_on_host", &path, err) ||
-	    cfg_get_str(body, what, "partuuid", &partuuid, err) ||
+	    cfg_get_str(body, what, "path_on_host", false, &path, err) ||
+	    cfg_get_str(body, what, "partuuid", false, &partuuid, err) ||
 	    cfg_get_enum(body, what, "cache_type", caches, &cache, err) ||
 	    cfg_get_enum(body, what, "io_engine", engines, &engine, err) ||
-	    cfg_get_rate_limiter(body, what, &next.rate_limiter, err))
+	    cfg_get_rate_limiter(body, what, "rate_limiter", &next.rate_limiter, err))
 		return -EINVAL;
 	if (!path)
 		return cfg_fail(err, "%s: missing field 'path_on_host'", what);
@@ -101,102 +106,57 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 		if (blk_uring_probe(why, sizeof(why)))
 			return cfg_fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
 	}
-	struct drive_config *slot = find_drive(set, id);
-	if (!slot && set->nr_drives >= VIRTIO_DEV_MAX)
-		return cfg_fail(err, "%s: too many drives (at most %d)", what, VIRTIO_DEV_MAX);
-
 	next.cache_type = (enum drive_cache_type)cache;
 	next.io_engine = (enum drive_io_engine)engine;
 	next.drive_id = strdup(id);
 	next.path_on_host = strdup(path);
 	next.partuuid = partuuid ? strdup(partuuid) : NULL;
-	if (!next.drive_id || !next.path_on_host || (partuuid && !next.partuuid)) {
-		drive_config_free(&next);
-		return cfg_fail(err, "%s: out of memory", what);
-	}
-	if (slot)
-		drive_config_free(slot);
-	else if (!(slot = cfg_array_append(&set->drives, &set->nr_drives, sizeof(*slot)))) {
-		drive_config_free(&next);
-		return cfg_fail(err, "%s: out of memory", what);
-	}
-	*slot = next;
-	return 0;
+	return cfg_list_put(&drives, set, id, &next,
+			    !next.drive_id || !next.path_on_host || (partuuid && !next.partuuid),
+			    what, err);
 }
 
-/* A PartialDrive for an existing drive: *d is that drive, *next what it becomes. Nothing
- * changes yet; next->path_on_host is d's own string unless *new_path (then the caller's). */
+/* A PartialDrive for an existing drive *d: *next is what it becomes, with a path_on_host of
+ * its own if the body gives one. Nothing changes yet. */
 static int parse_patch(struct drive_set *set, const char *path_id, json_t *body,
-		       struct drive_config **d, struct drive_config *next, char **new_path,
-		       char *err)
+		       struct drive_config **d, struct drive_config *next, char *err)
 {
 	static const char *const keys[] = { "drive_id", "path_on_host", "rate_limiter", NULL };
-	const char *id, *path;
-	char what[96];
-	*new_path = NULL;
-	if (body_id(body, path_id, &id, what, err))
+	const char *path;
+	char what[API_WHAT_LEN];
+	if (!(*d = cfg_list_patch_target(&drives, set, path_id, body, keys,
+					 "path_on_host and rate_limiter", what, err)))
 		return -EINVAL;
-	if (cfg_check_keys(body, what, keys, err)) {
-		size_t n = strlen(err);
-		snprintf(err + n, ERR_LEN - n,
-			 " (PATCH changes only path_on_host and rate_limiter)");
-		return -EINVAL;
-	}
-	if (!(*d = find_drive(set, id)))
-		return cfg_fail(err, "%s: no such drive", what);
 	*next = **d;
-	if (cfg_get_str(body, what, "path_on_host", &path, err) ||
-	    cfg_get_rate_limiter(body, what, &next->rate_limiter, err))
+	if (cfg_get_str(body, what, "path_on_host", false, &path, err) ||
+	    cfg_get_rate_limiter(body, what, "rate_limiter", &next->rate_limiter, err) ||
+	    (path && check_path(path, next->is_read_only, what, err)))
 		return -EINVAL;
-	if (path) {
-		if (check_path(path, next->is_read_only, what, err))
-			return -EINVAL;
-		if (!(*new_path = strdup(path)))
-			return cfg_fail(err, "%s: out of memory", what);
-		next->path_on_host = *new_path;
-	}
+	if (path && !(next->path_on_host = strdup(path)))
+		return cfg_fail(err, "%s: out of memory", what);
 	return 0;
 }
 
-static void commit_patch(struct drive_config *d, const struct drive_config *next, char *new_path)
+/* *next becomes the drive unless rc refuses it; the path_on_host that lost goes. */
+static int commit_patch(struct drive_config *d, struct drive_config *next, int rc)
 {
-	if (new_path) {
-		free(d->path_on_host);
-		d->path_on_host = new_path;
-	}
-	d->rate_limiter = next->rate_limiter;
+	if (next->path_on_host != d->path_on_host)
+		free(rc ? next->path_on_host : d->path_on_host);
+	if (!rc)
+		*d = *next;
+	return rc;
 }
 
 int blk_config_patch(void *store, const char *path_id, json_t *body, char *err)
 {
-	struct drive_set *set = store;
 	struct drive_config *d, next;
-	char *new_path;
-	int rc = parse_patch(set, path_id, body, &d, &next, &new_path, err);
-	if (!rc)
-		commit_patch(d, &next, new_path);
-	return rc;
+	int rc = parse_patch(store, path_id, body, &d, &next, err);
+	return rc ? rc : commit_patch(d, &next, 0);
 }
 
 int blk_config_load(void *store, json_t *array, char *err)
 {
-	struct drive_set *set = store;
-	if (!json_is_array(array))
-		return cfg_fail(err, "drives: expected an array of drive objects");
-	size_t i;
-	json_t *drive;
-	json_array_foreach (array, i, drive) {
-		/* The file lists each drive once; PUT's replace-by-id would hide a typo. */
-		json_t *id = json_is_object(drive) ? json_object_get(drive, "drive_id") : NULL;
-		if (json_is_string(id) && find_drive(set, json_string_value(id)))
-			return cfg_fail(err,
-					"drive '%.64s': field 'drive_id' is used by two drives",
-					json_string_value(id));
-		char inner[ERR_LEN];
-		if (blk_config_put(set, NULL, drive, inner))
-			return cfg_fail(err, "drives[%zu]: %.450s", i, inner);
-	}
-	return 0;
+	return cfg_list_load(&drives, store, array, err);
 }
 
 void drive_config_free(struct drive_config *d)
@@ -230,10 +190,7 @@ static json_t *kind_to_json(const void *store)
 
 static void kind_free(void *store)
 {
-	struct drive_set *set = store;
-	for (unsigned i = 0; i < set->nr_drives; i++)
-		drive_config_free(&set->drives[i]);
-	free(set->drives);
+	cfg_list_free(&drives, store);
 }
 
 /* The root device first, so that it is /dev/vda as in Firecracker; it brings root=. */
@@ -262,16 +219,8 @@ static int kind_create(struct machine *machine, const void *store, struct device
 static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err)
 {
 	struct drive_config *d, next;
-	char *new_path;
-	int rc = parse_patch(store, id, body, &d, &next, &new_path, err);
-	if (!rc)
-		rc = blk_update(dev, &next, err, ERR_LEN);
-	if (rc) {
-		free(new_path);
-		return rc;
-	}
-	commit_patch(d, &next, new_path);
-	return 0;
+	int rc = parse_patch(store, id, body, &d, &next, err);
+	return rc ? rc : commit_patch(d, &next, blk_update(dev, &next, err, ERR_LEN));
 }
 
 const struct device_kind blk_kind = {

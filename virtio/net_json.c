@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,21 +31,23 @@ static int parse_mac(const char *s, uint8_t mac[6], const char *what, char *err)
 	return 0;
 }
 
-static struct net_config *find_net(struct net_set *set, const char *id)
+static void free_net(void *n)
 {
-	for (unsigned i = 0; i < set->nr_nets; i++)
-		if (strcmp(set->nets[i].iface_id, id) == 0)
-			return &set->nets[i];
-	return NULL;
+	net_config_free(n);
 }
 
-/* The iface_id of body, checked against the path's {id}; what becomes "network interface
- * 'ID'". */
-static int body_id(json_t *body, const char *path_id, const char **id, char *what, char *err)
-{
-	return cfg_get_object_id(body, "network interface", "iface_id", IFACE_ID_MAX, path_id, id,
-				 what, err);
-}
+static const struct cfg_list nets = { .key = "network-interfaces",
+				      .kind = "network interface",
+				      .twins = "interfaces",
+				      .id_key = "iface_id",
+				      .id_max = IFACE_ID_MAX,
+				      .items = offsetof(struct net_set, nets),
+				      .nr = offsetof(struct net_set, nr_nets),
+				      .size = sizeof(struct net_config),
+				      .id = offsetof(struct net_config, iface_id),
+				      .max = VIRTIO_DEV_MAX,
+				      .free = free_net,
+				      .put = net_config_put };
 
 int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
@@ -53,14 +56,15 @@ int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 					    "mtu",	"rx_rate_limiter", "tx_rate_limiter",
 					    NULL };
 	const char *id, *tap, *mac;
-	char what[96];
-	if (body_id(body, path_id, &id, what, err) || cfg_check_keys(body, what, keys, err))
+	char what[API_WHAT_LEN];
+	if (cfg_list_id(&nets, body, path_id, &id, what, err) ||
+	    cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 	struct net_config next = { 0 };
-	if (cfg_get_str(body, what, "host_dev_name", &tap, err) ||
-	    cfg_get_str(body, what, "guest_mac", &mac, err) ||
-	    cfg_get_rate_limiter_at(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
-	    cfg_get_rate_limiter_at(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
+	if (cfg_get_str(body, what, "host_dev_name", false, &tap, err) ||
+	    cfg_get_str(body, what, "guest_mac", false, &mac, err) ||
+	    cfg_get_rate_limiter(body, what, "rx_rate_limiter", &next.rx_rate_limiter, err) ||
+	    cfg_get_rate_limiter(body, what, "tx_rate_limiter", &next.tx_rate_limiter, err))
 		return -EINVAL;
 	if (!tap)
 		return cfg_fail(err, "%s: missing field 'host_dev_name'", what);
@@ -96,24 +100,10 @@ int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 				err, "%s: guest_mac %s is already used by network interface '%s'",
 				what, mac, o->iface_id);
 	}
-	struct net_config *slot = find_net(set, id);
-	if (!slot && set->nr_nets >= VIRTIO_DEV_MAX)
-		return cfg_fail(err, "%s: too many network interfaces (at most %d)", what,
-				VIRTIO_DEV_MAX);
 	next.iface_id = strdup(id);
 	next.host_dev_name = strdup(tap);
-	if (!next.iface_id || !next.host_dev_name) {
-		net_config_free(&next);
-		return cfg_fail(err, "%s: out of memory", what);
-	}
-	if (slot)
-		net_config_free(slot);
-	else if (!(slot = cfg_array_append(&set->nets, &set->nr_nets, sizeof(*slot)))) {
-		net_config_free(&next);
-		return cfg_fail(err, "%s: out of memory", what);
-	}
-	*slot = next;
-	return 0;
+	return cfg_list_put(&nets, set, id, &next, !next.iface_id || !next.host_dev_name, what,
+			    err);
 }
 
 /* A PartialNetworkInterface for an existing interface: *c is it, *next what it becomes. */
@@ -122,21 +112,13 @@ static int parse_patch(struct net_set *set, const char *path_id, json_t *body,
 {
 	static const char *const keys[] = { "iface_id", "rx_rate_limiter", "tx_rate_limiter",
 					    NULL };
-	const char *id;
-	char what[96];
-	if (body_id(body, path_id, &id, what, err))
+	char what[API_WHAT_LEN];
+	if (!(*c = cfg_list_patch_target(&nets, set, path_id, body, keys,
+					 "rx_rate_limiter and tx_rate_limiter", what, err)))
 		return -EINVAL;
-	if (cfg_check_keys(body, what, keys, err)) {
-		size_t n = strlen(err);
-		snprintf(err + n, ERR_LEN - n,
-			 " (PATCH changes only rx_rate_limiter and tx_rate_limiter)");
-		return -EINVAL;
-	}
-	if (!(*c = find_net(set, id)))
-		return cfg_fail(err, "%s: no such network interface", what);
 	*next = **c;
-	if (cfg_get_rate_limiter_at(body, what, "rx_rate_limiter", &next->rx_rate_limiter, err) ||
-	    cfg_get_rate_limiter_at(body, what, "tx_rate_limiter", &next->tx_rate_limiter, err))
+	if (cfg_get_rate_limiter(body, what, "rx_rate_limiter", &next->rx_rate_limiter, err) ||
+	    cfg_get_rate_limiter(body, what, "tx_rate_limiter", &next->tx_rate_limiter, err))
 		return -EINVAL;
 	return 0;
 }
@@ -152,25 +134,7 @@ int net_config_patch(void *store, const char *path_id, json_t *body, char *err)
 
 int net_config_load(void *store, json_t *array, char *err)
 {
-	struct net_set *set = store;
-	if (!json_is_array(array))
-		return cfg_fail(
-			err, "network-interfaces: expected an array of network interface objects");
-	size_t i;
-	json_t *obj;
-	json_array_foreach (array, i, obj) {
-		json_t *id = json_is_object(obj) ? json_object_get(obj, "iface_id") : NULL;
-		if (json_is_string(id) && find_net(set, json_string_value(id)))
-			return cfg_fail(
-				err,
-				"network interface '%.64s': field 'iface_id' is used by two "
-				"interfaces",
-				json_string_value(id));
-		char inner[ERR_LEN];
-		if (net_config_put(set, NULL, obj, inner))
-			return cfg_fail(err, "network-interfaces[%zu]: %.450s", i, inner);
-	}
-	return 0;
+	return cfg_list_load(&nets, store, array, err);
 }
 
 static json_t *kind_to_json(const void *store)
@@ -206,10 +170,7 @@ void net_config_free(struct net_config *n)
 
 static void kind_free(void *store)
 {
-	struct net_set *set = store;
-	for (unsigned i = 0; i < set->nr_nets; i++)
-		net_config_free(&set->nets[i]);
-	free(set->nets);
+	cfg_list_free(&nets, store);
 }
 
 static int kind_create(struct machine *machine, const void *store, struct device_set *out,

@@ -1,7 +1,7 @@
 /* virtio-vsock, the virtio side: packets from the guest's transmit queue are checked and
  * passed to the connection state machine (vsock_conn.c); the packets it owes the guest are
  * built straight into the guest's receive buffers, host data read into them without a
- * bounce buffer. The host side (vsock_host.c) calls back through host_kick. */
+ * bounce buffer. */
 #include "virtio/vsock.h"
 
 #include <errno.h>
@@ -26,13 +26,16 @@ struct metric vsock_metrics[VSOCK_METRIC_COUNT] = {
 };
 static struct metric_group vsock_group = { "vsock", vsock_metrics, VSOCK_METRIC_COUNT, NULL };
 
-#define VSOCK_CONFIG_LEN 8 /* le64 guest_cid */
+#define VIRTIO_ID_VSOCK	  19
+#define VSOCK_RX_QUEUE	  0
+#define VSOCK_TX_QUEUE	  1
+#define VSOCK_EVENT_QUEUE 2 /* TRANSPORT_RESET (id 0) after the driver started over */
+#define VSOCK_QUEUE_SIZE  256
 
 struct vsock_dev {
 	struct virtio_dev vdev; /* first: the transport hands us &vdev */
 	char *uds_path;
-	bool was_active;
-	bool event_owed; /* TRANSPORT_RESET for the event queue */
+	bool was_active, event_owed; /* event_owed: TRANSPORT_RESET */
 	struct vsock_conns conns;
 	struct vsock_host host;
 
@@ -40,37 +43,37 @@ struct vsock_dev {
 	struct iovec payload_iov[VIRTQ_MAX_SIZE]; /* a receive chain's buffers past the header */
 };
 
-static struct vsock_dev *to_vsock(struct virtio_dev *dev)
+/* The next chain of queue qi into v->chain: 1, 0 when there is none, -1 when the queue is
+ * broken. A queue's worth a round: a busy guest, or one that keeps refilling while a host
+ * peer streams, must not keep the VMM thread, so past it the queue is kicked and the rest
+ * waits for the next round. */
+static int next_chain(struct vsock_dev *v, unsigned qi, unsigned *budget)
 {
-	return (struct vsock_dev *)dev;
+	if (*budget == 0) {
+		virtio_queue_kick(&v->vdev, qi);
+		return 0;
+	}
+	--*budget;
+	return virtio_queue_pop(&v->vdev, qi, &v->chain);
 }
 
-/* Fills the guest's receive buffers with what the connections owe it, until either runs
- * out or a queue's worth went in: a guest that keeps refilling while a host peer streams
- * must not keep the VMM thread here, so the rest waits for the next round. */
-static void process_rx(struct vsock_dev *v)
+/* Fills the guest's receive buffers with what the connections owe it; also the host side's
+ * kick after host events. */
+static void process_rx(void *opaque)
 {
+	struct vsock_dev *v = opaque;
 	struct virtq *q = &v->vdev.queues[VSOCK_RX_QUEUE];
-	bool pushed = false;
+	struct virtq_chain *ch = &v->chain;
+	unsigned budget = VSOCK_QUEUE_SIZE, pushed = 0;
+	int rc = 0;
 	if (!virtio_dev_running(&v->vdev) || !q->active)
 		return;
-	for (unsigned budget = VSOCK_QUEUE_SIZE; vsock_conns_have_rx(&v->conns);) {
-		if (budget-- == 0) {
-			virtio_queue_kick(&v->vdev, VSOCK_RX_QUEUE);
-			break;
-		}
-		struct virtq_chain *ch = &v->chain;
-		int rc = virtio_queue_pop(&v->vdev, VSOCK_RX_QUEUE, ch);
-		if (rc < 0)
-			return;
-		if (rc == 0)
-			break;
-		if (ch->nr_rd || ch->wr_len < VSOCK_HDR_LEN) {
-			virtio_needs_reset(&v->vdev,
-					   "receive buffer shorter than the packet header "
-					   "or device-readable");
-			return;
-		}
+	while (vsock_conns_have_rx(&v->conns) &&
+	       (rc = next_chain(v, VSOCK_RX_QUEUE, &budget)) > 0) {
+		if (ch->nr_rd || ch->wr_len < VSOCK_HDR_LEN)
+			return virtio_needs_reset(&v->vdev,
+						  "receive buffer shorter than the packet header "
+						  "or device-readable");
 		unsigned n = ch->nr_wr;
 		memcpy(v->payload_iov, ch->iov, n * sizeof(struct iovec));
 		iov_drop_front(v->payload_iov, &n, VSOCK_HDR_LEN);
@@ -83,16 +86,10 @@ static void process_rx(struct vsock_dev *v)
 		uint32_t len = (uint32_t)iov_from_buf(ch->iov, ch->nr_wr, &h, VSOCK_HDR_LEN);
 		virtq_push(q, ch->head, len + h.len);
 		metric_inc(&vsock_metrics[VSOCK_RX_PACKETS]);
-		pushed = true;
+		pushed++;
 	}
-	if (pushed)
+	if (pushed && rc >= 0)
 		virtio_queue_interrupt(&v->vdev, VSOCK_RX_QUEUE);
-}
-
-/* The host side's kick: host sockets had events. */
-static void host_kick(void *opaque)
-{
-	process_rx(opaque);
 }
 
 static void drop(struct vsock_dev *v, const char *why, const struct virtq_chain *ch)
@@ -132,30 +129,20 @@ static void handle_packet(struct vsock_dev *v, struct virtq_chain *ch)
 static void process_tx(struct vsock_dev *v)
 {
 	struct virtq *q = &v->vdev.queues[VSOCK_TX_QUEUE];
-	bool pushed = false;
-	for (unsigned budget = VSOCK_QUEUE_SIZE;;) {
-		if (budget-- == 0) {
-			/* A busy guest does not keep the VMM thread: come back after the rest. */
-			virtio_queue_kick(&v->vdev, VSOCK_TX_QUEUE);
-			break;
-		}
-		int rc = virtio_queue_pop(&v->vdev, VSOCK_TX_QUEUE, &v->chain);
-		if (rc < 0)
-			return;
-		if (rc == 0)
-			break;
+	unsigned budget = VSOCK_QUEUE_SIZE, pushed = 0;
+	int rc;
+	while ((rc = next_chain(v, VSOCK_TX_QUEUE, &budget)) > 0) {
 		uint16_t head = v->chain.head;
 		handle_packet(v, &v->chain);
 		virtq_push(q, head, 0);
-		pushed = true;
+		pushed++;
 		if (v->vdev.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
 			return;
 	}
-	if (pushed)
+	if (pushed && rc == 0)
 		virtio_queue_interrupt(&v->vdev, VSOCK_TX_QUEUE);
 }
 
-/* The event queue carries one thing: TRANSPORT_RESET after the driver started over. */
 static void process_event(struct vsock_dev *v)
 {
 	struct virtq *q = &v->vdev.queues[VSOCK_EVENT_QUEUE];
@@ -163,11 +150,9 @@ static void process_event(struct vsock_dev *v)
 		return;
 	if (virtio_queue_pop(&v->vdev, VSOCK_EVENT_QUEUE, &v->chain) <= 0)
 		return; /* broken, or the driver's next buffer notifies */
-	if (v->chain.nr_rd || v->chain.wr_len < 4) {
-		virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
-		return;
-	}
-	uint32_t id = VSOCK_EVENT_TRANSPORT_RESET;
+	if (v->chain.nr_rd || v->chain.wr_len < 4)
+		return virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
+	uint32_t id = 0;
 	iov_from_buf(v->chain.iov + v->chain.nr_rd, v->chain.nr_wr, &id, sizeof(id));
 	virtq_push(q, v->chain.head, sizeof(id));
 	v->event_owed = false;
@@ -176,7 +161,7 @@ static void process_event(struct vsock_dev *v)
 
 static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	if (q == VSOCK_TX_QUEUE)
 		process_tx(v);
 	else if (q == VSOCK_EVENT_QUEUE)
@@ -189,36 +174,32 @@ static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 
 static void vsock_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
 {
-	struct vsock_dev *v = to_vsock(dev);
-	uint8_t cfg[VSOCK_CONFIG_LEN];
-	memcpy(cfg, &v->conns.guest_cid, sizeof(cfg));
-	if (offset >= VSOCK_CONFIG_LEN)
-		return;
-	uint64_t k = VSOCK_CONFIG_LEN - offset < len ? VSOCK_CONFIG_LEN - offset : len;
-	memcpy(data, cfg + offset, k);
+	uint64_t cid = ((struct vsock_dev *)dev)->conns.guest_cid; /* le64, all there is */
+	if (offset < sizeof(cid))
+		memcpy(data, (uint8_t *)&cid + offset,
+		       len < sizeof(cid) - offset ? len : sizeof(cid) - offset);
 }
 
 /* vCPU thread. A driver that starts again after a reset learns, through the event queue,
  * that its old connections are gone (the reset closed their host sockets). */
 static int vsock_activate(struct virtio_dev *dev)
 {
-	struct vsock_dev *v = to_vsock(dev);
-	if (v->was_active)
-		v->event_owed = true;
+	struct vsock_dev *v = (struct vsock_dev *)dev;
+	v->event_owed |= v->was_active;
 	v->was_active = true;
 	return 0;
 }
 
 static void vsock_reset(struct virtio_dev *dev)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	vsock_conns_reset(&v->conns);
 	v->event_owed = false;
 }
 
 static void vsock_destroy(struct virtio_dev *dev)
 {
-	struct vsock_dev *v = to_vsock(dev);
+	struct vsock_dev *v = (struct vsock_dev *)dev;
 	vsock_conns_destroy(&v->conns);
 	vsock_host_destroy(&v->host);
 	free(v->uds_path);
@@ -253,21 +234,17 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 				       .lock = &v->vdev.lock,
 				       .uds_path = v->uds_path,
 				       .conns = &v->conns,
-				       .kick = host_kick,
+				       .kick = process_rx,
 				       .kick_opaque = v };
-	int rc = vsock_host_init(&v->host, err, err_len);
-	if (rc) {
-		vsock_destroy(&v->vdev);
-		return rc;
-	}
 	uint64_t features =
 		(1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3, VSOCK_QUEUE_SIZE,
-			      features);
-	if (rc) {
+	int rc = vsock_host_init(&v->host, err, err_len);
+	if (!rc && (rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3,
+					  VSOCK_QUEUE_SIZE, features)))
 		snprintf(err, err_len, "vsock: cannot create the virtio-mmio device: %s",
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
 				       : strerror(-rc));
+	if (rc) {
 		vsock_destroy(&v->vdev);
 		return rc;
 	}

@@ -3,9 +3,7 @@
  *   host-initiated: a host process connects to uds_path, writes "CONNECT <port>\n" and
  *     gets "OK <host_port>\n" once the guest accepted; then the socket is the stream.
  *   guest-initiated: a guest connect to CID 2 port P becomes a connect to "<uds_path>_P".
- * Queue 0 carries packets to the guest (rx), queue 1 from the guest (tx), queue 2 events.
- * Everything runs on the VMM thread under the device lock; host sockets are non-blocking
- * and watched by the event loop. */
+ * All of it runs on the VMM thread under the device lock, host sockets non-blocking. */
 #ifndef EMBER_VSOCK_H
 #define EMBER_VSOCK_H
 
@@ -24,29 +22,16 @@ struct vsock_config {
 };
 void vsock_config_free(struct vsock_config *v); /* what v points to; v itself stays */
 
-#define VIRTIO_ID_VSOCK 19
-#define VSOCK_HOST_CID	2
+#define VSOCK_HOST_CID 2
 
-#define VSOCK_RX_QUEUE	  0
-#define VSOCK_TX_QUEUE	  1
-#define VSOCK_EVENT_QUEUE 2
-#define VSOCK_QUEUE_SIZE  256
-
-/* struct virtio_vsock_hdr, little-endian and packed: 44 bytes. */
+/* struct virtio_vsock_hdr, little-endian and packed. */
 struct vsock_hdr {
-	uint64_t src_cid;
-	uint64_t dst_cid;
-	uint32_t src_port;
-	uint32_t dst_port;
-	uint32_t len;
-	uint16_t type;
-	uint16_t op;
-	uint32_t flags;
-	uint32_t buf_alloc;
-	uint32_t fwd_cnt;
+	uint64_t src_cid, dst_cid;
+	uint32_t src_port, dst_port, len;
+	uint16_t type, op;
+	uint32_t flags, buf_alloc, fwd_cnt;
 } __attribute__((packed));
-#define VSOCK_HDR_LEN 44
-
+#define VSOCK_HDR_LEN	  sizeof(struct vsock_hdr)
 #define VSOCK_TYPE_STREAM 1
 
 enum vsock_op {
@@ -57,43 +42,40 @@ enum vsock_op {
 	VSOCK_OP_SHUTDOWN,
 	VSOCK_OP_RW,
 	VSOCK_OP_CREDIT_UPDATE,
-	VSOCK_OP_CREDIT_REQUEST,
+	VSOCK_OP_CREDIT_REQUEST
 };
 
 /* SHUTDOWN flags: the sender will receive / send no more. */
 #define VSOCK_SHUTDOWN_RCV  1
 #define VSOCK_SHUTDOWN_SEND 2
 
-#define VSOCK_EVENT_TRANSPORT_RESET 0
-
-/* Limits. A packet from the guest with more payload than VSOCK_PKT_MAX is dropped; each
- * connection may have VSOCK_BUF_ALLOC bytes from the guest not yet taken by its host
- * socket (the credit ember grants), and a guest that sends beyond it gets a reset. */
+/* A guest packet with more payload than VSOCK_PKT_MAX is dropped. VSOCK_BUF_ALLOC is the
+ * credit ember grants per connection: guest data its host socket has not taken yet; a
+ * guest that sends beyond it gets a reset. */
 #define VSOCK_PKT_MAX	    (64 * 1024)
 #define VSOCK_BUF_ALLOC	    (256 * 1024)
 #define VSOCK_CONN_MAX	    1024
 #define VSOCK_CONNECT_MS    2000       /* host-initiated: the guest must answer within this */
 #define VSOCK_LOCAL_PORT_LO (1U << 30) /* host ports ember hands out for host connections */
 
-/* The "vsock" metrics group (counts since the last flush, as every group). */
+/* The "vsock" metrics group, with Firecracker's names; rx is to the guest. */
 enum vsock_metric {
-	VSOCK_RX_PACKETS, /* to the guest; "rx_packets_count" etc., as Firecracker names them */
+	VSOCK_RX_PACKETS,
 	VSOCK_RX_BYTES,
-	VSOCK_TX_PACKETS, /* from the guest */
+	VSOCK_TX_PACKETS,
 	VSOCK_TX_BYTES,
-	VSOCK_TX_DROPPED,      /* malformed packets from the guest, dropped */
-	VSOCK_RST_SENT,	       /* resets sent to the guest */
-	VSOCK_CONNS_ADDED,     /* connections established, either way */
-	VSOCK_CONNS_REMOVED,   /* connections gone, for any reason */
-	VSOCK_CONNS_REFUSED,   /* connects with nobody listening at the other end */
+	VSOCK_TX_DROPPED, /* malformed packets from the guest */
+	VSOCK_RST_SENT,
+	VSOCK_CONNS_ADDED,     /* established, either way */
+	VSOCK_CONNS_REMOVED,   /* gone, for any reason */
+	VSOCK_CONNS_REFUSED,   /* nobody listening at the other end */
 	VSOCK_CREDIT_EXCEEDED, /* the guest sent more than its credit */
 	VSOCK_METRIC_COUNT
 };
 extern struct metric vsock_metrics[VSOCK_METRIC_COUNT];
 
 /* Binds cfg->uds_path (which must not exist) and creates the device in the machine's next
- * virtio slot. -errno and a message naming
- * the path in err on failure. */
+ * virtio slot; -errno and a message naming the path in err on failure. */
 int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
 		 char *err, size_t err_len);
 

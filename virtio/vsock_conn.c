@@ -1,76 +1,53 @@
-/* virtio-vsock connections: the table, the handshakes both ways, deadlines, resets owed to
- * the guest and the dispatch of the guest's packets, with no socket in sight (see
- * vsock_conn.h); the data path of each connection is in vsock_stream.c. */
+/* The connection table: handshakes both ways, deadlines, resets owed to the guest and the
+ * dispatch of the guest's packets (see vsock_conn.h). */
 #include "virtio/vsock_conn.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include "core/log.h"
-#include "virtio/vsock_stream.h"
-
-#define WARN_MAX      8
-#define SHUTDOWN_BOTH (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)
-
-void vsock_conns_warn(struct vsock_conns *t, const char *fmt, ...)
-{
-	char msg[ERR_LEN];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_warn_limited(t->warnings, WARN_MAX, "virtio-vsock %s: %s", *t->label, msg);
-}
 
 void vsock_conns_init(struct vsock_conns *t, const struct vsock_host_ops *ops, void *host,
 		      uint64_t guest_cid, const char *const *label, unsigned *warnings)
 {
-	memset(t, 0, sizeof(*t));
-	t->ops = ops;
-	t->host = host;
-	t->guest_cid = guest_cid;
+	*t = (struct vsock_conns){ .ops = ops, .host = host, .guest_cid = guest_cid };
 	t->label = label;
 	t->warnings = warnings;
 	t->next_local_port = VSOCK_LOCAL_PORT_LO;
+	t->rx_tail = &t->rx_head;
 }
 
-static unsigned bucket(uint32_t host_port, uint32_t guest_port)
+static struct vsock_conn **bucket(struct vsock_conns *t, uint32_t host_port, uint32_t guest_port)
 {
-	return (host_port * 2654435761U ^ guest_port) % VSOCK_HASH_BUCKETS;
+	return &t->hash[(host_port * 2654435761U ^ guest_port) % VSOCK_HASH_BUCKETS];
 }
 
 struct vsock_conn *vsock_conn_find(struct vsock_conns *t, uint32_t host_port, uint32_t guest_port)
 {
-	for (struct vsock_conn *c = t->hash[bucket(host_port, guest_port)]; c; c = c->hash_next)
-		if (c->host_port == host_port && c->guest_port == guest_port)
-			return c;
-	return NULL;
+	struct vsock_conn *c = *bucket(t, host_port, guest_port);
+	while (c && (c->host_port != host_port || c->guest_port != guest_port))
+		c = c->hash_next;
+	return c;
 }
 
 static void hash_add(struct vsock_conn *c)
 {
-	unsigned b = bucket(c->host_port, c->guest_port);
-	c->hash_next = c->t->hash[b];
-	c->t->hash[b] = c;
+	struct vsock_conn **b = bucket(c->t, c->host_port, c->guest_port);
+	c->hash_next = *b;
+	*b = c;
 	c->hashed = true;
 }
 
 static struct vsock_conn *new_conn(struct vsock_conns *t)
 {
-	if (t->nr_conns >= VSOCK_CONN_MAX)
-		return NULL;
-	struct vsock_conn *c = calloc(1, sizeof(*c));
+	struct vsock_conn *c = t->nr_conns < VSOCK_CONN_MAX ? calloc(1, sizeof(*c)) : NULL;
 	if (!c)
 		return NULL;
 	c->t = t;
 	c->fd = -1;
-	c->next = t->conns;
-	if (t->conns)
-		t->conns->prev = c;
+	if ((c->next = t->conns))
+		t->conns->pprev = &c->next;
 	t->conns = c;
+	c->pprev = &t->conns;
 	t->nr_conns++;
 	return c;
 }
@@ -79,41 +56,26 @@ static struct vsock_conn *new_conn(struct vsock_conns *t)
 static void unlink_conn(struct vsock_conn *c)
 {
 	struct vsock_conns *t = c->t;
+	struct vsock_conn **p;
 	if (c->hashed) {
-		for (struct vsock_conn **p = &t->hash[bucket(c->host_port, c->guest_port)]; *p;
-		     p = &(*p)->hash_next)
-			if (*p == c) {
-				*p = c->hash_next;
-				break;
-			}
-		c->hashed = false;
+		for (p = bucket(t, c->host_port, c->guest_port); *p != c; p = &(*p)->hash_next)
+			;
+		*p = c->hash_next;
 	}
 	if (c->on_rx_list) {
-		struct vsock_conn *prev = NULL;
-		for (struct vsock_conn *i = t->rx_head; i; prev = i, i = i->rx_next)
-			if (i == c) {
-				if (prev)
-					prev->rx_next = c->rx_next;
-				else
-					t->rx_head = c->rx_next;
-				if (t->rx_tail == c)
-					t->rx_tail = prev;
-				break;
-			}
-		c->on_rx_list = false;
+		for (p = &t->rx_head; *p != c; p = &(*p)->rx_next)
+			;
+		if (!(*p = c->rx_next))
+			t->rx_tail = p;
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		t->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	if ((*c->pprev = c->next))
+		c->next->pprev = c->pprev;
 	t->nr_conns--;
 	if (c->added)
 		metric_inc(&vsock_metrics[VSOCK_CONNS_REMOVED]);
+	c->hashed = c->on_rx_list = false;
 	c->state = CONN_DEAD;
-	c->dead_next = t->dead;
+	c->next = t->dead;
 	t->dead = c;
 }
 
@@ -138,21 +100,12 @@ void vsock_conn_kill(struct vsock_conn *c, bool rst)
 
 void vsock_conns_reap(struct vsock_conns *t)
 {
-	while (t->dead) {
-		struct vsock_conn *c = t->dead;
-		t->dead = c->dead_next;
+	for (struct vsock_conn *c; (c = t->dead); free(c)) {
+		t->dead = c->next;
 		if (c->fd >= 0)
 			t->ops->close(t->host, c);
 		free(c->tx_buf);
-		free(c);
 	}
-}
-
-void vsock_conns_destroy(struct vsock_conns *t)
-{
-	while (t->conns)
-		vsock_conn_kill(t->conns, false);
-	vsock_conns_reap(t);
 }
 
 void vsock_conns_reset(struct vsock_conns *t)
@@ -165,16 +118,20 @@ void vsock_conns_reset(struct vsock_conns *t)
 	t->ops->wake(t->host);
 }
 
+void vsock_conns_destroy(struct vsock_conns *t)
+{
+	vsock_conns_reset(t);
+	vsock_conns_reap(t);
+}
+
 bool vsock_conns_expire(struct vsock_conns *t)
 {
 	uint64_t now = t->ops->now_ns(t->host);
 	bool waiting = false;
 	for (struct vsock_conn *c = t->conns, *next; c; c = next) {
 		next = c->next;
-		if (!c->deadline_ns)
-			continue;
-		if (now < c->deadline_ns) {
-			waiting = true;
+		if (!c->deadline_ns || now < c->deadline_ns) {
+			waiting |= c->deadline_ns != 0;
 			continue;
 		}
 		if (c->state == CONN_REQUESTED)
@@ -193,13 +150,10 @@ void vsock_conn_host_event(struct vsock_conn *c, bool readable, bool hup)
 {
 	if (c->state == CONN_DEAD)
 		return;
+	/* The host failed or left with data to deliver, or gave up before the guest answered. */
 	if (vsock_stream_host_event(c, readable, hup) == VSOCK_STREAM_RESET ||
-	    (c->state == CONN_REQUESTED && c->host_hup)) {
-		/* The host failed or left with data to deliver, or gave up before the guest
-		 * answered. */
-		vsock_conn_kill(c, true);
-		return;
-	}
+	    (c->state == CONN_REQUESTED && c->host_hup))
+		return vsock_conn_kill(c, true);
 	vsock_stream_want_rx(c);
 }
 
@@ -219,14 +173,11 @@ struct vsock_conn *vsock_conn_host_accepted(struct vsock_conns *t, int fd)
 void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port)
 {
 	struct vsock_conns *t = c->t;
-	/* A host port no connection to this guest port uses. */
-	uint32_t host_port;
-	do {
-		host_port = t->next_local_port++;
+	do { /* a host port that no connection to this guest port uses */
+		c->host_port = t->next_local_port++;
 		if (t->next_local_port == UINT32_MAX)
 			t->next_local_port = VSOCK_LOCAL_PORT_LO;
-	} while (vsock_conn_find(t, host_port, guest_port));
-	c->host_port = host_port;
+	} while (vsock_conn_find(t, c->host_port, guest_port));
 	c->guest_port = guest_port;
 	c->state = CONN_REQUESTED;
 	c->pending = PENDING_REQUEST;
@@ -236,26 +187,24 @@ void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port)
 }
 
 /* The guest's RESPONSE to a host-initiated REQUEST: the host client hears "OK <port>". */
-static void established(struct vsock_conn *c)
+static int established(struct vsock_conn *c)
 {
 	char ok[32];
 	int n = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
 	struct iovec iov = { ok, (size_t)n };
-	/* A fresh socket's buffer takes these few bytes whole; anything else means the host
-	 * end is gone. */
-	if (c->t->ops->send(c->t->host, c, &iov, 1) != n) {
-		vsock_conn_kill(c, true);
-		return;
-	}
+	/* A fresh socket's buffer takes these few bytes whole: if not, the host end is gone. */
+	if (c->t->ops->send(c->t->host, c, &iov, 1) != n)
+		return VSOCK_STREAM_RESET;
 	c->state = CONN_ESTABLISHED;
 	c->pending &= ~PENDING_REQUEST;
 	c->deadline_ns = 0;
 	c->added = true;
 	metric_inc(&vsock_metrics[VSOCK_CONNS_ADDED]);
+	return 0;
 }
 
-/* A guest REQUEST to the host's port: connects to the host side's listener for it. NULL
- * when nobody listens there or too many connections are open. */
+/* A guest REQUEST: connects to the host side's listener for the port. NULL when nobody
+ * listens there or too many connections are open. */
 static struct vsock_conn *guest_connect(struct vsock_conns *t, uint32_t host_port,
 					uint32_t guest_port)
 {
@@ -273,8 +222,7 @@ static struct vsock_conn *guest_connect(struct vsock_conns *t, uint32_t host_por
 	if (rc) {
 		if (rc == -ECONNREFUSED)
 			metric_inc(&vsock_metrics[VSOCK_CONNS_REFUSED]);
-		/* Never hashed nor counted: the guest's packets cannot find it. */
-		vsock_conn_kill(c, false);
+		vsock_conn_kill(c, false); /* never hashed: the guest's packets cannot find it */
 		return NULL;
 	}
 	c->pending = PENDING_RESPONSE;
@@ -288,58 +236,45 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 			    const struct iovec *payload, unsigned nr)
 {
 	struct vsock_conn *c = vsock_conn_find(t, h->dst_port, h->src_port);
-	if (h->type != VSOCK_TYPE_STREAM || h->op == VSOCK_OP_INVALID ||
-	    h->op > VSOCK_OP_CREDIT_REQUEST) {
-		if (h->op == VSOCK_OP_RST)
-			return;
-		vsock_conns_warn(t, "reset: packet type %u op %u", h->type, h->op);
-		if (c)
-			vsock_conn_kill(c, false);
-		return owe_rst(t, h->dst_port, h->src_port);
-	}
-	if (h->op == VSOCK_OP_REQUEST) {
-		if (c) {
-			/* Already connected on these ports: both ends start over. */
-			vsock_conn_kill(c, false);
-			return owe_rst(t, h->dst_port, h->src_port);
-		}
-		c = guest_connect(t, h->dst_port, h->src_port);
-		if (!c)
-			return owe_rst(t, h->dst_port, h->src_port);
-	} else if (!c) {
-		if (h->op != VSOCK_OP_RST)
-			owe_rst(t, h->dst_port, h->src_port);
+	bool bad = h->type != VSOCK_TYPE_STREAM || h->op == VSOCK_OP_INVALID ||
+		   h->op > VSOCK_OP_CREDIT_REQUEST;
+	if (h->op == VSOCK_OP_RST && (bad || !c))
 		return;
+	if (bad || (c && h->op == VSOCK_OP_REQUEST)) {
+		if (bad)
+			vsock_conns_warn(t, "reset: packet type %u op %u", h->type, h->op);
+		if (c) /* a REQUEST on connected ports: both ends start over */
+			vsock_conn_kill(c, false);
+		c = NULL;
+	} else if (!c && h->op == VSOCK_OP_REQUEST) {
+		c = guest_connect(t, h->dst_port, h->src_port);
 	}
+	if (!c)
+		return owe_rst(t, h->dst_port, h->src_port);
 	/* Every packet tells the guest's receive buffer and how much of it it consumed. */
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
 	if (vsock_conn_peer_credit(c))
 		c->credit_requested = false;
 
+	int rc = 0;
 	switch (h->op) {
 	case VSOCK_OP_RESPONSE:
-		if (c->state != CONN_REQUESTED)
-			vsock_conn_kill(c, true);
-		else
-			established(c);
+		rc = c->state == CONN_REQUESTED ? established(c) : VSOCK_STREAM_RESET;
 		break;
 	case VSOCK_OP_RST:
 		vsock_conn_kill(c, false);
 		break;
 	case VSOCK_OP_SHUTDOWN:
-		c->guest_shutdown |= h->flags & SHUTDOWN_BOTH;
-		if (vsock_stream_guest_shutdown(c) == VSOCK_STREAM_RESET)
-			vsock_conn_kill(c, true);
+		c->guest_shutdown |= h->flags & (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
+		rc = vsock_stream_guest_shutdown(c);
 		break;
 	case VSOCK_OP_RW:
-		if (c->state != CONN_ESTABLISHED || (c->guest_shutdown & VSOCK_SHUTDOWN_SEND)) {
-			vsock_conn_kill(c, true);
-			break;
+		rc = VSOCK_STREAM_RESET;
+		if (c->state == CONN_ESTABLISHED && !(c->guest_shutdown & VSOCK_SHUTDOWN_SEND)) {
+			metric_add(&vsock_metrics[VSOCK_TX_BYTES], h->len);
+			rc = vsock_stream_from_guest(c, payload, nr, h->len);
 		}
-		metric_add(&vsock_metrics[VSOCK_TX_BYTES], h->len);
-		if (vsock_stream_from_guest(c, payload, nr, h->len) == VSOCK_STREAM_RESET)
-			vsock_conn_kill(c, true);
 		break;
 	case VSOCK_OP_CREDIT_REQUEST:
 		c->pending |= PENDING_CREDIT_UPDATE;
@@ -347,18 +282,15 @@ void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 	default: /* REQUEST: guest_connect owes the RESPONSE; CREDIT_UPDATE: noted above */
 		break;
 	}
+	if (rc == VSOCK_STREAM_RESET)
+		vsock_conn_kill(c, true);
 	vsock_stream_want_rx(c); /* a no-op on a connection that just ended */
-}
-
-bool vsock_conns_have_rx(const struct vsock_conns *t)
-{
-	return t->rst_len || t->rx_head;
 }
 
 bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct iovec *payload,
 			     unsigned *nr, uint64_t room)
 {
-	for (;;) {
+	for (struct vsock_conn *c;;) {
 		/* Resets first: they may free the guest's side of a port for a new connection. */
 		if (t->rst_len) {
 			vsock_stream_hdr(t, h, t->rst[t->rst_head].host_port,
@@ -368,12 +300,10 @@ bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct 
 			metric_inc(&vsock_metrics[VSOCK_RST_SENT]);
 			return true;
 		}
-		struct vsock_conn *c = t->rx_head;
-		if (!c)
+		if (!(c = t->rx_head))
 			return false;
-		t->rx_head = c->rx_next;
-		if (!t->rx_head)
-			t->rx_tail = NULL;
+		if (!(t->rx_head = c->rx_next))
+			t->rx_tail = &t->rx_head;
 		c->on_rx_list = false;
 		int rc = vsock_stream_packet(c, h, payload, nr, room);
 		if (rc == VSOCK_STREAM_RESET) {

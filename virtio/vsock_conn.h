@@ -1,14 +1,11 @@
 /* virtio-vsock connections: the state machine between the guest's packets (vsock.c) and the
- * host's Unix sockets (vsock_host.c). It keeps each connection's state, the credit both
- * ways, the shutdown flags, the control packets and resets owed to the guest, the deadlines
- * and the connection table. It never calls a socket or event-loop function: it reaches the
- * host side only through struct vsock_host_ops, so a test drives it with a fake host.
- * vsock_conn.c keeps the table and the handshakes; vsock_stream.c, below it, the data path.
+ * host's Unix sockets (vsock_host.c), with the connection table here (vsock_conn.c) and the
+ * data path below it (vsock_stream.c). It reaches the host side only through struct
+ * vsock_host_ops, so a test drives it with a fake host.
  *
- * Lifetime: a connection that ends is unlinked at once and marked CONN_DEAD, but its host
- * end is closed and its memory freed only by vsock_conns_reap, which every VMM-thread entry
- * point calls last. Code that ran an operation able to end a connection may therefore
- * still read its state (and nothing else) without a use-after-free. */
+ * An ended connection is unlinked at once and marked CONN_DEAD, but its host end is closed
+ * and its memory freed only by vsock_conns_reap, which every VMM-thread entry point calls
+ * last: code that just ended a connection may still read its state. */
 #ifndef EMBER_VSOCK_CONN_H
 #define EMBER_VSOCK_CONN_H
 
@@ -17,6 +14,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "core/log.h"
 #include "virtio/vsock.h"
 
 #define VSOCK_HASH_BUCKETS 256
@@ -27,17 +25,14 @@ enum vsock_conn_state {
 	CONN_REQUESTED,	   /* host-initiated: REQUEST owed or sent, waiting for RESPONSE */
 	CONN_ESTABLISHED,
 	CONN_CLOSING, /* the host socket is gone; waiting for the guest's RST */
-	CONN_DEAD,    /* ended; freed by the next vsock_conns_reap */
+	CONN_DEAD,
 };
 
-/* Control packets a connection owes the guest, sent before any data. */
-#define PENDING_REQUEST	       (1U << 0)
-#define PENDING_RESPONSE       (1U << 1)
-#define PENDING_CREDIT_UPDATE  (1U << 2)
-#define PENDING_CREDIT_REQUEST (1U << 3)
-#define PENDING_SHUTDOWN       (1U << 4)
-
-struct vsock_conns;
+/* Packets a connection owes the guest, in the order they go. */
+#define PENDING_REQUEST	      (1U << 0)
+#define PENDING_RESPONSE      (1U << 1)
+#define PENDING_CREDIT_UPDATE (1U << 2)
+#define PENDING_SHUTDOWN      (1U << 3) /* after any data */
 
 struct vsock_conn {
 	struct vsock_conns *t;
@@ -48,13 +43,13 @@ struct vsock_conn {
 
 	unsigned pending;	    /* PENDING_* */
 	uint32_t shutdown_to_guest; /* flags of the owed SHUTDOWN */
+	uint32_t guest_shutdown;    /* SHUTDOWN flags the guest sent */
 	bool host_readable;	    /* no EAGAIN seen since the last readable edge */
 	bool host_hup;		    /* the host closed its socket altogether */
 	bool host_eof;		    /* read returned 0: SHUTDOWN(SEND) owed or sent */
 	bool credit_requested;	    /* a CREDIT_REQUEST went out since the last update */
 	bool added;		    /* counted in conns_added, so conns_removed counts its end */
-	bool hashed;
-	uint32_t guest_shutdown; /* SHUTDOWN flags the guest sent */
+	bool hashed, on_rx_list;
 
 	/* Host to guest: the guest's receive buffer (its credit) and what ember sent. */
 	uint32_t peer_buf_alloc, peer_fwd_cnt, rx_cnt;
@@ -64,32 +59,25 @@ struct vsock_conn {
 	uint8_t *tx_buf;
 	uint32_t tx_head, tx_len;
 
-	bool on_rx_list;
-	struct vsock_conn *rx_next;
-	struct vsock_conn *hash_next;
-	struct vsock_conn *prev, *next; /* every live connection of the table */
-	struct vsock_conn *dead_next;
+	struct vsock_conn *rx_next, *hash_next;
+	struct vsock_conn *next, **pprev; /* the live list; once dead, next links the dead list */
 };
 
-/* What the state machine asks of the host side. Every call but wake comes on the VMM
- * thread with the device lock held. Byte counts and -errno as send/recv give them. */
+/* What the state machine asks of the host side, on the VMM thread with the device lock
+ * held (but wake). send and recv never block: bytes, 0 at end of stream, or -errno (-EAGAIN
+ * when the socket is full or empty). */
 struct vsock_host_ops {
-	/* Passes guest data to c's host socket without blocking: bytes taken, or -EAGAIN. */
 	ssize_t (*send)(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr);
-	/* Reads host data into iov: bytes, 0 at end of stream, -EAGAIN when there is none. */
 	ssize_t (*recv)(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr);
-	/* The guest sends no more: the host reader should see end of stream. */
-	void (*shutdown_write)(void *host, struct vsock_conn *c);
-	/* A guest REQUEST to c->host_port: opens c's host end (c->fd) and watches it; 0,
-	 * -ECONNREFUSED when nobody listens there, or another -errno. */
+	void (*shutdown_write)(void *host, struct vsock_conn *c); /* the guest sends no more */
+	/* A guest REQUEST to c->host_port: opens and watches c->fd (a c->fd set on failure is
+	 * closed with c); 0, -ECONNREFUSED when nobody listens there, or another -errno. */
 	int (*connect)(void *host, struct vsock_conn *c);
-	/* Stops watching and closes c's host end. */
-	void (*close)(void *host, struct vsock_conn *c);
+	void (*close)(void *host, struct vsock_conn *c); /* stops watching and closes c->fd */
 	uint64_t (*now_ns)(void *host);
 	/* A deadline was set: call vsock_conns_expire now and then until it returns false. */
 	void (*arm_timer)(void *host);
-	/* A device reset (on a vCPU thread) left connections to close: call vsock_conns_reap
-	 * on the VMM thread soon. */
+	/* From a vCPU thread (device reset): call vsock_conns_reap on the VMM thread soon. */
 	void (*wake)(void *host);
 };
 
@@ -100,13 +88,11 @@ struct vsock_conns {
 	const char *const *label; /* the device's, for warnings */
 	unsigned *warnings;	  /* the device's count of logged warnings */
 
-	struct vsock_conn *conns; /* every live connection */
+	struct vsock_conn *conns, *dead; /* live; ended, waiting for vsock_conns_reap */
 	unsigned nr_conns;
-	struct vsock_conn *dead; /* ended, waiting for vsock_conns_reap */
 	struct vsock_conn *hash[VSOCK_HASH_BUCKETS];
-	struct vsock_conn *rx_head, *rx_tail; /* connections with something for the guest */
+	struct vsock_conn *rx_head, **rx_tail; /* connections with something for the guest */
 	uint32_t next_local_port;
-
 	struct {
 		uint32_t host_port, guest_port;
 	} rst[VSOCK_RST_QUEUE];
@@ -115,41 +101,58 @@ struct vsock_conns {
 
 void vsock_conns_init(struct vsock_conns *t, const struct vsock_host_ops *ops, void *host,
 		      uint64_t guest_cid, const char *const *label, unsigned *warnings);
-/* Ends every connection and frees them all (the device goes away). */
-void vsock_conns_destroy(struct vsock_conns *t);
-/* Closes the host ends of ended connections and frees them. VMM thread. */
-void vsock_conns_reap(struct vsock_conns *t);
-/* Device reset (vCPU thread): every connection ends without a reset to the guest. */
-void vsock_conns_reset(struct vsock_conns *t);
+void vsock_conns_destroy(struct vsock_conns *t); /* ends and frees every connection */
+void vsock_conns_reap(struct vsock_conns *t);	 /* frees the ended ones; VMM thread */
+void vsock_conns_reset(struct vsock_conns *t);	 /* all end, no RST owed; vCPU thread */
 /* Ends connections past their deadline; whether some deadline is still ahead. */
 bool vsock_conns_expire(struct vsock_conns *t);
-void vsock_conns_warn(struct vsock_conns *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+#define vsock_conns_warn(t, fmt, ...)                                                              \
+	log_warn_limited((t)->warnings, 8, "virtio-vsock %s: " fmt, *(t)->label, ##__VA_ARGS__)
 
-/* The packet side. */
-/* A checked packet from the guest (its CIDs are right); payload: its h->len bytes. */
+/* A packet from the guest with the right CIDs; payload holds its h->len bytes. */
 void vsock_conns_from_guest(struct vsock_conns *t, const struct vsock_hdr *h,
 			    const struct iovec *payload, unsigned nr);
-/* Whether vsock_conns_next_packet may have something. */
-bool vsock_conns_have_rx(const struct vsock_conns *t);
-/* The next packet for the guest: fills *h and reads up to room bytes of payload (h->len)
+static inline bool vsock_conns_have_rx(const struct vsock_conns *t)
+{
+	return t->rst_len || t->rx_head;
+}
+/* The next packet owed to the guest: fills *h and reads up to room bytes of payload (h->len)
  * into payload, whose array it may trim. False when nothing is owed. */
 bool vsock_conns_next_packet(struct vsock_conns *t, struct vsock_hdr *h, struct iovec *payload,
 			     unsigned *nr, uint64_t room);
 
-/* The host side. */
 struct vsock_conn *vsock_conn_find(struct vsock_conns *t, uint32_t host_port, uint32_t guest_port);
-/* A host process connected to the listener (fd): a connection that waits for its CONNECT
- * line, or NULL at the connection limit (the caller closes fd). */
+/* A host process connected to the listener (fd) and now owes its CONNECT line. NULL at the
+ * connection limit (the caller closes fd). */
 struct vsock_conn *vsock_conn_host_accepted(struct vsock_conns *t, int fd);
-/* The CONNECT line asked for guest_port: the guest is sent a REQUEST. */
-void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port);
-/* The host socket became readable (or hung up, which also makes it readable). */
-void vsock_conn_host_event(struct vsock_conn *c, bool readable, bool hup);
-/* Ends c; with rst, the guest is owed a reset. c stays readable until the next reap. */
-void vsock_conn_kill(struct vsock_conn *c, bool rst);
+void vsock_conn_host_request(struct vsock_conn *c, uint32_t guest_port);   /* CONNECT <port> */
+void vsock_conn_host_event(struct vsock_conn *c, bool readable, bool hup); /* or writable */
+void vsock_conn_kill(struct vsock_conn *c, bool rst); /* rst: the guest is owed one */
 
-/* The guest's credit: bytes ember may still send it on c. */
-uint32_t vsock_conn_peer_credit(const struct vsock_conn *c);
+/* Below: the data path of a connection (vsock_stream.c), for the table only. It never ends
+ * a connection itself: it returns VSOCK_STREAM_RESET and the table kills it, so that no
+ * code runs on after a connection ended under it. */
+#define VSOCK_STREAM_RESET (-1)
+
+static inline void vsock_conn_set_deadline(struct vsock_conn *c)
+{
+	c->deadline_ns = c->t->ops->now_ns(c->t->host) + VSOCK_CONNECT_MS * 1000000ULL;
+	c->t->ops->arm_timer(c->t->host);
+}
+
+uint32_t vsock_conn_peer_credit(const struct vsock_conn *c); /* bytes the guest can take */
+void vsock_stream_want_rx(struct vsock_conn *c); /* queues c if it owes the guest a packet */
+/* These three return 0 or VSOCK_STREAM_RESET. len bytes of guest data for the host: */
+int vsock_stream_from_guest(struct vsock_conn *c, const struct iovec *iov, unsigned nr,
+			    uint32_t len);
+/* Passes on c->guest_shutdown once the buffered data is out; a full shutdown resets. */
+int vsock_stream_guest_shutdown(struct vsock_conn *c);
+int vsock_stream_host_event(struct vsock_conn *c, bool readable, bool hup);
+void vsock_stream_hdr(const struct vsock_conns *t, struct vsock_hdr *h, uint32_t host_port,
+		      uint32_t guest_port, enum vsock_op op);
+/* c's next packet for the guest, as vsock_conns_next_packet: 1, 0 when it has none after
+ * all, or VSOCK_STREAM_RESET. */
+int vsock_stream_packet(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *payload,
+			unsigned *nr, uint64_t room);
 
 #endif

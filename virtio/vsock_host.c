@@ -1,7 +1,6 @@
 /* virtio-vsock, the host side: the listener at uds_path and its CONNECT lines, one
- * non-blocking Unix socket per connection (edge-triggered in the VMM thread's event loop),
- * the timer behind the connection deadlines, and the socket calls the connection state
- * machine makes through vsock_unix_ops. */
+ * non-blocking Unix socket per connection (edge-triggered in the VMM thread's event loop)
+ * and the timer behind the connection deadlines. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +10,8 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
 #include "core/machine.h"
 #include "virtio/vsock_internal.h"
 
@@ -22,30 +19,27 @@
 #define TIMER_PERIOD_NS	 (100 * 1000 * 1000ULL)
 #define CONN_EVENTS	 (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
+static ssize_t transfer(struct vsock_conn *c, const struct iovec *iov, unsigned nr, bool out)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = nr };
+	ssize_t n;
+	do
+		n = out ? sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL)
+			: recvmsg(c->fd, &msg, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
 static ssize_t unix_send(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr)
 {
 	(void)host;
-	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = nr };
-	for (;;) {
-		ssize_t w = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (w >= 0)
-			return w;
-		if (errno != EINTR)
-			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	}
+	return transfer(c, iov, nr, true);
 }
 
 static ssize_t unix_recv(void *host, struct vsock_conn *c, const struct iovec *iov, unsigned nr)
 {
 	(void)host;
-	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = nr };
-	for (;;) {
-		ssize_t r = recvmsg(c->fd, &msg, MSG_DONTWAIT);
-		if (r >= 0)
-			return r;
-		if (errno != EINTR)
-			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	}
+	return transfer(c, iov, nr, false);
 }
 
 static void unix_shutdown_write(void *host, struct vsock_conn *c)
@@ -72,10 +66,7 @@ static void unix_arm_timer(void *host)
 	struct vsock_host *h = host;
 	if (h->timer_armed)
 		return;
-	struct itimerspec its = {
-		.it_interval = { .tv_nsec = TIMER_PERIOD_NS },
-		.it_value = { .tv_nsec = TIMER_PERIOD_NS },
-	};
+	struct itimerspec its = { { 0, TIMER_PERIOD_NS }, { 0, TIMER_PERIOD_NS } };
 	if (timerfd_settime(h->timer_fd, 0, &its, NULL) == 0)
 		h->timer_armed = true;
 }
@@ -99,26 +90,21 @@ static void read_connect_line(struct vsock_host *h, struct vsock_conn *c)
 	if (!nl && r > 0 && r < CONNECT_LINE_MAX && !c->host_hup)
 		return; /* the rest of the line is on its way */
 	size_t len = nl ? (size_t)(nl - line) + 1 : 0;
-	if (!nl || recv(c->fd, line, len, MSG_DONTWAIT) != (ssize_t)len) {
-		if (r > 0)
-			vsock_conns_warn(h->conns,
-					 "host connection closed: no \"CONNECT <port>\\n\" line");
-		vsock_conn_kill(c, false);
-		return;
-	}
-	line[len - 1] = '\0';
-	unsigned long port = 0;
-	char *end = line;
-	errno = 0;
-	if (strncmp(line, "CONNECT ", 8) == 0 && line[8] >= '0' && line[8] <= '9')
-		port = strtoul(line + 8, &end, 10);
-	if (end == line || *end != '\0' || errno || port > UINT32_MAX) {
+	if (nl && recv(c->fd, line, len, MSG_DONTWAIT) == (ssize_t)len) {
+		unsigned long port = 0;
+		char *end = line;
+		*nl = '\0';
+		errno = 0;
+		if (strncmp(line, "CONNECT ", 8) == 0 && line[8] >= '0' && line[8] <= '9')
+			port = strtoul(line + 8, &end, 10);
+		if (end != line && *end == '\0' && !errno && port <= UINT32_MAX)
+			return vsock_conn_host_request(c, (uint32_t)port);
 		vsock_conns_warn(h->conns, "host connection closed: bad line \"%.*s\"",
 				 (int)len - 1, line);
-		vsock_conn_kill(c, false);
-		return;
+	} else if (r > 0) {
+		vsock_conns_warn(h->conns, "host connection closed: no \"CONNECT <port>\\n\" line");
 	}
-	vsock_conn_host_request(c, (uint32_t)port);
+	vsock_conn_kill(c, false);
 }
 
 /* Every handler ends the same way: packets for the guest go out, ended connections go. */
@@ -158,13 +144,8 @@ static int unix_connect(void *host, struct vsock_conn *c)
 		close(fd);
 		return -ECONNREFUSED;
 	}
-	int rc = evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	c->fd = fd;
-	return 0;
+	c->fd = fd; /* on failure too: the connection ends, and the reap closes it */
+	return evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c);
 }
 
 const struct vsock_host_ops vsock_unix_ops = {
@@ -188,27 +169,22 @@ static void on_listener(void *opaque, uint32_t events)
 		if (fd < 0)
 			break;
 		struct vsock_conn *c = vsock_conn_host_accepted(h->conns, fd);
-		if (!c) {
+		if (!c)
 			close(fd);
-			continue;
-		}
-		if (evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c)) {
-			c->fd = -1;
-			close(fd);
-			vsock_conn_kill(c, false);
-		}
+		else if (evloop_add(h->loop, fd, CONN_EVENTS, on_conn, c))
+			vsock_conn_kill(c, false); /* the reap closes fd */
 	}
 	finish(h);
 }
 
-/* Connections that waited too long for the guest (or for their CONNECT line) end. */
+/* The timer ticked (connections that waited too long end), or a device reset left host
+ * sockets to close (finish reaps them): either fd may be the one that woke us. */
 static void on_timer(void *opaque, uint32_t events)
 {
 	struct vsock_host *h = opaque;
-	(void)events;
-	uint64_t ticks;
-	ssize_t r = read(h->timer_fd, &ticks, sizeof(ticks));
-	(void)r;
+	uint64_t n;
+	ssize_t r = read(h->timer_fd, &n, sizeof(n)) + read(h->cleanup_fd, &n, sizeof(n));
+	(void)r, (void)events;
 	pthread_mutex_lock(h->lock);
 	if (!vsock_conns_expire(h->conns)) {
 		struct itimerspec off = { 0 };
@@ -218,22 +194,10 @@ static void on_timer(void *opaque, uint32_t events)
 	finish(h);
 }
 
-/* VMM thread: closes the host sockets of the connections a device reset dropped. */
-static void on_cleanup(void *opaque, uint32_t events)
-{
-	struct vsock_host *h = opaque;
-	(void)events;
-	uint64_t n;
-	ssize_t r = read(h->cleanup_fd, &n, sizeof(n));
-	(void)r;
-	pthread_mutex_lock(h->lock);
-	finish(h);
-}
-
 int vsock_host_init(struct vsock_host *h, char *err, size_t err_len)
 {
-	h->listen_fd = h->timer_fd = h->cleanup_fd = -1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	h->listen_fd = h->timer_fd = h->cleanup_fd = -1;
 	/* Room for the "_<port>" of guest connections, up to "_4294967295". */
 	if (strlen(h->uds_path) + 11 >= sizeof(sa.sun_path)) {
 		snprintf(err, err_len,
@@ -242,55 +206,38 @@ int vsock_host_init(struct vsock_host *h, char *err, size_t err_len)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, h->uds_path);
-	h->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (h->listen_fd < 0 || bind(h->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
+	int rc = 0, fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+	} else {
+		h->listen_fd = fd; /* ember made the socket file: vsock_host_destroy removes it */
+		if (listen(fd, 128) < 0)
+			rc = -errno;
+		h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		h->cleanup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (!rc && (h->timer_fd < 0 || h->cleanup_fd < 0))
+			rc = -errno;
+	}
+	if (!rc && !(rc = evloop_add(h->loop, fd, EPOLLIN, on_listener, h)) &&
+	    !(rc = evloop_add(h->loop, h->timer_fd, EPOLLIN, on_timer, h)))
+		rc = evloop_add(h->loop, h->cleanup_fd, EPOLLIN, on_timer, h);
+	if (rc)
 		snprintf(err, err_len, "vsock: uds_path %s: %s", h->uds_path,
-			 e == EADDRINUSE ? "already exists (remove it first)" : strerror(e));
-		if (h->listen_fd >= 0)
-			close(h->listen_fd);
-		h->listen_fd = -1;
-		return -e;
-	}
-	int rc = 0;
-	if (listen(h->listen_fd, 128) < 0)
-		rc = -errno;
-	h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	h->cleanup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!rc && (h->timer_fd < 0 || h->cleanup_fd < 0))
-		rc = -errno;
-	if (!rc)
-		rc = evloop_add(h->loop, h->listen_fd, EPOLLIN, on_listener, h);
-	if (!rc && (rc = evloop_add(h->loop, h->timer_fd, EPOLLIN, on_timer, h)))
-		evloop_remove(h->loop, h->listen_fd);
-	if (!rc && (rc = evloop_add(h->loop, h->cleanup_fd, EPOLLIN, on_cleanup, h))) {
-		evloop_remove(h->loop, h->listen_fd);
-		evloop_remove(h->loop, h->timer_fd);
-	}
-	if (rc) {
-		snprintf(err, err_len, "vsock: uds_path %s: %s", h->uds_path, strerror(-rc));
-		close(h->listen_fd);
-		unlink(h->uds_path);
-		h->listen_fd = -1;
-		return rc;
-	}
-	return 0;
+			 rc == -EADDRINUSE ? "already exists (remove it first)" : strerror(-rc));
+	return rc;
 }
 
 void vsock_host_destroy(struct vsock_host *h)
 {
-	if (h->listen_fd >= 0) {
-		evloop_remove(h->loop, h->listen_fd);
-		close(h->listen_fd);
-		/* ember made the socket file; it goes with it. */
+	if (h->listen_fd >= 0)
 		unlink(h->uds_path);
-	}
-	if (h->timer_fd >= 0) {
-		evloop_remove(h->loop, h->timer_fd);
-		close(h->timer_fd);
-	}
-	if (h->cleanup_fd >= 0) {
-		evloop_remove(h->loop, h->cleanup_fd);
-		close(h->cleanup_fd);
+	int fds[] = { h->listen_fd, h->timer_fd, h->cleanup_fd };
+	for (int i = 0; i < 3; i++) {
+		if (fds[i] >= 0) {
+			evloop_remove(h->loop, fds[i]);
+			close(fds[i]);
+		}
 	}
 }

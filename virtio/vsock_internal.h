@@ -1,13 +1,9 @@
-/* What virtio/vsock.c (the device: queues and packets) and virtio/vsock_host.c (the host
- * side: the Unix listener and one Unix socket per connection) share. Both drive the
- * connection state machine (vsock_conn.h); the host side reaches the device only through
- * the kick callback it was given. */
+/* What the device (vsock.c) and its Unix-socket host side (vsock_host.c) share. The host
+ * side reaches the device only through kick. */
 #ifndef EMBER_VSOCK_INTERNAL_H
 #define EMBER_VSOCK_INTERNAL_H
 
 #include <pthread.h>
-#include <stdbool.h>
-#include <stddef.h>
 
 #include "core/evloop.h"
 #include "virtio/vsock_conn.h"
@@ -17,23 +13,19 @@ struct vsock_host {
 	pthread_mutex_t *lock; /* the device's: held around every state machine call */
 	const char *uds_path;
 	struct vsock_conns *conns;
-	/* After host events: the device passes what the connections owe to the guest. */
-	void (*kick)(void *opaque);
+	void (*kick)(void *opaque); /* after host events: packets owed to the guest go out */
 	void *kick_opaque;
 
-	int listen_fd;
-	int timer_fd; /* connection deadlines */
+	int listen_fd, timer_fd, cleanup_fd; /* cleanup_fd: see vsock_host_ops.wake */
 	bool timer_armed;
-	int cleanup_fd; /* eventfd: a device reset left host sockets for the VMM thread */
 };
 
-/* The state machine's ops for Unix sockets; their host argument is a struct vsock_host. */
-extern const struct vsock_host_ops vsock_unix_ops;
+extern const struct vsock_host_ops vsock_unix_ops; /* their host is a struct vsock_host */
 
-/* Binds uds_path and registers the listener, the timer and the cleanup eventfd (every
- * field above the blank line set). -errno and a message naming the path on failure. */
+/* Binds uds_path and watches the listener, the timer and the cleanup eventfd (the fields
+ * above the blank line are set). -errno and a message naming the path on failure; then, as
+ * after vsock_conns_destroy, vsock_host_destroy releases what it holds. */
 int vsock_host_init(struct vsock_host *h, char *err, size_t err_len);
-/* After vsock_conns_destroy: closes the listener and removes uds_path. */
 void vsock_host_destroy(struct vsock_host *h);
 
 #endif

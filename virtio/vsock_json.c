@@ -12,26 +12,11 @@
 
 static const char what[] = "vsock";
 
-static int get_cid(json_t *body, uint32_t *cid, char *err)
-{
-	json_t *v = json_object_get(body, "guest_cid");
-	if (!v)
-		return cfg_fail(err, "%s: missing field 'guest_cid'", what);
-	if (!json_is_integer(v))
-		return cfg_fail(err, "%s: field 'guest_cid' must be an integer", what);
-	json_int_t n = json_integer_value(v);
-	if (n < VSOCK_CID_MIN || n > (json_int_t)UINT32_MAX)
-		return cfg_fail(err, "%s: field 'guest_cid' is %lld, must be between %d and %lu",
-				what, (long long)n, VSOCK_CID_MIN, (unsigned long)UINT32_MAX);
-	*cid = (uint32_t)n;
-	return 0;
-}
-
 /* Optional and deprecated in Firecracker, kept only to be shown back: any short string
  * without control characters (it may land in log lines). */
 static int get_id(json_t *body, const char **id, char *err)
 {
-	if (cfg_get_str(body, what, "vsock_id", id, err))
+	if (cfg_get_str(body, what, "vsock_id", false, id, err))
 		return -EINVAL;
 	if (!*id)
 		return 0;
@@ -92,12 +77,10 @@ int vsock_config_put(void *store, const char *path_id, json_t *body, char *err)
 	if (cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 	const char *id, *path;
-	uint32_t cid = 0;
-	if (get_cid(body, &cid, err) || cfg_get_str(body, what, "uds_path", &path, err))
-		return -EINVAL;
-	if (!path)
-		return cfg_fail(err, "%s: missing field 'uds_path'", what);
-	if (check_uds_path(path, err) || get_id(body, &id, err))
+	unsigned cid = 0;
+	if (cfg_get_uint(body, what, "guest_cid", true, VSOCK_CID_MIN, UINT32_MAX, &cid, err) ||
+	    cfg_get_str(body, what, "uds_path", true, &path, err) || check_uds_path(path, err) ||
+	    get_id(body, &id, err))
 		return -EINVAL;
 	struct vsock_config next = { .guest_cid = cid, .uds_path = strdup(path) };
 	next.vsock_id = id ? strdup(id) : NULL;

@@ -1,13 +1,12 @@
-/* The data path of one vsock connection (see vsock_stream.h). */
-#include "virtio/vsock_stream.h"
+/* The data path of one vsock connection: credit both ways, the guest data the host has
+ * not taken yet, the shutdowns and the packets it owes the guest. */
+#include "virtio/vsock_conn.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "virtio/virtq.h"
-
-#define SHUTDOWN_BOTH (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)
 
 uint32_t vsock_conn_peer_credit(const struct vsock_conn *c)
 {
@@ -22,38 +21,27 @@ static bool reads_host(const struct vsock_conn *c)
 	       !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV);
 }
 
-static bool has_rx(const struct vsock_conn *c)
-{
-	if (c->pending)
-		return true;
-	return reads_host(c) && (vsock_conn_peer_credit(c) > 0 || !c->credit_requested);
-}
-
 void vsock_stream_want_rx(struct vsock_conn *c)
 {
-	struct vsock_conns *t = c->t;
-	if (c->state == CONN_DEAD || c->on_rx_list || !has_rx(c))
+	if (c->state == CONN_DEAD || c->on_rx_list ||
+	    !(c->pending ||
+	      (reads_host(c) && (vsock_conn_peer_credit(c) > 0 || !c->credit_requested))))
 		return;
 	c->on_rx_list = true;
 	c->rx_next = NULL;
-	if (t->rx_tail)
-		t->rx_tail->rx_next = c;
-	else
-		t->rx_head = c;
-	t->rx_tail = c;
+	*c->t->rx_tail = c;
+	c->t->rx_tail = &c->rx_next;
 }
 
-/* Sends what the guest sent and the host socket could not take before. 0 when all of it
- * went out, 1 when some is left, -1 when the host socket failed. */
+/* The guest data the host socket could not take before: 0 when all of it went out, 1 when
+ * some is left, -1 when the host socket failed. */
 static int flush_tx(struct vsock_conn *c)
 {
 	while (c->tx_len) {
-		struct iovec iov[2];
 		uint32_t first = VSOCK_BUF_ALLOC - c->tx_head;
-		if (first > c->tx_len)
-			first = c->tx_len;
-		iov[0] = (struct iovec){ c->tx_buf + c->tx_head, first };
-		iov[1] = (struct iovec){ c->tx_buf, c->tx_len - first };
+		first = first < c->tx_len ? first : c->tx_len;
+		struct iovec iov[2] = { { c->tx_buf + c->tx_head, first },
+					{ c->tx_buf, c->tx_len - first } };
 		ssize_t w = c->t->ops->send(c->t->host, c, iov, iov[1].iov_len ? 2 : 1);
 		if (w < 0)
 			return w == -EAGAIN ? 1 : -1;
@@ -76,7 +64,7 @@ int vsock_stream_guest_shutdown(struct vsock_conn *c)
 {
 	if (c->tx_len)
 		return 0;
-	if (c->guest_shutdown == SHUTDOWN_BOTH)
+	if (c->guest_shutdown == (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND))
 		return VSOCK_STREAM_RESET;
 	if ((c->guest_shutdown & VSOCK_SHUTDOWN_SEND) && c->fd >= 0)
 		c->t->ops->shutdown_write(c->t->host, c);
@@ -85,10 +73,8 @@ int vsock_stream_guest_shutdown(struct vsock_conn *c)
 
 int vsock_stream_host_event(struct vsock_conn *c, bool readable, bool hup)
 {
-	if (hup)
-		c->host_hup = true;
-	if (readable)
-		c->host_readable = true;
+	c->host_hup |= hup;
+	c->host_readable |= readable;
 	if (c->state != CONN_ESTABLISHED || !c->tx_len)
 		return 0;
 	int rc = flush_tx(c);
@@ -121,24 +107,15 @@ int vsock_stream_from_guest(struct vsock_conn *c, const struct iovec *iov, unsig
 	if (done < len) {
 		if (!c->tx_buf && !(c->tx_buf = malloc(VSOCK_BUF_ALLOC)))
 			return VSOCK_STREAM_RESET;
-		/* The rest waits in the ring for the host socket to take more. */
+		/* The rest waits in the ring, up to its end and then from its start. */
 		struct iovec rest[VIRTQ_MAX_SIZE];
 		unsigned n = nr;
 		memcpy(rest, iov, nr * sizeof(*iov));
 		iov_drop_front(rest, &n, done);
-		for (unsigned i = 0; i < n; i++) {
-			const uint8_t *p = rest[i].iov_base;
-			size_t left = rest[i].iov_len;
-			while (left) {
-				uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_BUF_ALLOC;
-				size_t k = VSOCK_BUF_ALLOC - tail < left ? VSOCK_BUF_ALLOC - tail
-									 : left;
-				memcpy(c->tx_buf + tail, p, k);
-				c->tx_len += (uint32_t)k;
-				p += k;
-				left -= k;
-			}
-		}
+		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_BUF_ALLOC;
+		uint64_t k = iov_to_buf(rest, n, c->tx_buf + tail, VSOCK_BUF_ALLOC - tail);
+		iov_drop_front(rest, &n, k);
+		c->tx_len += (uint32_t)(k + iov_to_buf(rest, n, c->tx_buf, len - done - k));
 	}
 	maybe_credit_update(c, false);
 	return 0;
@@ -155,17 +132,6 @@ void vsock_stream_hdr(const struct vsock_conns *t, struct vsock_hdr *h, uint32_t
 	h->type = VSOCK_TYPE_STREAM;
 	h->op = (uint16_t)op;
 	h->buf_alloc = VSOCK_BUF_ALLOC;
-}
-
-/* The host closed its socket altogether: ember closes its end and gives the guest a while
- * to answer the SHUTDOWN it is owed with RST. */
-static void host_gone(struct vsock_conn *c)
-{
-	c->t->ops->close(c->t->host, c);
-	c->fd = -1;
-	c->state = CONN_CLOSING;
-	c->host_readable = false;
-	vsock_conn_set_deadline(c);
 }
 
 /* Reads host data for the guest into payload, no more than its credit: the op of the
@@ -193,19 +159,22 @@ static int read_host(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *pa
 		metric_add(&vsock_metrics[VSOCK_RX_BYTES], (unsigned long)r);
 		return VSOCK_OP_RW;
 	}
-	if (r == -EAGAIN) {
-		c->host_readable = false;
-		return VSOCK_OP_INVALID;
-	}
-	if (r < 0)
+	if (r < 0 && r != -EAGAIN)
 		return VSOCK_STREAM_RESET;
 	c->host_readable = false;
+	if (r < 0)
+		return VSOCK_OP_INVALID;
 	c->host_eof = true;
 	c->pending |= PENDING_SHUTDOWN;
 	c->shutdown_to_guest |= VSOCK_SHUTDOWN_SEND;
 	if (c->host_hup) {
+		/* Gone altogether: ember closes its end and gives the guest a while to answer
+		 * the SHUTDOWN it is owed with RST. */
 		c->shutdown_to_guest |= VSOCK_SHUTDOWN_RCV;
-		host_gone(c);
+		c->t->ops->close(c->t->host, c);
+		c->fd = -1;
+		c->state = CONN_CLOSING;
+		vsock_conn_set_deadline(c);
 	}
 	return VSOCK_OP_INVALID;
 }
@@ -213,22 +182,15 @@ static int read_host(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *pa
 int vsock_stream_packet(struct vsock_conn *c, struct vsock_hdr *h, struct iovec *payload,
 			unsigned *nr, uint64_t room)
 {
+	/* Control packets first, in handshake order (the order of the PENDING_ bits). */
+	static const uint16_t control[] = { VSOCK_OP_REQUEST, VSOCK_OP_RESPONSE,
+					    VSOCK_OP_CREDIT_UPDATE };
+	unsigned owed = c->pending & (PENDING_SHUTDOWN - 1);
 	vsock_stream_hdr(c->t, h, c->host_port, c->guest_port, VSOCK_OP_INVALID);
-	/* Control packets first, in handshake order. */
-	static const struct {
-		unsigned bit;
-		enum vsock_op op;
-	} order[] = {
-		{ PENDING_REQUEST, VSOCK_OP_REQUEST },
-		{ PENDING_RESPONSE, VSOCK_OP_RESPONSE },
-		{ PENDING_CREDIT_UPDATE, VSOCK_OP_CREDIT_UPDATE },
-		{ PENDING_CREDIT_REQUEST, VSOCK_OP_CREDIT_REQUEST },
-	};
-	for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]) && !h->op; i++)
-		if (c->pending & order[i].bit) {
-			c->pending &= ~order[i].bit;
-			h->op = (uint16_t)order[i].op;
-		}
+	if (owed) {
+		c->pending &= ~(owed & -owed);
+		h->op = control[__builtin_ctz(owed)];
+	}
 	if (!h->op && reads_host(c)) {
 		int op = read_host(c, h, payload, nr, room);
 		if (op == VSOCK_STREAM_RESET)

@@ -31,18 +31,34 @@ int cfg_check_keys(json_t *obj, const char *what, const char *const *allowed, ch
 	return 0;
 }
 
-/* A string field without NUL bytes; NULL (and 0) when absent. */
-int cfg_get_str(json_t *obj, const char *what, const char *key, const char **out, char *err)
+int cfg_get_str(json_t *obj, const char *what, const char *key, bool required, const char **out,
+		char *err)
 {
 	json_t *v = json_object_get(obj, key);
 	*out = NULL;
 	if (!v)
-		return 0;
+		return required ? cfg_fail(err, "%s: missing field '%s'", what, key) : 0;
 	if (!json_is_string(v))
 		return cfg_fail(err, "%s: field '%s' must be a string", what, key);
 	if (strlen(json_string_value(v)) != json_string_length(v))
 		return cfg_fail(err, "%s: field '%s' contains a NUL character", what, key);
 	*out = json_string_value(v);
+	return 0;
+}
+
+int cfg_get_uint(json_t *obj, const char *what, const char *key, bool required, long long min,
+		 long long max, unsigned *out, char *err)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return required ? cfg_fail(err, "%s: missing field '%s'", what, key) : 0;
+	if (!json_is_integer(v))
+		return cfg_fail(err, "%s: field '%s' must be an integer", what, key);
+	json_int_t n = json_integer_value(v);
+	if (n < min || n > max)
+		return cfg_fail(err, "%s: field '%s' is %lld, must be between %lld and %lld", what,
+				key, (long long)n, min, max);
+	*out = (unsigned)n;
 	return 0;
 }
 
@@ -58,12 +74,11 @@ int cfg_get_bool(json_t *obj, const char *what, const char *key, bool required, 
 	return 0;
 }
 
-/* One of names[] (NULL-terminated); its index goes to *out. */
 int cfg_get_enum(json_t *obj, const char *what, const char *key, const char *const *names, int *out,
 		 char *err)
 {
 	const char *s;
-	if (cfg_get_str(obj, what, key, &s, err))
+	if (cfg_get_str(obj, what, key, false, &s, err))
 		return -EINVAL;
 	if (!s)
 		return 0;
@@ -107,8 +122,8 @@ static int get_bucket(json_t *obj, const char *limiter_at, const char *name,
 	return 0;
 }
 
-int cfg_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
-			    struct rate_limiter_config *rl, char *err)
+int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
+			 struct rate_limiter_config *rl, char *err)
 {
 	static const char *const keys[] = { "bandwidth", "ops", NULL };
 	json_t *v = json_object_get(obj, key);
@@ -129,44 +144,118 @@ int cfg_get_rate_limiter_at(json_t *obj, const char *what, const char *key,
 	return 0;
 }
 
-int cfg_get_rate_limiter(json_t *obj, const char *what, struct rate_limiter_config *rl, char *err)
+/* The store's "T *", read as bytes: it is no void *. */
+static char *list_items(const struct cfg_list *l, void *store)
 {
-	return cfg_get_rate_limiter_at(obj, what, "rate_limiter", rl, err);
+	char *items;
+	memcpy(&items, (char *)store + l->items, sizeof(items));
+	return items;
 }
 
-int cfg_get_object_id(json_t *body, const char *kind, const char *id_key, size_t max_len,
-		      const char *path_id, const char **id, char *what, char *err)
+static unsigned *list_nr(const struct cfg_list *l, void *store)
+{
+	return (unsigned *)((char *)store + l->nr);
+}
+
+void *cfg_list_find(const struct cfg_list *l, void *store, const char *id)
+{
+	char *item = list_items(l, store), *item_id;
+	for (unsigned i = 0; i < *list_nr(l, store); i++, item += l->size) {
+		memcpy(&item_id, item + l->id, sizeof(item_id));
+		if (strcmp(item_id, id) == 0)
+			return item;
+	}
+	return NULL;
+}
+
+int cfg_list_id(const struct cfg_list *l, json_t *body, const char *path_id, const char **id,
+		char *what, char *err)
 {
 	if (!json_is_object(body))
-		return cfg_fail(err, "%s%s%.64s: expected a JSON object", kind, path_id ? " " : "",
-				path_id ? path_id : "");
-	if (cfg_get_str(body, kind, id_key, id, err))
+		return cfg_fail(err, "%s%s%.64s: expected a JSON object", l->kind,
+				path_id ? " " : "", path_id ? path_id : "");
+	if (cfg_get_str(body, l->kind, l->id_key, true, id, err))
 		return -EINVAL;
-	if (!*id)
-		return cfg_fail(err, "%s: missing field '%s'", kind, id_key);
-	snprintf(what, API_WHAT_LEN, "%s '%.64s'", kind, *id);
+	snprintf(what, API_WHAT_LEN, "%s '%.64s'", l->kind, *id);
 	size_t n = strlen(*id);
-	if (n == 0 || n > max_len)
-		return cfg_fail(err, "%s: field '%s' must be 1 to %zu characters", what, id_key,
-				max_len);
+	if (n == 0 || n > l->id_max)
+		return cfg_fail(err, "%s: field '%s' must be 1 to %zu characters", what, l->id_key,
+				l->id_max);
 	/* Ids land in log lines, metrics names and the kernel command line (GET_ID). */
 	if (strspn(*id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
 		return cfg_fail(err, "%s: field '%s' may hold only letters, digits and '_'", what,
-				id_key);
+				l->id_key);
 	if (path_id && strcmp(path_id, *id) != 0)
 		return cfg_fail(err, "%s: field '%s' does not match the id in the path ('%.64s')",
-				what, id_key, path_id);
+				what, l->id_key, path_id);
 	return 0;
 }
 
-void *cfg_array_append(void *array_ptr, unsigned *nr, size_t size)
+int cfg_list_put(const struct cfg_list *l, void *store, const char *id, void *item, bool nomem,
+		 const char *what, char *err)
 {
-	/* array_ptr points at a "T *": read and write it as bytes, not through a void **. */
-	void *array;
-	memcpy(&array, array_ptr, sizeof(array));
-	char *grown = realloc(array, (*nr + 1) * size);
-	if (!grown)
+	char *slot = cfg_list_find(l, store, id), *grown = NULL;
+	unsigned *nr = list_nr(l, store);
+	int rc = 0;
+	if (!slot && *nr >= l->max)
+		rc = cfg_fail(err, "%s: too many %ss (at most %u)", what, l->kind, l->max);
+	else if (nomem || (!slot && !(grown = realloc(list_items(l, store), (*nr + 1) * l->size))))
+		rc = cfg_fail(err, "%s: out of memory", what);
+	if (rc) {
+		l->free(item);
+		return rc;
+	}
+	if (slot) {
+		l->free(slot);
+	} else {
+		memcpy((char *)store + l->items, &grown, sizeof(grown));
+		slot = grown + (size_t)(*nr)++ * l->size;
+	}
+	memcpy(slot, item, l->size);
+	return 0;
+}
+
+void *cfg_list_patch_target(const struct cfg_list *l, void *store, const char *path_id,
+			    json_t *body, const char *const *keys, const char *patchable,
+			    char *what, char *err)
+{
+	const char *id;
+	void *item;
+	if (cfg_list_id(l, body, path_id, &id, what, err))
 		return NULL;
-	memcpy(array_ptr, &grown, sizeof(grown));
-	return grown + (size_t)(*nr)++ * size;
+	if (cfg_check_keys(body, what, keys, err)) {
+		size_t n = strlen(err);
+		snprintf(err + n, ERR_LEN - n, " (PATCH changes only %s)", patchable);
+		return NULL;
+	}
+	if (!(item = cfg_list_find(l, store, id)))
+		cfg_fail(err, "%s: no such %s", what, l->kind);
+	return item;
+}
+
+int cfg_list_load(const struct cfg_list *l, void *store, json_t *array, char *err)
+{
+	size_t i;
+	json_t *obj;
+	if (!json_is_array(array))
+		return cfg_fail(err, "%s: expected an array of %s objects", l->key, l->kind);
+	json_array_foreach (array, i, obj) {
+		/* The file lists each object once; PUT's replace-by-id would hide a typo. */
+		json_t *id = json_is_object(obj) ? json_object_get(obj, l->id_key) : NULL;
+		if (json_is_string(id) && cfg_list_find(l, store, json_string_value(id)))
+			return cfg_fail(err, "%s '%.64s': field '%s' is used by two %s", l->kind,
+					json_string_value(id), l->id_key, l->twins);
+		char inner[ERR_LEN];
+		if (l->put(store, NULL, obj, inner))
+			return cfg_fail(err, "%s[%zu]: %.450s", l->key, i, inner);
+	}
+	return 0;
+}
+
+void cfg_list_free(const struct cfg_list *l, void *store)
+{
+	char *items = list_items(l, store);
+	for (unsigned i = 0; i < *list_nr(l, store); i++)
+		l->free(items + i * l->size);
+	free(items);
 }

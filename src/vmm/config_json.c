@@ -15,45 +15,20 @@ static int check_object(json_t *body, const char *what, char *err)
 	return 0;
 }
 
-/* Optional string field: *out is replaced by a copy when present. */
+/* A string field: when present, a copy replaces *out. */
 static int get_string(json_t *obj, const char *what, const char *key, bool required, char **out,
 		      char *err)
 {
-	json_t *v = json_object_get(obj, key);
-	if (!v) {
-		if (required)
-			return cfg_fail(err, "%s: missing field '%s'", what, key);
-		return 0;
-	}
-	if (!json_is_string(v))
-		return cfg_fail(err, "%s: field '%s' must be a string", what, key);
-	const char *s = json_string_value(v);
-	if (strlen(s) != json_string_length(v))
-		return cfg_fail(err, "%s: field '%s' contains a NUL character", what, key);
-	char *copy = strdup(s);
-	if (!copy)
+	const char *s;
+	char *copy = NULL;
+	if (cfg_get_str(obj, what, key, required, &s, err))
+		return -EINVAL;
+	if (s && !(copy = strdup(s)))
 		return cfg_fail(err, "%s: out of memory", what);
-	free(*out);
-	*out = copy;
-	return 0;
-}
-
-static int get_uint(json_t *obj, const char *what, const char *key, bool required, long long min,
-		    long long max, unsigned *out, char *err)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!v) {
-		if (required)
-			return cfg_fail(err, "%s: missing field '%s'", what, key);
-		return 0;
+	if (s) {
+		free(*out);
+		*out = copy;
 	}
-	if (!json_is_integer(v))
-		return cfg_fail(err, "%s: field '%s' must be an integer", what, key);
-	json_int_t n = json_integer_value(v);
-	if (n < min || n > max)
-		return cfg_fail(err, "%s: field '%s' is %lld, must be between %lld and %lld", what,
-				key, (long long)n, min, max);
-	*out = (unsigned)n;
 	return 0;
 }
 
@@ -102,9 +77,9 @@ int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial,
 	struct machine_config next = cfg->machine;
 	if (!partial)
 		next.smt = next.track_dirty_pages = false;
-	if (get_uint(body, what, "vcpu_count", !partial, 1, VCPU_MAX, &next.vcpu_count, err) ||
-	    get_uint(body, what, "mem_size_mib", !partial, MEM_MIB_MIN, MEM_MIB_MAX,
-		     &next.mem_size_mib, err) ||
+	if (cfg_get_uint(body, what, "vcpu_count", !partial, 1, VCPU_MAX, &next.vcpu_count, err) ||
+	    cfg_get_uint(body, what, "mem_size_mib", !partial, MEM_MIB_MIN, MEM_MIB_MAX,
+			 &next.mem_size_mib, err) ||
 	    cfg_get_bool(body, what, "smt", false, &next.smt, err) ||
 	    cfg_get_bool(body, what, "track_dirty_pages", false, &next.track_dirty_pages, err))
 		return -EINVAL;
