@@ -59,7 +59,7 @@ static void add_device_endpoints(void)
 			die("out of memory");
 		endpoints[nr_endpoints++] =
 			(struct endpoint_row){ path, kind->per_id, kind->metric,
-					       M_PUT | (kind->patchable ? M_PATCH : 0) };
+					       M_PUT | (kind->patch ? M_PATCH : 0) };
 	}
 }
 

@@ -207,7 +207,7 @@ int main(int argc, char **argv)
 	char err[ERR_LEN] = "";
 	/* With a config file the VM starts at once; through the API, its slow parts are built
 	 * while the client configures it. */
-	vmm_init(&vm, !config_path);
+	builder_init(&vm, !config_path);
 	api_metrics_init();
 	struct api_ctx ctx = { .vm = &vm, .instance_id = instance_id };
 	if (config_path && vmm_load_config_file(&vm, config_path, err))
@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 	/* A config file starts the VM at once, as Firecracker does; the API, if any, stays. */
 	if (config_path && vmm_start(&vm, err))
 		die("%s", err);
-	vmm_prepare(&vm);
+	builder_prepare(&vm);
 	make_terminal_raw();
 	int code = vmm_run(&vm);
 	api_server_stop(srv);

@@ -227,7 +227,6 @@ const struct device_kind blk_kind = {
 	.key = "drives",
 	.metric = "drive",
 	.per_id = true,
-	.patchable = true,
 	.store_size = sizeof(struct drive_set),
 	.put = blk_config_put,
 	.patch = blk_config_patch,

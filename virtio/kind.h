@@ -27,15 +27,13 @@ struct device_kind {
 	const char *key;    /* config-file key, API path (/drives) and GET /vm/config key */
 	const char *metric; /* the API's request metrics: "drive" counts drive_count/_fails */
 	bool per_id;	    /* /drives/{id}: objects with ids; else one object at /vsock */
-	bool patchable;	    /* PATCH exists (before start on the configuration, after on
-			     * the running device) */
 
 	/* The configuration before start, in the kind's own store: store_size zeroed bytes
 	 * that the VMM allocates with the VM's configuration. id is the path's {id} for per_id
 	 * kinds, NULL otherwise and for the config file. */
 	size_t store_size;
 	int (*put)(void *store, const char *id, json_t *body, char *err);
-	int (*patch)(void *store, const char *id, json_t *body, char *err);
+	int (*patch)(void *store, const char *id, json_t *body, char *err); /* NULL: no PATCH */
 	int (*load)(void *store, json_t *value, char *err); /* the config file's value */
 	json_t *(*to_json)(const void *store);		    /* GET /vm/config */
 	void (*free)(void *store); /* what the store points to, not the store */
@@ -44,7 +42,8 @@ struct device_kind {
 	int (*create)(struct machine *machine, const void *store, struct device_set *set,
 		      char *err);
 	/* PATCH on the running VM: applies body to dev (the device with this id), and only
-	 * when the device took it, commits it to *store. */
+	 * when the device took it, commits it to *store. The snapshot issue adds save and
+	 * restore hooks here. */
 	int (*update)(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err);
 };
 

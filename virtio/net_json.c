@@ -203,7 +203,6 @@ const struct device_kind net_kind = {
 	.key = "network-interfaces",
 	.metric = "network",
 	.per_id = true,
-	.patchable = true,
 	.store_size = sizeof(struct net_set),
 	.put = net_config_put,
 	.patch = net_config_patch,

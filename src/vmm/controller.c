@@ -22,16 +22,6 @@
 
 #define METRICS_PERIOD_S 60
 
-void vmm_init(struct vm *vm, bool early_build)
-{
-	builder_init(vm, early_build);
-}
-
-void vmm_prepare(struct vm *vm)
-{
-	builder_prepare(vm);
-}
-
 static int phase_error(char *err, const char *msg)
 {
 	snprintf(err, ERR_LEN, "%s", msg);

@@ -1,6 +1,7 @@
 /* The controller: the VM's state machine (configuring, running, paused; the process ends
  * with the VM) and every action on it. The API's routes and main() call only these, on the
- * VMM thread. Each returns 0, or -errno with a message of at most ERR_LEN bytes in err:
+ * VMM thread (the VM itself comes from builder_init and builder_prepare, vm.h). Each
+ * returns 0, or -errno with a message of at most ERR_LEN bytes in err:
  * -EPERM for an action in the wrong phase (PRE_BOOT_ONLY/POST_BOOT_ONLY), -ENOENT for an
  * unknown object, -EINVAL for everything else the caller got wrong. */
 #ifndef EMBER_CONTROLLER_H
@@ -14,10 +15,6 @@
 #define PRE_BOOT_ONLY  "The requested operation is not supported after starting the microVM."
 #define POST_BOOT_ONLY "The requested operation is not supported before starting the microVM."
 
-/* Process start, and the slow parts of building the VM ahead of InstanceStart: see
- * builder_init and builder_prepare. */
-void vmm_init(struct vm *vm, bool early_build);
-void vmm_prepare(struct vm *vm);
 /* The configuration objects: "boot-source", "machine-config", "serial", "logger",
  * "metrics", or a device kind's key ("drives"; id is its {id}). patch: PATCH semantics;
  * on a running VM only a device kind's PATCH is allowed, and it updates the device. */
