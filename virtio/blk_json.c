@@ -102,8 +102,8 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 					what, set->drives[i].drive_id);
 	}
 	if (engine == DRIVE_ENGINE_ASYNC) {
-		char why[200];
-		if (blk_uring_probe(why, sizeof(why)))
+		char why[ERR_LEN];
+		if (blk_uring_probe(why))
 			return cfg_fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
 	}
 	next.cache_type = (enum drive_cache_type)cache;
@@ -204,7 +204,7 @@ static int kind_create(struct machine *machine, const void *store, struct device
 			if (d->is_root_device != (pass == 0))
 				continue;
 			struct virtio_dev *dev;
-			int rc = blk_create(machine, d, &dev, err, ERR_LEN);
+			int rc = blk_create(machine, d, &dev, err);
 			if (rc)
 				return rc;
 			if (device_set_add(out, dev, d->is_root_device ? blk_root_arg(dev) : NULL))
@@ -220,7 +220,7 @@ static int kind_update(void *store, struct virtio_dev *dev, const char *id, json
 {
 	struct drive_config *d, next;
 	int rc = parse_patch(store, id, body, &d, &next, err);
-	return rc ? rc : commit_patch(d, &next, blk_update(dev, &next, err, ERR_LEN));
+	return rc ? rc : commit_patch(d, &next, blk_update(dev, &next, err));
 }
 
 const struct device_kind blk_kind = {

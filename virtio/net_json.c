@@ -179,7 +179,7 @@ static int kind_create(struct machine *machine, const void *store, struct device
 	const struct net_set *set = store;
 	for (unsigned i = 0; i < set->nr_nets; i++) {
 		struct virtio_dev *dev;
-		int rc = net_create(machine, &set->nets[i], &dev, err, ERR_LEN);
+		int rc = net_create(machine, &set->nets[i], &dev, err);
 		if (rc)
 			return rc;
 		if (device_set_add(out, dev, NULL))
@@ -194,7 +194,7 @@ static int kind_update(void *store, struct virtio_dev *dev, const char *id, json
 {
 	struct net_config *c, next;
 	int rc = parse_patch(store, id, body, &c, &next, err);
-	if (!rc && !(rc = net_update(dev, &next, err, ERR_LEN)))
+	if (!rc && !(rc = net_update(dev, &next, err)))
 		*c = next;
 	return rc;
 }

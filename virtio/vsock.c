@@ -217,13 +217,13 @@ static const struct virtio_dev_ops vsock_ops = {
 };
 
 int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
-		 char *err, size_t err_len)
+		 char *err)
 {
 	static bool registered;
 	struct vsock_dev *v = calloc(1, sizeof(*v));
 	if (!v || !(v->uds_path = strdup(cfg->uds_path))) {
 		free(v);
-		snprintf(err, err_len, "vsock: out of memory");
+		snprintf(err, ERR_LEN, "vsock: out of memory");
 		return -ENOMEM;
 	}
 	v->vdev.machine = machine;
@@ -238,10 +238,10 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 				       .kick_opaque = v };
 	uint64_t features =
 		(1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	int rc = vsock_host_init(&v->host, err, err_len);
+	int rc = vsock_host_init(&v->host, err);
 	if (!rc && (rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3,
 					  VSOCK_QUEUE_SIZE, features)))
-		snprintf(err, err_len, "vsock: cannot create the virtio-mmio device: %s",
+		snprintf(err, ERR_LEN, "vsock: cannot create the virtio-mmio device: %s",
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
 				       : strerror(-rc));
 	if (rc) {
