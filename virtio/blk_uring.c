@@ -125,9 +125,8 @@ static void reap_cqes(struct blk_engine *e)
 
 static void uring_reap(struct blk_engine *e)
 {
-	uint64_t count;
-	ssize_t r = read(e->event_fd, &count, sizeof(count));
-	(void)r;
+	eventfd_t count;
+	eventfd_read(e->event_fd, &count);
 	reap_cqes(e);
 	uring_flush_batch(e);
 }

@@ -75,9 +75,7 @@ static void unix_arm_timer(void *host)
 static void unix_wake(void *host)
 {
 	struct vsock_host *h = host;
-	uint64_t one = 1;
-	ssize_t w = write(h->cleanup_fd, &one, sizeof(one));
-	(void)w;
+	eventfd_write(h->cleanup_fd, 1);
 }
 
 /* Reads "CONNECT <port>\n" without taking any byte past it: what follows is stream data. */
