@@ -236,15 +236,6 @@ static void on_rate_timer(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 
-static void blk_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
-{
-	struct blk_dev *b = to_blk(dev);
-	if (offset >= BLK_CONFIG_LEN)
-		return;
-	uint64_t n = BLK_CONFIG_LEN - offset < len ? BLK_CONFIG_LEN - offset : len;
-	memcpy(data, b->config + offset, n);
-}
-
 static void blk_reset(struct virtio_dev *dev)
 {
 	struct blk_dev *b = to_blk(dev);
@@ -274,7 +265,6 @@ static void blk_destroy(struct virtio_dev *dev)
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
-	.config_read = blk_config_read,
 	.reset = blk_reset,
 	.queue_notify = blk_queue_notify,
 	.destroy = blk_destroy,
@@ -384,7 +374,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	if (b->read_only)
 		features |= 1ULL << VIRTIO_BLK_F_RO;
-
+	b->vdev.config = b->config;
+	b->vdev.config_len = BLK_CONFIG_LEN;
 	rc = virtio_mmio_init(&b->vdev, machine, &blk_ops, b->id, 1, BLK_QUEUE_SIZE, features);
 	if (rc) {
 		snprintf(err, ERR_LEN, "drive %s: cannot create the virtio-mmio device: %s", b->id,

@@ -327,15 +327,6 @@ static void on_tx_timer(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 
-static void net_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
-{
-	struct net_dev *n = to_net(dev);
-	if (offset >= NET_CONFIG_LEN)
-		return;
-	uint64_t k = NET_CONFIG_LEN - offset < len ? NET_CONFIG_LEN - offset : len;
-	memcpy(data, n->config + offset, k);
-}
-
 /* vCPU thread: the TAP ioctl waits for the VMM thread, which the transport kicks next. */
 static int net_activate(struct virtio_dev *dev)
 {
@@ -375,7 +366,6 @@ static void net_destroy(struct virtio_dev *dev)
 static const struct virtio_dev_ops net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
-	.config_read = net_config_read,
 	.activate = net_activate,
 	.reset = net_reset,
 	.queue_notify = net_queue_notify,
@@ -434,6 +424,8 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 		n->config[10] = (uint8_t)cfg->mtu;
 		n->config[11] = (uint8_t)(cfg->mtu >> 8);
 	}
+	n->vdev.config = n->config;
+	n->vdev.config_len = NET_CONFIG_LEN;
 	rc = virtio_mmio_init(&n->vdev, machine, &net_ops, n->id, 2, NET_QUEUE_SIZE, features);
 	if (rc) {
 		snprintf(err, ERR_LEN,

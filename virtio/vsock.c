@@ -172,14 +172,6 @@ static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 	vsock_conns_reap(&v->conns);
 }
 
-static void vsock_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
-{
-	uint64_t cid = ((struct vsock_dev *)dev)->conns.guest_cid; /* le64, all there is */
-	if (offset < sizeof(cid))
-		memcpy(data, (uint8_t *)&cid + offset,
-		       len < sizeof(cid) - offset ? len : sizeof(cid) - offset);
-}
-
 /* vCPU thread. A driver that starts again after a reset learns, through the event queue,
  * that its old connections are gone (the reset closed their host sockets). */
 static int vsock_activate(struct virtio_dev *dev)
@@ -209,7 +201,6 @@ static void vsock_destroy(struct virtio_dev *dev)
 static const struct virtio_dev_ops vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
-	.config_read = vsock_config_read,
 	.activate = vsock_activate,
 	.reset = vsock_reset,
 	.queue_notify = vsock_queue_notify,
@@ -228,6 +219,8 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 	}
 	v->vdev.machine = machine;
 	v->vdev.label = "vsock"; /* virtio_mmio_init sets the same; warnings may come first */
+	v->vdev.config = (const uint8_t *)&v->conns.guest_cid; /* le64, all there is */
+	v->vdev.config_len = sizeof(v->conns.guest_cid);
 	vsock_conns_init(&v->conns, &vsock_unix_ops, &v->host, cfg->guest_cid, &v->vdev.label,
 			 &v->vdev.warnings);
 	v->host = (struct vsock_host){ .loop = &machine->loop,
