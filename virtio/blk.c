@@ -251,9 +251,7 @@ static void blk_destroy(struct virtio_dev *dev)
 			evloop_remove(&dev->machine->loop, b->engine->event_fd);
 		b->engine->ops->destroy(b->engine);
 	}
-	if (b->rl.timer_fd >= 0)
-		evloop_remove(&dev->machine->loop, b->rl.timer_fd);
-	rate_limiter_destroy(&b->rl);
+	rate_limiter_destroy(&b->rl, &dev->machine->loop);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b->reqs);

@@ -347,12 +347,8 @@ static void net_destroy(struct virtio_dev *dev)
 		evloop_remove(&dev->machine->loop, n->tap_fd);
 		close(n->tap_fd);
 	}
-	if (n->rx_rl.timer_fd >= 0)
-		evloop_remove(&dev->machine->loop, n->rx_rl.timer_fd);
-	if (n->tx_rl.timer_fd >= 0)
-		evloop_remove(&dev->machine->loop, n->tx_rl.timer_fd);
-	rate_limiter_destroy(&n->rx_rl);
-	rate_limiter_destroy(&n->tx_rl);
+	rate_limiter_destroy(&n->rx_rl, &dev->machine->loop);
+	rate_limiter_destroy(&n->tx_rl, &dev->machine->loop);
 	if (n->tx_dropped || n->rx_dropped)
 		log_debug("network interface %s: %llu transmit and %llu receive frames dropped",
 			  n->id, (unsigned long long)n->tx_dropped,

@@ -37,10 +37,8 @@ void net_config_free(struct net_config *n);
 #define VIRTIO_NET_F_MAC	(1ULL << 5)
 #define VIRTIO_NET_F_GUEST_TSO4 (1ULL << 7)
 #define VIRTIO_NET_F_GUEST_TSO6 (1ULL << 8)
-#define VIRTIO_NET_F_GUEST_UFO	(1ULL << 10)
 #define VIRTIO_NET_F_HOST_TSO4	(1ULL << 11)
 #define VIRTIO_NET_F_HOST_TSO6	(1ULL << 12)
-#define VIRTIO_NET_F_HOST_UFO	(1ULL << 14)
 #define VIRTIO_NET_F_MRG_RXBUF	(1ULL << 15)
 
 #define NET_QUEUE_SIZE 256
