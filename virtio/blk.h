@@ -30,7 +30,6 @@ struct drive_set {
 	struct drive_config *drives;
 	unsigned nr_drives;
 };
-void drive_config_free(struct drive_config *d);
 
 #define VIRTIO_ID_BLOCK 2
 

@@ -31,9 +31,13 @@ static int check_path(const char *path, bool read_only, const char *what, char *
 	return 0;
 }
 
-static void free_drive(void *d)
+static void free_drive(void *p)
 {
-	drive_config_free(d);
+	struct drive_config *d = p;
+	free(d->drive_id);
+	free(d->path_on_host);
+	free(d->partuuid);
+	memset(d, 0, sizeof(*d));
 }
 
 static const struct cfg_list drives = { .key = "drives",
@@ -157,14 +161,6 @@ int blk_config_patch(void *store, const char *path_id, json_t *body, char *err)
 int blk_config_load(void *store, json_t *array, char *err)
 {
 	return cfg_list_load(&drives, store, array, err);
-}
-
-void drive_config_free(struct drive_config *d)
-{
-	free(d->drive_id);
-	free(d->path_on_host);
-	free(d->partuuid);
-	memset(d, 0, sizeof(*d));
 }
 
 /* The device table's hooks: the store is a struct drive_set. */

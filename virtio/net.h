@@ -26,7 +26,6 @@ struct net_set {
 	struct net_config *nets;
 	unsigned nr_nets;
 };
-void net_config_free(struct net_config *n);
 
 #define VIRTIO_ID_NET 1
 

@@ -31,9 +31,12 @@ static int parse_mac(const char *s, uint8_t mac[6], const char *what, char *err)
 	return 0;
 }
 
-static void free_net(void *n)
+static void free_net(void *p)
 {
-	net_config_free(n);
+	struct net_config *n = p;
+	free(n->iface_id);
+	free(n->host_dev_name);
+	memset(n, 0, sizeof(*n));
 }
 
 static const struct cfg_list nets = { .key = "network-interfaces",
@@ -157,13 +160,6 @@ static json_t *kind_to_json(const void *store)
 		json_array_append_new(arr, obj);
 	}
 	return arr;
-}
-
-void net_config_free(struct net_config *n)
-{
-	free(n->iface_id);
-	free(n->host_dev_name);
-	memset(n, 0, sizeof(*n));
 }
 
 /* The device table's hooks: the store is a struct net_set. */
