@@ -61,10 +61,8 @@ struct api_server {
 
 static char *fault_json(const char *msg)
 {
-	char *out = NULL;
-	if (asprintf(&out, "{\"fault_message\":\"%s\"}", msg) < 0)
-		return NULL;
-	return out;
+	char *out;
+	return asprintf(&out, "{\"fault_message\":\"%s\"}", msg) < 0 ? NULL : out;
 }
 
 /* Runs on the API thread: waits for the VMM thread to route the request. */
@@ -82,9 +80,7 @@ static void hand_to_vmm(struct api_server *srv, const char *method, const char *
 	srv->body = body;
 	srv->body_len = body_len;
 	srv->done = false;
-	uint64_t one = 1;
-	ssize_t r = write(srv->request_fd, &one, sizeof(one));
-	(void)r;
+	eventfd_write(srv->request_fd, 1);
 	while (!srv->done && !srv->stopping)
 		pthread_cond_wait(&srv->done_cond, &srv->lock);
 	*reply = srv->done ? srv->reply : (struct api_reply){ 503, NULL };
@@ -96,8 +92,8 @@ static void on_request_event(void *opaque, uint32_t events)
 {
 	struct api_server *srv = opaque;
 	(void)events;
-	uint64_t n;
-	if (read(srv->request_fd, &n, sizeof(n)) != sizeof(n))
+	eventfd_t n;
+	if (eventfd_read(srv->request_fd, &n))
 		return;
 	pthread_mutex_lock(&srv->lock);
 	struct api_reply reply = { 0 };
@@ -354,21 +350,16 @@ static void *api_thread(void *arg)
 		int n = epoll_wait(srv->epoll_fd, out, 16, srv->conns ? 1000 : -1);
 		if (n < 0 && errno != EINTR)
 			break;
-		bool stop = false;
-		for (int i = 0; i < n && !stop; i++) {
-			if (out[i].data.ptr == &srv->stop_fd)
-				stop = true;
-			else if (out[i].data.ptr == &srv->listen_fd)
-				accept_all(srv);
-		}
-		if (stop)
-			break;
-		/* Connections: a closed one may still have an event in this batch, so each is
-		 * looked up in the list first. */
 		for (int i = 0; i < n; i++) {
 			void *ptr = out[i].data.ptr;
-			if (ptr == &srv->stop_fd || ptr == &srv->listen_fd)
+			if (ptr == &srv->stop_fd)
+				goto stopped;
+			if (ptr == &srv->listen_fd) {
+				accept_all(srv);
 				continue;
+			}
+			/* A closed connection may still have an event in this batch: each is looked
+			 * up in the list first. */
 			struct conn *c = srv->conns;
 			while (c && c != ptr)
 				c = c->next;
@@ -384,6 +375,7 @@ static void *api_thread(void *arg)
 		}
 		close_idle(srv);
 	}
+stopped:
 	while (srv->conns)
 		conn_close(srv, srv->conns);
 	return NULL;
@@ -475,9 +467,7 @@ void api_server_stop(struct api_server *srv)
 {
 	if (!srv)
 		return;
-	uint64_t one = 1;
-	ssize_t r = write(srv->stop_fd, &one, sizeof(one));
-	(void)r;
+	eventfd_write(srv->stop_fd, 1);
 	/* A request the VMM thread will no longer answer must not keep the thread waiting. */
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = true;

@@ -68,36 +68,28 @@ static bool has_word(const char *list, const char *word)
 	return false;
 }
 
-/* Where a setting's hierarchy is mounted, or an error message. */
-static int hierarchy_of(const struct jailer_args *a, const struct cgroup_setting *c, char *mount,
-			size_t len, char *err)
+/* Where a setting's hierarchy is mounted (PATH_MAX bytes). */
+static void hierarchy_of(const struct jailer_args *a, const struct cgroup_setting *c, char *mount)
 {
 	if (a->cgroup_version == 1) {
-		if (find_hierarchy(c->controller, mount, len))
-			return 0;
-		jailer_error(err,
-			     "--cgroup %s=%s: no cgroup v1 hierarchy has the '%s' controller "
-			     "(see /proc/mounts; --cgroup-version 2 for the unified hierarchy)",
-			     c->file, c->value, c->controller);
-		return -1;
+		if (!find_hierarchy(c->controller, mount, PATH_MAX))
+			jailer_fail(
+				"--cgroup %s=%s: no cgroup v1 hierarchy has the '%s' controller "
+				"(see /proc/mounts; --cgroup-version 2 for the unified hierarchy)",
+				c->file, c->value, c->controller);
+		return;
 	}
-	if (!find_hierarchy(NULL, mount, len)) {
-		jailer_error(err, "--cgroup-version 2: no cgroup2 hierarchy is mounted");
-		return -1;
-	}
+	if (!find_hierarchy(NULL, mount, PATH_MAX))
+		jailer_fail("--cgroup-version 2: no cgroup2 hierarchy is mounted");
 	if (strcmp(c->controller, "cgroup") == 0)
-		return 0; /* core files (cgroup.max.descendants...) need no controller */
+		return; /* core files (cgroup.max.descendants...) need no controller */
 	char path[PATH_MAX], controllers[512];
 	jailer_path(path, "%s/cgroup.controllers", mount);
 	if (!read_small_file(path, controllers, sizeof(controllers)) ||
-	    !has_word(controllers, c->controller)) {
-		jailer_error(err,
-			     "--cgroup %s=%s: the cgroup v2 hierarchy at %s has no '%s' controller "
-			     "(it has: %s)",
-			     c->file, c->value, mount, c->controller, controllers);
-		return -1;
-	}
-	return 0;
+	    !has_word(controllers, c->controller))
+		jailer_fail("--cgroup %s=%s: the cgroup v2 hierarchy at %s has no '%s' controller "
+			    "(it has: %s)",
+			    c->file, c->value, mount, c->controller, controllers);
 }
 
 /* Whether file exists in the hierarchy's root or in one of its direct children: some files
@@ -125,25 +117,22 @@ static bool file_known_or_unknowable(const char *mount, const char *file)
 	return found || !seen_child;
 }
 
-static void unknown_file_message(const struct cgroup_setting *c, const char *where, char *err)
+static void __attribute__((noreturn))
+unknown_file(const struct cgroup_setting *c, const char *where)
 {
-	jailer_error(err, "--cgroup %s=%s: unknown cgroup file '%s' (not in %s)", c->file, c->value,
-		     c->file, where);
+	jailer_fail("--cgroup %s=%s: unknown cgroup file '%s' (not in %s)", c->file, c->value,
+		    c->file, where);
 }
 
-int cgroup_validate(const struct jailer_args *a, char *err)
+void cgroup_validate(const struct jailer_args *a)
 {
 	for (unsigned i = 0; i < a->nr_cgroups; i++) {
 		const struct cgroup_setting *c = &a->cgroups[i];
 		char mount[PATH_MAX];
-		if (hierarchy_of(a, c, mount, sizeof(mount), err))
-			return -1;
-		if (!file_known_or_unknowable(mount, c->file)) {
-			unknown_file_message(c, mount, err);
-			return -1;
-		}
+		hierarchy_of(a, c, mount);
+		if (!file_known_or_unknowable(mount, c->file))
+			unknown_file(c, mount);
 	}
-	return 0;
 }
 
 /* mkdir that accepts an existing directory: the parent is shared by every jail. Returns 1
@@ -219,11 +208,9 @@ void cgroup_setup(const struct jailer_args *a)
 	bool created[JAILER_MAX_CGROUPS];
 	unsigned nr_dirs = 0;
 	unsigned dir_of[JAILER_MAX_CGROUPS];
-	char err[JAILER_ERR_LEN];
 	for (unsigned i = 0; i < a->nr_cgroups; i++) {
 		char mount[PATH_MAX], dir[PATH_MAX];
-		if (hierarchy_of(a, &a->cgroups[i], mount, sizeof(mount), err))
-			jailer_fail("%s", err);
+		hierarchy_of(a, &a->cgroups[i], mount);
 		int is_new =
 			create_cgroup(a, mount, strcmp(a->cgroups[i].controller, "cpuset") == 0,
 				      dir, sizeof(dir));
@@ -245,8 +232,7 @@ void cgroup_setup(const struct jailer_args *a)
 		for (unsigned d = 0; d < nr_dirs; d++)
 			if (created[d])
 				rmdir(dirs[d]);
-		unknown_file_message(&a->cgroups[i], dirs[dir_of[i]], err);
-		jailer_fail("%s", err);
+		unknown_file(&a->cgroups[i], dirs[dir_of[i]]);
 	}
 	for (unsigned i = 0; i < a->nr_cgroups; i++) {
 		char path[PATH_MAX];

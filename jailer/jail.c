@@ -128,8 +128,6 @@ void jail_set_rlimits(const struct jailer_args *a)
 		if (setrlimit(limits[i].resource, &r) == 0)
 			continue;
 		int err = errno;
-		struct rlimit now;
-		getrlimit(limits[i].resource, &now);
 		jailer_fail("--resource-limit %s=%llu: %s%s", limits[i].name,
 			    (unsigned long long)limits[i].value, strerror(err),
 			    err == EPERM ? " (raising the hard limit needs CAP_SYS_RESOURCE)" : "");

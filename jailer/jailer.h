@@ -60,13 +60,9 @@ struct jailer_args {
 void jailer_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* Formats a path into out (PATH_MAX bytes); one that does not fit fails, never cut short. */
 char *jailer_path(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Formats an error message into err (JAILER_ERR_LEN bytes), cut short if need be. */
-void jailer_error(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* cgroup.c. Validation only reads /proc/mounts and the hierarchies; returns an error message
- * in err (size ERR_LEN) and -1, or 0. */
-#define JAILER_ERR_LEN 512
-int cgroup_validate(const struct jailer_args *a, char *err);
+/* cgroup.c. Validation only reads /proc/mounts and the hierarchies; fails via jailer_fail(). */
+void cgroup_validate(const struct jailer_args *a);
 /* Creates <hierarchy>/<parent_cgroup>/<id> in every hierarchy the settings need, writes the
  * values and moves the calling process in. Fails via jailer_fail(). */
 void cgroup_setup(const struct jailer_args *a);

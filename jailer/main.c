@@ -39,14 +39,6 @@ char *jailer_path(char *out, const char *fmt, ...)
 	return out;
 }
 
-void jailer_error(char *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, JAILER_ERR_LEN, fmt, ap);
-	va_end(ap);
-}
-
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -330,9 +322,7 @@ static void validate(struct jailer_args *a)
 	if (!a->parent_cgroup)
 		a->parent_cgroup = a->exec_name; /* Firecracker's default */
 	validate_parent_cgroup(a->parent_cgroup);
-	char err[JAILER_ERR_LEN];
-	if (cgroup_validate(a, err))
-		jailer_fail("%s", err);
+	cgroup_validate(a);
 	jailer_path(a->chroot_dir, "%s/%s/%s/root", a->chroot_base, a->exec_name, a->id);
 }
 

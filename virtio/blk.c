@@ -236,15 +236,6 @@ static void on_rate_timer(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 
-static void blk_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
-{
-	struct blk_dev *b = to_blk(dev);
-	if (offset >= BLK_CONFIG_LEN)
-		return;
-	uint64_t n = BLK_CONFIG_LEN - offset < len ? BLK_CONFIG_LEN - offset : len;
-	memcpy(data, b->config + offset, n);
-}
-
 static void blk_reset(struct virtio_dev *dev)
 {
 	struct blk_dev *b = to_blk(dev);
@@ -260,9 +251,7 @@ static void blk_destroy(struct virtio_dev *dev)
 			evloop_remove(&dev->machine->loop, b->engine->event_fd);
 		b->engine->ops->destroy(b->engine);
 	}
-	if (b->rl.timer_fd >= 0)
-		evloop_remove(&dev->machine->loop, b->rl.timer_fd);
-	rate_limiter_destroy(&b->rl);
+	rate_limiter_destroy(&b->rl, &dev->machine->loop);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b->reqs);
@@ -274,7 +263,6 @@ static void blk_destroy(struct virtio_dev *dev)
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
-	.config_read = blk_config_read,
 	.reset = blk_reset,
 	.queue_notify = blk_queue_notify,
 	.destroy = blk_destroy,
@@ -289,12 +277,12 @@ static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
 /* Opens path for drive id and learns its size in sectors; a block device works as well as
  * a file. Returns the fd or -errno with a message in err. */
 static int open_image(const char *id, const char *path, bool read_only, uint64_t *sectors,
-		      char *err, size_t err_len)
+		      char *err)
 {
 	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		snprintf(err, err_len, "drive %s: cannot open path_on_host %s%s: %s", id, path,
+		snprintf(err, ERR_LEN, "drive %s: cannot open path_on_host %s%s: %s", id, path,
 			 read_only ? "" : " for writing", strerror(e));
 		return -e;
 	}
@@ -302,14 +290,14 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 	uint64_t size = 0;
 	int rc = 0;
 	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		snprintf(err, err_len, "drive %s: path_on_host %s is not a file or block device",
+		snprintf(err, ERR_LEN, "drive %s: path_on_host %s is not a file or block device",
 			 id, path);
 		rc = -EINVAL;
 	} else if (S_ISREG(st.st_mode)) {
 		size = (uint64_t)st.st_size;
 	} else if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
 		rc = -errno;
-		snprintf(err, err_len, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(-rc));
+		snprintf(err, ERR_LEN, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(-rc));
 	}
 	if (rc) {
 		close(fd);
@@ -325,11 +313,11 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 }
 
 int blk_create(struct machine *machine, const struct drive_config *cfg, struct virtio_dev **out,
-	       char *err, size_t err_len)
+	       char *err)
 {
 	struct blk_dev *b = calloc(1, sizeof(*b));
 	if (!b) {
-		snprintf(err, err_len, "drive %s: out of memory", cfg->drive_id);
+		snprintf(err, ERR_LEN, "drive %s: out of memory", cfg->drive_id);
 		return -ENOMEM;
 	}
 	b->fd = -1;
@@ -341,7 +329,7 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	b->reqs = calloc(BLK_QUEUE_SIZE, sizeof(*b->reqs));
 	int rc = -ENOMEM;
 	if (!b->id || !b->path || !b->reqs) {
-		snprintf(err, err_len, "drive %s: out of memory", cfg->drive_id);
+		snprintf(err, ERR_LEN, "drive %s: out of memory", cfg->drive_id);
 		goto fail;
 	}
 	b->read_only = cfg->is_read_only;
@@ -356,23 +344,23 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 		b->reqs[i].blk = b;
 		put_req(b, &b->reqs[i]);
 	}
-	rc = open_image(b->id, b->path, b->read_only, &b->sectors, err, err_len);
+	rc = open_image(b->id, b->path, b->read_only, &b->sectors, err);
 	if (rc < 0)
 		goto fail;
 	b->fd = rc;
 
-	char why[200];
+	char why[ERR_LEN];
 	b->engine = cfg->io_engine == DRIVE_ENGINE_ASYNC
-			    ? blk_uring_create(b->fd, BLK_QUEUE_SIZE, why, sizeof(why))
-			    : blk_sync_create(b->fd, why, sizeof(why));
+			    ? blk_uring_create(b->fd, BLK_QUEUE_SIZE, why)
+			    : blk_sync_create(b->fd, why);
 	if (!b->engine) {
-		snprintf(err, err_len, "drive %s: io_engine %s: %s", b->id,
+		snprintf(err, ERR_LEN, "drive %s: io_engine %s: %.400s", b->id,
 			 cfg->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync", why);
 		rc = -EINVAL;
 		goto fail;
 	}
 	if ((rc = rate_limiter_init(&b->rl, &cfg->rate_limiter, monotonic_ns()))) {
-		snprintf(err, err_len, "drive %s: rate_limiter: timerfd: %s", b->id, strerror(-rc));
+		snprintf(err, ERR_LEN, "drive %s: rate_limiter: timerfd: %s", b->id, strerror(-rc));
 		goto fail;
 	}
 
@@ -384,10 +372,11 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	if (b->read_only)
 		features |= 1ULL << VIRTIO_BLK_F_RO;
-
+	b->vdev.config = b->config;
+	b->vdev.config_len = BLK_CONFIG_LEN;
 	rc = virtio_mmio_init(&b->vdev, machine, &blk_ops, b->id, 1, BLK_QUEUE_SIZE, features);
 	if (rc) {
-		snprintf(err, err_len, "drive %s: cannot create the virtio-mmio device: %s", b->id,
+		snprintf(err, ERR_LEN, "drive %s: cannot create the virtio-mmio device: %s", b->id,
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
 				       : strerror(-rc));
 		goto fail;
@@ -397,7 +386,7 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	     (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) ||
 	    (b->rl.timer_fd >= 0 &&
 	     (rc = evloop_add(&machine->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b)))) {
-		snprintf(err, err_len, "drive %s: event loop: %s", b->id, strerror(-rc));
+		snprintf(err, ERR_LEN, "drive %s: event loop: %s", b->id, strerror(-rc));
 		return rc;
 	}
 	if (out)
@@ -412,7 +401,7 @@ fail:
 	return rc;
 }
 
-int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err, size_t err_len)
+int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err)
 {
 	struct blk_dev *b = to_blk(dev);
 	struct machine *machine = dev->machine;
@@ -421,12 +410,12 @@ int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err
 	uint64_t sectors = b->sectors;
 	char *path = NULL;
 	if (strcmp(cfg->path_on_host, b->path) != 0) {
-		fd = open_image(b->id, cfg->path_on_host, b->read_only, &sectors, err, err_len);
+		fd = open_image(b->id, cfg->path_on_host, b->read_only, &sectors, err);
 		if (fd < 0)
 			return fd;
 		if (!(path = strdup(cfg->path_on_host))) {
 			close(fd);
-			snprintf(err, err_len, "drive %s: out of memory", b->id);
+			snprintf(err, ERR_LEN, "drive %s: out of memory", b->id);
 			return -ENOMEM;
 		}
 	}
@@ -436,9 +425,9 @@ int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err
 	if (!rc && had_timer < 0 && b->rl.timer_fd >= 0)
 		rc = evloop_add(&machine->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b);
 	if (rc) {
-		snprintf(err, err_len, "drive %s: rate_limiter: %s", b->id, strerror(-rc));
+		snprintf(err, ERR_LEN, "drive %s: rate_limiter: %s", b->id, strerror(-rc));
 	} else if (fd >= 0 && (rc = b->engine->ops->set_fd(b->engine, fd))) {
-		snprintf(err, err_len, "drive %s: io_engine %s: %s", b->id, b->engine->ops->name,
+		snprintf(err, ERR_LEN, "drive %s: io_engine %s: %s", b->id, b->engine->ops->name,
 			 strerror(-rc));
 	} else if (fd >= 0) {
 		close(b->fd);

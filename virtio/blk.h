@@ -30,7 +30,6 @@ struct drive_set {
 	struct drive_config *drives;
 	unsigned nr_drives;
 };
-void drive_config_free(struct drive_config *d);
 
 #define VIRTIO_ID_BLOCK 2
 
@@ -96,19 +95,19 @@ struct blk_req {
 /* result: data bytes moved (0 for FLUSH) or -errno. VMM thread, device lock held. */
 void blk_req_done(struct blk_req *req, int64_t result);
 
-struct blk_engine *blk_sync_create(int fd, char *err, size_t err_len);
-struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err, size_t err_len);
+struct blk_engine *blk_sync_create(int fd, char *err);
+struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err);
 /* 0 if this host can run the Async engine, else -errno and why in err. */
-int blk_uring_probe(char *err, size_t err_len);
+int blk_uring_probe(char *err);
 
 /* One virtio-blk device for drive cfg in vm's next virtio slot. -errno and a message
  * naming the drive in err on failure. */
 int blk_create(struct machine *machine, const struct drive_config *cfg, struct virtio_dev **out,
-	       char *err, size_t err_len);
+	       char *err);
 /* PATCH /drives/{id} on the running device dev: cfg (already validated) gives the drive's
  * path_on_host and rate_limiter. A new image takes effect for the next request, with a
  * configuration interrupt when its size differs. -errno and err, with nothing changed. */
-int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err, size_t err_len);
+int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err);
 /* The root device's root=... ro|rw kernel argument. */
 const char *blk_root_arg(struct virtio_dev *dev);
 

@@ -31,9 +31,13 @@ static int check_path(const char *path, bool read_only, const char *what, char *
 	return 0;
 }
 
-static void free_drive(void *d)
+static void free_drive(void *p)
 {
-	drive_config_free(d);
+	struct drive_config *d = p;
+	free(d->drive_id);
+	free(d->path_on_host);
+	free(d->partuuid);
+	memset(d, 0, sizeof(*d));
 }
 
 static const struct cfg_list drives = { .key = "drives",
@@ -102,8 +106,8 @@ int blk_config_put(void *store, const char *path_id, json_t *body, char *err)
 					what, set->drives[i].drive_id);
 	}
 	if (engine == DRIVE_ENGINE_ASYNC) {
-		char why[200];
-		if (blk_uring_probe(why, sizeof(why)))
+		char why[ERR_LEN];
+		if (blk_uring_probe(why))
 			return cfg_fail(err, "%s: field 'io_engine' \"Async\": %s", what, why);
 	}
 	next.cache_type = (enum drive_cache_type)cache;
@@ -159,14 +163,6 @@ int blk_config_load(void *store, json_t *array, char *err)
 	return cfg_list_load(&drives, store, array, err);
 }
 
-void drive_config_free(struct drive_config *d)
-{
-	free(d->drive_id);
-	free(d->path_on_host);
-	free(d->partuuid);
-	memset(d, 0, sizeof(*d));
-}
-
 /* The device table's hooks: the store is a struct drive_set. */
 
 static json_t *kind_to_json(const void *store)
@@ -204,7 +200,7 @@ static int kind_create(struct machine *machine, const void *store, struct device
 			if (d->is_root_device != (pass == 0))
 				continue;
 			struct virtio_dev *dev;
-			int rc = blk_create(machine, d, &dev, err, ERR_LEN);
+			int rc = blk_create(machine, d, &dev, err);
 			if (rc)
 				return rc;
 			if (device_set_add(out, dev, d->is_root_device ? blk_root_arg(dev) : NULL))
@@ -220,7 +216,7 @@ static int kind_update(void *store, struct virtio_dev *dev, const char *id, json
 {
 	struct drive_config *d, next;
 	int rc = parse_patch(store, id, body, &d, &next, err);
-	return rc ? rc : commit_patch(d, &next, blk_update(dev, &next, err, ERR_LEN));
+	return rc ? rc : commit_patch(d, &next, blk_update(dev, &next, err));
 }
 
 const struct device_kind blk_kind = {

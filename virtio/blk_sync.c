@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "virtio/blk.h"
 
 static int64_t transfer(int fd, struct blk_req *req, bool write)
@@ -71,11 +72,11 @@ static const struct blk_engine_ops sync_ops = {
 	.destroy = sync_destroy,
 };
 
-struct blk_engine *blk_sync_create(int fd, char *err, size_t err_len)
+struct blk_engine *blk_sync_create(int fd, char *err)
 {
 	struct blk_engine *e = calloc(1, sizeof(*e));
 	if (!e) {
-		snprintf(err, err_len, "out of memory");
+		snprintf(err, ERR_LEN, "out of memory");
 		return NULL;
 	}
 	e->ops = &sync_ops;

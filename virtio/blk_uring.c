@@ -125,9 +125,8 @@ static void reap_cqes(struct blk_engine *e)
 
 static void uring_reap(struct blk_engine *e)
 {
-	uint64_t count;
-	ssize_t r = read(e->event_fd, &count, sizeof(count));
-	(void)r;
+	eventfd_t count;
+	eventfd_read(e->event_fd, &count);
 	reap_cqes(e);
 	uring_flush_batch(e);
 }
@@ -183,11 +182,11 @@ static int restrict_ring(struct io_uring *ring)
 	return 0;
 }
 
-struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err, size_t err_len)
+struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err)
 {
 	struct uring_engine *u = calloc(1, sizeof(*u));
 	if (!u) {
-		snprintf(err, err_len, "out of memory");
+		snprintf(err, ERR_LEN, "out of memory");
 		return NULL;
 	}
 	u->e.ops = &uring_ops;
@@ -197,7 +196,7 @@ struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err, size_t er
 	struct io_uring_params params = { .flags = IORING_SETUP_R_DISABLED };
 	int rc = io_uring_queue_init_params(depth, &u->ring, &params);
 	if (rc < 0) {
-		snprintf(err, err_len,
+		snprintf(err, ERR_LEN,
 			 "io_uring is not available on this host (io_uring_setup: %s)",
 			 strerror(-rc));
 		goto fail;
@@ -205,22 +204,22 @@ struct blk_engine *blk_uring_create(int fd, unsigned depth, char *err, size_t er
 	u->ring_live = true;
 	rc = io_uring_register_files(&u->ring, &fd, 1);
 	if (rc < 0) {
-		snprintf(err, err_len, "io_uring_register_files: %s", strerror(-rc));
+		snprintf(err, ERR_LEN, "io_uring_register_files: %s", strerror(-rc));
 		goto fail;
 	}
 	u->e.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (u->e.event_fd < 0) {
-		snprintf(err, err_len, "eventfd: %s", strerror(errno));
+		snprintf(err, ERR_LEN, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
 	rc = io_uring_register_eventfd(&u->ring, u->e.event_fd);
 	if (rc < 0) {
-		snprintf(err, err_len, "io_uring_register_eventfd: %s", strerror(-rc));
+		snprintf(err, ERR_LEN, "io_uring_register_eventfd: %s", strerror(-rc));
 		goto fail;
 	}
 	rc = restrict_ring(&u->ring);
 	if (rc < 0) {
-		snprintf(err, err_len, "io_uring restrictions: %s", strerror(-rc));
+		snprintf(err, ERR_LEN, "io_uring restrictions: %s", strerror(-rc));
 		goto fail;
 	}
 	return &u->e;
@@ -229,12 +228,12 @@ fail:
 	return NULL;
 }
 
-int blk_uring_probe(char *err, size_t err_len)
+int blk_uring_probe(char *err)
 {
 	struct io_uring ring;
 	int rc = io_uring_queue_init(2, &ring, 0);
 	if (rc < 0) {
-		snprintf(err, err_len,
+		snprintf(err, ERR_LEN,
 			 "io_uring is not available on this host (io_uring_setup: %s)",
 			 strerror(-rc));
 		return rc;

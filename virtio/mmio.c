@@ -67,16 +67,10 @@ void virtio_needs_reset(struct virtio_dev *dev, const char *why)
 		virtio_interrupt(dev, VIRTIO_INT_CONFIG);
 }
 
-static void kick(struct virtio_kick *k)
-{
-	uint64_t one = 1;
-	ssize_t r = write(k->fd, &one, sizeof(one));
-	(void)r; /* EAGAIN: the counter is already non-zero, a wake-up is pending */
-}
-
 void virtio_queue_kick(struct virtio_dev *dev, unsigned q)
 {
-	kick(&dev->kicks[q]);
+	/* EAGAIN: the counter is already non-zero, a wake-up is pending */
+	eventfd_write(dev->kicks[q].fd, 1);
 }
 
 int virtio_queue_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *c)
@@ -132,7 +126,7 @@ static void activate(struct virtio_dev *dev)
 	/* A chain added (and notified) before DRIVER_OK went unseen: look at every queue. */
 	for (unsigned q = 0; q < dev->nr_queues; q++)
 		if (dev->queues[q].active)
-			kick(&dev->kicks[q]);
+			virtio_queue_kick(dev, q);
 }
 
 static void write_status(struct virtio_dev *dev, uint32_t v)
@@ -276,7 +270,7 @@ static void write_reg(struct virtio_dev *dev, uint64_t reg, uint32_t v)
 	case VIRTIO_MMIO_QUEUE_NOTIFY:
 		/* Reached only without ioeventfd, or with a value no ioeventfd matches. */
 		if (v < dev->nr_queues && virtio_dev_running(dev))
-			kick(&dev->kicks[v]);
+			virtio_queue_kick(dev, v);
 		break;
 	case VIRTIO_MMIO_STATUS:
 		write_status(dev, v);
@@ -326,15 +320,14 @@ static void mmio_access(void *opaque, uint64_t off, uint8_t *data, unsigned len,
 {
 	struct virtio_dev *dev = opaque;
 	if (off >= VIRTIO_MMIO_CONFIG) {
+		uint64_t at = off - VIRTIO_MMIO_CONFIG;
+		if (is_write)
+			return;
+		memset(data, 0, len);
 		pthread_mutex_lock(&dev->lock);
-		if (is_write) {
-			if (dev->ops->config_write)
-				dev->ops->config_write(dev, off - VIRTIO_MMIO_CONFIG, data, len);
-		} else {
-			memset(data, 0, len);
-			if (dev->ops->config_read)
-				dev->ops->config_read(dev, off - VIRTIO_MMIO_CONFIG, data, len);
-		}
+		if (at < dev->config_len)
+			memcpy(data, dev->config + at,
+			       len < dev->config_len - at ? len : dev->config_len - at);
 		pthread_mutex_unlock(&dev->lock);
 		return;
 	}
@@ -374,9 +367,8 @@ static void on_kick(void *opaque, uint32_t events)
 	struct virtio_kick *k = opaque;
 	struct virtio_dev *dev = k->dev;
 	(void)events;
-	uint64_t count;
-	ssize_t r = read(k->fd, &count, sizeof(count));
-	(void)r;
+	eventfd_t count;
+	eventfd_read(k->fd, &count);
 	pthread_mutex_lock(&dev->lock);
 	if (virtio_dev_running(dev) && dev->queues[k->queue].active)
 		dev->ops->queue_notify(dev, k->queue);

@@ -327,15 +327,6 @@ static void on_tx_timer(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 
-static void net_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
-{
-	struct net_dev *n = to_net(dev);
-	if (offset >= NET_CONFIG_LEN)
-		return;
-	uint64_t k = NET_CONFIG_LEN - offset < len ? NET_CONFIG_LEN - offset : len;
-	memcpy(data, n->config + offset, k);
-}
-
 /* vCPU thread: the TAP ioctl waits for the VMM thread, which the transport kicks next. */
 static int net_activate(struct virtio_dev *dev)
 {
@@ -356,12 +347,8 @@ static void net_destroy(struct virtio_dev *dev)
 		evloop_remove(&dev->machine->loop, n->tap_fd);
 		close(n->tap_fd);
 	}
-	if (n->rx_rl.timer_fd >= 0)
-		evloop_remove(&dev->machine->loop, n->rx_rl.timer_fd);
-	if (n->tx_rl.timer_fd >= 0)
-		evloop_remove(&dev->machine->loop, n->tx_rl.timer_fd);
-	rate_limiter_destroy(&n->rx_rl);
-	rate_limiter_destroy(&n->tx_rl);
+	rate_limiter_destroy(&n->rx_rl, &dev->machine->loop);
+	rate_limiter_destroy(&n->tx_rl, &dev->machine->loop);
 	if (n->tx_dropped || n->rx_dropped)
 		log_debug("network interface %s: %llu transmit and %llu receive frames dropped",
 			  n->id, (unsigned long long)n->tx_dropped,
@@ -375,7 +362,6 @@ static void net_destroy(struct virtio_dev *dev)
 static const struct virtio_dev_ops net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
-	.config_read = net_config_read,
 	.activate = net_activate,
 	.reset = net_reset,
 	.queue_notify = net_queue_notify,
@@ -383,20 +369,20 @@ static const struct virtio_dev_ops net_ops = {
 };
 
 int net_create(struct machine *machine, const struct net_config *cfg, struct virtio_dev **out,
-	       char *err, size_t err_len)
+	       char *err)
 {
-	int fd = tap_open(cfg->iface_id, cfg->host_dev_name, NET_HDR_LEN, err, err_len);
+	int fd = tap_open(cfg->iface_id, cfg->host_dev_name, NET_HDR_LEN, err);
 	if (fd < 0)
 		return fd;
-	return net_create_on_fd(machine, cfg, fd, out, err, err_len);
+	return net_create_on_fd(machine, cfg, fd, out, err);
 }
 
 int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int tap_fd,
-		     struct virtio_dev **out, char *err, size_t err_len)
+		     struct virtio_dev **out, char *err)
 {
 	struct net_dev *n = calloc(1, sizeof(*n));
 	if (!n) {
-		snprintf(err, err_len, "network interface %s: out of memory", cfg->iface_id);
+		snprintf(err, ERR_LEN, "network interface %s: out of memory", cfg->iface_id);
 		close(tap_fd);
 		return -ENOMEM;
 	}
@@ -408,14 +394,14 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 	n->rx_buf = malloc(NET_FRAME_MAX);
 	int rc = -ENOMEM;
 	if (!n->id || !n->tap_name || !n->rx_buf) {
-		snprintf(err, err_len, "network interface %s: out of memory", cfg->iface_id);
+		snprintf(err, ERR_LEN, "network interface %s: out of memory", cfg->iface_id);
 		goto fail;
 	}
 	n->mtu = cfg->mtu;
 	uint64_t now = monotonic_ns();
 	if ((rc = rate_limiter_init(&n->rx_rl, &cfg->rx_rate_limiter, now)) ||
 	    (rc = rate_limiter_init(&n->tx_rl, &cfg->tx_rate_limiter, now))) {
-		snprintf(err, err_len, "network interface %s: rate limiter: timerfd: %s", n->id,
+		snprintf(err, ERR_LEN, "network interface %s: rate limiter: timerfd: %s", n->id,
 			 strerror(-rc));
 		goto fail;
 	}
@@ -434,9 +420,11 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 		n->config[10] = (uint8_t)cfg->mtu;
 		n->config[11] = (uint8_t)(cfg->mtu >> 8);
 	}
+	n->vdev.config = n->config;
+	n->vdev.config_len = NET_CONFIG_LEN;
 	rc = virtio_mmio_init(&n->vdev, machine, &net_ops, n->id, 2, NET_QUEUE_SIZE, features);
 	if (rc) {
-		snprintf(err, err_len,
+		snprintf(err, ERR_LEN,
 			 "network interface %s: cannot create the virtio-mmio device: %s", n->id,
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
 				       : strerror(-rc));
@@ -448,7 +436,7 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 	     (rc = evloop_add(&machine->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n))) ||
 	    (n->tx_rl.timer_fd >= 0 &&
 	     (rc = evloop_add(&machine->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n)))) {
-		snprintf(err, err_len, "network interface %s: event loop: %s", n->id,
+		snprintf(err, ERR_LEN, "network interface %s: event loop: %s", n->id,
 			 strerror(-rc));
 		return rc;
 	}
@@ -473,7 +461,7 @@ fail:
 	return rc;
 }
 
-int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err, size_t err_len)
+int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err)
 {
 	struct net_dev *n = to_net(dev);
 	struct machine *machine = dev->machine;
@@ -488,7 +476,7 @@ int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err, 
 	if (!rc && had_tx < 0 && n->tx_rl.timer_fd >= 0)
 		rc = evloop_add(&machine->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n);
 	if (rc)
-		snprintf(err, err_len, "network interface %s: rate limiter: %s", n->id,
+		snprintf(err, ERR_LEN, "network interface %s: rate limiter: %s", n->id,
 			 strerror(-rc));
 	else if (virtio_dev_running(&n->vdev)) {
 		/* The new limits may allow what the old ones held back. */

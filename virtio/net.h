@@ -26,7 +26,6 @@ struct net_set {
 	struct net_config *nets;
 	unsigned nr_nets;
 };
-void net_config_free(struct net_config *n);
 
 #define VIRTIO_ID_NET 1
 
@@ -37,10 +36,8 @@ void net_config_free(struct net_config *n);
 #define VIRTIO_NET_F_MAC	(1ULL << 5)
 #define VIRTIO_NET_F_GUEST_TSO4 (1ULL << 7)
 #define VIRTIO_NET_F_GUEST_TSO6 (1ULL << 8)
-#define VIRTIO_NET_F_GUEST_UFO	(1ULL << 10)
 #define VIRTIO_NET_F_HOST_TSO4	(1ULL << 11)
 #define VIRTIO_NET_F_HOST_TSO6	(1ULL << 12)
-#define VIRTIO_NET_F_HOST_UFO	(1ULL << 14)
 #define VIRTIO_NET_F_MRG_RXBUF	(1ULL << 15)
 
 #define NET_QUEUE_SIZE 256
@@ -56,13 +53,13 @@ void net_config_free(struct net_config *n);
 /* One virtio-net device for interface cfg in vm's next virtio slot, its TAP opened and
  * checked. -errno and a message naming the interface in err on failure. */
 int net_create(struct machine *machine, const struct net_config *cfg, struct virtio_dev **out,
-	       char *err, size_t err_len);
+	       char *err);
 /* net_create over tap_fd, already open (tap_open's flags, or in tests one end of a
  * SOCK_SEQPACKET socketpair: one frame, virtio-net header first, per record). The device
  * owns tap_fd from here, also on failure. */
 int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int tap_fd,
-		     struct virtio_dev **out, char *err, size_t err_len);
+		     struct virtio_dev **out, char *err);
 /* PATCH /network-interfaces/{id} on the running device dev: new rx/tx rate limiters. */
-int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err, size_t err_len);
+int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err);
 
 #endif

@@ -31,9 +31,12 @@ static int parse_mac(const char *s, uint8_t mac[6], const char *what, char *err)
 	return 0;
 }
 
-static void free_net(void *n)
+static void free_net(void *p)
 {
-	net_config_free(n);
+	struct net_config *n = p;
+	free(n->iface_id);
+	free(n->host_dev_name);
+	memset(n, 0, sizeof(*n));
 }
 
 static const struct cfg_list nets = { .key = "network-interfaces",
@@ -159,13 +162,6 @@ static json_t *kind_to_json(const void *store)
 	return arr;
 }
 
-void net_config_free(struct net_config *n)
-{
-	free(n->iface_id);
-	free(n->host_dev_name);
-	memset(n, 0, sizeof(*n));
-}
-
 /* The device table's hooks: the store is a struct net_set. */
 
 static void kind_free(void *store)
@@ -179,7 +175,7 @@ static int kind_create(struct machine *machine, const void *store, struct device
 	const struct net_set *set = store;
 	for (unsigned i = 0; i < set->nr_nets; i++) {
 		struct virtio_dev *dev;
-		int rc = net_create(machine, &set->nets[i], &dev, err, ERR_LEN);
+		int rc = net_create(machine, &set->nets[i], &dev, err);
 		if (rc)
 			return rc;
 		if (device_set_add(out, dev, NULL))
@@ -194,7 +190,7 @@ static int kind_update(void *store, struct virtio_dev *dev, const char *id, json
 {
 	struct net_config *c, next;
 	int rc = parse_patch(store, id, body, &c, &next, err);
-	if (!rc && !(rc = net_update(dev, &next, err, ERR_LEN)))
+	if (!rc && !(rc = net_update(dev, &next, err)))
 		*c = next;
 	return rc;
 }

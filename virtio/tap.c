@@ -1,6 +1,8 @@
 /* TAP devices: open an existing one and check that it can carry the guest's frames. */
 #include "virtio/tap.h"
 
+#include "core/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -26,10 +28,10 @@ static int link_is_up(const char *name)
 	return rc;
 }
 
-int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err, size_t err_len)
+int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err)
 {
 	if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) {
-		snprintf(err, err_len,
+		snprintf(err, ERR_LEN,
 			 "network interface %s: host_dev_name '%s' must be 1 to %d characters",
 			 iface_id, name, IFNAMSIZ - 1);
 		return -EINVAL;
@@ -37,7 +39,7 @@ int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err
 	/* TUNSETIFF would create a missing device when ember may do so: the orchestrator owns
 	 * its network, so a missing TAP is its mistake to hear about, not ours to fix. */
 	if (if_nametoindex(name) == 0) {
-		snprintf(err, err_len,
+		snprintf(err, ERR_LEN,
 			 "network interface %s: TAP device %s does not exist (create it with "
 			 "'ip tuntap add dev %s mode tap')",
 			 iface_id, name, name);
@@ -46,7 +48,7 @@ int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		snprintf(err, err_len, "network interface %s: cannot open /dev/net/tun: %s",
+		snprintf(err, ERR_LEN, "network interface %s: cannot open /dev/net/tun: %s",
 			 iface_id, strerror(e));
 		return -e;
 	}
@@ -57,7 +59,7 @@ int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err
 	int rc = 0;
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		rc = -errno;
-		snprintf(err, err_len, "network interface %s: cannot attach to TAP %s: %s",
+		snprintf(err, ERR_LEN, "network interface %s: cannot attach to TAP %s: %s",
 			 iface_id, name,
 			 rc == -EBUSY ? "it is in use by another process"
 			 : rc == -EINVAL
@@ -66,20 +68,20 @@ int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err
 					: strerror(-rc));
 	} else if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_hdr_len) < 0) {
 		rc = -errno;
-		snprintf(err, err_len, "network interface %s: TAP %s: TUNSETVNETHDRSZ: %s",
+		snprintf(err, ERR_LEN, "network interface %s: TAP %s: TUNSETVNETHDRSZ: %s",
 			 iface_id, name, strerror(-rc));
 	} else if (tap_set_offload(fd, 0) < 0) {
 		rc = -errno;
-		snprintf(err, err_len, "network interface %s: TAP %s: TUNSETOFFLOAD: %s", iface_id,
+		snprintf(err, ERR_LEN, "network interface %s: TAP %s: TUNSETOFFLOAD: %s", iface_id,
 			 name, strerror(-rc));
 	} else if ((rc = link_is_up(name)) <= 0) {
 		if (rc == 0) {
 			rc = -ENETDOWN;
-			snprintf(err, err_len,
+			snprintf(err, ERR_LEN,
 				 "network interface %s: TAP %s is down (ip link set %s up)",
 				 iface_id, name, name);
 		} else {
-			snprintf(err, err_len, "network interface %s: TAP %s: SIOCGIFFLAGS: %s",
+			snprintf(err, ERR_LEN, "network interface %s: TAP %s: SIOCGIFFLAGS: %s",
 				 iface_id, name, strerror(-rc));
 		}
 	} else {

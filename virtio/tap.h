@@ -8,7 +8,7 @@
 /* Opens the existing TAP name for interface iface_id, non-blocking, with IFF_TAP |
  * IFF_NO_PI | IFF_VNET_HDR and a vnet_hdr_len-byte header. Returns the fd, or -errno with a
  * message naming the interface and the TAP in err: missing, in use, down, not a TAP. */
-int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err, size_t err_len);
+int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err);
 /* TUNSETOFFLOAD: which offloads (TUN_F_*) the reader of the TAP, the guest, accepts. */
 int tap_set_offload(int fd, unsigned tun_flags);
 

@@ -55,8 +55,6 @@
 #define VIRTIO_MMIO_SHM_SEL		0x0ac
 #define VIRTIO_MMIO_SHM_LEN_LOW		0x0b0
 #define VIRTIO_MMIO_SHM_LEN_HIGH	0x0b4
-#define VIRTIO_MMIO_SHM_BASE_LOW	0x0b8
-#define VIRTIO_MMIO_SHM_BASE_HIGH	0x0bc
 #define VIRTIO_MMIO_CONFIG_GENERATION	0x0fc
 #define VIRTIO_MMIO_CONFIG		0x100
 
@@ -73,10 +71,6 @@ struct virtio_dev;
 struct virtio_dev_ops {
 	const char *name; /* "virtio-blk", for the log */
 	uint32_t device_id;
-	/* Device-specific configuration space (offset from 0x100); reads outside it are 0. */
-	void (*config_read)(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len);
-	void (*config_write)(struct virtio_dev *dev, uint64_t offset, const uint8_t *data,
-			     unsigned len);
 	/* DRIVER_OK with every ready queue active; negative errno marks the device as needing
 	 * a reset. */
 	int (*activate)(struct virtio_dev *dev);
@@ -104,6 +98,10 @@ struct virtio_dev {
 	uint64_t mmio_base;
 	unsigned irq;
 	char cmdline[64]; /* virtio_mmio.device=4K@0x...:IRQ */
+	/* Device-specific configuration space (from 0x100), read-only for the driver; reads
+	 * beyond config_len are 0. */
+	const uint8_t *config;
+	unsigned config_len;
 
 	uint64_t device_features;
 	uint64_t driver_features;

@@ -172,14 +172,6 @@ static void vsock_queue_notify(struct virtio_dev *dev, unsigned q)
 	vsock_conns_reap(&v->conns);
 }
 
-static void vsock_config_read(struct virtio_dev *dev, uint64_t offset, uint8_t *data, unsigned len)
-{
-	uint64_t cid = ((struct vsock_dev *)dev)->conns.guest_cid; /* le64, all there is */
-	if (offset < sizeof(cid))
-		memcpy(data, (uint8_t *)&cid + offset,
-		       len < sizeof(cid) - offset ? len : sizeof(cid) - offset);
-}
-
 /* vCPU thread. A driver that starts again after a reset learns, through the event queue,
  * that its old connections are gone (the reset closed their host sockets). */
 static int vsock_activate(struct virtio_dev *dev)
@@ -209,7 +201,6 @@ static void vsock_destroy(struct virtio_dev *dev)
 static const struct virtio_dev_ops vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
-	.config_read = vsock_config_read,
 	.activate = vsock_activate,
 	.reset = vsock_reset,
 	.queue_notify = vsock_queue_notify,
@@ -217,17 +208,19 @@ static const struct virtio_dev_ops vsock_ops = {
 };
 
 int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
-		 char *err, size_t err_len)
+		 char *err)
 {
 	static bool registered;
 	struct vsock_dev *v = calloc(1, sizeof(*v));
 	if (!v || !(v->uds_path = strdup(cfg->uds_path))) {
 		free(v);
-		snprintf(err, err_len, "vsock: out of memory");
+		snprintf(err, ERR_LEN, "vsock: out of memory");
 		return -ENOMEM;
 	}
 	v->vdev.machine = machine;
 	v->vdev.label = "vsock"; /* virtio_mmio_init sets the same; warnings may come first */
+	v->vdev.config = (const uint8_t *)&v->conns.guest_cid; /* le64, all there is */
+	v->vdev.config_len = sizeof(v->conns.guest_cid);
 	vsock_conns_init(&v->conns, &vsock_unix_ops, &v->host, cfg->guest_cid, &v->vdev.label,
 			 &v->vdev.warnings);
 	v->host = (struct vsock_host){ .loop = &machine->loop,
@@ -238,10 +231,10 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 				       .kick_opaque = v };
 	uint64_t features =
 		(1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	int rc = vsock_host_init(&v->host, err, err_len);
+	int rc = vsock_host_init(&v->host, err);
 	if (!rc && (rc = virtio_mmio_init(&v->vdev, machine, &vsock_ops, "vsock", 3,
 					  VSOCK_QUEUE_SIZE, features)))
-		snprintf(err, err_len, "vsock: cannot create the virtio-mmio device: %s",
+		snprintf(err, ERR_LEN, "vsock: cannot create the virtio-mmio device: %s",
 			 rc == -ENOSPC ? "no free virtio slot (at most 19 devices)"
 				       : strerror(-rc));
 	if (rc) {

@@ -77,6 +77,6 @@ extern struct metric vsock_metrics[VSOCK_METRIC_COUNT];
 /* Binds cfg->uds_path (which must not exist) and creates the device in the machine's next
  * virtio slot; -errno and a message naming the path in err on failure. */
 int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
-		 char *err, size_t err_len);
+		 char *err);
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/machine.h"
 #include "virtio/vsock_internal.h"
 
@@ -74,9 +75,7 @@ static void unix_arm_timer(void *host)
 static void unix_wake(void *host)
 {
 	struct vsock_host *h = host;
-	uint64_t one = 1;
-	ssize_t w = write(h->cleanup_fd, &one, sizeof(one));
-	(void)w;
+	eventfd_write(h->cleanup_fd, 1);
 }
 
 /* Reads "CONNECT <port>\n" without taking any byte past it: what follows is stream data. */
@@ -194,13 +193,13 @@ static void on_timer(void *opaque, uint32_t events)
 	finish(h);
 }
 
-int vsock_host_init(struct vsock_host *h, char *err, size_t err_len)
+int vsock_host_init(struct vsock_host *h, char *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	h->listen_fd = h->timer_fd = h->cleanup_fd = -1;
 	/* Room for the "_<port>" of guest connections, up to "_4294967295". */
 	if (strlen(h->uds_path) + 11 >= sizeof(sa.sun_path)) {
-		snprintf(err, err_len,
+		snprintf(err, ERR_LEN,
 			 "vsock: uds_path %s: too long for a Unix socket path with a _PORT suffix",
 			 h->uds_path);
 		return -ENAMETOOLONG;
@@ -224,7 +223,7 @@ int vsock_host_init(struct vsock_host *h, char *err, size_t err_len)
 	    !(rc = evloop_add(h->loop, h->timer_fd, EPOLLIN, on_timer, h)))
 		rc = evloop_add(h->loop, h->cleanup_fd, EPOLLIN, on_timer, h);
 	if (rc)
-		snprintf(err, err_len, "vsock: uds_path %s: %s", h->uds_path,
+		snprintf(err, ERR_LEN, "vsock: uds_path %s: %s", h->uds_path,
 			 rc == -EADDRINUSE ? "already exists (remove it first)" : strerror(-rc));
 	return rc;
 }

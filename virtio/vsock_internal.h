@@ -25,7 +25,7 @@ extern const struct vsock_host_ops vsock_unix_ops; /* their host is a struct vso
 /* Binds uds_path and watches the listener, the timer and the cleanup eventfd (the fields
  * above the blank line are set). -errno and a message naming the path on failure; then, as
  * after vsock_conns_destroy, vsock_host_destroy releases what it holds. */
-int vsock_host_init(struct vsock_host *h, char *err, size_t err_len);
+int vsock_host_init(struct vsock_host *h, char *err);
 void vsock_host_destroy(struct vsock_host *h);
 
 #endif

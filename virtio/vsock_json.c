@@ -133,7 +133,7 @@ static int kind_create(struct machine *machine, const void *store, struct device
 	if (!v->uds_path)
 		return 0;
 	struct virtio_dev *dev;
-	int rc = vsock_create(machine, v, &dev, err, ERR_LEN);
+	int rc = vsock_create(machine, v, &dev, err);
 	if (!rc && device_set_add(out, dev, NULL))
 		rc = cfg_fail(err, "vsock: too many virtio devices (at most %d)", VIRTIO_DEV_MAX);
 	return rc;

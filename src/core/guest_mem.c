@@ -60,21 +60,3 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	}
 	return NULL;
 }
-
-int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, uint64_t len)
-{
-	const void *p = guest_mem_ptr(mem, gpa, len);
-	if (!p)
-		return -EFAULT;
-	memcpy(buf, p, len);
-	return 0;
-}
-
-int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64_t len)
-{
-	void *p = guest_mem_ptr(mem, gpa, len);
-	if (!p)
-		return -EFAULT;
-	memcpy(p, buf, len);
-	return 0;
-}

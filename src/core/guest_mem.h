@@ -23,8 +23,5 @@ void guest_mem_free(struct guest_mem *mem);
 /* A host pointer for [gpa, gpa+len) if it lies entirely in one RAM region, NULL otherwise
  * (overflow, the gap, beyond the end). */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
-/* Copies between guest memory and a host buffer; -EFAULT when the range is not RAM. */
-int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *buf, uint64_t len);
-int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *buf, uint64_t len);
 
 #endif

@@ -25,8 +25,6 @@ int irq_line_create(struct machine *machine, unsigned gsi)
 
 void irq_line_raise(int fd)
 {
-	uint64_t one = 1;
 	/* EAGAIN means the counter is already non-zero: the edge is pending anyway. */
-	ssize_t r = write(fd, &one, sizeof(one));
-	(void)r;
+	eventfd_write(fd, 1);
 }

@@ -1,5 +1,6 @@
 #include "core/machine.h"
 
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -9,9 +10,7 @@ void machine_request_exit(struct machine *m, int code)
 	if (!atomic_compare_exchange_strong(&m->exiting, &expected, true))
 		return;
 	m->exit_code = code;
-	uint64_t one = 1;
-	ssize_t r = write(m->exit_event_fd, &one, sizeof(one));
-	(void)r;
+	eventfd_write(m->exit_event_fd, 1);
 }
 
 static uint64_t clock_ns(clockid_t clock)

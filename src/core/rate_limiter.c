@@ -1,6 +1,7 @@
 /* Token buckets in integer arithmetic: the refill keeps its sub-token remainder, so a long
  * transfer runs at size/refill_time exactly instead of drifting by rounding. */
 #include "core/rate_limiter.h"
+#include "core/evloop.h"
 
 #include <errno.h>
 #include <string.h>
@@ -98,8 +99,10 @@ int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_confi
 	return 0;
 }
 
-void rate_limiter_destroy(struct rate_limiter *rl)
+void rate_limiter_destroy(struct rate_limiter *rl, struct evloop *loop)
 {
+	if (rl->timer_fd >= 0 && loop)
+		evloop_remove(loop, rl->timer_fd);
 	if (rl->timer_fd >= 0)
 		close(rl->timer_fd);
 	rl->timer_fd = -1;

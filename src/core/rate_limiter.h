@@ -45,7 +45,9 @@ int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_config 
 /* PATCH: new limits, buckets start full as on creation. */
 int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
 			uint64_t now_ns);
-void rate_limiter_destroy(struct rate_limiter *rl);
+struct evloop;
+/* Closes the timer, first taking it out of loop (NULL: it was never in one). */
+void rate_limiter_destroy(struct rate_limiter *rl, struct evloop *loop);
 bool rate_limiter_active(const struct rate_limiter *rl);
 /* Takes ops operations and bytes bytes from the buckets and returns true, or takes nothing,
  * arms the timer and returns false. */

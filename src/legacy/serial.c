@@ -204,7 +204,8 @@ static void serial_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
 	pthread_mutex_unlock(&s->lock);
 }
 
-size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
+/* Queues bytes for the guest to read; returns how many fit. */
+static size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 {
 	pthread_mutex_lock(&s->lock);
 	size_t n = 0;

@@ -11,7 +11,5 @@
  * the VMM event loop. Registers itself on the port bus. */
 struct serial *serial_create(struct machine *machine, int out_fd, int in_fd);
 void serial_destroy(struct serial *s);
-/* Queues bytes for the guest to read; returns how many fit. Thread-safe. */
-size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 
 #endif

@@ -30,7 +30,6 @@
 #define SERIAL_PORT	0x3f8
 #define SERIAL_IRQ	4
 #define I8042_DATA_PORT 0x60
-#define I8042_CMD_PORT	0x64
 #define I8042_IRQ	1
 
 #endif

@@ -25,8 +25,8 @@ static struct uring_engine *engine_on(const char **path, int *fd)
 	*path = unit_tmp_file(data, sizeof(data));
 	*fd = open(*path, O_RDWR | O_CLOEXEC);
 	assert_true(*fd >= 0);
-	char err[200];
-	struct blk_engine *e = blk_uring_create(*fd, 8, err, sizeof(err));
+	char err[ERR_LEN];
+	struct blk_engine *e = blk_uring_create(*fd, 8, err);
 	if (!e)
 		fail_msg("blk_uring_create: %s", err);
 	return to_uring(e);
@@ -35,8 +35,8 @@ static struct uring_engine *engine_on(const char **path, int *fd)
 static void restricted_ring(void **state)
 {
 	(void)state;
-	char why[200];
-	if (blk_uring_probe(why, sizeof(why)))
+	char why[ERR_LEN];
+	if (blk_uring_probe(why))
 		skip(); /* no io_uring on this host: the engine is refused at configuration */
 	const char *path;
 	int fd;

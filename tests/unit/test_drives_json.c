@@ -246,7 +246,7 @@ static void async_engine_needs_io_uring(void **state)
 		     "{\"drive_id\": \"fast\", \"path_on_host\": \"%s\", \"is_root_device\": false,"
 		     " \"io_engine\": \"Async\"}",
 		     img);
-	if (blk_uring_probe(why, sizeof(why)) == 0) {
+	if (blk_uring_probe(why) == 0) {
 		assert_int_equal(rc, 0);
 		assert_int_equal(drives()->drives[0].io_engine, DRIVE_ENGINE_ASYNC);
 	} else {

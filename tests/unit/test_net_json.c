@@ -129,13 +129,13 @@ static void missing_tap(void **state)
 	refused(put(NULL, "{\"iface_id\":\"eth0\",\"host_dev_name\":\"nosuchtap9\"}", err), err,
 		"'eth0'", "TAP device nosuchtap9 does not exist");
 	/* The backend says the same at InstanceStart (the TAP may vanish in between). */
-	int rc = tap_open("eth0", "nosuchtap9", NET_HDR_LEN, err, sizeof(err));
+	int rc = tap_open("eth0", "nosuchtap9", NET_HDR_LEN, err);
 	assert_int_equal(rc, -ENODEV);
 	assert_non_null(strstr(err, "eth0"));
 	assert_non_null(strstr(err, "nosuchtap9 does not exist"));
 	/* An interface that is not a TAP (or a host without /dev/net/tun access) is refused
 	 * too, naming both. */
-	rc = tap_open("eth0", "lo", NET_HDR_LEN, err, sizeof(err));
+	rc = tap_open("eth0", "lo", NET_HDR_LEN, err);
 	assert_true(rc < 0);
 	assert_non_null(strstr(err, "eth0"));
 }

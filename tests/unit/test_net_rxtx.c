@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include "core/log.h"
 #include "virtio/net.h"
 
 #define NUM	 16
@@ -61,8 +62,8 @@ static void start(uint64_t features)
 			 0);
 	t()->peer = sv[1];
 	struct net_config cfg = { .iface_id = "eth0", .host_dev_name = "socketpair" };
-	char err[256];
-	if (net_create_on_fd(t()->vm, &cfg, sv[0], &t()->dev, err, sizeof(err)))
+	char err[ERR_LEN];
+	if (net_create_on_fd(t()->vm, &cfg, sv[0], &t()->dev, err))
 		fail_msg("net_create_on_fd: %s", err);
 	unit_driver_init(t()->vm, t()->dev, features | (1ULL << VIRTIO_F_VERSION_1), rings, 2);
 }

@@ -18,7 +18,7 @@ static struct rate_limiter *rl(void)
 
 static int rl_teardown(void **state)
 {
-	rate_limiter_destroy(rl());
+	rate_limiter_destroy(rl(), NULL);
 	return unit_teardown(state);
 }
 

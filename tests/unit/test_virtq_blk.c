@@ -8,6 +8,7 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "virtio/blk.h"
 #include "x86/layout.h"
 #include "virtio/virtio.h"
@@ -85,8 +86,8 @@ static void start(const struct drive_config *d)
 {
 	t()->vm = unit_vm_new(4 * MIB);
 	assert_int_equal(evloop_init(&t()->vm->loop), 0);
-	char err[256];
-	int rc = blk_create(t()->vm, d, &t()->dev, err, sizeof(err));
+	char err[ERR_LEN];
+	int rc = blk_create(t()->vm, d, &t()->dev, err);
 	if (rc)
 		fail_msg("blk_create: %s", err);
 	driver_init();
@@ -253,8 +254,8 @@ static void sync_engine(void **state)
 static void async_engine(void **state)
 {
 	(void)state;
-	char why[200];
-	if (blk_uring_probe(why, sizeof(why)))
+	char why[ERR_LEN];
+	if (blk_uring_probe(why))
 		skip(); /* this host has no io_uring: the Sync tests still run */
 	read_write_flush_get_id(DRIVE_ENGINE_ASYNC);
 }
@@ -306,8 +307,8 @@ static void broken_ring_needs_reset(void **state)
 static void reset_drops_requests_in_flight(void **state)
 {
 	(void)state;
-	char why[200];
-	if (blk_uring_probe(why, sizeof(why)))
+	char why[ERR_LEN];
+	if (blk_uring_probe(why))
 		skip();
 	struct drive_config d = drive(DRIVE_ENGINE_ASYNC, false);
 	start(&d);
@@ -380,8 +381,8 @@ static void patch_a_running_drive(void **state)
 {
 	(void)state;
 	struct drive_config d = drive(DRIVE_ENGINE_ASYNC, false);
-	char why[200];
-	if (blk_uring_probe(why, sizeof(why)))
+	char why[ERR_LEN];
+	if (blk_uring_probe(why))
 		d.io_engine = DRIVE_ENGINE_SYNC;
 	start(&d);
 	uint32_t gen = rd(VIRTIO_MMIO_CONFIG_GENERATION);
@@ -390,8 +391,8 @@ static void patch_a_running_drive(void **state)
 	memset(big, 0x77, sizeof(big));
 	d.path_on_host = (char *)unit_tmp_file(big, sizeof(big));
 	d.rate_limiter.ops = (struct token_bucket_config){ 1, 0, 100 }; /* 10 requests/s */
-	char err[256];
-	if (blk_update(t()->dev, &d, err, sizeof(err)))
+	char err[ERR_LEN];
+	if (blk_update(t()->dev, &d, err))
 		fail_msg("blk_update: %s", err);
 	assert_int_equal(rd(VIRTIO_MMIO_CONFIG_GENERATION), gen + 1);
 	assert_int_equal(rd(VIRTIO_MMIO_CONFIG), 2 * IMG_SECTORS);
@@ -409,7 +410,7 @@ static void patch_a_running_drive(void **state)
 		fail_msg("3 reads at 10/s took only %llu ms", (unsigned long long)ms);
 	/* A missing image is refused and changes nothing. */
 	d.path_on_host = (char *)unit_missing_path();
-	assert_true(blk_update(t()->dev, &d, err, sizeof(err)) < 0);
+	assert_true(blk_update(t()->dev, &d, err) < 0);
 	assert_non_null(strstr(err, d.path_on_host));
 	assert_int_equal(rd(VIRTIO_MMIO_CONFIG), 2 * IMG_SECTORS);
 }
@@ -420,15 +421,15 @@ static void bad_images_are_refused(void **state)
 	struct machine *vm = unit_vm_new(4 * MIB);
 	assert_int_equal(evloop_init(&vm->loop), 0);
 	t()->vm = vm;
-	char err[256];
+	char err[ERR_LEN];
 	struct drive_config d = { .drive_id = "scratch",
 				  .path_on_host = (char *)unit_missing_path() };
-	assert_true(blk_create(vm, &d, NULL, err, sizeof(err)) < 0);
+	assert_true(blk_create(vm, &d, NULL, err) < 0);
 	assert_non_null(strstr(err, "drive scratch"));
 	assert_non_null(strstr(err, d.path_on_host));
 	d.path_on_host = "/";
 	d.is_read_only = true;
-	assert_int_equal(blk_create(vm, &d, NULL, err, sizeof(err)), -EINVAL);
+	assert_int_equal(blk_create(vm, &d, NULL, err), -EINVAL);
 	assert_non_null(strstr(err, "not a file or block device"));
 	assert_int_equal(vm->nr_mmio_slots, 0);
 }
