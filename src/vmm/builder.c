@@ -142,11 +142,12 @@ static void set_memory_slots(struct machine *m, bool remove)
 	}
 }
 
-/* Maps guest memory of the configured size and gives it to KVM. */
+/* Maps guest memory of the configured size, unless that is done, and gives it to KVM. */
 static void *map_memory(void *arg)
 {
 	struct vm *vm = arg;
-	vm->mem_rc = guest_mem_init(&vm->m.mem, vm->mem_bytes);
+	if (!vm->m.mem.nr_regions)
+		vm->mem_rc = guest_mem_init(&vm->m.mem, vm->mem_bytes);
 	if (!vm->mem_rc)
 		set_memory_slots(&vm->m, false);
 	return NULL;
@@ -389,8 +390,17 @@ static int build(struct vm *vm, char *err)
 		}
 	}
 	vm->serial_out_fd = out_fd;
-	if (!vm->early_pit)
+	/* Without early_pit the memory is mapped here, for the kernel, and KVM takes it on a
+	 * helper thread meanwhile. */
+	if (vm->early_pit)
+		join_helper(vm->mem_thread, &vm->mem_pending);
+	else if (!(vm->mem_rc = guest_mem_init(&m->mem, (uint64_t)cfg->machine.mem_size_mib << 20)))
 		start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
+	if (vm->mem_rc) {
+		snprintf(err, ERR_LEN, "cannot map %u MiB of guest memory: %s",
+			 cfg->machine.mem_size_mib, strerror(-vm->mem_rc));
+		return vm->mem_rc;
+	}
 
 	/* vCPUs before a late PIT: KVM_CREATE_PIT2 holds the VM lock while it starts its kernel
 	 * thread, and KVM_CREATE_VCPU would wait for it. */
@@ -412,17 +422,12 @@ static int build(struct vm *vm, char *err)
 	if (vm->boot_timer_enabled)
 		boot_timer_register(m);
 
-	join_helper(vm->mem_thread, &vm->mem_pending);
-	if (vm->mem_rc) {
-		snprintf(err, ERR_LEN, "cannot map %u MiB of guest memory: %s",
-			 cfg->machine.mem_size_mib, strerror(-vm->mem_rc));
-		return vm->mem_rc;
-	}
 	uint64_t entry = 0;
 	int rc = load_guest(vm, &entry, err);
 	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
 	if (!rc)
 		vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	join_helper(vm->mem_thread, &vm->mem_pending);
 	join_helper(vm->pit_thread, &vm->pit_pending);
 	if (vm->seccomp_rc)
 		log_warn("seccomp filters do not compile (%s); installing them will fail",
