@@ -178,12 +178,18 @@ many)
 head -c $((MIB << 20)) /dev/urandom >/tmp/blob
 # Host to guest: each connection's SHA-256, computed here, goes back on it.
 ember-vsock listen -n $N 5001 sha256sum &
+# Every connection is made first, then all of them send at once: the FIFO's reader sees
+# EOF when its writer closes. Connecting while 63 other streams run would measure how
+# slow an emulated guest is, not ember.
+mkfifo /tmp/go
 t0=$(cut -d' ' -f1 /proc/uptime)
 i=1
 while [ $i -le $N ]; do
-	( { echo conn-$i; cat /tmp/blob; } | ember-vsock connect 2 5002 >/tmp/g2h-$i; echo $? >/tmp/g2h-rc-$i ) &
+	( { echo conn-$i; read x </tmp/go; cat /tmp/blob; } | ember-vsock connect 2 5002 >/tmp/g2h-$i; echo $? >/tmp/g2h-rc-$i ) &
 	i=$((i + 1))
 done
+sleep 3
+sleep 2 >/tmp/go
 wait
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo GUEST-SECS=$(awk "BEGIN { print $t1 - $t0 }")
@@ -203,13 +209,16 @@ SH
 	if wait_console "listening on 5001" 120; then
 		t0=$(now_ms)
 		pids=()
+		mkfifo "$T/go" # as in the guest: connect all, then send all at once
 		for ((i = 1; i <= N; i++)); do
 			(
-				{ echo "conn-$i"; cat "$T/blob"; } | "$VS" uds-connect "$SOCK" 5001 >"$T/h2g-$i" 2>&1
+				{ echo "conn-$i"; read -r _ <"$T/go"; cat "$T/blob"; } | "$VS" uds-connect "$SOCK" 5001 >"$T/h2g-$i" 2>&1
 				echo $? >"$T/h2g-rc-$i"
 			) &
 			pids+=($!)
 		done
+		sleep 3
+		sleep 2 >"$T/go"
 		wait "${pids[@]}"
 		echo "HOST-H2G-MS=$(($(now_ms) - t0))"
 		ok=0
