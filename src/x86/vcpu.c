@@ -34,41 +34,35 @@
 #define APIC_MODE_NMI	 0x4
 #define APIC_MODE_EXTINT 0x7
 
+#define BOOT_MSRS 11
+
 static void set_msrs(struct vcpu *vcpu)
 {
-	static const struct {
-		uint32_t index;
-		uint64_t value;
-	} boot_msrs[] = {
-		{ MSR_IA32_SYSENTER_CS, 0 },
-		{ MSR_IA32_SYSENTER_ESP, 0 },
-		{ MSR_IA32_SYSENTER_EIP, 0 },
-		{ MSR_STAR, 0 },
-		{ MSR_CSTAR, 0 },
-		{ MSR_KERNEL_GS_BASE, 0 },
-		{ MSR_SYSCALL_MASK, 0 },
-		{ MSR_LSTAR, 0 },
-		{ MSR_IA32_TSC, 0 },
-		{ MSR_IA32_MISC_ENABLE, 1 },	       /* fast strings, as firmware leaves it */
-		{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 }, /* MTRRs on, write-back by default */
-	};
-	const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
 	struct {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry entries[sizeof(boot_msrs) / sizeof(boot_msrs[0])];
-	} msrs;
-	memset(&msrs, 0, sizeof(msrs));
-	msrs.hdr.nmsrs = n;
-	for (unsigned i = 0; i < n; i++) {
-		msrs.entries[i].index = boot_msrs[i].index;
-		msrs.entries[i].data = boot_msrs[i].value;
-	}
+		struct kvm_msr_entry entries[BOOT_MSRS];
+	} msrs = { .hdr.nmsrs = BOOT_MSRS,
+		   .entries = {
+			   { .index = MSR_IA32_SYSENTER_CS },
+			   { .index = MSR_IA32_SYSENTER_ESP },
+			   { .index = MSR_IA32_SYSENTER_EIP },
+			   { .index = MSR_STAR },
+			   { .index = MSR_CSTAR },
+			   { .index = MSR_KERNEL_GS_BASE },
+			   { .index = MSR_SYSCALL_MASK },
+			   { .index = MSR_LSTAR },
+			   { .index = MSR_IA32_TSC },
+			   /* fast strings, as firmware leaves it */
+			   { .index = MSR_IA32_MISC_ENABLE, .data = 1 },
+			   /* MTRRs on, write-back by default */
+			   { .index = MSR_MTRR_DEF_TYPE, .data = (1u << 11) | 6 },
+		   } };
 	int set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
 	if (set < 0)
 		die("vCPU %u: KVM_SET_MSRS: %s", vcpu->index, strerror(errno));
 	/* KVM stops at the first MSR it refuses; the rest of the boot still works, so say
 	 * which one and carry on. */
-	if ((unsigned)set < n)
+	if (set < BOOT_MSRS)
 		log_warn("vCPU %u: KVM refused MSR 0x%x; continuing without it", vcpu->index,
 			 msrs.entries[set].index);
 }
@@ -125,15 +119,13 @@ void vcpu_create(struct machine *machine, struct vcpu *vcpu, unsigned index,
 static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type, bool code)
 {
 	*seg = (struct kvm_segment){
-		.base = 0,
 		.limit = 0xffffffff,
 		.selector = selector,
 		.type = type,
 		.present = 1,
-		.dpl = 0,
-		.db = code ? 0 : 1,
+		.db = !code,
 		.s = 1,
-		.l = code ? 1 : 0,
+		.l = code,
 		.g = 1,
 	};
 }
@@ -146,11 +138,9 @@ void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry)
 	set_segment(&sregs.cs, BOOT_CS_SELECTOR, 0xb, true);
 	set_segment(&sregs.ds, BOOT_DS_SELECTOR, 0x3, false);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.tr = (struct kvm_segment){ .base = 0,
-					 .limit = 0xfffff,
-					 .selector = BOOT_TSS_SELECTOR,
-					 .type = 0xb,
-					 .present = 1 };
+	sregs.tr = (struct kvm_segment){
+		.limit = 0xfffff, .selector = BOOT_TSS_SELECTOR, .type = 0xb, .present = 1
+	};
 	sregs.gdt.base = GDT_ADDR;
 	sregs.gdt.limit = BOOT_GDT_ENTRIES * 8 - 1;
 	sregs.idt.base = IDT_ADDR;
