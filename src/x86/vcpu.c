@@ -204,48 +204,41 @@ static void report_internal_error(struct vcpu *vcpu)
 	if (vcpu->machine->pvm_host)
 		log_err("this host's /dev/kvm is PVM (kvm_pvm), which only runs kernels built as "
 			"PVM guests; a standard kernel fails like this in early boot. Run it in "
-			"the "
-			"emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
+			"the emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
 }
 
-/* Returns false when the thread should stop. */
-static bool handle_exit(struct vcpu *vcpu)
+/* The status ember exits with when this exit ends the VM; -1: the guest runs on. */
+static int handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		handle_io(vcpu);
-		return true;
+		return -1;
 	case KVM_EXIT_MMIO:
 		handle_mmio(vcpu);
-		return true;
+		return -1;
 	case KVM_EXIT_HLT:
 		/* Only seen without an in-kernel LAPIC: nothing can wake us. */
 		log_info("vCPU %u halted", vcpu->index);
-		machine_request_exit(vcpu->machine, 0);
-		return false;
+		return 0;
 	case KVM_EXIT_SHUTDOWN:
 		/* A triple fault: what reboot=t does, and how a crashed guest ends. */
 		log_info("vCPU %u: guest shut down (triple fault)", vcpu->index);
-		machine_request_exit(vcpu->machine, 0);
-		return false;
+		return 0;
 	case KVM_EXIT_SYSTEM_EVENT:
 		log_info("vCPU %u: guest system event %u", vcpu->index, run->system_event.type);
-		machine_request_exit(vcpu->machine, 0);
-		return false;
+		return 0;
 	case KVM_EXIT_INTERNAL_ERROR:
 		report_internal_error(vcpu);
-		machine_request_exit(vcpu->machine, 3);
-		return false;
+		return 3;
 	case KVM_EXIT_FAIL_ENTRY:
 		log_err("vCPU %u: VM entry failed, reason 0x%llx", vcpu->index,
 			(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		machine_request_exit(vcpu->machine, 3);
-		return false;
+		return 3;
 	default:
 		log_err("vCPU %u: unexpected KVM exit %u", vcpu->index, run->exit_reason);
-		machine_request_exit(vcpu->machine, 3);
-		return false;
+		return 3;
 	}
 }
 
@@ -289,8 +282,11 @@ static void *vcpu_thread(void *arg)
 			machine_request_exit(vcpu->machine, 3);
 			break;
 		}
-		if (!handle_exit(vcpu))
+		int status = handle_exit(vcpu);
+		if (status >= 0) {
+			machine_request_exit(vcpu->machine, status);
 			break;
+		}
 	}
 	return NULL;
 }
