@@ -205,84 +205,56 @@ static void add_rlimit(struct jailer_args *a, const char *arg)
 
 static void parse_args(struct jailer_args *a, int argc, char **argv)
 {
-	enum {
-		OPT_ID = 256,
-		OPT_EXEC_FILE,
-		OPT_UID,
-		OPT_GID,
-		OPT_CHROOT_BASE,
-		OPT_NETNS,
-		OPT_DAEMONIZE,
-		OPT_NEW_PID_NS,
-		OPT_CGROUP_VERSION,
-		OPT_CGROUP,
-		OPT_PARENT_CGROUP,
-		OPT_RESOURCE_LIMIT,
-		OPT_VERSION
-	};
+	/* getopt_long returns val: the options that only keep their value give their place in
+	 * keep[], the others a letter of their own (only "h" is also a short option). */
 	static const struct option opts[] = {
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "exec-file", required_argument, NULL, OPT_EXEC_FILE },
-		{ "uid", required_argument, NULL, OPT_UID },
-		{ "gid", required_argument, NULL, OPT_GID },
-		{ "chroot-base-dir", required_argument, NULL, OPT_CHROOT_BASE },
-		{ "netns", required_argument, NULL, OPT_NETNS },
-		{ "daemonize", no_argument, NULL, OPT_DAEMONIZE },
-		{ "new-pid-ns", no_argument, NULL, OPT_NEW_PID_NS },
-		{ "cgroup-version", required_argument, NULL, OPT_CGROUP_VERSION },
-		{ "cgroup", required_argument, NULL, OPT_CGROUP },
-		{ "parent-cgroup", required_argument, NULL, OPT_PARENT_CGROUP },
-		{ "resource-limit", required_argument, NULL, OPT_RESOURCE_LIMIT },
-		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "id", required_argument, NULL, 0 },
+		{ "exec-file", required_argument, NULL, 1 },
+		{ "uid", required_argument, NULL, 2 },
+		{ "gid", required_argument, NULL, 3 },
+		{ "chroot-base-dir", required_argument, NULL, 4 },
+		{ "netns", required_argument, NULL, 5 },
+		{ "parent-cgroup", required_argument, NULL, 6 },
+		{ "daemonize", no_argument, NULL, 'd' },
+		{ "new-pid-ns", no_argument, NULL, 'p' },
+		{ "cgroup-version", required_argument, NULL, 'V' },
+		{ "cgroup", required_argument, NULL, 'c' },
+		{ "resource-limit", required_argument, NULL, 'r' },
+		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *uid = NULL, *gid = NULL;
+	const char **keep[] = { &a->id,	   &a->exec_file,    &uid, &gid, &a->chroot_base,
+				&a->netns, &a->parent_cgroup };
 	int opt;
 	opterr = 0; /* our own messages name the option */
 	/* "+": stop at the first non-option, so nothing after "--" is taken for ours; ":": a
 	 * missing value is reported as such. */
 	while ((opt = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+		if (opt < (int)(sizeof(keep) / sizeof(keep[0]))) {
+			*keep[opt] = optarg;
+			continue;
+		}
 		switch (opt) {
-		case OPT_ID:
-			a->id = optarg;
-			break;
-		case OPT_EXEC_FILE:
-			a->exec_file = optarg;
-			break;
-		case OPT_UID:
-			uid = optarg;
-			break;
-		case OPT_GID:
-			gid = optarg;
-			break;
-		case OPT_CHROOT_BASE:
-			a->chroot_base = optarg;
-			break;
-		case OPT_NETNS:
-			a->netns = optarg;
-			break;
-		case OPT_DAEMONIZE:
+		case 'd':
 			a->daemonize = true;
 			break;
-		case OPT_NEW_PID_NS:
+		case 'p':
 			a->new_pid_ns = true;
 			break;
-		case OPT_CGROUP_VERSION:
+		case 'V':
 			if (strcmp(optarg, "1") && strcmp(optarg, "2"))
 				jailer_fail("--cgroup-version '%s': expected 1 or 2", optarg);
 			a->cgroup_version = optarg[0] - '0';
 			break;
-		case OPT_CGROUP:
+		case 'c':
 			add_cgroup(a, optarg);
 			break;
-		case OPT_PARENT_CGROUP:
-			a->parent_cgroup = optarg;
-			break;
-		case OPT_RESOURCE_LIMIT:
+		case 'r':
 			add_rlimit(a, optarg);
 			break;
-		case OPT_VERSION:
+		case 'v':
 			printf("ember-jailer v0.1.0\n");
 			exit(0);
 		case 'h':

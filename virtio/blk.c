@@ -359,8 +359,9 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 		rc = -EINVAL;
 		goto fail;
 	}
-	if ((rc = rate_limiter_init(&b->rl, &cfg->rate_limiter, monotonic_ns()))) {
-		snprintf(err, ERR_LEN, "drive %s: rate_limiter: timerfd: %s", b->id, strerror(-rc));
+	if ((rc = rate_limiter_apply(&b->rl, &cfg->rate_limiter, &machine->loop, on_rate_timer,
+				     b))) {
+		snprintf(err, ERR_LEN, "drive %s: rate_limiter: %s", b->id, strerror(-rc));
 		goto fail;
 	}
 
@@ -382,10 +383,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 		goto fail;
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
-	if ((b->engine->event_fd >= 0 &&
-	     (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) ||
-	    (b->rl.timer_fd >= 0 &&
-	     (rc = evloop_add(&machine->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b)))) {
+	if (b->engine->event_fd >= 0 &&
+	    (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) {
 		snprintf(err, ERR_LEN, "drive %s: event loop: %s", b->id, strerror(-rc));
 		return rc;
 	}
@@ -404,7 +403,6 @@ fail:
 int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err)
 {
 	struct blk_dev *b = to_blk(dev);
-	struct machine *machine = dev->machine;
 	/* Everything that can fail first, outside the lock: the image and a copy of its path. */
 	int fd = -1;
 	uint64_t sectors = b->sectors;
@@ -420,10 +418,8 @@ int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err
 		}
 	}
 	pthread_mutex_lock(&b->vdev.lock);
-	int had_timer = b->rl.timer_fd;
-	int rc = rate_limiter_update(&b->rl, &cfg->rate_limiter, monotonic_ns());
-	if (!rc && had_timer < 0 && b->rl.timer_fd >= 0)
-		rc = evloop_add(&machine->loop, b->rl.timer_fd, EPOLLIN, on_rate_timer, b);
+	int rc = rate_limiter_apply(&b->rl, &cfg->rate_limiter, &dev->machine->loop, on_rate_timer,
+				    b);
 	if (rc) {
 		snprintf(err, ERR_LEN, "drive %s: rate_limiter: %s", b->id, strerror(-rc));
 	} else if (fd >= 0 && (rc = b->engine->ops->set_fd(b->engine, fd))) {

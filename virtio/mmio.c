@@ -254,18 +254,15 @@ static void write_reg(struct virtio_dev *dev, uint64_t reg, uint32_t v)
 		break;
 	case VIRTIO_MMIO_QUEUE_DESC_LOW:
 	case VIRTIO_MMIO_QUEUE_DESC_HIGH:
-		if ((q = setup_queue(dev, reg)))
-			set_half(&q->desc_gpa, reg == VIRTIO_MMIO_QUEUE_DESC_HIGH, v);
-		break;
 	case VIRTIO_MMIO_QUEUE_DRIVER_LOW:
 	case VIRTIO_MMIO_QUEUE_DRIVER_HIGH:
-		if ((q = setup_queue(dev, reg)))
-			set_half(&q->avail_gpa, reg == VIRTIO_MMIO_QUEUE_DRIVER_HIGH, v);
-		break;
 	case VIRTIO_MMIO_QUEUE_DEVICE_LOW:
 	case VIRTIO_MMIO_QUEUE_DEVICE_HIGH:
-		if ((q = setup_queue(dev, reg)))
-			set_half(&q->used_gpa, reg == VIRTIO_MMIO_QUEUE_DEVICE_HIGH, v);
+		/* Three areas 0x10 apart, each a low and a high half 4 apart. */
+		if ((q = setup_queue(dev, reg))) {
+			uint64_t *gpa[] = { &q->desc_gpa, &q->avail_gpa, &q->used_gpa };
+			set_half(gpa[(reg - VIRTIO_MMIO_QUEUE_DESC_LOW) / 0x10], reg & 4, v);
+		}
 		break;
 	case VIRTIO_MMIO_QUEUE_NOTIFY:
 		/* Reached only without ioeventfd, or with a value no ioeventfd matches. */
@@ -447,12 +444,9 @@ int virtio_mmio_init(struct virtio_dev *dev, struct machine *machine,
 			rc = -errno;
 			goto fail;
 		}
-		rc = evloop_add(&machine->loop, k->fd, EPOLLIN, on_kick, k);
-		if (rc) {
-			close(k->fd);
-			k->fd = -1;
+		/* teardown closes k->fd; undoing what was never done fails harmlessly */
+		if ((rc = evloop_add(&machine->loop, k->fd, EPOLLIN, on_kick, k)))
 			goto fail;
-		}
 		if (dev->ioeventfd && (rc = ioeventfd(dev, k, true))) {
 			/* Then QueueNotify exits to the vCPU thread, which writes k->fd itself. */
 			log_debug("%s %s: KVM_IOEVENTFD: %s; queue notifications take MMIO exits",

@@ -327,6 +327,13 @@ static void on_tx_timer(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&n->vdev.lock);
 }
 
+static int set_limits(struct net_dev *n, const struct net_config *cfg)
+{
+	struct evloop *loop = &n->vdev.machine->loop;
+	int rc = rate_limiter_apply(&n->rx_rl, &cfg->rx_rate_limiter, loop, on_rx_timer, n);
+	return rc ? rc : rate_limiter_apply(&n->tx_rl, &cfg->tx_rate_limiter, loop, on_tx_timer, n);
+}
+
 /* vCPU thread: the TAP ioctl waits for the VMM thread, which the transport kicks next. */
 static int net_activate(struct virtio_dev *dev)
 {
@@ -398,10 +405,8 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 		goto fail;
 	}
 	n->mtu = cfg->mtu;
-	uint64_t now = monotonic_ns();
-	if ((rc = rate_limiter_init(&n->rx_rl, &cfg->rx_rate_limiter, now)) ||
-	    (rc = rate_limiter_init(&n->tx_rl, &cfg->tx_rate_limiter, now))) {
-		snprintf(err, ERR_LEN, "network interface %s: rate limiter: timerfd: %s", n->id,
+	if ((rc = set_limits(n, cfg))) {
+		snprintf(err, ERR_LEN, "network interface %s: rate limiter: %s", n->id,
 			 strerror(-rc));
 		goto fail;
 	}
@@ -431,11 +436,7 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 		goto fail;
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
-	if ((rc = evloop_add(&machine->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n)) ||
-	    (n->rx_rl.timer_fd >= 0 &&
-	     (rc = evloop_add(&machine->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n))) ||
-	    (n->tx_rl.timer_fd >= 0 &&
-	     (rc = evloop_add(&machine->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n)))) {
+	if ((rc = evloop_add(&machine->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n))) {
 		snprintf(err, ERR_LEN, "network interface %s: event loop: %s", n->id,
 			 strerror(-rc));
 		return rc;
@@ -464,17 +465,8 @@ fail:
 int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err)
 {
 	struct net_dev *n = to_net(dev);
-	struct machine *machine = dev->machine;
 	pthread_mutex_lock(&n->vdev.lock);
-	int had_rx = n->rx_rl.timer_fd, had_tx = n->tx_rl.timer_fd;
-	uint64_t now = monotonic_ns();
-	int rc = rate_limiter_update(&n->rx_rl, &cfg->rx_rate_limiter, now);
-	if (!rc)
-		rc = rate_limiter_update(&n->tx_rl, &cfg->tx_rate_limiter, now);
-	if (!rc && had_rx < 0 && n->rx_rl.timer_fd >= 0)
-		rc = evloop_add(&machine->loop, n->rx_rl.timer_fd, EPOLLIN, on_rx_timer, n);
-	if (!rc && had_tx < 0 && n->tx_rl.timer_fd >= 0)
-		rc = evloop_add(&machine->loop, n->tx_rl.timer_fd, EPOLLIN, on_tx_timer, n);
+	int rc = set_limits(n, cfg);
 	if (rc)
 		snprintf(err, ERR_LEN, "network interface %s: rate limiter: %s", n->id,
 			 strerror(-rc));

@@ -1,10 +1,11 @@
 /* Token buckets in integer arithmetic: the refill keeps its sub-token remainder, so a long
  * transfer runs at size/refill_time exactly instead of drifting by rounding. */
 #include "core/rate_limiter.h"
-#include "core/evloop.h"
+#include "core/machine.h"
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -76,14 +77,6 @@ bool rate_limiter_active(const struct rate_limiter *rl)
 	return rl->bandwidth.size || rl->ops.size;
 }
 
-int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
-		      uint64_t now_ns)
-{
-	memset(rl, 0, sizeof(*rl));
-	rl->timer_fd = -1;
-	return rate_limiter_update(rl, cfg, now_ns);
-}
-
 int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
 			uint64_t now_ns)
 {
@@ -97,6 +90,16 @@ int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_confi
 	/* New limits apply at once; a pending timer firing later only causes a retry. */
 	rl->blocked = false;
 	return 0;
+}
+
+int rate_limiter_apply(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
+		       struct evloop *loop, evloop_fn fn, void *opaque)
+{
+	int had_timer = rl->timer_fd;
+	int rc = rate_limiter_update(rl, cfg, monotonic_ns());
+	if (!rc && had_timer < 0 && rl->timer_fd >= 0)
+		rc = evloop_add(loop, rl->timer_fd, EPOLLIN, fn, opaque);
+	return rc;
 }
 
 void rate_limiter_destroy(struct rate_limiter *rl, struct evloop *loop)

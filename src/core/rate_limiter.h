@@ -39,13 +39,16 @@ struct rate_limiter {
 	bool blocked; /* timer armed: nothing is granted until it fires */
 };
 
-/* -errno if the timerfd cannot be created. now_ns is CLOCK_MONOTONIC. */
-int rate_limiter_init(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
-		      uint64_t now_ns);
-/* PATCH: new limits, buckets start full as on creation. */
+#include "core/evloop.h"
+
+/* New limits (rl zeroed, timer_fd -1 at first), buckets full; -errno if the timerfd cannot
+ * be created. now_ns is CLOCK_MONOTONIC. */
 int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
 			uint64_t now_ns);
-struct evloop;
+/* A device's create and PATCH: rate_limiter_update now, and a timer it had to create is
+ * watched in loop, where fn retries the work the limiter held back. */
+int rate_limiter_apply(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
+		       struct evloop *loop, evloop_fn fn, void *opaque);
 /* Closes the timer, first taking it out of loop (NULL: it was never in one). */
 void rate_limiter_destroy(struct rate_limiter *rl, struct evloop *loop);
 bool rate_limiter_active(const struct rate_limiter *rl);

@@ -204,18 +204,6 @@ static void serial_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Queues bytes for the guest to read; returns how many fit. */
-static size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
-{
-	pthread_mutex_lock(&s->lock);
-	size_t n = 0;
-	while (n < len && s->rx_count < RX_FIFO_SIZE)
-		push_rx(s, buf[n++]);
-	update_irq(s);
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
 static void on_input(void *opaque, uint32_t events)
 {
 	struct serial *s = opaque;
@@ -233,7 +221,11 @@ static void on_input(void *opaque, uint32_t events)
 	}
 	ssize_t n = read(s->in_fd, buf, room);
 	if (n > 0) {
-		serial_receive(s, buf, (size_t)n);
+		pthread_mutex_lock(&s->lock);
+		for (ssize_t i = 0; i < n && s->rx_count < RX_FIFO_SIZE; i++)
+			push_rx(s, buf[i]);
+		update_irq(s);
+		pthread_mutex_unlock(&s->lock);
 	} else if (n == 0 || (errno != EAGAIN && errno != EINTR) || (events & EPOLLHUP)) {
 		/* End of input: the guest simply gets no more console input. */
 		evloop_remove(&s->machine->loop, s->in_fd);

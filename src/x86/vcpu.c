@@ -34,41 +34,35 @@
 #define APIC_MODE_NMI	 0x4
 #define APIC_MODE_EXTINT 0x7
 
+#define BOOT_MSRS 11
+
 static void set_msrs(struct vcpu *vcpu)
 {
-	static const struct {
-		uint32_t index;
-		uint64_t value;
-	} boot_msrs[] = {
-		{ MSR_IA32_SYSENTER_CS, 0 },
-		{ MSR_IA32_SYSENTER_ESP, 0 },
-		{ MSR_IA32_SYSENTER_EIP, 0 },
-		{ MSR_STAR, 0 },
-		{ MSR_CSTAR, 0 },
-		{ MSR_KERNEL_GS_BASE, 0 },
-		{ MSR_SYSCALL_MASK, 0 },
-		{ MSR_LSTAR, 0 },
-		{ MSR_IA32_TSC, 0 },
-		{ MSR_IA32_MISC_ENABLE, 1 },	       /* fast strings, as firmware leaves it */
-		{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 }, /* MTRRs on, write-back by default */
-	};
-	const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
 	struct {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry entries[sizeof(boot_msrs) / sizeof(boot_msrs[0])];
-	} msrs;
-	memset(&msrs, 0, sizeof(msrs));
-	msrs.hdr.nmsrs = n;
-	for (unsigned i = 0; i < n; i++) {
-		msrs.entries[i].index = boot_msrs[i].index;
-		msrs.entries[i].data = boot_msrs[i].value;
-	}
+		struct kvm_msr_entry entries[BOOT_MSRS];
+	} msrs = { .hdr.nmsrs = BOOT_MSRS,
+		   .entries = {
+			   { .index = MSR_IA32_SYSENTER_CS },
+			   { .index = MSR_IA32_SYSENTER_ESP },
+			   { .index = MSR_IA32_SYSENTER_EIP },
+			   { .index = MSR_STAR },
+			   { .index = MSR_CSTAR },
+			   { .index = MSR_KERNEL_GS_BASE },
+			   { .index = MSR_SYSCALL_MASK },
+			   { .index = MSR_LSTAR },
+			   { .index = MSR_IA32_TSC },
+			   /* fast strings, as firmware leaves it */
+			   { .index = MSR_IA32_MISC_ENABLE, .data = 1 },
+			   /* MTRRs on, write-back by default */
+			   { .index = MSR_MTRR_DEF_TYPE, .data = (1u << 11) | 6 },
+		   } };
 	int set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
 	if (set < 0)
 		die("vCPU %u: KVM_SET_MSRS: %s", vcpu->index, strerror(errno));
 	/* KVM stops at the first MSR it refuses; the rest of the boot still works, so say
 	 * which one and carry on. */
-	if ((unsigned)set < n)
+	if (set < BOOT_MSRS)
 		log_warn("vCPU %u: KVM refused MSR 0x%x; continuing without it", vcpu->index,
 			 msrs.entries[set].index);
 }
@@ -125,15 +119,13 @@ void vcpu_create(struct machine *machine, struct vcpu *vcpu, unsigned index,
 static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type, bool code)
 {
 	*seg = (struct kvm_segment){
-		.base = 0,
 		.limit = 0xffffffff,
 		.selector = selector,
 		.type = type,
 		.present = 1,
-		.dpl = 0,
-		.db = code ? 0 : 1,
+		.db = !code,
 		.s = 1,
-		.l = code ? 1 : 0,
+		.l = code,
 		.g = 1,
 	};
 }
@@ -146,11 +138,9 @@ void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry)
 	set_segment(&sregs.cs, BOOT_CS_SELECTOR, 0xb, true);
 	set_segment(&sregs.ds, BOOT_DS_SELECTOR, 0x3, false);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.tr = (struct kvm_segment){ .base = 0,
-					 .limit = 0xfffff,
-					 .selector = BOOT_TSS_SELECTOR,
-					 .type = 0xb,
-					 .present = 1 };
+	sregs.tr = (struct kvm_segment){
+		.limit = 0xfffff, .selector = BOOT_TSS_SELECTOR, .type = 0xb, .present = 1
+	};
 	sregs.gdt.base = GDT_ADDR;
 	sregs.gdt.limit = BOOT_GDT_ENTRIES * 8 - 1;
 	sregs.idt.base = IDT_ADDR;
@@ -214,48 +204,41 @@ static void report_internal_error(struct vcpu *vcpu)
 	if (vcpu->machine->pvm_host)
 		log_err("this host's /dev/kvm is PVM (kvm_pvm), which only runs kernels built as "
 			"PVM guests; a standard kernel fails like this in early boot. Run it in "
-			"the "
-			"emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
+			"the emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
 }
 
-/* Returns false when the thread should stop. */
-static bool handle_exit(struct vcpu *vcpu)
+/* The status ember exits with when this exit ends the VM; -1: the guest runs on. */
+static int handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		handle_io(vcpu);
-		return true;
+		return -1;
 	case KVM_EXIT_MMIO:
 		handle_mmio(vcpu);
-		return true;
+		return -1;
 	case KVM_EXIT_HLT:
 		/* Only seen without an in-kernel LAPIC: nothing can wake us. */
 		log_info("vCPU %u halted", vcpu->index);
-		machine_request_exit(vcpu->machine, 0);
-		return false;
+		return 0;
 	case KVM_EXIT_SHUTDOWN:
 		/* A triple fault: what reboot=t does, and how a crashed guest ends. */
 		log_info("vCPU %u: guest shut down (triple fault)", vcpu->index);
-		machine_request_exit(vcpu->machine, 0);
-		return false;
+		return 0;
 	case KVM_EXIT_SYSTEM_EVENT:
 		log_info("vCPU %u: guest system event %u", vcpu->index, run->system_event.type);
-		machine_request_exit(vcpu->machine, 0);
-		return false;
+		return 0;
 	case KVM_EXIT_INTERNAL_ERROR:
 		report_internal_error(vcpu);
-		machine_request_exit(vcpu->machine, 3);
-		return false;
+		return 3;
 	case KVM_EXIT_FAIL_ENTRY:
 		log_err("vCPU %u: VM entry failed, reason 0x%llx", vcpu->index,
 			(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		machine_request_exit(vcpu->machine, 3);
-		return false;
+		return 3;
 	default:
 		log_err("vCPU %u: unexpected KVM exit %u", vcpu->index, run->exit_reason);
-		machine_request_exit(vcpu->machine, 3);
-		return false;
+		return 3;
 	}
 }
 
@@ -299,8 +282,11 @@ static void *vcpu_thread(void *arg)
 			machine_request_exit(vcpu->machine, 3);
 			break;
 		}
-		if (!handle_exit(vcpu))
+		int status = handle_exit(vcpu);
+		if (status >= 0) {
+			machine_request_exit(vcpu->machine, status);
 			break;
+		}
 	}
 	return NULL;
 }
