@@ -32,30 +32,27 @@ static int put_logger(struct vm *vm, json_t *body, char *err)
 {
 	static const char *const keys[] = { "log_path",	       "level",	 "show_level",
 					    "show_log_origin", "module", NULL };
-	if (cfg_check_keys(body, "logger", keys, err))
+	const char *path, *level, *module;
+	bool show_level = true, show_origin = false;
+	if (cfg_check_keys(body, "logger", keys, err) ||
+	    cfg_get_str(body, "logger", "log_path", false, &path, err) ||
+	    cfg_get_str(body, "logger", "level", false, &level, err) ||
+	    cfg_get_str(body, "logger", "module", false, &module, err) ||
+	    cfg_get_bool(body, "logger", "show_level", false, &show_level, err) ||
+	    cfg_get_bool(body, "logger", "show_log_origin", false, &show_origin, err))
 		return -EINVAL;
-	json_t *path = json_object_get(body, "log_path"), *level = json_object_get(body, "level");
-	json_t *show_level = json_object_get(body, "show_level");
-	json_t *show_origin = json_object_get(body, "show_log_origin");
-	if ((path && !json_is_string(path)) || (level && !json_is_string(level)) ||
-	    (show_level && !json_is_boolean(show_level)) ||
-	    (show_origin && !json_is_boolean(show_origin)))
-		return cfg_fail(err, "logger: log_path and level must be strings, "
-				     "show_level and show_log_origin booleans");
-	if (level && log_set_level_name(json_string_value(level)))
-		return cfg_fail(err, "logger: invalid level '%s'", json_string_value(level));
-	if (path) {
-		int rc = log_open(json_string_value(path));
-		if (rc) {
-			snprintf(err, ERR_LEN, "logger: cannot open %s: %s",
-				 json_string_value(path), strerror(-rc));
-			return rc;
-		}
-		free(vm->log_path);
-		vm->log_path = strdup(json_string_value(path));
+	if (level && log_set_level_name(level))
+		return cfg_fail(err, "logger: invalid level '%s'", level);
+	int rc = path ? log_open(path) : 0;
+	if (rc) {
+		snprintf(err, ERR_LEN, "logger: cannot open %s: %s", path, strerror(-rc));
+		return rc;
 	}
-	log_set_format(show_level ? json_is_true(show_level) : true,
-		       show_origin ? json_is_true(show_origin) : false);
+	if (path) {
+		free(vm->log_path);
+		vm->log_path = strdup(path);
+	}
+	log_set_format(show_level, show_origin);
 	return 0;
 }
 
