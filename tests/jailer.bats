@@ -30,6 +30,8 @@ teardown() {
 	if [ -n "$EMBER_PID" ]; then
 		kill -TERM "$EMBER_PID" 2>/dev/null || true
 		for _ in $(seq 100); do kill -0 "$EMBER_PID" 2>/dev/null || break; sleep 0.02; done
+		# A survivor of SIGTERM (the test then failed) must not outlive the test.
+		kill -KILL "$EMBER_PID" 2>/dev/null || true
 	fi
 	# The jail's cgroups, in every hierarchy: leaves first, then our parent if empty.
 	local dir
@@ -66,6 +68,14 @@ wait_for() { # wait_for TEXT [FILE]
 	echo "'$1' never appeared in $file:"
 	cat "$file"
 	return 1
+}
+
+# running PID: the process exists and has not exited (a zombie waiting for whoever
+# inherited it from the jailer does not count).
+running() {
+	local state
+	state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
 }
 
 # status_field PID FIELD: the field's value in /proc/PID/status, tabs squeezed.
@@ -138,7 +148,7 @@ has_v1() {
 	exec 7>&-
 	wait_for "halting"
 	ls -l /proc/"$EMBER_PID"/fd
-	! ls -l /proc/"$EMBER_PID"/fd | grep -q "$D/inherited"
+	run ! grep -q "$D/inherited" < <(ls -l /proc/"$EMBER_PID"/fd)
 }
 
 @test "cgroup v1: ember is in the jail's cgroups and the values are applied" {
@@ -212,9 +222,9 @@ has_v1() {
 	[ "$(status_field "$EMBER_PID" Seccomp)" = 2 ]
 	# PID 1 still stops on SIGTERM: ember handles it (signalfd).
 	kill -TERM "$EMBER_PID"
-	for _ in $(seq 100); do kill -0 "$EMBER_PID" 2>/dev/null || break; sleep 0.02; done
-	! kill -0 "$EMBER_PID" 2>/dev/null
-	EMBER_PID=
+	for _ in $(seq 100); do running "$EMBER_PID" || break; sleep 0.02; done
+	run ! running "$EMBER_PID"
+	EMBER_PID= # gone: nothing left for teardown
 }
 
 @test "--daemonize: a session of its own, standard I/O on /dev/null" {

@@ -48,7 +48,8 @@ boot_linux() {
 	[[ "$output" == *"NPROC=1"* ]]
 	kb=$(sed -n 's/.*MemTotal: *\([0-9]*\) kB.*/\1/p' <<<"$output" | head -1)
 	# MemTotal is RAM minus what the kernel keeps for itself: within 20% below, never above.
-	[ "$kb" -le $((128 * 1024)) ] && [ "$kb" -ge $((128 * 1024 * 80 / 100)) ]
+	[ "$kb" -le $((128 * 1024)) ]
+	[ "$kb" -ge $((128 * 1024 * 80 / 100)) ]
 }
 
 @test "2 vCPUs, 256 MiB: nproc is 2 and MemTotal matches mem_size_mib" {
@@ -56,7 +57,8 @@ boot_linux() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"NPROC=2"* ]]
 	kb=$(sed -n 's/.*MemTotal: *\([0-9]*\) kB.*/\1/p' <<<"$output" | head -1)
-	[ "$kb" -le $((256 * 1024)) ] && [ "$kb" -ge $((256 * 1024 * 85 / 100)) ]
+	[ "$kb" -le $((256 * 1024)) ]
+	[ "$kb" -ge $((256 * 1024 * 85 / 100)) ]
 }
 
 @test "the guest's reboot makes ember exit 0" {

@@ -35,10 +35,12 @@ net_run() { # net_run MODE [MIB]
 	[ "$(value HOST-EMBER-STATUS)" = 0 ]
 	local sent recvd
 	sent=$(value GUEST-SENT-SHA) recvd=$(value HOST-RECEIVED-SHA)
-	[ -n "$sent" ] && [ "$sent" = "$recvd" ]
+	[ ${#sent} -eq 64 ]
+	[ "$sent" = "$recvd" ]
 	[ "$(value HOST-RECEIVED-BYTES)" = $((NET_MIB << 20)) ]
 	sent=$(value HOST-TO-GUEST-SHA) recvd=$(value GUEST-RECEIVED-SHA)
-	[ -n "$sent" ] && [ "$sent" = "$recvd" ]
+	[ ${#sent} -eq 64 ]
+	[ "$sent" = "$recvd" ]
 	[ "$(value GUEST-RECEIVED-BYTES)" = $((NET_MIB << 20)) ]
 }
 

@@ -46,9 +46,11 @@ vsock_run() { # vsock_run MODE [MIB]
 	[ "$(value GUEST-G2H-REPLY)" = guest-to-host-hello ]
 	local a b
 	a=$(value HOST-H2G-SENT-SHA) b=$(value HOST-H2G-ECHO-SHA)
-	[ ${#a} -eq 64 ] && [ "$a" = "$b" ]
+	[ ${#a} -eq 64 ]
+	[ "$a" = "$b" ]
 	a=$(value GUEST-G2H-SENT-SHA) b=$(value GUEST-G2H-ECHO-SHA)
-	[ ${#a} -eq 64 ] && [ "$a" = "$b" ]
+	[ ${#a} -eq 64 ]
+	[ "$a" = "$b" ]
 }
 
 @test "a connect to a port nobody listens on fails within a second each way; the device works after" {
@@ -84,11 +86,14 @@ vsock_run() { # vsock_run MODE [MIB]
 	[ "$(value HOST-RECEIVED-BYTES)" = $((4 << 20)) ]
 	local sent
 	sent=$(value GUEST-SENT-SHA)
-	[ ${#sent} -eq 64 ] && [ "$sent" = "$(value HOST-RECEIVED-SHA)" ]
+	[ ${#sent} -eq 64 ]
+	[ "$sent" = "$(value HOST-RECEIVED-SHA)" ]
 	local before max after
 	before=$(value HOST-RSS-BEFORE) max=$(value HOST-RSS-MAX) after=$(value HOST-RSS-AFTER)
 	echo "ember VmRSS: before $before kB, at most $max kB, after $after kB"
-	[ -n "$before" ] && [ -n "$max" ] && [ -n "$after" ]
+	[ -n "$before" ]
+	[ -n "$max" ]
+	[ -n "$after" ]
 	[ "$max" -lt $((before + 16 * 1024)) ]
 	[ "$after" -lt $((before + 16 * 1024)) ]
 	# 4 MiB is far more than ember's 256 KiB of credit plus the sockets' buffers: the guest

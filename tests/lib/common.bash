@@ -1,4 +1,6 @@
 # Shared by the bats suites: paths, config writers and the ember runner.
+# "run !" and "run -N" need bats 1.5.
+bats_require_minimum_version 1.5.0
 EMBER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 EMBER="$EMBER_ROOT/build/ember"
 TEST_GUEST="$EMBER_ROOT/build/tests/guest.elf"
