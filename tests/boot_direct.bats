@@ -29,12 +29,24 @@ teardown() {
 	[[ "$output" != *"Guest-boot-time"* ]]
 }
 
-@test "test guest boots with 4 vCPUs and with memory above the 3 GiB hole" {
-	write_config "$D/vm.json" "$TEST_GUEST" "" "" 4 4096
-	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+@test "test guest starts all 4 vCPUs and uses memory above the 3 GiB hole" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "smp high-mem" 4 4096
+	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"hello from the guest"* ]]
+	# The MP table announces 4 processors, and INIT-SIPI-SIPI brings each AP to 64-bit code.
+	[[ "$output" == *"smp: mptable=4 cpus=4 apic_ids=0,1,2,3"* ]]
+	# e820: RAM up to the 3 GiB gap, the last 1 GiB from 4 GiB; the guest wrote and read
+	# back every 2 MiB of that and its last 8 bytes.
+	[[ "$output" == *"high-mem: e820 0x0-0x9fc00:ram 0x100000-0xc0000000:ram 0x100000000-0x140000000:ram checked=0x100000000-0x140000000 ok=1"* ]]
+}
+
+@test "one vCPU: the MP table has one processor and no AP starts" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "smp" 1 64
+	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"smp: mptable=1 cpus=1 apic_ids=0"* ]]
 }
 
 @test "halted guest keeps ember running until SIGTERM, which exits 143" {

@@ -61,6 +61,8 @@ void guest_main(const uint8_t *boot_params)
 
 	puts_uart("ember test guest: hello from the guest\n");
 	*BOOT_TIMER = 123;
+	/* smp and high-mem (cpu.c). */
+	cpu_run(cmdline, boot_params);
 	/* Words like blk-rw or blk-loop drive the virtio-blk devices (virtio.c). */
 	virtio_run(cmdline);
 	/* Words like vsock-hostile send the virtio-vsock device malformed packets (vsock.c). */

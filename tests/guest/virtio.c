@@ -3,6 +3,7 @@
  * "blkN: what key=value ...", that the bats tests match:
  *   blk-rw         GET_ID, read, write, flush, read back (indirect), bounds, framing
  *   blk-ro-write   a write to the read-only device in slot 1
+ *   blk-irq        reads with interrupts on: each completion arrives as a vector (cpu.c)
  *   blk-loop, blk-oob-addr, blk-long-chain, blk-avail-ahead, blk-bad-status
  * After a hostile case the device is reset and must serve a valid read again.
  * With a virtio-net device in slot 0 instead, hostile transmit chains ("net0: ..."):
@@ -559,6 +560,35 @@ static void net_tx_writable(void)
 	net_send_ok(&d, "tx-after-writable");
 }
 
+/* blk-irq: with interrupts on, each used buffer must reach the CPU as the vector that the
+ * IOAPIC entry of the device's line (IRQ 5 + slot) names, not just set InterruptStatus. */
+#define IRQ_VECTOR 0x30
+static void blk_irq(void)
+{
+	struct dev d;
+	if (!dev_init(&d, 0, 0))
+		return;
+	cpu_irq_setup(5 + d.slot, IRQ_VECTOR);
+	unsigned got[2], st[2];
+	for (int i = 0; i < 2; i++) {
+		uint32_t before = cpu_device_irqs();
+		__asm__ volatile("sti");
+		st[i] = request(&d, T_IN, 0, buf, 512, 0);
+		for (unsigned long n = 0; n < 100000 && cpu_device_irqs() == before; n++)
+			__asm__ volatile("pause");
+		__asm__ volatile("cli");
+		got[i] = cpu_device_irqs() - before;
+		wr(&d, R_ISR_ACK, rd(&d, R_ISR));
+	}
+	tag(&d, "irq");
+	kv("vector", IRQ_VECTOR);
+	kv("status1", st[0]);
+	kv("irqs1", got[0]);
+	kv("status2", st[1]);
+	kv("irqs2", got[1]);
+	puts_uart("\n");
+}
+
 /* Shorter than the header. */
 static void net_tx_short(void)
 {
@@ -607,6 +637,7 @@ void virtio_run(const char *cmdline)
 		void (*fn)(void);
 	} cases[] = {
 		{ "blk-rw", blk_rw },
+		{ "blk-irq", blk_irq },
 		{ "blk-ro-write", blk_ro_write },
 		{ "blk-loop", blk_loop },
 		{ "blk-oob-addr", blk_oob_addr },
