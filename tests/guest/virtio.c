@@ -8,7 +8,8 @@
  * After a hostile case the device is reset and must serve a valid read again.
  * With a virtio-net device in slot 0 instead, hostile transmit chains ("net0: ..."):
  *   net-tx-oversize, net-tx-writable, net-tx-short (dropped, the chain comes back),
- *   net-tx-oob, net-tx-long (the device needs a reset; after it a frame goes out again). */
+ *   net-tx-oob, net-tx-long (the device needs a reset; after it a frame goes out again);
+ *   net-config (offered features, MAC, MTU), net-tx-stream (frames without end). */
 #include "guest.h"
 
 #define T_IN	 0
@@ -630,6 +631,49 @@ static void net_tx_long(void)
 	net_recover(&d);
 }
 
+/* net-config: what the device offers (every feature bit) and its config space: the MAC
+ * and, with VIRTIO_NET_F_MTU, the MTU. */
+static void net_config(void)
+{
+	struct dev d;
+	if (!net_init(&d, ~0ULL))
+		return;
+	uint32_t w0 = rd(&d, R_CONFIG), w1 = rd(&d, R_CONFIG + 4), w2 = rd(&d, R_CONFIG + 8);
+	tag(&d, "config features=");
+	for (int bit = 63; bit >= 0; bit--)
+		if (d.features & (1ULL << bit)) {
+			put_dec((unsigned)bit);
+			puts_uart(",");
+		}
+	kv("mac0", w0 & 0xff);
+	kv("mac5", (w1 >> 8) & 0xff);
+	kv("mtu", (w2 >> 16) & 0xffff);
+	puts_uart("\n");
+	wr(&d, R_STATUS, 0);
+}
+
+/* net-tx-stream: valid frames, one after the other, for ever: the host watches the rate at
+ * which they reach the TAP (a transmit limiter set while this runs must slow it). */
+static void net_tx_stream(void)
+{
+	struct dev d;
+	if (!net_init(&d, 0))
+		return;
+	puts_uart("net0: streaming\n");
+	for (;;) {
+		memset(buf, 0, NET_HDR + 60);
+		memset(buf + NET_HDR, 0xff, 6);
+		buf[NET_HDR + 6] = 0x06;
+		buf[NET_HDR + 12] = 0x88;
+		buf[NET_HDR + 13] = 0xb5;
+		set_desc(0, buf, NET_HDR + 60, 0, 0);
+		submit(&d, 0, 1);
+		uint32_t len;
+		while (wait_used(&d, &len) < 0)
+			;
+	}
+}
+
 void virtio_run(const char *cmdline)
 {
 	static const struct {
@@ -649,6 +693,8 @@ void virtio_run(const char *cmdline)
 		{ "net-tx-short", net_tx_short },
 		{ "net-tx-oob", net_tx_oob },
 		{ "net-tx-long", net_tx_long },
+		{ "net-config", net_config },
+		{ "net-tx-stream", net_tx_stream },
 	};
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (has_word(cmdline, cases[i].word))
