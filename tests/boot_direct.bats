@@ -49,7 +49,9 @@ teardown() {
 	[[ "$output" == *"smp: mptable=1 cpus=1 apic_ids=0"* ]]
 }
 
-@test "halted guest keeps ember running until SIGTERM, which exits 143" {
+# stop_with SIGNAL STATUS: a halted guest keeps ember running until SIGNAL, which ends it
+# with STATUS (128 + the signal's number).
+stop_with() {
 	write_config "$D/vm.json" "$TEST_GUEST" "" "halt" 1 64
 	"$EMBER" --no-api --config-file "$D/vm.json" >"$D/out" 2>&1 &
 	pid=$!
@@ -57,10 +59,51 @@ teardown() {
 	grep -q "halting" "$D/out"
 	sleep 0.2
 	kill -0 "$pid" # still running
-	kill -TERM "$pid"
+	kill -"$1" "$pid"
 	status=0
 	wait "$pid" || status=$?
-	[ "$status" -eq 143 ]
+	cat "$D/out"
+	echo "status $status"
+	[ "$status" -eq "$2" ]
+	grep -q "received signal $(($2 - 128)), stopping the VM" "$D/out"
+}
+
+@test "halted guest keeps ember running until SIGTERM, which exits 143" {
+	stop_with TERM 143
+}
+
+@test "SIGINT exits 130 and SIGHUP exits 129" {
+	stop_with INT 130
+	stop_with HUP 129
+}
+
+@test "a guest triple fault ends ember with status 0" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "triple-fault" 1 64
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ember test guest: triple fault next"* ]]
+	[[ "$output" == *"vCPU 0: guest shut down (triple fault)"* ]]
+	[[ "$output" != *"requested a reset"* ]]
+}
+
+@test "a vCPU that KVM cannot run (code fetched from the MMIO gap) ends ember with status 3" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "exec-mmio" 1 64
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"jumping into the MMIO gap"* ]]
+	[[ "$output" == *"vCPU 0: KVM internal error"*"at rip 0xd0000000"* ]]
+}
+
+@test "ember's stdin reaches the guest's UART receiver" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "uart-echo" 1 64
+	# Built here, so that it cannot come from anywhere but stdin.
+	line="from-stdin-$$-$RANDOM"
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" < <(printf '%s\n' "$line")
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
 }
 
 @test "serial_out_path sends the console to a file" {

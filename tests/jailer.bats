@@ -275,7 +275,7 @@ has_v1() {
 	[ -f "$GUEST_VMLINUX" ] || { echo "build/guest/vmlinux missing: run make kernel"; false; }
 	run timeout 60 "$EMBER_ROOT/tests/helpers/jailed-api-boot.sh" "$GUEST_VMLINUX" "" "$LINUX_ARGS" 1 128
 	echo "$output"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"PUT /actions: HTTP 400"*"/dev/kvm is PVM"* ]]
 }
 

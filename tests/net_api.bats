@@ -147,7 +147,7 @@ JSON
 	sed -i 's/"tap1"/"tap7"/' "$D/vm.json"
 	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"network interface 'eth1'"*"TAP device tap7 does not exist"* ]]
 }
 
