@@ -106,6 +106,21 @@ stop_with() {
 	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
 }
 
+@test "without boot_args the guest gets Firecracker's default command line" {
+	fc_default="reboot=k panic=1 pci=off nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+	echo "{ \"boot-source\": { \"kernel_image_path\": \"$TEST_GUEST\" } }" >"$D/vm.json"
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --level Debug
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# The loader logs the line it wrote into the zero page: exactly the default.
+	[[ "$output" == *"entry 0x100000, command line: $fc_default"$'\n'* ]]
+	# An empty boot_args is the guest's choice, not a missing one.
+	echo "{ \"boot-source\": { \"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"\" } }" >"$D/vm.json"
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --level Debug
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"entry 0x100000, command line: "$'\n'* ]]
+}
+
 @test "serial_out_path sends the console to a file" {
 	cat >"$D/vm.json" <<JSON
 { "boot-source": { "kernel_image_path": "$TEST_GUEST" },
