@@ -7,6 +7,7 @@ load lib/common
 
 setup() {
 	D=$(scratch_dir)
+	LOOPS=()
 	# Sector 0 carries a marker the guest prints back; the rest is zeros.
 	for img in data ro; do
 		truncate -s 1M "$D/$img.img"
@@ -15,6 +16,8 @@ setup() {
 }
 
 teardown() {
+	local dev
+	for dev in "${LOOPS[@]}"; do losetup -d "$dev" 2>/dev/null || true; done
 	rm -rf "$D"
 }
 
@@ -67,6 +70,41 @@ check_rw() {
 	run_guest
 	check_rw
 	[[ "$output" == *"Async engine, cache Writeback"* ]]
+}
+
+# flushes DEV: flush requests the block device DEV (/dev/loopN) has completed so far.
+flushes() {
+	awk '{ print $16 }' "/sys/block/${1#/dev/}/stat"
+}
+
+# flush_check ENGINE CACHE: the test guest's blk-rw (one FLUSH) on a loop device over the
+# image; prints the device's flush count before and after as "flushes=N".
+flush_check() {
+	local dev before after
+	dev=$(losetup -f --show "$D/data.img")
+	LOOPS+=("$dev")
+	[ "$(cat "/sys/block/${dev#/dev/}/queue/write_cache")" = "write back" ]
+	before=$(flushes "$dev")
+	blk_config "$D/vm.json" blk-rw \
+		"$(drive data_0 "$dev" "\"io_engine\": \"$1\", \"cache_type\": \"$2\"")"
+	run_guest
+	check_rw
+	after=$(flushes "$dev")
+	echo "$1 $2: flushes=$((after - before))"
+	FLUSHES=$((after - before))
+}
+
+@test "blk Writeback: the guest's FLUSH reaches the image's device, with either engine; Unsafe sends none" {
+	[ "$(id -u)" -eq 0 ] || skip "a loop device needs root"
+	LOOPS=()
+	flush_check Sync Writeback
+	[ "$FLUSHES" -ge 1 ]
+	flush_check Async Writeback
+	[ "$FLUSHES" -ge 1 ]
+	flush_check Sync Unsafe
+	[ "$FLUSHES" -eq 0 ]
+	flush_check Async Unsafe
+	[ "$FLUSHES" -eq 0 ]
 }
 
 @test "blk: queue notifications go through ioeventfd, interrupts through irqfd" {
