@@ -249,13 +249,11 @@ has_v1() {
 }
 
 @test "the API flow under the jailer boots Linux where /dev/kvm can (the emulated host here); vsock works both ways through the jail" {
-	[ -f "$GUEST_VMLINUX" ] && [ -f "$GUEST_INITRAMFS" ] || skip "no guest kernel: run make kernel rootfs"
-	if [ "$(ember_host_kind)" = vmhost ] && [ ! -f "$EMBER_ROOT/build/vmhost/bzImage" ]; then
-		skip "build/vmhost/bzImage missing: run make vmhost-kernel"
-	fi
+	# The kernels are part of the standard set-up: missing ones fail, saying what to build.
+	require_linux_host "$GUEST_VMLINUX" "$GUEST_INITRAMFS"
 	export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-300}
 	# The guest also talks vsock both ways through the jail's /v.sock.
-	local cmd="echo jailed guest userspace; ember-vsock listen -n 1 5000 & echo jailed-g2h | ember-vsock connect 2 5001; echo GUEST-G2H-RC=\$?; wait"
+	local cmd="echo $(unechoed 'jailed guest userspace'); ember-vsock listen -n 1 5000 & echo jailed-g2h | ember-vsock connect 2 5001; echo GUEST-G2H-RC=\$?; wait"
 	EMBER_JAIL_VSOCK=1 run ember_on_linux_host timeout 240 "$EMBER_ROOT/tests/helpers/jailed-api-boot.sh" \
 		"$GUEST_VMLINUX" "$GUEST_INITRAMFS" "$LINUX_ARGS -- $cmd" 1 128
 	echo "$output"

@@ -104,6 +104,13 @@ require_linux_host() {
 	fi
 }
 
+# unechoed TEXT: TEXT with '' after its first character, for a guest command on the kernel
+# command line: the guest's shell prints TEXT, while the command line (which the kernel may
+# echo to the console) holds only the split form, so the echo cannot pass for the output.
+unechoed() {
+	printf "%s''%s" "${1:0:1}" "${1:1}"
+}
+
 # value KEY: the value of the last KEY=VALUE line in $output.
 value() {
 	sed -n "s/^$1=//p" <<<"$output" | tr -d '\r' | tail -1
