@@ -70,8 +70,11 @@ static void set_gate(unsigned vec, const void *fn)
 	uint64_t a = (uint64_t)(uintptr_t)fn;
 	uint16_t cs;
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	idt[vec] = (struct idt_entry){ .off0 = (uint16_t)a, .sel = cs, .type = 0x8e,
-				       .off1 = (uint16_t)(a >> 16), .off2 = (uint32_t)(a >> 32) };
+	idt[vec] = (struct idt_entry){ .off0 = (uint16_t)a,
+				       .sel = cs,
+				       .type = 0x8e,
+				       .off1 = (uint16_t)(a >> 16),
+				       .off2 = (uint32_t)(a >> 32) };
 }
 
 void cpu_unexpected(void)
@@ -131,7 +134,8 @@ static unsigned mptable_cpus(void)
 			const volatile uint8_t *f = (const volatile uint8_t *)p;
 			if (f[0] != '_' || f[1] != 'M' || f[2] != 'P' || f[3] != '_')
 				continue;
-			const uint8_t *c = (const uint8_t *)(uintptr_t)*(const volatile uint32_t *)(f + 4);
+			const uint8_t *c =
+				(const uint8_t *)(uintptr_t) * (const volatile uint32_t *)(f + 4);
 			if (!c || c[0] != 'P' || c[1] != 'C' || c[2] != 'M' || c[3] != 'P')
 				return 0;
 			unsigned entries = *(const uint16_t *)(c + 0x22), cpus = 0;
