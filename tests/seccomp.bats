@@ -97,6 +97,8 @@ wait_for_line() { # wait_for_line FILE TEXT
 	allowed vcpu write getpid mmap-rw ioctl-kvm-run
 	forbidden vcpu ioctl-kvm-create-vm ioctl-kvm-get-clock ioctl-kvm-set-user-memory-region \
 		socket-unix socket-inet accept4 execve mount tgkill-kick unlink
+	# Interrupts go in through irqfds, never by ioctl.
+	forbidden vcpu ioctl-kvm-irq-line ioctl-kvm-signal-msi ioctl-kvm-interrupt
 	if ! sanitizer_build; then
 		forbidden vcpu mmap-exec mprotect-exec fork ptrace
 	fi
@@ -111,7 +113,7 @@ wait_for_line() { # wait_for_line FILE TEXT
 	allowed vmm write getpid mmap-rw socket-unix accept4 openat unlink tgkill-kick \
 		ioctl-kvm-get-clock
 	forbidden vmm socket-inet socket-netlink execve mount ioctl-kvm-run ioctl-kvm-create-vm \
-		ioctl-kvm-set-user-memory-region tgkill-term
+		ioctl-kvm-set-user-memory-region tgkill-term ioctl-kvm-signal-msi ioctl-kvm-interrupt
 	if ! sanitizer_build; then
 		forbidden vmm mmap-exec mprotect-exec fork ptrace kill-parent
 	fi
@@ -121,7 +123,7 @@ wait_for_line() { # wait_for_line FILE TEXT
 	dump api
 	allowed api write getpid mmap-rw accept4
 	forbidden api socket-unix socket-inet ioctl-kvm-run ioctl-kvm-get-clock execve mount \
-		tgkill-kick unlink
+		tgkill-kick unlink ioctl-kvm-irq-line ioctl-kvm-interrupt
 	if ! sanitizer_build; then
 		forbidden api mmap-exec fork ptrace
 	fi
