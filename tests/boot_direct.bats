@@ -41,6 +41,33 @@ teardown() {
 	[[ "$output" == *"high-mem: e820 0x0-0x9fc00:ram 0x100000-0xc0000000:ram 0x100000000-0x140000000:ram checked=0x100000000-0x140000000 ok=1"* ]]
 }
 
+# cpuid_line APIC: the test guest's "cpuid: apic=APIC ..." line from $output.
+cpuid_line() {
+	grep -o "cpuid: apic=$1 .*" <<<"$output" | tr -d '\r'
+}
+
+@test "CPUID topology on every vCPU: APIC IDs in order; with smt two threads per core, without one" {
+	for smt in false true; do
+		write_config "$D/vm.json" "$TEST_GUEST" "" "smp" 4 64
+		sed -i "s/\"mem_size_mib\": 64/&, \"smt\": $smt/" "$D/vm.json"
+		run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *"smp: mptable=4 cpus=4 apic_ids=0,1,2,3"* ]]
+		local threads=1
+		[ "$smt" = false ] || threads=2
+		for cpu in 0 1 2 3; do
+			line=$(cpuid_line $cpu)
+			[[ "$line" == *" leaf1_apic=$cpu x2apic=$cpu threads_per_core=$threads "* ]]
+			# AMD's leaf 0x8000001e, where the host has it (amd_threads=0: it has not):
+			# the core is the APIC ID over the threads per core.
+			if [[ "$line" != *" amd_threads=0" ]]; then
+				[[ "$line" == *" amd_core=$((cpu / threads)) amd_threads=$threads" ]]
+			fi
+		done
+	done
+}
+
 @test "one vCPU: the MP table has one processor and no AP starts" {
 	write_config "$D/vm.json" "$TEST_GUEST" "" "smp" 1 64
 	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"

@@ -56,6 +56,8 @@ echo CORES=$(cat /sys/devices/system/cpu/cpu*/topology/core_id | sort -u | wc -l
 grep MemTotal /proc/meminfo
 echo HIGH=$(awk '/zone +Normal/ { z = 1 } z && /present/ { print $2; exit }' /proc/zoneinfo)
 grep 'System RAM' /proc/iomem
+echo VENDOR=$(awk '/^vendor_id/ { print $3; exit }' /proc/cpuinfo)
+echo TOPOEXT=$(grep -m1 '^flags' /proc/cpuinfo | grep -cw topoext)
 SH
 }
 
@@ -117,14 +119,24 @@ memtotal_kb() {
 	[ "$(value HIGH)" -ge $((1024 * 1024 / 4 * 95 / 100)) ] # pages of 4 KiB in that 1 GiB
 }
 
-@test "4 vCPUs with smt: two cores of two threads each" {
+@test "4 vCPUs with smt: two cores of two threads each, where the guest's CPU lets Linux see threads" {
 	boot_script 4 256 true < <(topology)
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"EMBER-EXIT-STATUS=0"* ]]
 	[ "$(value NPROC)" = 4 ]
-	[ "$(value SIBLINGS)" = 0-1 ]
-	[ "$(value CORES)" = 2 ]
-	[ "$(value HIGH)" = 0 ] # 256 MiB: nothing above 4 GiB
+	high=$(value HIGH)
+	[ "${high:-0}" -eq 0 ] # 256 MiB: nothing above 4 GiB
+	# Linux 6.1 on an AMD CPU reads threads only from leaf 0x8000001e, and only with
+	# TOPOEXT; without it (the emulated host's qemu64) every vCPU is a core of its own.
+	# boot_direct.bats checks the CPUID values themselves on any host.
+	if [ "$(value VENDOR)" = AuthenticAMD ] && [ "$(value TOPOEXT)" = 0 ]; then
+		echo "AMD CPU without TOPOEXT: Linux sees no threads"
+		[ "$(value SIBLINGS)" = 0 ]
+		[ "$(value CORES)" = 4 ]
+	else
+		[ "$(value SIBLINGS)" = 0-1 ]
+		[ "$(value CORES)" = 2 ]
+	fi
 }
 
 @test "the guest's reboot makes ember exit 0" {

@@ -113,8 +113,43 @@ void cpu_irq_setup(unsigned irq, unsigned vector)
 	ioapic_wr(0x10 + 2 * irq, vector);
 }
 
+static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	__asm__ volatile("cpuid"
+			 : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3])
+			 : "a"(leaf), "c"(sub));
+}
+
+/* What each CPU's CPUID says about where it sits, by APIC ID: leaf 1's initial APIC ID,
+ * leaf 0xb's threads per core and logical CPUs per package, leaf 0x8000001e's core id and
+ * threads per core (AMD). */
+static struct {
+	uint32_t leaf1_apic, b_threads, b_cpus, b_x2apic, e_core, e_threads;
+	bool seen;
+} topo[MAX_CPUS];
+
+static void record_topology(uint32_t apic_id)
+{
+	uint32_t r[4];
+	cpuid(1, 0, r);
+	topo[apic_id].leaf1_apic = r[1] >> 24;
+	cpuid(0xb, 0, r);
+	topo[apic_id].b_threads = r[1] & 0xffff;
+	topo[apic_id].b_x2apic = r[3];
+	cpuid(0xb, 1, r);
+	topo[apic_id].b_cpus = r[1] & 0xffff;
+	cpuid(0x80000000, 0, r);
+	if (r[0] >= 0x8000001e) {
+		cpuid(0x8000001e, 0, r);
+		topo[apic_id].e_core = r[1] & 0xff;
+		topo[apic_id].e_threads = ((r[1] >> 8) & 0xff) + 1;
+	}
+	topo[apic_id].seen = true;
+}
+
 void ap_main(uint32_t apic_id)
 {
+	record_topology(apic_id);
 	__atomic_fetch_or(&ap_mask, 1u << apic_id, __ATOMIC_SEQ_CST);
 	__atomic_fetch_add(&ap_count, 1, __ATOMIC_SEQ_CST);
 }
@@ -193,6 +228,20 @@ static void smp(void)
 		first = false;
 	}
 	puts_uart("\n");
+	record_topology(self);
+	for (unsigned i = 0; i < MAX_CPUS; i++) {
+		if (!topo[i].seen)
+			continue;
+		puts_uart("cpuid: apic=");
+		put_dec(i);
+		kv("leaf1_apic", topo[i].leaf1_apic);
+		kv("x2apic", topo[i].b_x2apic);
+		kv("threads_per_core", topo[i].b_threads);
+		kv("cpus", topo[i].b_cpus);
+		kv("amd_core", topo[i].e_core);
+		kv("amd_threads", topo[i].e_threads);
+		puts_uart("\n");
+	}
 }
 
 struct e820 {
