@@ -49,15 +49,15 @@ fsck_root() {
 	local rc=0
 	e2fsck -y -E journal_only "$D/root.ext4" >"$D/fsck.log" 2>&1 || rc=$?
 	if [ "$rc" -gt 1 ]; then
-		echo "e2fsck -E journal_only exited $rc:"
-		cat "$D/fsck.log"
+		echo "e2fsck -E journal_only exited $rc:" >&2
+		cat "$D/fsck.log" >&2
 		return 1
 	fi
 	rc=0
 	e2fsck -fn "$D/root.ext4" >"$D/fsck.log" 2>&1 || rc=$?
 	if [ "$rc" -ne 0 ]; then
-		echo "e2fsck -fn exited $rc:"
-		cat "$D/fsck.log"
+		echo "e2fsck -fn exited $rc:" >&2
+		cat "$D/fsck.log" >&2
 		return 1
 	fi
 }
