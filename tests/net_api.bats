@@ -160,9 +160,23 @@ JSON
   "network-interfaces": [ { "iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:07", "mtu": 1400 } ]
 }
 JSON
-	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	if command -v strace >/dev/null; then
+		run in_ns timeout 20 strace -ff -qq -e trace=ioctl -e signal=none -o "$D/strace" \
+			"$EMBER" --no-api --config-file "$D/vm.json"
+	else
+		run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	fi
 	echo "$output"
 	[ "$status" -eq 0 ]
+	[[ "$output" == *"net0: config-send used=1 needs_reset=0"* ]]
+	# The guest took every offload: the TAP gets checksum and TSO4/TSO6 (0x7) before it
+	# hands the guest anything.
+	if command -v strace >/dev/null; then
+		grep -h TUNSETOFFLOAD "$D"/strace.*
+		grep -qE '^ioctl\([0-9]+, TUNSETOFFLOAD, 0x7\)' "$D"/strace.*
+	else
+		echo "strace is not installed: the TUNSETOFFLOAD call is not checked"
+	fi
 	# Bits, high to low: VERSION_1 (32), EVENT_IDX (29), INDIRECT_DESC (28), MRG_RXBUF (15),
 	# HOST_TSO6 (12), HOST_TSO4 (11), GUEST_TSO6 (8), GUEST_TSO4 (7), MAC (5), MTU (3),
 	# GUEST_CSUM (1), CSUM (0). Nothing else: no UFO, no control queue, no multiqueue.

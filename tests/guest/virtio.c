@@ -649,6 +649,8 @@ static void net_config(void)
 	kv("mac5", (w1 >> 8) & 0xff);
 	kv("mtu", (w2 >> 16) & 0xffff);
 	puts_uart("\n");
+	/* One frame: the device applies the accepted offloads to the TAP by then. */
+	net_send_ok(&d, "config-send");
 	wr(&d, R_STATUS, 0);
 }
 
