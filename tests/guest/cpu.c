@@ -1,6 +1,8 @@
 /* CPU-level tests of the test guest, each run by a command-line word:
  *   smp       starts every other vCPU (INIT, SIPI, SIPI through the local APIC) and waits
- *             until each runs 64-bit code: "smp: cpus=N apic_ids=0,1,..."
+ *             until each of those the MP table announces runs 64-bit code:
+ *             "smp: mptable=N cpus=N apic_ids=0,1,...", then one "cpuid: apic=N ..." line
+ *             per CPU with what its CPUID says about the topology
  *   high-mem  finds the RAM above 4 GiB in the e820 map, maps it, writes a pattern over
  *             it and reads it back: "high-mem: e820 ... ok=1"
  * and the interrupt set-up that virtio.c's blk-irq uses: an IDT, the local APIC and an
