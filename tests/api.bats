@@ -139,7 +139,8 @@ print(out.decode())' "$SOCK"
 	wait "${pids[@]}"
 	for i in $(seq 50); do
 		if ((i % 2)); then
-			[ "$(tail -1 "$D/r$i")" = 200 ] && grep -q '"state":"Not started"' "$D/r$i"
+			[ "$(tail -1 "$D/r$i")" = 200 ]
+			grep -q '"state":"Not started"' "$D/r$i"
 		else
 			[ "$(tail -1 "$D/r$i")" = 204 ]
 		fi

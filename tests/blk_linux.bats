@@ -41,9 +41,30 @@ run_linux() {
 	echo "$output"
 }
 
-# The ext4 root after the guest powered off: replay its journal, then read a file.
+# fsck_root: the ext4 root after the guest powered off or ember was killed. Its journal is
+# replayed as the guest's next mount would (e2fsck exits 0, or 1 when it replayed one);
+# then a full read-only check must find nothing to fix (exit 0). 4 (errors left) and 8
+# (e2fsck could not run) fail either step.
+fsck_root() {
+	local rc=0
+	e2fsck -y -E journal_only "$D/root.ext4" >"$D/fsck.log" 2>&1 || rc=$?
+	if [ "$rc" -gt 1 ]; then
+		echo "e2fsck -E journal_only exited $rc:" >&2
+		cat "$D/fsck.log" >&2
+		return 1
+	fi
+	rc=0
+	e2fsck -fn "$D/root.ext4" >"$D/fsck.log" 2>&1 || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "e2fsck -fn exited $rc:" >&2
+		cat "$D/fsck.log" >&2
+		return 1
+	fi
+}
+
+# root_file PATH: PATH's content in the ext4 root, once fsck_root passed.
 root_file() {
-	e2fsck -fy "$D/root.ext4" >/dev/null 2>&1 || true # 1: the journal was replayed
+	fsck_root
 	debugfs -R "cat $1" "$D/root.ext4" 2>/dev/null
 }
 
@@ -58,12 +79,14 @@ root_and_read_only_drive() {
 	local cmd='grep -o root=/dev/vda.rw /proc/cmdline; grep -o ^/dev/root./.ext4.rw /proc/mounts;'
 	cmd+=' grep -H . /sys/block/vda/serial /sys/block/vdb/ro; head -c 21 /dev/vdb; echo;'
 	cmd+=' echo file-written-in-the-guest >/root/from-guest.txt; sync;'
-	cmd+=' dd if=/dev/zero of=/dev/vdb 2>/dev/null || echo RO-WRITE-FAILED'
+	cmd+=" dd if=/dev/zero of=/dev/vdb 2>/dev/null || echo $(unechoed RO-WRITE-FAILED)"
 	linux_config "$D/vm.json" "$cmd" "$(root_drive "$engine")" \
 		"{ \"drive_id\": \"ro_data\", \"path_on_host\": \"$D/ro.img\", \"is_root_device\": false, \"is_read_only\": true, \"io_engine\": \"$engine\" }"
 	run_linux
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"root=/dev/vda rw"* ]]
+	# Whole lines, as grep -o printed them (the kernel's own echo of its command line
+	# would be one longer line).
+	grep -qx 'root=/dev/vda rw' <<<"$(tr -d '\r' <<<"$output")"
 	[[ "$output" == *"/dev/root / ext4 rw"* ]]
 	[[ "$output" == *"/sys/block/vda/serial:rootfs"* ]] # GET_ID: the drive_id
 	[[ "$output" == *"/sys/block/vdb/ro:1"* ]]           # VIRTIO_BLK_F_RO
@@ -71,7 +94,8 @@ root_and_read_only_drive() {
 	[[ "$output" == *"RO-WRITE-FAILED"* ]]
 	[[ "$output" == *"EMBER-EXIT-STATUS=0"* ]]
 	# Powered off: the file is in the image, the read-only image is untouched.
-	[ "$(root_file /root/from-guest.txt)" = "file-written-in-the-guest" ]
+	root_file /root/from-guest.txt >"$D/from-guest.txt"
+	[ "$(cat "$D/from-guest.txt")" = "file-written-in-the-guest" ]
 	[ "$(sha256sum <"$D/ro.img")" = "$before" ]
 }
 
@@ -83,10 +107,17 @@ root_and_read_only_drive() {
 	root_and_read_only_drive Async
 }
 
-# Runs in the Linux-capable host: starts ember, SIGKILLs it the moment the guest prints
-# PATTERN-SYNCED (after its fsync returned), and reports how ember ended.
+# Runs in the Linux-capable host: serves the data drive from a loop device over its image
+# (so that the flushes that reach it are counted), starts ember, SIGKILLs it the moment
+# the guest prints PATTERN-SYNCED (after its fsync returned), and reports how ember ended
+# and how many flushes the loop device completed meanwhile.
 KILL_AT_MARKER='
-cfg=$1 console=$2 ember=$3
+cfg=$1 console=$2 ember=$3 image=$4
+dev=$(losetup -f --show "$image") || exit 1
+sed -i "s|\"$image\"|\"$dev\"|" "$cfg"
+flushes() { awk "{ print \$16 }" "/sys/block/${dev#/dev/}/stat"; }
+echo "WRITE-CACHE=$(cat "/sys/block/${dev#/dev/}/queue/write_cache")"
+before=$(flushes)
 "$ember" --no-api --config-file "$cfg" >"$console" 2>&1 &
 pid=$!
 for _ in $(seq 4000); do
@@ -101,6 +132,8 @@ else
 fi
 wait "$pid"
 echo "EMBER-STATUS=$?"
+echo "DATA-FLUSHES=$(($(flushes) - before))"
+losetup -d "$dev"
 cat "$console"
 '
 
@@ -112,17 +145,21 @@ integrity() {
 	local cmd="yes ember-integrity-pattern-$engine | head -c $bytes > /tmp/p;"
 	cmd+=' dd if=/tmp/p of=/dev/vdb bs=65536 conv=fsync 2>/dev/null &&'
 	cmd+=' dd if=/tmp/p of=/root/pattern.bin bs=65536 conv=fsync 2>/dev/null &&'
-	cmd+=' echo PATTERN-SYNCED; sleep 600'
+	cmd+=" echo $(unechoed PATTERN-SYNCED); sleep 600"
 	linux_config "$D/vm.json" "$cmd" "$(root_drive "$engine")" \
 		"{ \"drive_id\": \"data\", \"path_on_host\": \"$D/data.img\", \"is_root_device\": false, \"io_engine\": \"$engine\", \"cache_type\": \"Writeback\" }"
-	run ember_on_linux_host bash -c "$KILL_AT_MARKER" _ "$D/vm.json" "$D/console" "$EMBER"
+	run ember_on_linux_host bash -c "$KILL_AT_MARKER" _ "$D/vm.json" "$D/console" "$EMBER" "$D/data.img"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"KILLED-AT-MARKER"* ]]
 	[[ "$output" == *"EMBER-STATUS=137"* ]]
+	# SIGKILL leaves the host's page cache intact, so the data alone would be there with
+	# cache_type Unsafe too: the guest's fsync must have reached the device as a flush.
+	[ "$(value WRITE-CACHE)" = "write back" ]
+	[ "$(value DATA-FLUSHES)" -ge 1 ]
 	cmp <(head -c $bytes "$D/data.img") <(yes "ember-integrity-pattern-$engine" | head -c $bytes)
 	# The file: once the journal is replayed (as the guest's next mount would), it is whole.
-	e2fsck -fy "$D/root.ext4" >/dev/null 2>&1 || true
+	fsck_root
 	debugfs -R "dump /root/pattern.bin $D/pattern.bin" "$D/root.ext4" 2>/dev/null
 	cmp "$D/pattern.bin" <(yes "ember-integrity-pattern-$engine" | head -c $bytes)
 }

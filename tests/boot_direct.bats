@@ -29,15 +29,56 @@ teardown() {
 	[[ "$output" != *"Guest-boot-time"* ]]
 }
 
-@test "test guest boots with 4 vCPUs and with memory above the 3 GiB hole" {
-	write_config "$D/vm.json" "$TEST_GUEST" "" "" 4 4096
-	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+@test "test guest starts all 4 vCPUs and uses memory above the 3 GiB hole" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "smp high-mem" 4 4096
+	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"hello from the guest"* ]]
+	# The MP table announces 4 processors, and INIT-SIPI-SIPI brings each AP to 64-bit code.
+	[[ "$output" == *"smp: mptable=4 cpus=4 apic_ids=0,1,2,3"* ]]
+	# e820: RAM up to the 3 GiB gap, the last 1 GiB from 4 GiB; the guest wrote and read
+	# back every 2 MiB of that and its last 8 bytes.
+	[[ "$output" == *"high-mem: e820 0x0-0x9fc00:ram 0x100000-0xc0000000:ram 0x100000000-0x140000000:ram checked=0x100000000-0x140000000 ok=1"* ]]
 }
 
-@test "halted guest keeps ember running until SIGTERM, which exits 143" {
+# cpuid_line APIC: the test guest's "cpuid: apic=APIC ..." line from $output.
+cpuid_line() {
+	grep -o "cpuid: apic=$1 .*" <<<"$output" | tr -d '\r'
+}
+
+@test "CPUID topology on every vCPU: APIC IDs in order; with smt two threads per core, without one" {
+	for smt in false true; do
+		write_config "$D/vm.json" "$TEST_GUEST" "" "smp" 4 64
+		sed -i "s/\"mem_size_mib\": 64/&, \"smt\": $smt/" "$D/vm.json"
+		run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"
+		echo "$output"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *"smp: mptable=4 cpus=4 apic_ids=0,1,2,3"* ]]
+		local threads=1
+		[ "$smt" = false ] || threads=2
+		for cpu in 0 1 2 3; do
+			line=$(cpuid_line $cpu)
+			[[ "$line" == *" leaf1_apic=$cpu x2apic=$cpu threads_per_core=$threads "* ]]
+			# AMD's leaf 0x8000001e, where the host has it (amd_threads=0: it has not):
+			# the core is the APIC ID over the threads per core.
+			if [[ "$line" != *" amd_threads=0" ]]; then
+				[[ "$line" == *" amd_core=$((cpu / threads)) amd_threads=$threads" ]]
+			fi
+		done
+	done
+}
+
+@test "one vCPU: the MP table has one processor and no AP starts" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "smp" 1 64
+	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"smp: mptable=1 cpus=1 apic_ids=0"* ]]
+}
+
+# stop_with SIGNAL STATUS: a halted guest keeps ember running until SIGNAL, which ends it
+# with STATUS (128 + the signal's number).
+stop_with() {
 	write_config "$D/vm.json" "$TEST_GUEST" "" "halt" 1 64
 	"$EMBER" --no-api --config-file "$D/vm.json" >"$D/out" 2>&1 &
 	pid=$!
@@ -45,10 +86,66 @@ teardown() {
 	grep -q "halting" "$D/out"
 	sleep 0.2
 	kill -0 "$pid" # still running
-	kill -TERM "$pid"
+	kill -"$1" "$pid"
 	status=0
 	wait "$pid" || status=$?
-	[ "$status" -eq 143 ]
+	cat "$D/out"
+	echo "status $status"
+	[ "$status" -eq "$2" ]
+	grep -q "received signal $(($2 - 128)), stopping the VM" "$D/out"
+}
+
+@test "halted guest keeps ember running until SIGTERM, which exits 143" {
+	stop_with TERM 143
+}
+
+@test "SIGINT exits 130 and SIGHUP exits 129" {
+	stop_with INT 130
+	stop_with HUP 129
+}
+
+@test "a guest triple fault ends ember with status 0" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "triple-fault" 1 64
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ember test guest: triple fault next"* ]]
+	[[ "$output" == *"vCPU 0: guest shut down (triple fault)"* ]]
+	[[ "$output" != *"requested a reset"* ]]
+}
+
+@test "a vCPU that KVM cannot run (code fetched from the MMIO gap) ends ember with status 3" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "exec-mmio" 1 64
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"jumping into the MMIO gap"* ]]
+	[[ "$output" == *"vCPU 0: KVM internal error"*"at rip 0xd0000000"* ]]
+}
+
+@test "ember's stdin reaches the guest's UART receiver" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "uart-echo" 1 64
+	# Built here, so that it cannot come from anywhere but stdin.
+	line="from-stdin-$$-$RANDOM"
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" < <(printf '%s\n' "$line")
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
+}
+
+@test "without boot_args the guest gets Firecracker's default command line" {
+	fc_default="reboot=k panic=1 pci=off nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+	echo "{ \"boot-source\": { \"kernel_image_path\": \"$TEST_GUEST\" } }" >"$D/vm.json"
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --level Debug
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# The loader logs the line it wrote into the zero page: exactly the default.
+	[[ "$output" == *"entry 0x100000, command line: $fc_default"$'\n'* ]]
+	# An empty boot_args is the guest's choice, not a missing one.
+	echo "{ \"boot-source\": { \"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"\" } }" >"$D/vm.json"
+	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" --level Debug
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"entry 0x100000, command line: "$'\n'* ]]
 }
 
 @test "serial_out_path sends the console to a file" {

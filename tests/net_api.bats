@@ -62,16 +62,49 @@ boot_source() {
 	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02"}]'
 }
 
-@test "InstanceStart: a TAP that is down fails naming it, then boots once it is up; PATCH limits on the running VM" {
+# tap_tx_frames: frames ember has written to tap0 (the TAP's receive side).
+tap_tx_frames() {
+	in_ns cat /sys/class/net/tap0/statistics/rx_packets
+}
+
+# frames_in SECONDS: how many frames reach tap0 in that time.
+frames_in() {
+	local a b
+	a=$(tap_tx_frames)
+	sleep "$1"
+	b=$(tap_tx_frames)
+	echo $((b - a))
+}
+
+@test "InstanceStart: a TAP that is down fails naming it, then boots once it is up; PATCH limits on the running VM take effect" {
 	tap tap0
 	ns_api_start
-	boot_source
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"net-tx-stream\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
 	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'
 	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "network interface eth0: TAP tap0 is down"
 	in_ns ip link set tap0 up
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
-	grep -q "hello from the guest" "$D/ember.out"
+	for _ in $(seq 100); do grep -q "net0: streaming" "$D/ember.out" && break; sleep 0.05; done
+	grep -q "net0: streaming" "$D/ember.out"
+	# Unlimited, the guest's frames flow as fast as it sends them.
+	free=$(frames_in 1)
+	echo "without a limit: $free frames in 1 s"
+	[ "$free" -ge 100 ]
+	# 5 frames per second (a bucket of 5 that refills each second): a PATCH on the running
+	# VM slows the stream to that.
+	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"ops": {"size": 5, "refill_time": 1000}}}'
+	sleep 1.5 # the bucket's first 5 and what the guest had in flight
+	limited=$(frames_in 3)
+	echo "with 5 frames/s: $limited frames in 3 s"
+	[ "$limited" -ge 10 ]
+	[ "$limited" -le 20 ]
+	# A limit of 0 removes it again.
+	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"ops": {"size": 0, "refill_time": 0}}}'
+	sleep 1.5
+	again=$(frames_in 1)
+	echo "limit removed: $again frames in 1 s"
+	[ "$again" -ge 100 ]
 	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}'
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' "not supported after starting"
 	kill -0 "$EMBER_PID"
@@ -114,8 +147,46 @@ JSON
 	sed -i 's/"tap1"/"tap7"/' "$D/vm.json"
 	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"network interface 'eth1'"*"TAP device tap7 does not exist"* ]]
+}
+
+@test "virtio-net offers checksum and TSO offloads, merged receive buffers, the MAC and (when set) the MTU" {
+	tap tap0 up
+	cat >"$D/vm.json" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "net-config" },
+  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
+  "network-interfaces": [ { "iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:07", "mtu": 1400 } ]
+}
+JSON
+	if command -v strace >/dev/null; then
+		run in_ns timeout 20 strace -ff -qq -e trace=ioctl -e signal=none -o "$D/strace" \
+			"$EMBER" --no-api --config-file "$D/vm.json"
+	else
+		run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	fi
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"net0: config-send used=1 needs_reset=0"* ]]
+	# The guest took every offload: the TAP gets checksum and TSO4/TSO6 (0x7) before it
+	# hands the guest anything.
+	if command -v strace >/dev/null; then
+		grep -h TUNSETOFFLOAD "$D"/strace.*
+		grep -qE '^ioctl\([0-9]+, TUNSETOFFLOAD, 0x7\)' "$D"/strace.*
+	else
+		echo "strace is not installed: the TUNSETOFFLOAD call is not checked"
+	fi
+	# Bits, high to low: VERSION_1 (32), EVENT_IDX (29), INDIRECT_DESC (28), MRG_RXBUF (15),
+	# HOST_TSO6 (12), HOST_TSO4 (11), GUEST_TSO6 (8), GUEST_TSO4 (7), MAC (5), MTU (3),
+	# GUEST_CSUM (1), CSUM (0). Nothing else: no UFO, no control queue, no multiqueue.
+	[[ "$output" == *"net0: config features=32,29,28,15,12,11,8,7,5,3,1,0, mac0=6 mac5=7 mtu=1400"* ]]
+	# Without "mtu" the device does not offer VIRTIO_NET_F_MTU.
+	sed -i 's/, "mtu": 1400//' "$D/vm.json"
+	run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"net0: config features=32,29,28,15,12,11,8,7,5,1,0, mac0=6 mac5=7 mtu=0"* ]]
 }
 
 @test "hostile transmit chains: oversized, writable and short ones are dropped, bad addresses and long chains need a reset; ember keeps running and later frames reach the TAP" {

@@ -89,19 +89,19 @@ JSON
 	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"guest_cid\": 1, \"uds_path\": \"$D/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"config file $D/vm.json: vsock: field 'guest_cid' is 1, must be between 3 and 4294967295"* ]]
 	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"guest_cid\": 3, \"uds_path\": \"$D/v.sock\", \"port\": 1 }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"vsock: unknown field 'port'"* ]]
 	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"guest_cid\": 3, \"uds_path\": \"$D/nodir/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"vsock: uds_path $D/nodir/v.sock: directory $D/nodir does not exist"* ]]
 	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"uds_path\": \"$D/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"vsock: missing field 'guest_cid'"* ]]
 	write_vsock_config "$D/vm.json" "console=ttyS0" null
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
@@ -122,7 +122,7 @@ JSON
 	write_vsock_config "$D/vm2.json" "console=ttyS0" "{ \"guest_cid\": 4, \"uds_path\": \"$D/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm2.json"
 	echo "$output"
-	[ "$status" -ne 0 ]
+	[ "$status" -eq 1 ]
 	[[ "$output" == *"uds_path $D/v.sock"*"exists"* ]]
 	# The first VM and its socket are untouched.
 	kill -0 "$EMBER_PID"

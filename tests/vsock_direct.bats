@@ -3,7 +3,8 @@
 # the device by polling (tests/guest/vsock.c) and sends it hostile packets and broken rings;
 # ember must answer as promised (drop, RST, DEVICE_NEEDS_RESET), count what it dropped, keep
 # running, and still carry a valid connection to a Unix listener at "<uds_path>_<port>".
-# Host ports: 5000 echoes ("pong " + each line), 5001 accepts and never reads.
+# Host ports: 5000 echoes ("pong " + each line), 5001 accepts and never reads, 5003 holds
+# every connection open.
 
 load lib/common
 
@@ -20,7 +21,7 @@ setup() {
 		U="$UDIR/v.sock"
 	fi
 	cat >"$D/listen.py" <<'PY'
-import select, socket, sys, threading
+import resource, select, socket, sys, threading
 
 mode, path, log = sys.argv[1:]
 out = open(log, "a", buffering=1)
@@ -60,13 +61,20 @@ def sink(c, n):
     c.close()
 
 
+# "hold" keeps every connection open without a thread: over a thousand of them.
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, max(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+held = []
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(path)
-s.listen(64)
+s.listen(2048)
 n = 0
 while True:
     c, _ = s.accept()
     n += 1
+    if mode == "hold":
+        held.append(c)
+        say(f"holding {n}")
+        continue
     say(f"conn {n} accepted")
     threading.Thread(target=echo if mode == "echo" else sink, args=(c, n), daemon=True).start()
 PY
@@ -79,7 +87,7 @@ teardown() {
 	rm -rf "$D" ${UDIR:+"$UDIR"}
 }
 
-# listen echo|sink PORT: a listener at ${U}_PORT that logs to $D/listen-PORT.log.
+# listen echo|sink|hold PORT: a listener at ${U}_PORT that logs to $D/listen-PORT.log.
 listen() {
 	python3 "$D/listen.py" "$1" "${U}_$2" "$D/listen-$2.log" &
 	LISTENERS+=($!)
@@ -263,4 +271,92 @@ JSON
 	[[ "$output" == *"vsock: config guest_cid=$CID"* ]]
 	[[ "$output" == *'vsock: echo connect=RESPONSE buf_alloc=262144 echo=RW got="pong echo" close=RST'* ]]
 	no_surprises
+}
+
+@test "vsock: at most 1024 connections at once; the next is refused with RST, and closing one makes room" {
+	listen hold 5003
+	run_vsock vsock-many
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"vsock: many responses=1024 refused_at=1025 refused_op=RST"* ]]
+	[[ "$output" == *"vsock: many-after-close connect=RESPONSE next=RST"* ]]
+	[[ "$output" == *"connect to host port 5003 refused: 1024 connections open"* ]]
+	no_surprises
+	wait_log 5003 "holding 1025"
+	[ "$(grep -c holding "$D/listen-5003.log")" -eq 1025 ]
+}
+
+# connect_and_wait LINE: connects to uds_path, sends LINE (unless empty), and prints what
+# came back and how long until ember closed the connection: "reply=... secs=...".
+connect_and_wait() {
+	python3 - "$U" "$1" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+t0 = time.monotonic()
+if sys.argv[2]:
+    s.sendall(sys.argv[2].encode() + b"\n")
+s.settimeout(10)
+got = b""
+try:
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+except socket.timeout:
+    got += b"<still open after 10 s>"
+print(f"reply={got!r} secs={time.monotonic() - t0:.2f}")
+PY
+}
+
+# secs_between LO HI: the "secs=" of $output lies between LO and HI.
+secs_between() {
+	awk -v s="$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' <<<"$output")" -v lo="$1" -v hi="$2" \
+		'BEGIN { exit !(s != "" && s >= lo && s <= hi) }'
+}
+
+@test "vsock: a host connect the guest never answers is closed after 2 s, as is one that never sends CONNECT" {
+	api_start
+	expect_api 204 PUT /boot-source \
+		"{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"console=ttyS0 vsock-deaf halt\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /vsock "{\"guest_cid\": $CID, \"uds_path\": \"$U\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	grep -q "vsock: deaf: ready" "$D/ember.out"
+	# The guest has receive buffers, takes the REQUEST, and never answers.
+	run connect_and_wait "CONNECT 1234"
+	echo "$output"
+	[[ "$output" == "reply=b'' secs="* ]]
+	secs_between 1.8 3.5
+	grep -q "host connection to guest port 1234: no answer in 2000 ms$" "$D/ember.out"
+	# Nothing sent at all: the same 2 s for the CONNECT line.
+	run connect_and_wait ""
+	echo "$output"
+	[[ "$output" == "reply=b'' secs="* ]]
+	secs_between 1.8 3.5
+	kill -0 "$EMBER_PID"
+}
+
+@test "vsock: uds_path is removed when ember exits, after the guest's reset and after SIGTERM" {
+	listen echo 5000
+	run_vsock vsock-echo
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"guest requested a reset"* ]]
+	[ ! -e "$U" ]
+	# The listener's socket is the host's own: ember leaves it.
+	[ -S "${U}_5000" ]
+	api_start
+	expect_api 204 PUT /boot-source \
+		"{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"console=ttyS0 halt\"}"
+	expect_api 204 PUT /vsock "{\"guest_cid\": $CID, \"uds_path\": \"$U\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do [ -S "$U" ] && break; sleep 0.05; done
+	[ -S "$U" ]
+	kill -TERM "$EMBER_PID"
+	status=0
+	wait "$EMBER_PID" || status=$?
+	EMBER_PID=
+	[ "$status" -eq 143 ]
+	[ ! -e "$U" ]
 }

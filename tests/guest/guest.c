@@ -1,9 +1,12 @@
 /* A tiny freestanding guest for fast tests on any KVM, PVM included: prints a line on the
  * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
  * "halt" on its command line, stays halted so that tests have a running VM; with "spin"
- * it busy-loops and prints a tick line now and then, for pause/resume tests). Words that
- * start with "blk-" or "net-" first exercise the virtio-blk or virtio-net devices by polling
- * (virtio.c), and "vsock-" words the virtio-vsock device (vsock.c). */
+ * it busy-loops and prints a tick line now and then, for pause/resume tests; with
+ * "uart-echo" it prints back a line it reads from the UART; with "triple-fault" it
+ * triple-faults; with "exec-mmio" it runs code where no memory is). "smp" and "high-mem"
+ * test the CPUs and memory (cpu.c); words that start with "blk-" or "net-" exercise the
+ * virtio-blk or virtio-net devices by polling (virtio.c), and "vsock-" words the
+ * virtio-vsock device (vsock.c). */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,6 +15,7 @@
 #define UART		0x3f8
 #define UART_LSR	5
 #define UART_LSR_THRE	0x20
+#define UART_LSR_DR	0x01
 #define I8042_CMD	0x64
 #define I8042_RESET	0xfe
 #define BOOT_TIMER	((volatile uint8_t *)0xc0000000UL)
@@ -31,6 +35,26 @@ void puts_uart(const char *s)
 			putc_uart('\r');
 		putc_uart(*s);
 	}
+}
+
+/* uart-echo: one line from the UART's receiver (ember's stdin), printed back; polled, with
+ * a bound so that a silent host does not hang the guest. */
+static void uart_echo(void)
+{
+	char line[80];
+	unsigned n = 0;
+	for (unsigned long polls = 0; polls < 200000UL && n < sizeof(line) - 1; polls++) {
+		if (!(inb(UART + UART_LSR) & UART_LSR_DR))
+			continue;
+		char c = (char)inb(UART);
+		if (c == '\n' || c == '\r')
+			break;
+		line[n++] = c;
+	}
+	line[n] = '\0';
+	puts_uart("ember test guest: uart got '");
+	puts_uart(line);
+	puts_uart("'\n");
 }
 
 /* True when word appears as a whole word in the command line. */
@@ -61,11 +85,30 @@ void guest_main(const uint8_t *boot_params)
 
 	puts_uart("ember test guest: hello from the guest\n");
 	*BOOT_TIMER = 123;
+	/* smp and high-mem (cpu.c). */
+	cpu_run(cmdline, boot_params);
 	/* Words like blk-rw or blk-loop drive the virtio-blk devices (virtio.c). */
 	virtio_run(cmdline);
 	/* Words like vsock-hostile send the virtio-vsock device malformed packets (vsock.c). */
 	vsock_run(cmdline);
 
+	if (has_word(cmdline, "uart-echo"))
+		uart_echo();
+	if (has_word(cmdline, "triple-fault")) {
+		/* An empty IDT: the #UD cannot be delivered, nor the #DF that follows. */
+		puts_uart("ember test guest: triple fault next\n");
+		struct {
+			uint16_t limit;
+			uint64_t base;
+		} __attribute__((packed)) idtr = { 0, 0 };
+		__asm__ volatile("lidt %0; ud2" : : "m"(idtr));
+	}
+	if (has_word(cmdline, "exec-mmio")) {
+		/* Code fetched from the gap below 4 GiB, where no RAM and no device is: KVM
+		 * cannot run or emulate it. */
+		puts_uart("ember test guest: jumping into the MMIO gap\n");
+		((void (*)(void))0xd0000000UL)();
+	}
 	if (has_word(cmdline, "spin")) {
 		/* Keeps the vCPU busy and the console moving: pause/resume tests watch it. */
 		for (unsigned long tick = 0;; tick++) {

@@ -87,5 +87,11 @@ bool has_word(const char *cmdline, const char *word);
 void virtio_run(const char *cmdline);
 /* Sends the virtio-vsock device hostile packets as the vsock-* words ask (vsock.c). */
 void vsock_run(const char *cmdline);
+/* The smp and high-mem words (cpu.c). */
+void cpu_run(const char *cmdline, const uint8_t *boot_params);
+/* Routes the IOAPIC's pin irq to vector on this CPU, through an IDT whose handler counts
+ * (cpu_device_irqs) and EOIs; the 8259s are masked. Interrupts stay off (cli). */
+void cpu_irq_setup(unsigned irq, unsigned vector);
+uint32_t cpu_device_irqs(void);
 
 #endif

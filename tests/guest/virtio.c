@@ -3,11 +3,13 @@
  * "blkN: what key=value ...", that the bats tests match:
  *   blk-rw         GET_ID, read, write, flush, read back (indirect), bounds, framing
  *   blk-ro-write   a write to the read-only device in slot 1
+ *   blk-irq        reads with interrupts on: each completion arrives as a vector (cpu.c)
  *   blk-loop, blk-oob-addr, blk-long-chain, blk-avail-ahead, blk-bad-status
  * After a hostile case the device is reset and must serve a valid read again.
  * With a virtio-net device in slot 0 instead, hostile transmit chains ("net0: ..."):
  *   net-tx-oversize, net-tx-writable, net-tx-short (dropped, the chain comes back),
- *   net-tx-oob, net-tx-long (the device needs a reset; after it a frame goes out again). */
+ *   net-tx-oob, net-tx-long (the device needs a reset; after it a frame goes out again);
+ *   net-config (offered features, MAC, MTU), net-tx-stream (frames without end). */
 #include "guest.h"
 
 #define T_IN	 0
@@ -559,6 +561,35 @@ static void net_tx_writable(void)
 	net_send_ok(&d, "tx-after-writable");
 }
 
+/* blk-irq: with interrupts on, each used buffer must reach the CPU as the vector that the
+ * IOAPIC entry of the device's line (IRQ 5 + slot) names, not just set InterruptStatus. */
+#define IRQ_VECTOR 0x30
+static void blk_irq(void)
+{
+	struct dev d;
+	if (!dev_init(&d, 0, 0))
+		return;
+	cpu_irq_setup(5 + d.slot, IRQ_VECTOR);
+	unsigned got[2], st[2];
+	for (int i = 0; i < 2; i++) {
+		uint32_t before = cpu_device_irqs();
+		__asm__ volatile("sti");
+		st[i] = request(&d, T_IN, 0, buf, 512, 0);
+		for (unsigned long n = 0; n < 100000 && cpu_device_irqs() == before; n++)
+			__asm__ volatile("pause");
+		__asm__ volatile("cli");
+		got[i] = cpu_device_irqs() - before;
+		wr(&d, R_ISR_ACK, rd(&d, R_ISR));
+	}
+	tag(&d, "irq");
+	kv("vector", IRQ_VECTOR);
+	kv("status1", st[0]);
+	kv("irqs1", got[0]);
+	kv("status2", st[1]);
+	kv("irqs2", got[1]);
+	puts_uart("\n");
+}
+
 /* Shorter than the header. */
 static void net_tx_short(void)
 {
@@ -600,6 +631,51 @@ static void net_tx_long(void)
 	net_recover(&d);
 }
 
+/* net-config: what the device offers (every feature bit) and its config space: the MAC
+ * and, with VIRTIO_NET_F_MTU, the MTU. */
+static void net_config(void)
+{
+	struct dev d;
+	if (!net_init(&d, ~0ULL))
+		return;
+	uint32_t w0 = rd(&d, R_CONFIG), w1 = rd(&d, R_CONFIG + 4), w2 = rd(&d, R_CONFIG + 8);
+	tag(&d, "config features=");
+	for (int bit = 63; bit >= 0; bit--)
+		if (d.features & (1ULL << bit)) {
+			put_dec((unsigned)bit);
+			puts_uart(",");
+		}
+	kv("mac0", w0 & 0xff);
+	kv("mac5", (w1 >> 8) & 0xff);
+	kv("mtu", (w2 >> 16) & 0xffff);
+	puts_uart("\n");
+	/* One frame: the device applies the accepted offloads to the TAP by then. */
+	net_send_ok(&d, "config-send");
+	wr(&d, R_STATUS, 0);
+}
+
+/* net-tx-stream: valid frames, one after the other, for ever: the host watches the rate at
+ * which they reach the TAP (a transmit limiter set while this runs must slow it). */
+static void net_tx_stream(void)
+{
+	struct dev d;
+	if (!net_init(&d, 0))
+		return;
+	puts_uart("net0: streaming\n");
+	for (;;) {
+		memset(buf, 0, NET_HDR + 60);
+		memset(buf + NET_HDR, 0xff, 6);
+		buf[NET_HDR + 6] = 0x06;
+		buf[NET_HDR + 12] = 0x88;
+		buf[NET_HDR + 13] = 0xb5;
+		set_desc(0, buf, NET_HDR + 60, 0, 0);
+		submit(&d, 0, 1);
+		uint32_t len;
+		while (wait_used(&d, &len) < 0)
+			;
+	}
+}
+
 void virtio_run(const char *cmdline)
 {
 	static const struct {
@@ -607,6 +683,7 @@ void virtio_run(const char *cmdline)
 		void (*fn)(void);
 	} cases[] = {
 		{ "blk-rw", blk_rw },
+		{ "blk-irq", blk_irq },
 		{ "blk-ro-write", blk_ro_write },
 		{ "blk-loop", blk_loop },
 		{ "blk-oob-addr", blk_oob_addr },
@@ -618,6 +695,8 @@ void virtio_run(const char *cmdline)
 		{ "net-tx-short", net_tx_short },
 		{ "net-tx-oob", net_tx_oob },
 		{ "net-tx-long", net_tx_long },
+		{ "net-config", net_config },
+		{ "net-tx-stream", net_tx_stream },
 	};
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (has_word(cmdline, cases[i].word))

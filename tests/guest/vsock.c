@@ -13,6 +13,9 @@
  *                      reads: RST, and a new connection works
  *   vsock-avail-ahead, vsock-oob-addr, vsock-loop, vsock-rx-oob: broken rings; the device
  *                      needs a reset, after it a connection works again
+ *   vsock-many         connections to port 5003 (a listener that holds them) until one
+ *                      is refused; one closed, one more works
+ *   vsock-deaf         receive buffers in place, then no answer to anything
  * The last line, "vsock: totals ...", counts what the guest received, for the metrics. */
 #include "vsock.h"
 
@@ -427,6 +430,45 @@ static void vsock_echo(void)
 	echo_conn("echo", 4000);
 }
 
+/* vsock-many: connections to HOLD_PORT (a listener that keeps every one open) until ember
+ * refuses one: it allows 1024 open at once. Then one is closed and a new one must work. */
+#define HOLD_PORT 5003
+#define MANY	  1030
+static void vsock_many(void)
+{
+	unsigned responses = 0, refused_at = 0;
+	int refused_op = REPLY_NONE;
+	for (uint32_t i = 0; i < MANY && !refused_at; i++) {
+		int op = connect(20000 + i, HOLD_PORT);
+		if (op == OP_RESPONSE) {
+			responses++;
+		} else {
+			refused_at = i + 1;
+			refused_op = op;
+		}
+	}
+	line("many");
+	kv("responses", responses);
+	kv("refused_at", refused_at);
+	kv_op("refused_op", refused_op);
+	puts_uart("\n");
+	/* Closing one (an RST needs no answer) makes room for one more. */
+	send_pkt(20000, HOLD_PORT, OP_RST, 0, 0);
+	int again = connect(30000, HOLD_PORT);
+	int over = connect(30001, HOLD_PORT);
+	line("many-after-close");
+	kv_op("connect", again);
+	kv_op("next", over);
+	puts_uart("\n");
+}
+
+/* vsock-deaf: the device is set up with receive buffers, then the guest never answers
+ * (the "halt" word keeps it running). */
+static void vsock_deaf(void)
+{
+	line("deaf: ready\n");
+}
+
 /* Malformed packets, in the order they run. The first group must be dropped, the second
  * answered with RST, the last neither. */
 void vsock_run(const char *cmdline)
@@ -438,7 +480,8 @@ void vsock_run(const char *cmdline)
 		{ "vsock-echo", vsock_echo },	      { "vsock-hostile", vsock_hostile },
 		{ "vsock-credit", vsock_credit },     { "vsock-avail-ahead", vsock_avail_ahead },
 		{ "vsock-oob-addr", vsock_oob_addr }, { "vsock-loop", vsock_loop },
-		{ "vsock-rx-oob", vsock_rx_oob },
+		{ "vsock-rx-oob", vsock_rx_oob },     { "vsock-many", vsock_many },
+		{ "vsock-deaf", vsock_deaf },
 	};
 	bool any = false;
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -49,6 +49,13 @@ static long try_call(const char *name)
 		return ioctl(-1, KVM_CREATE_VM, 0);
 	if (!strcmp(name, "ioctl-kvm-get-clock"))
 		return ioctl(-1, KVM_GET_CLOCK, 0);
+	/* The ways to raise an interrupt other than an irqfd. */
+	if (!strcmp(name, "ioctl-kvm-irq-line"))
+		return ioctl(-1, KVM_IRQ_LINE, 0);
+	if (!strcmp(name, "ioctl-kvm-signal-msi"))
+		return ioctl(-1, KVM_SIGNAL_MSI, 0);
+	if (!strcmp(name, "ioctl-kvm-interrupt"))
+		return ioctl(-1, KVM_INTERRUPT, 0);
 	if (!strcmp(name, "ioctl-kvm-set-user-memory-region"))
 		return ioctl(-1, KVM_SET_USER_MEMORY_REGION, 0);
 	if (!strcmp(name, "socket-unix"))

@@ -1,4 +1,6 @@
 # Shared by the bats suites: paths, config writers and the ember runner.
+# "run !" and "run -N" need bats 1.5.
+bats_require_minimum_version 1.5.0
 EMBER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 EMBER="$EMBER_ROOT/build/ember"
 TEST_GUEST="$EMBER_ROOT/build/tests/guest.elf"
@@ -100,6 +102,13 @@ require_linux_host() {
 		echo "build/vmhost/bzImage missing: run 'make vmhost-kernel'" >&2
 		return 1
 	fi
+}
+
+# unechoed TEXT: TEXT with '' after its first character, for a guest command on the kernel
+# command line: the guest's shell prints TEXT, while the command line (which the kernel may
+# echo to the console) holds only the split form, so the echo cannot pass for the output.
+unechoed() {
+	printf "%s''%s" "${1:0:1}" "${1:1}"
 }
 
 # value KEY: the value of the last KEY=VALUE line in $output.

@@ -9,6 +9,11 @@
 #   two       two NICs on two TAPs, each pinging its own host address
 #   ratelimit a tx limit on eth0: MIB MiB guest to host, timed by the guest
 #   ratefree  the same without the limit
+#   ratelimit-rx  an rx limit on eth0: MIB MiB host to guest, timed by the guest from its
+#             first byte
+#   features  MTU 1400 on the NIC and the TAP: the guest's MTU and negotiated features,
+#             pings that just fit, and MIB MiB host to guest (TSO frames through merged
+#             receive buffers: more bytes per received packet than the MTU)
 #   bench-ember, bench-qemu  ping RTT and MIB MiB each way with the given VMM (QEMU's
 #             microvm with virtio-net-device on the same TAP): one line BENCH ...
 # Prints the guest console and lines starting HOST- for the test to check.
@@ -157,6 +162,66 @@ SH
 	run_ember
 	wait "$lpid"
 	echo "HOST-RECEIVED-BYTES=$(stat -c %s "$D/from-guest")"
+	;;
+ratelimit-rx)
+	rate=${EMBER_NET_RATE:-262144}
+	mktap tap0 172.16.0.1 || exit 1
+	head -c $((MIB << 20)) /dev/zero >"$D/to-guest"
+	script_drive <<SH
+$GUEST_UP
+mkfifo /tmp/idle && exec 3<>/tmp/idle
+nc -l -p 5002 </tmp/idle >/tmp/in &
+npid=\$!
+while [ ! -s /tmp/in ] && kill -0 \$npid 2>/dev/null; do sleep 0.02; done
+echo GUEST-T0=\$(cut -d' ' -f1 /proc/uptime)
+wait \$npid
+echo GUEST-T1=\$(cut -d' ' -f1 /proc/uptime)
+echo GUEST-RECEIVED-BYTES=\$(wc -c </tmp/in)
+SH
+	config 192 "$(nic eth0 tap0 06:00:ac:10:00:02 '"rx_rate_limiter": { "bandwidth": { "size": '$rate', "refill_time": 1000 } }')"
+	(
+		for _ in $(seq 1500); do
+			$BB nc 172.16.0.2 5002 <"$D/to-guest" 2>/dev/null && { echo HOST-SEND-DONE; break; }
+			sleep 0.2
+		done
+	) &
+	spid=$!
+	run_ember
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null
+	;;
+features)
+	mktap tap0 172.16.0.1 || exit 1
+	ip link set tap0 mtu 1400
+	head -c $((MIB << 20)) /dev/urandom >"$D/to-guest"
+	echo "HOST-TO-GUEST-SHA=$(sha256sum <"$D/to-guest" | cut -d' ' -f1)"
+	script_drive <<SH
+$GUEST_UP
+echo GUEST-MTU=\$(cat /sys/class/net/eth0/mtu)
+for d in /sys/bus/virtio/devices/*; do
+	[ "\$(cat \$d/device)" = 0x0001 ] && echo GUEST-NET-FEATURES=\$(cat \$d/features)
+done
+# 1372 bytes of ICMP payload + 28 of headers: exactly the MTU, not fragmented.
+ping -c 2 -W 5 -s 1372 172.16.0.1 && echo GUEST-PING-MTU-OK
+p0=\$(cat /sys/class/net/eth0/statistics/rx_packets)
+b0=\$(cat /sys/class/net/eth0/statistics/rx_bytes)
+mkfifo /tmp/idle && exec 3<>/tmp/idle
+nc -l -p 5002 </tmp/idle >/tmp/in
+echo GUEST-RX-PACKETS=\$((\$(cat /sys/class/net/eth0/statistics/rx_packets) - p0))
+echo GUEST-RX-BYTES=\$((\$(cat /sys/class/net/eth0/statistics/rx_bytes) - b0))
+echo GUEST-RECEIVED-SHA=\$(sha256sum </tmp/in | cut -d' ' -f1)
+SH
+	config $((MIB * 2 + 128)) "$(nic eth0 tap0 06:00:ac:10:00:02 '"mtu": 1400')"
+	(
+		for _ in $(seq 1500); do
+			$BB nc 172.16.0.2 5002 <"$D/to-guest" 2>/dev/null && { echo HOST-SEND-DONE; break; }
+			sleep 0.2
+		done
+	) &
+	spid=$!
+	run_ember
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null
 	;;
 bench-ember | bench-qemu)
 	mktap tap0 172.16.0.1 || exit 1
