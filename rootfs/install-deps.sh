@@ -9,7 +9,7 @@ PKGS=(
     qemu-system-x86 linux-source busybox-static e2fsprogs
     liburing-dev libseccomp-dev libcap-dev
     cpio flex bison bc libelf-dev libssl-dev socat curl kmod jq clang-format python3
-    iproute2
+    iproute2 strace
 )
 
 # One dpkg-query for all packages. A package counts only when fully installed;
