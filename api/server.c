@@ -70,17 +70,15 @@ static void hand_to_vmm(struct api_server *srv, const char *method, const char *
 			const char *body, size_t body_len, struct api_reply *reply)
 {
 	pthread_mutex_lock(&srv->lock);
-	if (srv->stopping) {
-		pthread_mutex_unlock(&srv->lock);
-		*reply = (struct api_reply){ 503, NULL };
-		return;
-	}
-	srv->method = method;
-	srv->url = url;
-	srv->body = body;
-	srv->body_len = body_len;
 	srv->done = false;
-	eventfd_write(srv->request_fd, 1);
+	/* Once stopping, nothing is handed over and the reply below is 503. */
+	if (!srv->stopping) {
+		srv->method = method;
+		srv->url = url;
+		srv->body = body;
+		srv->body_len = body_len;
+		eventfd_write(srv->request_fd, 1);
+	}
 	while (!srv->done && !srv->stopping)
 		pthread_cond_wait(&srv->done_cond, &srv->lock);
 	*reply = srv->done ? srv->reply : (struct api_reply){ 503, NULL };

@@ -26,22 +26,19 @@ static const char *const level_names[] = { "Error", "Warning", "Info", "Debug" }
 
 int log_set_level_name(const char *name)
 {
-	for (unsigned i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcasecmp(name, level_names[i]) == 0) {
-			current_level = (enum log_level)i;
-			return 0;
-		}
-	}
+	int level = -2; /* no such name: -1 is "Off" */
+	for (unsigned i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(name, level_names[i]) == 0)
+			level = (int)i;
 	/* Firecracker also accepts "Trace" and "Off". */
-	if (strcasecmp(name, "Trace") == 0) {
-		current_level = LOG_DEBUG;
-		return 0;
-	}
-	if (strcasecmp(name, "Off") == 0) {
-		current_level = (enum log_level) - 1;
-		return 0;
-	}
-	return -EINVAL;
+	if (strcasecmp(name, "Trace") == 0)
+		level = LOG_DEBUG;
+	else if (strcasecmp(name, "Off") == 0)
+		level = -1;
+	if (level == -2)
+		return -EINVAL;
+	current_level = (enum log_level)level;
+	return 0;
 }
 
 int open_output_sink(const char *path)

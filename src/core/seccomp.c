@@ -181,9 +181,13 @@ static int compile(enum seccomp_thread t, struct sock_fprog *prog)
 	return 0;
 }
 
-/* Compiles kind t once; later calls return the first result. */
-static int compile_once(enum seccomp_thread t)
+/* The process-wide setup, then kind t's program: each is done once, and later calls return
+ * the first result. */
+static int ready(enum seccomp_thread t)
 {
+	pthread_once(&process_setup_once, process_setup);
+	if (process_setup_error)
+		return process_setup_error;
 	pthread_mutex_lock(&compile_lock);
 	if (!compiled[t].filter && !compile_error[t])
 		compile_error[t] = compile(t, &compiled[t]);
@@ -196,11 +200,8 @@ int seccomp_prepare(void)
 {
 	if (disabled)
 		return 0;
-	pthread_once(&process_setup_once, process_setup);
-	if (process_setup_error)
-		return process_setup_error;
 	for (unsigned t = 0; t < SECCOMP_THREAD_KINDS; t++) {
-		int rc = compile_once((enum seccomp_thread)t);
+		int rc = ready((enum seccomp_thread)t);
 		if (rc)
 			return rc;
 	}
@@ -213,10 +214,7 @@ int seccomp_install(enum seccomp_thread t)
 		return 0;
 	if ((unsigned)t >= SECCOMP_THREAD_KINDS)
 		return -EINVAL;
-	pthread_once(&process_setup_once, process_setup);
-	if (process_setup_error)
-		return process_setup_error;
-	int rc = compile_once(t);
+	int rc = ready(t);
 	if (rc)
 		return rc;
 

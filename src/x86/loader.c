@@ -235,34 +235,39 @@ static int load_bzimage(const struct guest_mem *mem, int fd, const char *path, u
 	return 0;
 }
 
+/* Opens path for reading and fills st; what ("kernel", "initrd") names it in the message. */
+static int open_stat(const char *what, const char *path, struct stat *st, char *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, st) == 0)
+		return fd;
+	int rc = fail(err, -errno, "%s %s: %s", what, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 int loader_load_kernel(const struct guest_mem *mem, const char *path, struct kernel_image *k,
 		       char *err)
 {
 	memset(k, 0, sizeof(*k));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(err, -errno, "kernel %s: %s", path, strerror(errno));
 	struct stat st;
+	int fd = open_stat("kernel", path, &st, err);
+	if (fd < 0)
+		return fd;
+	uint8_t magic[0x206] = { 0 };
+	size_t probe = (uint64_t)st.st_size < sizeof(magic) ? (size_t)st.st_size : sizeof(magic);
 	int rc;
-	if (fstat(fd, &st) < 0) {
-		rc = fail(err, -errno, "kernel %s: %s", path, strerror(errno));
-	} else if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode))
 		rc = fail(err, -EINVAL, "kernel %s: not a regular file", path);
-	} else {
-		uint8_t magic[0x206] = { 0 };
-		size_t probe =
-			(uint64_t)st.st_size < sizeof(magic) ? (size_t)st.st_size : sizeof(magic);
-		if (read_at(fd, magic, probe, 0) < 0 || probe < 4)
-			rc = fail(err, -EINVAL, "kernel %s: file too short to be a kernel image",
-				  path);
-		else if (memcmp(magic, ELFMAG, SELFMAG) == 0)
-			rc = load_elf(mem, fd, path, (uint64_t)st.st_size, k, err);
-		else if (probe >= 0x206 && memcmp(magic + 0x202, "HdrS", 4) == 0)
-			rc = load_bzimage(mem, fd, path, (uint64_t)st.st_size, k, err);
-		else
-			rc = fail(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage",
-				  path);
-	}
+	else if (read_at(fd, magic, probe, 0) < 0 || probe < 4)
+		rc = fail(err, -EINVAL, "kernel %s: file too short to be a kernel image", path);
+	else if (memcmp(magic, ELFMAG, SELFMAG) == 0)
+		rc = load_elf(mem, fd, path, (uint64_t)st.st_size, k, err);
+	else if (probe >= 0x206 && memcmp(magic + 0x202, "HdrS", 4) == 0)
+		rc = load_bzimage(mem, fd, path, (uint64_t)st.st_size, k, err);
+	else
+		rc = fail(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage", path);
 	close(fd);
 	return rc;
 }
@@ -270,39 +275,31 @@ int loader_load_kernel(const struct guest_mem *mem, const char *path, struct ker
 int loader_load_initrd(const struct guest_mem *mem, const char *path, const struct kernel_image *k,
 		       uint64_t *gpa, uint64_t *size, char *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(err, -errno, "initrd %s: %s", path, strerror(errno));
 	struct stat st;
-	int rc = 0;
-	if (fstat(fd, &st) < 0) {
-		rc = fail(err, -errno, "initrd %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-		rc = fail(err, -EINVAL, "initrd %s: not a non-empty regular file", path);
-		goto out;
-	}
+	int fd = open_stat("initrd", path, &st, err);
+	if (fd < 0)
+		return fd;
 	uint64_t len = (uint64_t)st.st_size;
 	uint64_t top = mem->regions[0].size; /* the initrd must sit in low memory */
 	if (k->initrd_addr_max && top > (uint64_t)k->initrd_addr_max + 1)
 		top = (uint64_t)k->initrd_addr_max + 1;
 	uint64_t start = top >= len ? (top - len) & ~0xfffULL : 0;
-	if (top < len || start < k->load_end) {
+	/* Only a range check: the read below happens after the size checks. */
+	void *dst = guest_mem_ptr(mem, start, len);
+	int rc = 0;
+	if (!S_ISREG(st.st_mode) || len == 0)
+		rc = fail(err, -EINVAL, "initrd %s: not a non-empty regular file", path);
+	else if (top < len || start < k->load_end)
 		rc = fail(err, -ENOMEM,
 			  "initrd %s: %llu bytes do not fit between the kernel and the top of low "
 			  "memory (%llu MiB guest)",
 			  path, (unsigned long long)len, (unsigned long long)(mem->size >> 20));
-		goto out;
-	}
-	void *dst = guest_mem_ptr(mem, start, len);
-	if (!dst || read_at(fd, dst, len, 0)) {
+	else if (!dst || read_at(fd, dst, len, 0))
 		rc = fail(err, -EIO, "initrd %s: cannot read", path);
-		goto out;
+	if (rc == 0) {
+		*gpa = start;
+		*size = len;
 	}
-	*gpa = start;
-	*size = len;
-out:
 	close(fd);
 	return rc;
 }
