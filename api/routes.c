@@ -110,15 +110,21 @@ static unsigned fault(struct api_reply *reply, unsigned status, const char *msg)
 	return status;
 }
 
-/* An action of PUT /actions. */
+/* The one string field of a PUT /actions or PATCH /vm body, or NULL with err set. */
+static const char *only_string(json_t *body, const char *what, const char *key, char *err)
+{
+	json_t *v = json_object_get(body, key);
+	if (json_object_size(body) == 1 && json_is_string(v))
+		return json_string_value(v);
+	snprintf(err, ERR_LEN, "%s: expected exactly one string field '%s'", what, key);
+	return NULL;
+}
+
 static int put_actions(struct api_ctx *ctx, json_t *body, char *err)
 {
-	json_t *type = json_object_get(body, "action_type");
-	if (json_object_size(body) != 1 || !type || !json_is_string(type)) {
-		snprintf(err, ERR_LEN, "actions: expected exactly one string field 'action_type'");
+	const char *action = only_string(body, "actions", "action_type", err);
+	if (!action)
 		return -EINVAL;
-	}
-	const char *action = json_string_value(type);
 	if (strcmp(action, "InstanceStart") == 0) {
 		/* The boot timer measures from InstanceStart when the API starts the VM. */
 		if (ctx->vm->state == VM_CONFIGURING)
@@ -138,20 +144,13 @@ static int put_actions(struct api_ctx *ctx, json_t *body, char *err)
 
 static int patch_vm(struct api_ctx *ctx, json_t *body, char *err)
 {
-	json_t *state = json_object_get(body, "state");
-	if (json_object_size(body) != 1 || !state || !json_is_string(state)) {
-		snprintf(err, ERR_LEN, "vm: expected exactly one string field 'state'");
+	const char *s = only_string(body, "vm", "state", err);
+	if (!s)
 		return -EINVAL;
-	}
-	const char *s = json_string_value(state);
 	if (strcmp(s, "Paused") == 0)
 		return vmm_pause(ctx->vm, err);
-	if (strcmp(s, "Resumed") == 0)
-		return vmm_resume(ctx->vm, err);
-	if (ctx->vm->state == VM_CONFIGURING) {
-		snprintf(err, ERR_LEN, POST_BOOT_ONLY);
-		return -EPERM;
-	}
+	if (strcmp(s, "Resumed") == 0 || ctx->vm->state == VM_CONFIGURING)
+		return vmm_resume(ctx->vm, err); /* before start: the phase error */
 	snprintf(err, ERR_LEN, "vm: 'state' must be \"Paused\" or \"Resumed\"");
 	return -EINVAL;
 }
@@ -175,20 +174,19 @@ static unsigned handle(struct api_ctx *ctx, unsigned ep, unsigned method, const 
 	case EP_VM_CONFIG:
 		reply->body = json_text(vmm_config_json(ctx->vm));
 		break;
-	case EP_MACHINE_CONFIG:
-		if (method == M_GET) {
-			reply->body = json_text(vmm_machine_config_json(ctx->vm));
-			break;
-		}
-		rc = vmm_configure(ctx->vm, endpoints[ep].path + 1, id, body, method == M_PATCH,
-				   err);
-		break;
 	case EP_ACTIONS:
 		rc = put_actions(ctx, body, err);
 		break;
 	case EP_VM:
 		rc = patch_vm(ctx, body, err);
 		break;
+	case EP_MACHINE_CONFIG:
+		if (method == M_GET) {
+			reply->body = json_text(vmm_machine_config_json(ctx->vm));
+			break;
+		}
+		/* PUT and PATCH configure it as every other object: */
+		/* fall through */
 	default:
 		rc = vmm_configure(ctx->vm, endpoints[ep].path + 1, id, body, method == M_PATCH,
 				   err);

@@ -224,34 +224,29 @@ bool virtq_need_interrupt(struct virtq *q)
 	return !valid || need_event(used_event, q->used_idx, old);
 }
 
-bool virtq_enable_notify(struct virtq *q)
+/* Asks the driver for a notification once avail->idx passes at (event index), and says
+ * whether it already has. */
+static bool notify_past(struct virtq *q, uint16_t at)
 {
-	if (!q->active || q->broken)
-		return false;
 	if (q->event_idx) {
-		uint16_t *avail_event = (uint16_t *)&q->used->ring[q->num];
-		store16(avail_event, q->next_avail);
+		store16((uint16_t *)&q->used->ring[q->num], at);
 		/* Orders the avail_event store before re-reading avail->idx: a chain the driver
 		 * added before it could see avail_event is found by the re-read below. */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	}
-	return load16(&q->avail->idx) != q->next_avail;
+	return load16(&q->avail->idx) != at;
+}
+
+bool virtq_enable_notify(struct virtq *q)
+{
+	return q->active && !q->broken && notify_past(q, q->next_avail);
 }
 
 bool virtq_enable_notify_beyond(struct virtq *q)
 {
-	if (!q->active || q->broken)
-		return false;
 	/* Without event index every new chain notifies (ember never sets
 	 * VIRTQ_USED_F_NO_NOTIFY): nothing to ask for. */
-	if (!q->event_idx)
-		return false;
-	uint16_t seen = load16(&q->avail->idx);
-	store16((uint16_t *)&q->used->ring[q->num], seen);
-	/* Orders the avail_event store before the second look at avail->idx: a chain the
-	 * driver added before it could see avail_event is found by the re-read below. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return load16(&q->avail->idx) != seen;
+	return q->active && !q->broken && q->event_idx && notify_past(q, load16(&q->avail->idx));
 }
 
 uint64_t iov_drop_front(struct iovec *iov, unsigned *nr, uint64_t len)

@@ -3,6 +3,7 @@
  * helper threads right after (KVM_CREATE_PIT2 and KVM_SET_USER_MEMORY_REGION mostly sleep:
  * a kernel thread start, an SRCU grace period). InstanceStart then only loads the kernel,
  * creates the devices and vCPUs, and starts them. */
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -29,24 +30,13 @@
 #include "x86/mptable.h"
 #include "x86/vcpu.h"
 
-/* The host CPU's own CPUID leaf (src/x86/cpuid.h is about the guest's). */
-static unsigned host_cpuid_ecx(unsigned leaf, unsigned *eax)
-{
-	unsigned a, b, c, d;
-	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(leaf), "c"(0));
-	if (eax)
-		*eax = a;
-	return c;
-}
-
-/* Intel VMX (CPUID 1, ECX bit 5) or AMD SVM (CPUID 0x80000001, ECX bit 2). */
+/* Intel VMX or AMD SVM: the host CPU's own CPUID (src/x86/cpuid.h is about the guest's). */
 static bool cpu_has_hw_virt(void)
 {
-	unsigned max_ext;
-	if (host_cpuid_ecx(1, NULL) & (1u << 5))
+	unsigned a, b, c, d;
+	if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 5))) /* VMX */
 		return true;
-	host_cpuid_ecx(0x80000000, &max_ext);
-	return max_ext >= 0x80000001 && (host_cpuid_ecx(0x80000001, NULL) & (1u << 2));
+	return __get_cpuid(0x80000001, &a, &b, &c, &d) && (c & (1u << 2)); /* SVM */
 }
 
 static int open_kvm(struct machine *m, char *err)
