@@ -1,8 +1,9 @@
-/* The builder: makes the VM from its configuration. The slow parts do not wait for
- * InstanceStart: the KVM VM and its irqchip at process start, the PIT and guest memory on
- * helper threads right after (KVM_CREATE_PIT2 and KVM_SET_USER_MEMORY_REGION mostly sleep:
- * a kernel thread start, an SRCU grace period). InstanceStart then only loads the kernel,
- * creates the devices and vCPUs, and starts them. */
+/* The builder: makes the VM from its configuration. Through the API the slow parts do not
+ * wait for InstanceStart: the KVM VM and its irqchip once the socket is up, the PIT on a
+ * helper thread right after, guest memory on another as soon as machine-config gives its
+ * size (KVM_CREATE_PIT2 and KVM_SET_USER_MEMORY_REGION mostly sleep: a kernel thread start,
+ * an SRCU grace period). InstanceStart then only loads the kernel, creates the devices and
+ * vCPUs, and starts them. */
 #include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -112,7 +113,7 @@ static void *create_pit(void *arg)
 		die("KVM_CREATE_PIT2: %s", strerror(errno));
 	if (!vm->cpuid)
 		vm->cpuid = supported_cpuid(&vm->m);
-	vm->seccomp_rc = seccomp_prepare();
+	seccomp_prepare(); /* its result comes again, cached, at InstanceStart */
 	return NULL;
 }
 
@@ -132,10 +133,16 @@ static void set_memory_slots(struct machine *m, bool remove)
 	}
 }
 
-/* Maps guest memory of the configured size, unless that is done, and gives it to KVM. */
+/* Gives KVM guest memory of mem_bytes: a mapping of another size goes first (KVM takes a
+ * slot's size only when it is added), one of this size is only registered. */
 static void *map_memory(void *arg)
 {
 	struct vm *vm = arg;
+	if (vm->m.mem.nr_regions && vm->m.mem.size != vm->mem_bytes) {
+		if (!vm->mem_rc)
+			set_memory_slots(&vm->m, true);
+		guest_mem_free(&vm->m.mem);
+	}
 	if (!vm->m.mem.nr_regions)
 		vm->mem_rc = guest_mem_init(&vm->m.mem, vm->mem_bytes);
 	if (!vm->mem_rc)
@@ -145,8 +152,6 @@ static void *map_memory(void *arg)
 
 static void start_helper(struct vm *vm, pthread_t *t, bool *pending, void *(*fn)(void *))
 {
-	/* The helper reads the size from here, not from the configuration the API changes. */
-	vm->mem_bytes = (uint64_t)vm->cfg.machine.mem_size_mib << 20;
 	if (pthread_create(t, NULL, fn, vm))
 		die("cannot start a setup thread");
 	*pending = true;
@@ -159,18 +164,17 @@ static void join_helper(pthread_t t, bool *pending)
 	*pending = false;
 }
 
-/* Drops guest memory once the thread that made it is done; remove_slots: the KVM VM stays
- * (without it, closing the VM drops its slots, and after start the VMM thread's seccomp
- * filter allows no KVM_SET_USER_MEMORY_REGION). */
-static void unmap_memory(struct vm *vm, bool remove_slots)
+/* Memory of the configured size, on a helper thread (after the previous one is done). */
+static void start_memory(struct vm *vm)
 {
 	join_helper(vm->mem_thread, &vm->mem_pending);
-	if (remove_slots && vm->m.mem.nr_regions && !vm->mem_rc)
-		set_memory_slots(&vm->m, true);
-	guest_mem_free(&vm->m.mem);
+	/* The helper reads the size from here, not from the configuration the API changes. */
+	vm->mem_bytes = (uint64_t)vm->cfg.machine.mem_size_mib << 20;
+	start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
 }
 
-/* The KVM VM with its irqchip, and (early_pit) the PIT and memory on helper threads. */
+/* The KVM VM with its irqchip, and (early_pit) the PIT on a helper thread. Memory waits
+ * for machine-config (builder_resize_memory): clients set its size before anything else. */
 static void prepare(struct vm *vm)
 {
 	vm->prepare_err[0] = '\0';
@@ -178,10 +182,8 @@ static void prepare(struct vm *vm)
 		return;
 	create_vm_and_irqchip(&vm->m);
 	vm->kvm_ready = true;
-	if (vm->early_pit) {
+	if (vm->early_pit)
 		start_helper(vm, &vm->pit_thread, &vm->pit_pending, create_pit);
-		start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
-	}
 }
 
 static void on_exit_event(void *opaque, uint32_t events)
@@ -244,11 +246,9 @@ void builder_prepare(struct vm *vm)
 
 void builder_resize_memory(struct vm *vm)
 {
-	if (!vm->kvm_ready || !vm->early_pit ||
-	    vm->m.mem.size == (uint64_t)vm->cfg.machine.mem_size_mib << 20)
-		return;
-	unmap_memory(vm, true);
-	start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
+	if (vm->kvm_ready && vm->early_pit &&
+	    vm->mem_bytes != (uint64_t)vm->cfg.machine.mem_size_mib << 20)
+		start_memory(vm);
 }
 
 /* Every configured virtio device, kind by kind in table order. */
@@ -351,7 +351,12 @@ static void release(struct vm *vm)
 	for (unsigned i = 0; i < vm->devices.nr; i++)
 		virtio_dev_destroy(vm->devices.devs[i]);
 	memset(&vm->devices, 0, sizeof(vm->devices));
-	unmap_memory(vm, false);
+	/* Closing the KVM VM drops the memory slots (and after start the VMM thread's seccomp
+	 * filter allows no KVM_SET_USER_MEMORY_REGION). */
+	join_helper(vm->mem_thread, &vm->mem_pending);
+	guest_mem_free(&vm->m.mem);
+	vm->mem_bytes = 0;
+	vm->mem_rc = 0;
 	io_bus_free(&m->pio_bus);
 	io_bus_free(&m->mmio_bus);
 	m->nr_mmio_slots = 0;
@@ -382,10 +387,14 @@ static int build(struct vm *vm, char *err)
 	vm->serial_out_fd = out_fd;
 	/* Without early_pit the memory is mapped here, for the kernel, and KVM takes it on a
 	 * helper thread meanwhile. */
-	if (vm->early_pit)
+	if (vm->early_pit) {
+		builder_resize_memory(vm); /* no machine-config came: the default size */
 		join_helper(vm->mem_thread, &vm->mem_pending);
-	else if (!(vm->mem_rc = guest_mem_init(&m->mem, (uint64_t)cfg->machine.mem_size_mib << 20)))
+	} else if (!(vm->mem_rc =
+			     guest_mem_init(&m->mem, (uint64_t)cfg->machine.mem_size_mib << 20))) {
+		vm->mem_bytes = m->mem.size;
 		start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
+	}
 	if (vm->mem_rc) {
 		snprintf(err, ERR_LEN, "cannot map %u MiB of guest memory: %s",
 			 cfg->machine.mem_size_mib, strerror(-vm->mem_rc));
@@ -417,11 +426,13 @@ static int build(struct vm *vm, char *err)
 	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
 	if (!rc)
 		vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	/* Compiled already with early_pit; else now, while KVM finishes the PIT and memory. */
+	int seccomp_rc = seccomp_prepare();
+	if (seccomp_rc)
+		log_warn("seccomp filters do not compile (%s); installing them will fail",
+			 strerror(-seccomp_rc));
 	join_helper(vm->mem_thread, &vm->mem_pending);
 	join_helper(vm->pit_thread, &vm->pit_pending);
-	if (vm->seccomp_rc)
-		log_warn("seccomp filters do not compile (%s); installing them will fail",
-			 strerror(-vm->seccomp_rc));
 	return rc;
 }
 

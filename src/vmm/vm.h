@@ -32,10 +32,9 @@ struct vm {
 	bool early_pit; /* the PIT comes with the KVM VM, not after the vCPUs */
 	pthread_t pit_thread, mem_thread;
 	bool pit_pending, mem_pending; /* a helper thread to join */
-	uint64_t mem_bytes;	       /* the size the memory thread maps */
+	uint64_t mem_bytes;	       /* the size the memory thread maps; 0: none yet */
 	int mem_rc;		       /* the memory thread's result */
 	struct kvm_cpuid2 *cpuid;      /* what KVM supports, for every vCPU */
-	int seccomp_rc;		       /* the filters' compilation */
 	char prepare_err[ERR_LEN];     /* why the KVM VM could not be made, or "" */
 
 	/* Made at InstanceStart. */
@@ -56,12 +55,13 @@ struct vm {
 /* builder.c */
 /* The VMM thread's basics, before any configuration. vm must be zeroed, with
  * boot_timer_enabled and m.start_ns/start_cpu_ns set. early_pit: the API will configure the
- * VM later, so builder_prepare makes the PIT and guest memory in the background. */
+ * VM later, so builder_prepare makes the PIT in the background, and builder_resize_memory
+ * the guest memory once machine-config gives its size. */
 void builder_init(struct vm *vm, bool early_pit);
 /* The KVM VM and its irqchip (and with early_pit, the rest in the background); once the API
  * socket is up, so that it does not wait for KVM. */
 void builder_prepare(struct vm *vm);
-/* machine-config changed the memory size before start: remap it in the background. */
+/* machine-config set the memory size before start: (re)map it in the background. */
 void builder_resize_memory(struct vm *vm);
 /* InstanceStart: kernel, devices, vCPUs; then the vCPU threads run. 0, or -errno with a
  * message in err and the VM back to a configurable state. */
