@@ -386,19 +386,15 @@ static int prepare_socket_path(const char *path, char *err)
 	struct stat st;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, ERR_LEN, "API socket %s exists and is not a socket", path);
-		return -EEXIST;
-	}
+	if (!S_ISSOCK(st.st_mode))
+		return errf(err, -EEXIST, "API socket %s exists and is not a socket", path);
 	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
 	int rc = connect(probe, (struct sockaddr *)&addr, sizeof(addr));
 	close(probe);
-	if (rc == 0) {
-		snprintf(err, ERR_LEN, "API socket %s is in use by another process", path);
-		return -EADDRINUSE;
-	}
+	if (rc == 0)
+		return errf(err, -EADDRINUSE, "API socket %s is in use by another process", path);
 	return unlink(path) < 0 ? -errno : 0;
 }
 

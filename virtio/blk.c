@@ -280,12 +280,9 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 		      char *err)
 {
 	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, ERR_LEN, "drive %s: cannot open path_on_host %s%s: %s", id, path,
-			 read_only ? "" : " for writing", strerror(e));
-		return -e;
-	}
+	if (fd < 0)
+		return errf(err, -errno, "drive %s: cannot open path_on_host %s%s: %s", id, path,
+			    read_only ? "" : " for writing", strerror(errno));
 	struct stat st;
 	uint64_t size = 0;
 	int rc = 0;
@@ -296,8 +293,7 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 	} else if (S_ISREG(st.st_mode)) {
 		size = (uint64_t)st.st_size;
 	} else if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
-		rc = -errno;
-		snprintf(err, ERR_LEN, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(-rc));
+		rc = errf(err, -errno, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(errno));
 	}
 	if (rc) {
 		close(fd);
@@ -316,10 +312,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	       char *err)
 {
 	struct blk_dev *b = calloc(1, sizeof(*b));
-	if (!b) {
-		snprintf(err, ERR_LEN, "drive %s: out of memory", cfg->drive_id);
-		return -ENOMEM;
-	}
+	if (!b)
+		return errf(err, -ENOMEM, "drive %s: out of memory", cfg->drive_id);
 	b->fd = -1;
 	b->rl.timer_fd = -1;
 	b->vdev.machine =
@@ -384,10 +378,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
 	if (b->engine->event_fd >= 0 &&
-	    (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) {
-		snprintf(err, ERR_LEN, "drive %s: event loop: %s", b->id, strerror(-rc));
-		return rc;
-	}
+	    (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b)))
+		return errf(err, rc, "drive %s: event loop: %s", b->id, strerror(-rc));
 	if (out)
 		*out = &b->vdev;
 	log_debug("drive %s: %s, %llu sectors, %s, %s engine, cache %s%s", b->id, b->path,
@@ -413,8 +405,7 @@ int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err
 			return fd;
 		if (!(path = strdup(cfg->path_on_host))) {
 			close(fd);
-			snprintf(err, ERR_LEN, "drive %s: out of memory", b->id);
-			return -ENOMEM;
+			return errf(err, -ENOMEM, "drive %s: out of memory", b->id);
 		}
 	}
 	pthread_mutex_lock(&b->vdev.lock);

@@ -100,16 +100,12 @@ int boot_write_params(const struct guest_mem *mem, const struct kernel_image *k,
 	uint8_t *zp = guest_mem_ptr(mem, ZERO_PAGE_ADDR, 4096);
 	size_t cmd_len = strlen(cmdline);
 	char *cmd_dst = guest_mem_ptr(mem, CMDLINE_ADDR, cmd_len + 1);
-	if (!zp || !cmd_dst) {
-		snprintf(err, ERR_LEN, "guest memory too small for the boot parameters");
-		return -ENOMEM;
-	}
-	if (cmd_len > k->cmdline_max) {
-		snprintf(err, ERR_LEN,
-			 "kernel command line is %zu bytes, the kernel accepts at most %u", cmd_len,
-			 k->cmdline_max);
-		return -ENAMETOOLONG;
-	}
+	if (!zp || !cmd_dst)
+		return errf(err, -ENOMEM, "guest memory too small for the boot parameters");
+	if (cmd_len > k->cmdline_max)
+		return errf(err, -ENAMETOOLONG,
+			    "kernel command line is %zu bytes, the kernel accepts at most %u",
+			    cmd_len, k->cmdline_max);
 	memcpy(cmd_dst, cmdline, cmd_len + 1);
 	memset(zp, 0, 4096);
 
