@@ -154,15 +154,12 @@ static void conn_reply(struct conn *c, unsigned status, char *body, bool close_a
 {
 	char head[256];
 	size_t blen = body ? strlen(body) : 0;
-	int n;
-	if (status == 204 || status == 100)
-		n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s\r\n", status,
-			     http_reason(status), close_after ? "Connection: close\r\n" : "");
-	else
-		n = snprintf(head, sizeof(head),
-			     "HTTP/1.1 %u %s\r\n%sContent-Length: %zu\r\n%s\r\n", status,
-			     http_reason(status), body ? "Content-Type: application/json\r\n" : "",
-			     blen, close_after ? "Connection: close\r\n" : "");
+	char length[80] = ""; /* 204 and 100 carry no body and say nothing about one */
+	if (status != 204 && status != 100)
+		snprintf(length, sizeof(length), "%sContent-Length: %zu\r\n",
+			 body ? "Content-Type: application/json\r\n" : "", blen);
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s%s\r\n", status,
+			 http_reason(status), length, close_after ? "Connection: close\r\n" : "");
 	char *grown = realloc(c->out, c->out_len + (size_t)n + blen);
 	if (!grown) {
 		free(body);
