@@ -286,15 +286,13 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 	struct stat st;
 	uint64_t size = 0;
 	int rc = 0;
-	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		snprintf(err, ERR_LEN, "drive %s: path_on_host %s is not a file or block device",
-			 id, path);
-		rc = -EINVAL;
-	} else if (S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+		rc = errf(err, -EINVAL, "drive %s: path_on_host %s is not a file or block device",
+			  id, path);
+	else if (S_ISREG(st.st_mode))
 		size = (uint64_t)st.st_size;
-	} else if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+	else if (ioctl(fd, BLKGETSIZE64, &size) < 0)
 		rc = errf(err, -errno, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(errno));
-	}
 	if (rc) {
 		close(fd);
 		return rc;
@@ -348,9 +346,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 			    ? blk_uring_create(b->fd, BLK_QUEUE_SIZE, why)
 			    : blk_sync_create(b->fd, why);
 	if (!b->engine) {
-		snprintf(err, ERR_LEN, "drive %s: io_engine %s: %.400s", b->id,
-			 cfg->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync", why);
-		rc = -EINVAL;
+		rc = errf(err, -EINVAL, "drive %s: io_engine %s: %.400s", b->id,
+			  cfg->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync", why);
 		goto fail;
 	}
 	if ((rc = rate_limiter_apply(&b->rl, &cfg->rate_limiter, &machine->loop, on_rate_timer,
