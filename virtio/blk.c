@@ -94,10 +94,12 @@ static bool in_range(const struct blk_dev *b, uint64_t sector, uint64_t len)
 	return sector <= b->sectors && len / BLK_SECTOR_SIZE <= b->sectors - sector;
 }
 
-/* Decodes the chain in req. True when the request goes to the engine; false when it was
- * completed here (GET_ID, a no-op flush, or an error status). bytes is what the rate
- * limiter counts. */
-static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
+#define PARSE_SUBMIT (-1) /* the request goes to the engine */
+#define PARSE_DONE   (-2) /* completed here already (GET_ID, no status byte) */
+
+/* Decodes the chain in req: PARSE_SUBMIT, PARSE_DONE, or the status to complete it with
+ * here (a no-op flush, an error). bytes is what the rate limiter counts. */
+static int parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 {
 	struct virtq_chain *c = &req->chain;
 	struct iovec *rd = c->iov, *wr = c->iov + c->nr_rd;
@@ -110,7 +112,7 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 	if (c->wr_len == 0) {
 		/* No byte to put a status in: hand the chain back empty. */
 		finish(b, req, 0, 0);
-		return false;
+		return PARSE_DONE;
 	}
 	struct iovec *last = &wr[nr_wr - 1];
 	req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
@@ -122,10 +124,8 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 		uint64_t sector;
 	} hdr;
 	/* The header may be split over several buffers: the spec forbids assuming a layout. */
-	if (iov_to_buf(rd, nr_rd, &hdr, sizeof(hdr)) < sizeof(hdr)) {
-		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
-		return false;
-	}
+	if (iov_to_buf(rd, nr_rd, &hdr, sizeof(hdr)) < sizeof(hdr))
+		return VIRTIO_BLK_S_IOERR;
 	iov_drop_front(rd, &nr_rd, sizeof(hdr));
 	req->type = hdr.type;
 
@@ -136,34 +136,25 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 		req->len = c->wr_len - 1;
 		break;
 	case VIRTIO_BLK_T_OUT:
-		if (b->read_only) {
-			finish(b, req, VIRTIO_BLK_S_IOERR, 1);
-			return false;
-		}
+		if (b->read_only)
+			return VIRTIO_BLK_S_IOERR;
 		req->iov = rd;
 		req->nr_iov = nr_rd;
 		req->len = c->rd_len - sizeof(hdr);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		if (!b->writeback) {
-			finish(b, req, VIRTIO_BLK_S_OK, 1);
-			return false;
-		}
-		return true;
+		return b->writeback ? PARSE_SUBMIT : VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_GET_ID:
 		get_id(b, req, wr, nr_wr, c->wr_len - 1);
-		return false;
+		return PARSE_DONE;
 	default:
-		finish(b, req, VIRTIO_BLK_S_UNSUPP, 1);
-		return false;
+		return VIRTIO_BLK_S_UNSUPP;
 	}
-	if (!in_range(b, hdr.sector, req->len)) {
-		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
-		return false;
-	}
+	if (!in_range(b, hdr.sector, req->len))
+		return VIRTIO_BLK_S_IOERR;
 	req->offset = hdr.sector * BLK_SECTOR_SIZE;
 	*bytes = req->len;
-	return true;
+	return PARSE_SUBMIT;
 }
 
 /* Runs the queue until it is empty, the request pool is, or the rate limiter says wait.
@@ -184,7 +175,10 @@ static void process_queue(struct blk_dev *b)
 			break; /* empty (the driver notifies the next one), or broken */
 		b->free_reqs = req->next_free;
 		uint64_t bytes;
-		if (!parse(b, req, &bytes))
+		int status = parse(b, req, &bytes);
+		if (status >= 0)
+			finish(b, req, (uint8_t)status, 1); /* used len: the status byte */
+		if (status != PARSE_SUBMIT)
 			continue;
 		if (!rate_limiter_consume(&b->rl, 1, bytes, monotonic_ns())) {
 			/* The timer brings us back; the chain stays in the ring till then. */
