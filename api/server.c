@@ -300,18 +300,14 @@ static void accept_all(struct api_server *srv)
 		if (fd < 0)
 			return;
 		struct conn *c = srv->nr_conns < CONNECTIONS_MAX ? calloc(1, sizeof(*c)) : NULL;
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->last_active = time(NULL);
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		if (!c || epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);
 			free(c);
 			continue;
 		}
+		c->fd = fd;
+		c->last_active = time(NULL);
 		c->next = srv->conns;
 		srv->conns = c;
 		srv->nr_conns++;
