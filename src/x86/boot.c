@@ -62,10 +62,8 @@ int boot_cmdline_build(char *out, size_t max_len, const char *boot_args, const c
 	while (head_len > 0 && boot_args[head_len - 1] == ' ')
 		head_len--;
 
-	size_t len = 0;
 	char buf[CMDLINE_MAX * 2];
-	int n = snprintf(buf, sizeof(buf), "%.*s", (int)head_len, boot_args);
-	len = (size_t)n;
+	size_t len = (size_t)snprintf(buf, sizeof(buf), "%.*s", (int)head_len, boot_args);
 	for (unsigned i = 0; i < nr_extra && len < sizeof(buf); i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? " " : "",
 					extra[i]);
