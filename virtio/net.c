@@ -450,11 +450,7 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 			  : "");
 	return 0;
 fail:
-	if (n->tap_fd >= 0) {
-		close(n->tap_fd);
-		n->tap_fd = -1;
-	}
-	net_destroy(&n->vdev);
+	net_destroy(&n->vdev); /* closes the TAP; it was never in the loop */
 	return rc;
 }
 
