@@ -63,9 +63,7 @@ static int parse_request_line(char *line, struct http_request *req, bool *http10
 		if (!isupper((unsigned char)*m))
 			return fail(why, "malformed request method", 400);
 	char *target = sp1 + 1, *version = sp2 + 1;
-	if (line[0] == '\0' || target[0] != '/')
-		return fail(why, "malformed request line", 400);
-	if (strncmp(version, "HTTP/", 5) != 0)
+	if (line[0] == '\0' || target[0] != '/' || strncmp(version, "HTTP/", 5) != 0)
 		return fail(why, "malformed request line", 400);
 	if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0)
 		return fail(why, "only HTTP/1.0 and HTTP/1.1 are served", 505);
@@ -91,10 +89,9 @@ static int header(char *line, struct http_request *req, bool *keep_alive, const 
 	if (strcasecmp(line, "Content-Length") == 0) {
 		char *end;
 		errno = 0;
-		if (!isdigit((unsigned char)value[0]))
-			return fail(why, "invalid Content-Length", 400);
 		unsigned long long n = strtoull(value, &end, 10);
-		if (*end || errno)
+		/* A leading digit: strtoull would take a sign or spaces. */
+		if (!isdigit((unsigned char)value[0]) || *end || errno)
 			return fail(why, "invalid Content-Length", 400);
 		if (req->has_length && req->content_length != n)
 			return fail(why, "conflicting Content-Length headers", 400);
@@ -143,30 +140,22 @@ int http_parse_head(char *buf, size_t len, struct http_request *req, const char 
 
 const char *http_reason(unsigned status)
 {
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 200:
-		return "OK";
-	case 204:
-		return "No Content";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 503:
-		return "Service Unavailable";
-	case 505:
-		return "HTTP Version Not Supported";
-	default:
-		return "Unknown";
-	}
+	static const struct {
+		unsigned status;
+		const char *reason;
+	} reasons[] = { { 100, "Continue" },
+			{ 200, "OK" },
+			{ 204, "No Content" },
+			{ 400, "Bad Request" },
+			{ 404, "Not Found" },
+			{ 405, "Method Not Allowed" },
+			{ 431, "Request Header Fields Too Large" },
+			{ 500, "Internal Server Error" },
+			{ 501, "Not Implemented" },
+			{ 503, "Service Unavailable" },
+			{ 505, "HTTP Version Not Supported" } };
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].status == status)
+			return reasons[i].reason;
+	return "Unknown";
 }

@@ -154,15 +154,12 @@ static void conn_reply(struct conn *c, unsigned status, char *body, bool close_a
 {
 	char head[256];
 	size_t blen = body ? strlen(body) : 0;
-	int n;
-	if (status == 204 || status == 100)
-		n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s\r\n", status,
-			     http_reason(status), close_after ? "Connection: close\r\n" : "");
-	else
-		n = snprintf(head, sizeof(head),
-			     "HTTP/1.1 %u %s\r\n%sContent-Length: %zu\r\n%s\r\n", status,
-			     http_reason(status), body ? "Content-Type: application/json\r\n" : "",
-			     blen, close_after ? "Connection: close\r\n" : "");
+	char length[80] = ""; /* 204 and 100 carry no body and say nothing about one */
+	if (status != 204 && status != 100)
+		snprintf(length, sizeof(length), "%sContent-Length: %zu\r\n",
+			 body ? "Content-Type: application/json\r\n" : "", blen);
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s%s\r\n", status,
+			 http_reason(status), length, close_after ? "Connection: close\r\n" : "");
 	char *grown = realloc(c->out, c->out_len + (size_t)n + blen);
 	if (!grown) {
 		free(body);
@@ -303,18 +300,14 @@ static void accept_all(struct api_server *srv)
 		if (fd < 0)
 			return;
 		struct conn *c = srv->nr_conns < CONNECTIONS_MAX ? calloc(1, sizeof(*c)) : NULL;
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->last_active = time(NULL);
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-		if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		if (!c || epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);
 			free(c);
 			continue;
 		}
+		c->fd = fd;
+		c->last_active = time(NULL);
 		c->next = srv->conns;
 		srv->conns = c;
 		srv->nr_conns++;
@@ -386,19 +379,15 @@ static int prepare_socket_path(const char *path, char *err)
 	struct stat st;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, ERR_LEN, "API socket %s exists and is not a socket", path);
-		return -EEXIST;
-	}
+	if (!S_ISSOCK(st.st_mode))
+		return errf(err, -EEXIST, "API socket %s exists and is not a socket", path);
 	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
 	int rc = connect(probe, (struct sockaddr *)&addr, sizeof(addr));
 	close(probe);
-	if (rc == 0) {
-		snprintf(err, ERR_LEN, "API socket %s is in use by another process", path);
-		return -EADDRINUSE;
-	}
+	if (rc == 0)
+		return errf(err, -EADDRINUSE, "API socket %s is in use by another process", path);
 	return unlink(path) < 0 ? -errno : 0;
 }
 

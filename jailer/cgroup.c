@@ -22,10 +22,8 @@ static bool find_hierarchy(const char *controller, char *mount, size_t len)
 	bool found = false;
 	struct mntent *m;
 	while (!found && (m = getmntent(f))) {
-		if (controller)
-			found = strcmp(m->mnt_type, "cgroup") == 0 && hasmntopt(m, controller);
-		else
-			found = strcmp(m->mnt_type, "cgroup2") == 0;
+		found = controller ? strcmp(m->mnt_type, "cgroup") == 0 && hasmntopt(m, controller)
+				   : strcmp(m->mnt_type, "cgroup2") == 0;
 		if (found)
 			snprintf(mount, len, "%s", m->mnt_dir);
 	}

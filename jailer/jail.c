@@ -264,12 +264,10 @@ void jail_exec(const struct jailer_args *a)
 	char **argv = calloc((size_t)a->nr_exec_args + 5, sizeof(*argv));
 	if (!argv)
 		jailer_fail("out of memory");
-	argv[0] = (char *)a->exec_name;
-	argv[1] = id;
-	argv[2] = start;
-	argv[3] = start_cpu;
-	for (int i = 0; i < a->nr_exec_args; i++)
-		argv[4 + i] = a->exec_args[i];
+	char *head[] = { (char *)a->exec_name, id, start, start_cpu };
+	memcpy(argv, head, sizeof(head));
+	/* Then ember's own arguments; calloc left the NULL that ends the list. */
+	memcpy(argv + 4, a->exec_args, (size_t)a->nr_exec_args * sizeof(*argv));
 	char *env[] = { NULL }; /* nothing of the caller's environment reaches ember */
 	execve(path, argv, env);
 	int err = errno;

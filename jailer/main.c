@@ -123,12 +123,11 @@ static void validate_chroot_base(const char *base)
 	struct stat st;
 	if (base[0] != '/')
 		jailer_fail("--chroot-base-dir %s: must be an absolute path", base);
-	if (stat(base, &st) == 0) {
-		if (!S_ISDIR(st.st_mode))
-			jailer_fail("--chroot-base-dir %s: is not a directory", base);
-	} else if (errno != ENOENT) {
+	int rc = stat(base, &st);
+	if (rc == 0 && !S_ISDIR(st.st_mode))
+		jailer_fail("--chroot-base-dir %s: is not a directory", base);
+	if (rc < 0 && errno != ENOENT) /* a missing base is created */
 		jailer_fail("--chroot-base-dir %s: %s", base, strerror(errno));
-	} /* a missing base is created */
 }
 
 static void validate_netns(const char *path)

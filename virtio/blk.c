@@ -94,10 +94,12 @@ static bool in_range(const struct blk_dev *b, uint64_t sector, uint64_t len)
 	return sector <= b->sectors && len / BLK_SECTOR_SIZE <= b->sectors - sector;
 }
 
-/* Decodes the chain in req. True when the request goes to the engine; false when it was
- * completed here (GET_ID, a no-op flush, or an error status). bytes is what the rate
- * limiter counts. */
-static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
+#define PARSE_SUBMIT (-1) /* the request goes to the engine */
+#define PARSE_DONE   (-2) /* completed here already (GET_ID, no status byte) */
+
+/* Decodes the chain in req: PARSE_SUBMIT, PARSE_DONE, or the status to complete it with
+ * here (a no-op flush, an error). bytes is what the rate limiter counts. */
+static int parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 {
 	struct virtq_chain *c = &req->chain;
 	struct iovec *rd = c->iov, *wr = c->iov + c->nr_rd;
@@ -110,7 +112,7 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 	if (c->wr_len == 0) {
 		/* No byte to put a status in: hand the chain back empty. */
 		finish(b, req, 0, 0);
-		return false;
+		return PARSE_DONE;
 	}
 	struct iovec *last = &wr[nr_wr - 1];
 	req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
@@ -122,10 +124,8 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 		uint64_t sector;
 	} hdr;
 	/* The header may be split over several buffers: the spec forbids assuming a layout. */
-	if (iov_to_buf(rd, nr_rd, &hdr, sizeof(hdr)) < sizeof(hdr)) {
-		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
-		return false;
-	}
+	if (iov_to_buf(rd, nr_rd, &hdr, sizeof(hdr)) < sizeof(hdr))
+		return VIRTIO_BLK_S_IOERR;
 	iov_drop_front(rd, &nr_rd, sizeof(hdr));
 	req->type = hdr.type;
 
@@ -136,34 +136,25 @@ static bool parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 		req->len = c->wr_len - 1;
 		break;
 	case VIRTIO_BLK_T_OUT:
-		if (b->read_only) {
-			finish(b, req, VIRTIO_BLK_S_IOERR, 1);
-			return false;
-		}
+		if (b->read_only)
+			return VIRTIO_BLK_S_IOERR;
 		req->iov = rd;
 		req->nr_iov = nr_rd;
 		req->len = c->rd_len - sizeof(hdr);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		if (!b->writeback) {
-			finish(b, req, VIRTIO_BLK_S_OK, 1);
-			return false;
-		}
-		return true;
+		return b->writeback ? PARSE_SUBMIT : VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_GET_ID:
 		get_id(b, req, wr, nr_wr, c->wr_len - 1);
-		return false;
+		return PARSE_DONE;
 	default:
-		finish(b, req, VIRTIO_BLK_S_UNSUPP, 1);
-		return false;
+		return VIRTIO_BLK_S_UNSUPP;
 	}
-	if (!in_range(b, hdr.sector, req->len)) {
-		finish(b, req, VIRTIO_BLK_S_IOERR, 1);
-		return false;
-	}
+	if (!in_range(b, hdr.sector, req->len))
+		return VIRTIO_BLK_S_IOERR;
 	req->offset = hdr.sector * BLK_SECTOR_SIZE;
 	*bytes = req->len;
-	return true;
+	return PARSE_SUBMIT;
 }
 
 /* Runs the queue until it is empty, the request pool is, or the rate limiter says wait.
@@ -184,7 +175,10 @@ static void process_queue(struct blk_dev *b)
 			break; /* empty (the driver notifies the next one), or broken */
 		b->free_reqs = req->next_free;
 		uint64_t bytes;
-		if (!parse(b, req, &bytes))
+		int status = parse(b, req, &bytes);
+		if (status >= 0)
+			finish(b, req, (uint8_t)status, 1); /* used len: the status byte */
+		if (status != PARSE_SUBMIT)
 			continue;
 		if (!rate_limiter_consume(&b->rl, 1, bytes, monotonic_ns())) {
 			/* The timer brings us back; the chain stays in the ring till then. */
@@ -280,25 +274,19 @@ static int open_image(const char *id, const char *path, bool read_only, uint64_t
 		      char *err)
 {
 	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, ERR_LEN, "drive %s: cannot open path_on_host %s%s: %s", id, path,
-			 read_only ? "" : " for writing", strerror(e));
-		return -e;
-	}
+	if (fd < 0)
+		return errf(err, -errno, "drive %s: cannot open path_on_host %s%s: %s", id, path,
+			    read_only ? "" : " for writing", strerror(errno));
 	struct stat st;
 	uint64_t size = 0;
 	int rc = 0;
-	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		snprintf(err, ERR_LEN, "drive %s: path_on_host %s is not a file or block device",
-			 id, path);
-		rc = -EINVAL;
-	} else if (S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+		rc = errf(err, -EINVAL, "drive %s: path_on_host %s is not a file or block device",
+			  id, path);
+	else if (S_ISREG(st.st_mode))
 		size = (uint64_t)st.st_size;
-	} else if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
-		rc = -errno;
-		snprintf(err, ERR_LEN, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(-rc));
-	}
+	else if (ioctl(fd, BLKGETSIZE64, &size) < 0)
+		rc = errf(err, -errno, "drive %s: %s: BLKGETSIZE64: %s", id, path, strerror(errno));
 	if (rc) {
 		close(fd);
 		return rc;
@@ -316,10 +304,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	       char *err)
 {
 	struct blk_dev *b = calloc(1, sizeof(*b));
-	if (!b) {
-		snprintf(err, ERR_LEN, "drive %s: out of memory", cfg->drive_id);
-		return -ENOMEM;
-	}
+	if (!b)
+		return errf(err, -ENOMEM, "drive %s: out of memory", cfg->drive_id);
 	b->fd = -1;
 	b->rl.timer_fd = -1;
 	b->vdev.machine =
@@ -354,9 +340,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 			    ? blk_uring_create(b->fd, BLK_QUEUE_SIZE, why)
 			    : blk_sync_create(b->fd, why);
 	if (!b->engine) {
-		snprintf(err, ERR_LEN, "drive %s: io_engine %s: %.400s", b->id,
-			 cfg->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync", why);
-		rc = -EINVAL;
+		rc = errf(err, -EINVAL, "drive %s: io_engine %s: %.400s", b->id,
+			  cfg->io_engine == DRIVE_ENGINE_ASYNC ? "Async" : "Sync", why);
 		goto fail;
 	}
 	if ((rc = rate_limiter_apply(&b->rl, &cfg->rate_limiter, &machine->loop, on_rate_timer,
@@ -384,10 +369,8 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
 	if (b->engine->event_fd >= 0 &&
-	    (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b))) {
-		snprintf(err, ERR_LEN, "drive %s: event loop: %s", b->id, strerror(-rc));
-		return rc;
-	}
+	    (rc = evloop_add(&machine->loop, b->engine->event_fd, EPOLLIN, on_engine_event, b)))
+		return errf(err, rc, "drive %s: event loop: %s", b->id, strerror(-rc));
 	if (out)
 		*out = &b->vdev;
 	log_debug("drive %s: %s, %llu sectors, %s, %s engine, cache %s%s", b->id, b->path,
@@ -413,8 +396,7 @@ int blk_update(struct virtio_dev *dev, const struct drive_config *cfg, char *err
 			return fd;
 		if (!(path = strdup(cfg->path_on_host))) {
 			close(fd);
-			snprintf(err, ERR_LEN, "drive %s: out of memory", b->id);
-			return -ENOMEM;
+			return errf(err, -ENOMEM, "drive %s: out of memory", b->id);
 		}
 	}
 	pthread_mutex_lock(&b->vdev.lock);

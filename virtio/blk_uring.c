@@ -232,12 +232,9 @@ int blk_uring_probe(char *err)
 {
 	struct io_uring ring;
 	int rc = io_uring_queue_init(2, &ring, 0);
-	if (rc < 0) {
-		snprintf(err, ERR_LEN,
-			 "io_uring is not available on this host (io_uring_setup: %s)",
-			 strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return errf(err, rc, "io_uring is not available on this host (io_uring_setup: %s)",
+			    strerror(-rc));
 	io_uring_queue_exit(&ring);
 	return 0;
 }

@@ -340,21 +340,18 @@ static void mmio_access(void *opaque, uint64_t off, uint8_t *data, unsigned len,
 	memcpy(&v, data, 4);
 	/* The interrupt handler's two registers need no lock: both are one atomic operation,
 	 * and the guest's interrupt path does not wait behind a long queue run. */
-	if (!is_write && off == VIRTIO_MMIO_INTERRUPT_STATUS) {
-		v = atomic_load(&dev->irq_status);
-		memcpy(data, &v, 4);
-		return;
-	}
 	if (is_write && off == VIRTIO_MMIO_INTERRUPT_ACK) {
 		atomic_fetch_and(&dev->irq_status, ~v);
-		return;
+	} else if (!is_write && off == VIRTIO_MMIO_INTERRUPT_STATUS) {
+		v = atomic_load(&dev->irq_status);
+	} else {
+		pthread_mutex_lock(&dev->lock);
+		if (is_write)
+			write_reg(dev, off, v);
+		else
+			v = read_reg(dev, off);
+		pthread_mutex_unlock(&dev->lock);
 	}
-	pthread_mutex_lock(&dev->lock);
-	if (is_write)
-		write_reg(dev, off, v);
-	else
-		v = read_reg(dev, off);
-	pthread_mutex_unlock(&dev->lock);
 	if (!is_write)
 		memcpy(data, &v, 4);
 }

@@ -389,9 +389,8 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 {
 	struct net_dev *n = calloc(1, sizeof(*n));
 	if (!n) {
-		snprintf(err, ERR_LEN, "network interface %s: out of memory", cfg->iface_id);
 		close(tap_fd);
-		return -ENOMEM;
+		return errf(err, -ENOMEM, "network interface %s: out of memory", cfg->iface_id);
 	}
 	n->tap_fd = tap_fd;
 	n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
@@ -436,11 +435,8 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 		goto fail;
 	}
 	/* From here on the device belongs to the VM and is destroyed with it. */
-	if ((rc = evloop_add(&machine->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n))) {
-		snprintf(err, ERR_LEN, "network interface %s: event loop: %s", n->id,
-			 strerror(-rc));
-		return rc;
-	}
+	if ((rc = evloop_add(&machine->loop, n->tap_fd, EPOLLIN | EPOLLET, on_tap, n)))
+		return errf(err, rc, "network interface %s: event loop: %s", n->id, strerror(-rc));
 	static bool registered; /* the group is there once, with the first interface */
 	if (!registered) {
 		metrics_register(&net_group);
@@ -454,11 +450,7 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 			  : "");
 	return 0;
 fail:
-	if (n->tap_fd >= 0) {
-		close(n->tap_fd);
-		n->tap_fd = -1;
-	}
-	net_destroy(&n->vdev);
+	net_destroy(&n->vdev); /* closes the TAP; it was never in the loop */
 	return rc;
 }
 

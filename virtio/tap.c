@@ -30,63 +30,49 @@ static int link_is_up(const char *name)
 
 int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err)
 {
-	if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) {
-		snprintf(err, ERR_LEN,
-			 "network interface %s: host_dev_name '%s' must be 1 to %d characters",
-			 iface_id, name, IFNAMSIZ - 1);
-		return -EINVAL;
-	}
+	if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ)
+		return errf(err, -EINVAL,
+			    "network interface %s: host_dev_name '%s' must be 1 to %d characters",
+			    iface_id, name, IFNAMSIZ - 1);
 	/* TUNSETIFF would create a missing device when ember may do so: the orchestrator owns
 	 * its network, so a missing TAP is its mistake to hear about, not ours to fix. */
-	if (if_nametoindex(name) == 0) {
-		snprintf(err, ERR_LEN,
-			 "network interface %s: TAP device %s does not exist (create it with "
-			 "'ip tuntap add dev %s mode tap')",
-			 iface_id, name, name);
-		return -ENODEV;
-	}
+	if (if_nametoindex(name) == 0)
+		return errf(err, -ENODEV,
+			    "network interface %s: TAP device %s does not exist (create it with "
+			    "'ip tuntap add dev %s mode tap')",
+			    iface_id, name, name);
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(err, ERR_LEN, "network interface %s: cannot open /dev/net/tun: %s",
-			 iface_id, strerror(e));
-		return -e;
-	}
+	if (fd < 0)
+		return errf(err, -errno, "network interface %s: cannot open /dev/net/tun: %s",
+			    iface_id, strerror(errno));
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	int rc = 0;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		rc = -errno;
-		snprintf(err, ERR_LEN, "network interface %s: cannot attach to TAP %s: %s",
-			 iface_id, name,
-			 rc == -EBUSY ? "it is in use by another process"
-			 : rc == -EINVAL
-				 ? "it is not a TAP device (or is one without a vnet header)"
-			 : rc == -EPERM ? "permission denied (its owner or CAP_NET_ADMIN needed)"
-					: strerror(-rc));
-	} else if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_hdr_len) < 0) {
-		rc = -errno;
-		snprintf(err, ERR_LEN, "network interface %s: TAP %s: TUNSETVNETHDRSZ: %s",
-			 iface_id, name, strerror(-rc));
-	} else if (tap_set_offload(fd, 0) < 0) {
-		rc = -errno;
-		snprintf(err, ERR_LEN, "network interface %s: TAP %s: TUNSETOFFLOAD: %s", iface_id,
-			 name, strerror(-rc));
-	} else if ((rc = link_is_up(name)) <= 0) {
-		if (rc == 0) {
-			rc = -ENETDOWN;
-			snprintf(err, ERR_LEN,
-				 "network interface %s: TAP %s is down (ip link set %s up)",
-				 iface_id, name, name);
-		} else {
-			snprintf(err, ERR_LEN, "network interface %s: TAP %s: SIOCGIFFLAGS: %s",
-				 iface_id, name, strerror(-rc));
-		}
-	} else {
+	int rc;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+		rc = errf(err, -errno, "network interface %s: cannot attach to TAP %s: %s",
+			  iface_id, name,
+			  errno == EBUSY ? "it is in use by another process"
+			  : errno == EINVAL
+				  ? "it is not a TAP device (or is one without a vnet header)"
+			  : errno == EPERM ? "permission denied (its owner or CAP_NET_ADMIN needed)"
+					   : strerror(errno));
+	else if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_hdr_len) < 0)
+		rc = errf(err, -errno, "network interface %s: TAP %s: TUNSETVNETHDRSZ: %s",
+			  iface_id, name, strerror(errno));
+	else if (tap_set_offload(fd, 0) < 0)
+		rc = errf(err, -errno, "network interface %s: TAP %s: TUNSETOFFLOAD: %s", iface_id,
+			  name, strerror(errno));
+	else if ((rc = link_is_up(name)) == 0)
+		rc = errf(err, -ENETDOWN,
+			  "network interface %s: TAP %s is down (ip link set %s up)", iface_id,
+			  name, name);
+	else if (rc < 0)
+		errf(err, rc, "network interface %s: TAP %s: SIOCGIFFLAGS: %s", iface_id, name,
+		     strerror(-rc));
+	else
 		rc = 0;
-	}
 	if (rc) {
 		close(fd);
 		return rc;

@@ -214,8 +214,7 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 	struct vsock_dev *v = calloc(1, sizeof(*v));
 	if (!v || !(v->uds_path = strdup(cfg->uds_path))) {
 		free(v);
-		snprintf(err, ERR_LEN, "vsock: out of memory");
-		return -ENOMEM;
+		return errf(err, -ENOMEM, "vsock: out of memory");
 	}
 	v->vdev.machine = machine;
 	v->vdev.label = "vsock"; /* virtio_mmio_init sets the same; warnings may come first */

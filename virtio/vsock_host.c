@@ -198,12 +198,11 @@ int vsock_host_init(struct vsock_host *h, char *err)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	h->listen_fd = h->timer_fd = h->cleanup_fd = -1;
 	/* Room for the "_<port>" of guest connections, up to "_4294967295". */
-	if (strlen(h->uds_path) + 11 >= sizeof(sa.sun_path)) {
-		snprintf(err, ERR_LEN,
-			 "vsock: uds_path %s: too long for a Unix socket path with a _PORT suffix",
-			 h->uds_path);
-		return -ENAMETOOLONG;
-	}
+	if (strlen(h->uds_path) + 11 >= sizeof(sa.sun_path))
+		return errf(
+			err, -ENAMETOOLONG,
+			"vsock: uds_path %s: too long for a Unix socket path with a _PORT suffix",
+			h->uds_path);
 	strcpy(sa.sun_path, h->uds_path);
 	int rc = 0, fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {

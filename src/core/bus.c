@@ -13,12 +13,9 @@ int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t len, io_handler_
 	while (pos < bus->nr && bus->ranges[pos].base < base)
 		pos++;
 	/* Overlap is only possible with the neighbours on either side of pos. */
-	if (pos > 0) {
-		const struct io_range *prev = &bus->ranges[pos - 1];
-		if (prev->base + prev->len > base)
-			return -EEXIST;
-	}
-	if (pos < bus->nr && base + len > bus->ranges[pos].base)
+	const struct io_range *prev = pos > 0 ? &bus->ranges[pos - 1] : NULL;
+	if ((prev && prev->base + prev->len > base) ||
+	    (pos < bus->nr && base + len > bus->ranges[pos].base))
 		return -EEXIST;
 	if (bus->nr == bus->cap) {
 		unsigned cap = bus->cap ? bus->cap * 2 : 8;

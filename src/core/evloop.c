@@ -15,10 +15,7 @@ struct evloop_source {
 
 int evloop_init(struct evloop *loop)
 {
-	loop->stop = false;
-	loop->sources = NULL;
-	loop->nr_removed = 0;
-	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	*loop = (struct evloop){ .epoll_fd = epoll_create1(EPOLL_CLOEXEC) };
 	return loop->epoll_fd < 0 ? -errno : 0;
 }
 
@@ -105,11 +102,9 @@ int evloop_run(struct evloop *loop)
 
 void evloop_close(struct evloop *loop)
 {
-	struct evloop_source *s = loop->sources;
-	while (s) {
-		struct evloop_source *next = s->next;
+	for (struct evloop_source *s = loop->sources, *next; s; s = next) {
+		next = s->next;
 		free(s);
-		s = next;
 	}
 	loop->sources = NULL;
 	if (loop->epoll_fd >= 0)

@@ -3,19 +3,9 @@
 #include "core/json_fields.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int cfg_fail(char *err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_LEN, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
 
 int cfg_check_keys(json_t *obj, const char *what, const char *const *allowed, char *err)
 {

@@ -5,6 +5,7 @@
 #ifndef EMBER_JSON_FIELDS_H
 #define EMBER_JSON_FIELDS_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -12,7 +13,7 @@
 #include "core/rate_limiter.h"
 
 /* Formats the message into err and returns -EINVAL. */
-int cfg_fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define cfg_fail(err, ...) errf(err, -EINVAL, __VA_ARGS__)
 /* Refuses any key of obj that is not in allowed (NULL-terminated). */
 int cfg_check_keys(json_t *obj, const char *what, const char *const *allowed, char *err);
 /* A string field without NUL bytes, borrowed from obj. */

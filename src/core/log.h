@@ -7,6 +7,10 @@
 /* Room for one error message: every "char *err" in ember has this many bytes. */
 #define ERR_LEN 512
 
+/* Formats a message into err (ERR_LEN bytes) and returns code, so that a failure is reported
+ * and returned in one statement. */
+int errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 int log_set_level_name(const char *name); /* "Error", "Warning", "Info", "Debug"; -EINVAL else */

@@ -106,60 +106,50 @@ static void process_setup(void)
 		process_setup_error = -errno;
 }
 
-/* A libseccomp context with kind t's allowlist; NULL with *err set on failure. */
-static scmp_filter_ctx build_filter(enum seccomp_thread t, int *err)
+/* Adds rule r to ctx: 0 or a libseccomp error. */
+static int add_rule(scmp_filter_ctx ctx, const struct seccomp_rule *r)
 {
-	unsigned count;
-	const struct seccomp_rule *rules = seccomp_rules(t, &count);
-	if (!rules) {
-		*err = -E2BIG;
-		return NULL;
-	}
+	struct scmp_arg_cmp cmp[2];
+	for (unsigned j = 0; j < r->nargs; j++)
+		cmp[j] = (struct scmp_arg_cmp){ .arg = r->args[j].arg,
+						.op = SCMP_CMP_MASKED_EQ,
+						.datum_a = r->args[j].mask,
+						.datum_b = r->args[j].value == SECCOMP_SIGRTMIN
+								   ? (uint64_t)SIGRTMIN
+								   : r->args[j].value };
+	uint32_t action = r->fail_errno ? SCMP_ACT_ERRNO((uint32_t)r->fail_errno) : SCMP_ACT_ALLOW;
+	int rc = seccomp_rule_add_array(ctx, action, r->nr, r->nargs, cmp);
+	return rc == -EEXIST ? 0 : rc; /* -EEXIST: an unconditional rule already covers it */
+}
+
+/* Builds kind t's allowlist and writes its BPF program to fd: 0 or -errno. */
+static int export_filter(enum seccomp_thread t, int fd)
+{
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
-	if (!ctx) {
-		*err = -ENOMEM;
-		return NULL;
-	}
+	if (!ctx)
+		return -ENOMEM;
 	/* A binary tree of syscall numbers instead of a linear scan: KVM_RUN's exit path then
 	 * costs a handful of BPF instructions, not one per rule. */
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
-	for (unsigned i = 0; rc == 0 && i < count; i++) {
-		struct scmp_arg_cmp cmp[2];
-		for (unsigned j = 0; j < rules[i].nargs; j++)
-			cmp[j] = (struct scmp_arg_cmp){ .arg = rules[i].args[j].arg,
-							.op = SCMP_CMP_MASKED_EQ,
-							.datum_a = rules[i].args[j].mask,
-							.datum_b = rules[i].args[j].value };
-		uint32_t action = rules[i].fail_errno
-					  ? SCMP_ACT_ERRNO((uint32_t)rules[i].fail_errno)
-					  : SCMP_ACT_ALLOW;
-		rc = seccomp_rule_add_array(ctx, action, rules[i].nr, rules[i].nargs, cmp);
-		if (rc == -EEXIST) /* an unconditional rule already covers it */
-			rc = 0;
+	for (int shared = 1; shared >= 0; shared--) {
+		unsigned count;
+		const struct seccomp_rule *rules = seccomp_rules(t, shared, &count);
+		for (unsigned i = 0; rc == 0 && i < count; i++)
+			rc = add_rule(ctx, &rules[i]);
 	}
-	if (rc) {
-		seccomp_release(ctx);
-		*err = rc < 0 ? rc : -EINVAL;
-		return NULL;
-	}
-	return ctx;
+	if (rc == 0)
+		rc = seccomp_export_bpf(ctx, fd);
+	seccomp_release(ctx);
+	return rc > 0 ? -EINVAL : rc;
 }
 
 /* Exports kind t's program into memory: libseccomp 2.5 only exports to a descriptor. */
 static int compile(enum seccomp_thread t, struct sock_fprog *prog)
 {
-	int err = 0;
-	scmp_filter_ctx ctx = build_filter(t, &err);
-	if (!ctx)
-		return err;
 	int fd = memfd_create("ember-seccomp", MFD_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		seccomp_release(ctx);
-		return err;
-	}
-	err = seccomp_export_bpf(ctx, fd);
-	seccomp_release(ctx);
+	if (fd < 0)
+		return -errno;
+	int err = export_filter(t, fd);
 	struct stat st;
 	if (!err && fstat(fd, &st) < 0)
 		err = -errno;
@@ -234,11 +224,5 @@ int seccomp_dump(const char *thread_name, int fd)
 	enum seccomp_thread t;
 	if (seccomp_thread_from_name(thread_name, &t))
 		return -EINVAL;
-	int err = 0;
-	scmp_filter_ctx ctx = build_filter(t, &err);
-	if (!ctx)
-		return err;
-	err = seccomp_export_bpf(ctx, fd);
-	seccomp_release(ctx);
-	return err;
+	return export_filter(t, fd);
 }

@@ -61,9 +61,12 @@ struct seccomp_rule {
 	int fail_errno;			 /* 0: allow the call; else make it fail with this errno */
 };
 
-/* Returns thread kind t's rules and their count (NULL if a table overflowed: a bug). Several
- * rules for one syscall are alternatives (any one may match). Some values (SIGRTMIN) are only
- * known at run time, so the tables are built on first use. */
-const struct seccomp_rule *seccomp_rules(enum seccomp_thread t, unsigned *count);
+/* Thread kind t's allowlist: the rules every kind shares (shared: true; t is then ignored) and
+ * its own (shared: false). Returns the rules and sets their count. Several rules for one syscall
+ * are alternatives (any one may match). */
+const struct seccomp_rule *seccomp_rules(enum seccomp_thread t, bool shared, unsigned *count);
+/* An argument value that stands for SIGRTMIN, which is only known at run time: the filter is
+ * built with the real number. */
+#define SECCOMP_SIGRTMIN UINT64_MAX
 
 #endif

@@ -86,16 +86,9 @@ static uint8_t modem_status(const struct serial *s)
 {
 	if (!(s->mcr & MCR_LOOP))
 		return MSR_DCD | MSR_DSR | MSR_CTS; /* a cable with someone at the other end */
-	uint8_t msr = 0;
-	if (s->mcr & MCR_RTS)
-		msr |= MSR_CTS;
-	if (s->mcr & MCR_DTR)
-		msr |= MSR_DSR;
-	if (s->mcr & MCR_OUT1)
-		msr |= MSR_RI;
-	if (s->mcr & MCR_OUT2)
-		msr |= MSR_DCD;
-	return msr;
+	/* Loopback: each modem control output comes back on its status input. */
+	return (uint8_t)((s->mcr & MCR_RTS ? MSR_CTS : 0) | (s->mcr & MCR_DTR ? MSR_DSR : 0) |
+			 (s->mcr & MCR_OUT1 ? MSR_RI : 0) | (s->mcr & MCR_OUT2 ? MSR_DCD : 0));
 }
 
 static void resume_input(struct serial *s)

@@ -62,10 +62,8 @@ int boot_cmdline_build(char *out, size_t max_len, const char *boot_args, const c
 	while (head_len > 0 && boot_args[head_len - 1] == ' ')
 		head_len--;
 
-	size_t len = 0;
 	char buf[CMDLINE_MAX * 2];
-	int n = snprintf(buf, sizeof(buf), "%.*s", (int)head_len, boot_args);
-	len = (size_t)n;
+	size_t len = (size_t)snprintf(buf, sizeof(buf), "%.*s", (int)head_len, boot_args);
 	for (unsigned i = 0; i < nr_extra && len < sizeof(buf); i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? " " : "",
 					extra[i]);
@@ -100,16 +98,12 @@ int boot_write_params(const struct guest_mem *mem, const struct kernel_image *k,
 	uint8_t *zp = guest_mem_ptr(mem, ZERO_PAGE_ADDR, 4096);
 	size_t cmd_len = strlen(cmdline);
 	char *cmd_dst = guest_mem_ptr(mem, CMDLINE_ADDR, cmd_len + 1);
-	if (!zp || !cmd_dst) {
-		snprintf(err, ERR_LEN, "guest memory too small for the boot parameters");
-		return -ENOMEM;
-	}
-	if (cmd_len > k->cmdline_max) {
-		snprintf(err, ERR_LEN,
-			 "kernel command line is %zu bytes, the kernel accepts at most %u", cmd_len,
-			 k->cmdline_max);
-		return -ENAMETOOLONG;
-	}
+	if (!zp || !cmd_dst)
+		return errf(err, -ENOMEM, "guest memory too small for the boot parameters");
+	if (cmd_len > k->cmdline_max)
+		return errf(err, -ENAMETOOLONG,
+			    "kernel command line is %zu bytes, the kernel accepts at most %u",
+			    cmd_len, k->cmdline_max);
 	memcpy(cmd_dst, cmdline, cmd_len + 1);
 	memset(zp, 0, 4096);
 

@@ -23,11 +23,8 @@ void cpuid_filter(struct kvm_cpuid_entry2 *entries, unsigned nr, unsigned cpu_in
 			e->ecx |= 1u << 31; /* running under a hypervisor */
 			e->ebx = (e->ebx & 0x0000ffffu) | (cpu_index << 24) |
 				 ((nr_cpus & 0xff) << 16);
-			if (nr_cpus > 1)
-				e->edx |= 1u
-					  << 28; /* HTT: the package holds several logical CPUs */
-			else
-				e->edx &= ~(1u << 28);
+			/* HTT: the package holds several logical CPUs */
+			e->edx = nr_cpus > 1 ? e->edx | 1u << 28 : e->edx & ~(1u << 28);
 			break;
 		case 4:
 			/* Deterministic cache parameters: cores per package and threads per cache

@@ -3,7 +3,6 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +12,6 @@
 #include "x86/layout.h"
 
 #define MAX_PHDRS 64
-
-static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_LEN, fmt, ap);
-	va_end(ap);
-	return code;
-}
 
 /* Reads exactly len bytes at off; -EIO on a short file. */
 static int read_at(int fd, void *buf, size_t len, uint64_t off)
@@ -106,19 +95,19 @@ static int load_elf(const struct guest_mem *mem, int fd, const char *path, uint6
 {
 	Elf64_Ehdr eh;
 	if (file_size < sizeof(eh) || read_at(fd, &eh, sizeof(eh), 0))
-		return fail(err, -EINVAL, "kernel %s: truncated ELF header", path);
+		return errf(err, -EINVAL, "kernel %s: truncated ELF header", path);
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
-		return fail(err, -EINVAL, "kernel %s: not a 64-bit little-endian ELF", path);
+		return errf(err, -EINVAL, "kernel %s: not a 64-bit little-endian ELF", path);
 	if (eh.e_machine != EM_X86_64)
-		return fail(err, -EINVAL, "kernel %s: ELF machine %u is not x86_64", path,
+		return errf(err, -EINVAL, "kernel %s: ELF machine %u is not x86_64", path,
 			    eh.e_machine);
 	if (eh.e_type != ET_EXEC)
-		return fail(err, -EINVAL, "kernel %s: ELF is not an executable", path);
+		return errf(err, -EINVAL, "kernel %s: ELF is not an executable", path);
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > MAX_PHDRS)
-		return fail(err, -EINVAL, "kernel %s: bad program header table", path);
+		return errf(err, -EINVAL, "kernel %s: bad program header table", path);
 	Elf64_Phdr ph[MAX_PHDRS];
 	if (eh.e_phoff > file_size || read_at(fd, ph, eh.e_phnum * sizeof(Elf64_Phdr), eh.e_phoff))
-		return fail(err, -EINVAL, "kernel %s: truncated program header table", path);
+		return errf(err, -EINVAL, "kernel %s: truncated program header table", path);
 
 	bool entry_loaded = false;
 	unsigned loads = 0;
@@ -130,25 +119,25 @@ static int load_elf(const struct guest_mem *mem, int fd, const char *path, uint6
 		loads++;
 		if (p->p_filesz > p->p_memsz || p->p_offset > file_size ||
 		    p->p_filesz > file_size - p->p_offset)
-			return fail(err, -EINVAL,
+			return errf(err, -EINVAL,
 				    "kernel %s: segment %u extends past the end of the file "
 				    "(truncated?)",
 				    path, i);
 		if (p->p_paddr < HIMEM_START)
-			return fail(err, -EINVAL,
+			return errf(err, -EINVAL,
 				    "kernel %s: segment %u at 0x%llx would overwrite the boot "
 				    "structures below 1 MiB",
 				    path, i, (unsigned long long)p->p_paddr);
 		uint8_t *dst = guest_mem_ptr(mem, p->p_paddr, p->p_memsz);
 		if (!dst)
-			return fail(err, -EINVAL,
+			return errf(err, -EINVAL,
 				    "kernel %s: segment %u (0x%llx, %llu bytes) does not fit in "
 				    "guest memory (%llu MiB)",
 				    path, i, (unsigned long long)p->p_paddr,
 				    (unsigned long long)p->p_memsz,
 				    (unsigned long long)(mem->size >> 20));
 		if (read_at(fd, dst, p->p_filesz, p->p_offset))
-			return fail(err, -EIO, "kernel %s: cannot read segment %u", path, i);
+			return errf(err, -EIO, "kernel %s: cannot read segment %u", path, i);
 		memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
 		if (eh.e_entry >= p->p_paddr && eh.e_entry - p->p_paddr < p->p_memsz)
 			entry_loaded = true;
@@ -156,9 +145,9 @@ static int load_elf(const struct guest_mem *mem, int fd, const char *path, uint6
 			k->load_end = p->p_paddr + p->p_memsz;
 	}
 	if (loads == 0)
-		return fail(err, -EINVAL, "kernel %s: ELF has no loadable segment", path);
+		return errf(err, -EINVAL, "kernel %s: ELF has no loadable segment", path);
 	if (!entry_loaded)
-		return fail(err, -EINVAL,
+		return errf(err, -EINVAL,
 			    "kernel %s: entry point 0x%llx is outside the loaded segments", path,
 			    (unsigned long long)eh.e_entry);
 	k->entry = eh.e_entry;
@@ -179,26 +168,26 @@ static int load_bzimage(const struct guest_mem *mem, int fd, const char *path, u
 {
 	uint8_t boot_sector[1024];
 	if (file_size < sizeof(boot_sector) || read_at(fd, boot_sector, sizeof(boot_sector), 0))
-		return fail(err, -EINVAL, "kernel %s: truncated bzImage header", path);
+		return errf(err, -EINVAL, "kernel %s: truncated bzImage header", path);
 	const uint8_t *hdr = boot_sector; /* offsets below are from the start of the file */
 	k->protocol = (uint16_t)(hdr[0x206] | hdr[0x207] << 8);
 	if (k->protocol < 0x20c)
-		return fail(err, -EINVAL,
+		return errf(err, -EINVAL,
 			    "kernel %s: boot protocol %u.%02u is too old (2.12 needed for 64-bit "
 			    "entry)",
 			    path, k->protocol >> 8, k->protocol & 0xff);
 	uint16_t xloadflags = (uint16_t)(hdr[0x236] | hdr[0x237] << 8);
 	if (!(xloadflags & 1)) /* XLF_KERNEL_64 */
-		return fail(err, -EINVAL, "kernel %s: bzImage has no 64-bit entry point", path);
+		return errf(err, -EINVAL, "kernel %s: bzImage has no 64-bit entry point", path);
 	unsigned setup_sects = hdr[0x1f1] ? hdr[0x1f1] : 4;
 	uint64_t pm_offset = (uint64_t)(setup_sects + 1) * 512;
 	if (pm_offset >= file_size)
-		return fail(err, -EINVAL, "kernel %s: truncated bzImage (no protected-mode kernel)",
+		return errf(err, -EINVAL, "kernel %s: truncated bzImage (no protected-mode kernel)",
 			    path);
 	uint64_t pm_size = file_size - pm_offset;
 	uint32_t syssize = le32(hdr + 0x1f4);
 	if ((uint64_t)syssize * 16 > pm_size)
-		return fail(err, -EINVAL, "kernel %s: truncated bzImage (%llu of %llu bytes)", path,
+		return errf(err, -EINVAL, "kernel %s: truncated bzImage (%llu of %llu bytes)", path,
 			    (unsigned long long)pm_size, (unsigned long long)syssize * 16);
 
 	/* Load where the kernel prefers to run, so its decompressor need not move itself. */
@@ -209,14 +198,14 @@ static int load_bzimage(const struct guest_mem *mem, int fd, const char *path, u
 	 * guest without room there cannot run it. */
 	uint8_t *dst = load >= HIMEM_START ? guest_mem_ptr(mem, load, need) : NULL;
 	if (!dst)
-		return fail(err, -EINVAL,
+		return errf(err, -EINVAL,
 			    "kernel %s: needs %llu MiB of guest memory (%llu bytes at 0x%llx), the "
 			    "guest has %llu MiB",
 			    path, (unsigned long long)((load + need + (1 << 20) - 1) >> 20),
 			    (unsigned long long)need, (unsigned long long)load,
 			    (unsigned long long)(mem->size >> 20));
 	if (read_at(fd, dst, pm_size, pm_offset))
-		return fail(err, -EIO, "kernel %s: cannot read the protected-mode kernel", path);
+		return errf(err, -EIO, "kernel %s: cannot read the protected-mode kernel", path);
 
 	k->entry = load + 0x200; /* startup_64 of the decompressor */
 	k->load_end = load + need;
@@ -241,7 +230,7 @@ static int open_stat(const char *what, const char *path, struct stat *st, char *
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 && fstat(fd, st) == 0)
 		return fd;
-	int rc = fail(err, -errno, "%s %s: %s", what, path, strerror(errno));
+	int rc = errf(err, -errno, "%s %s: %s", what, path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	return rc;
@@ -259,15 +248,15 @@ int loader_load_kernel(const struct guest_mem *mem, const char *path, struct ker
 	size_t probe = (uint64_t)st.st_size < sizeof(magic) ? (size_t)st.st_size : sizeof(magic);
 	int rc;
 	if (!S_ISREG(st.st_mode))
-		rc = fail(err, -EINVAL, "kernel %s: not a regular file", path);
+		rc = errf(err, -EINVAL, "kernel %s: not a regular file", path);
 	else if (read_at(fd, magic, probe, 0) < 0 || probe < 4)
-		rc = fail(err, -EINVAL, "kernel %s: file too short to be a kernel image", path);
+		rc = errf(err, -EINVAL, "kernel %s: file too short to be a kernel image", path);
 	else if (memcmp(magic, ELFMAG, SELFMAG) == 0)
 		rc = load_elf(mem, fd, path, (uint64_t)st.st_size, k, err);
 	else if (probe >= 0x206 && memcmp(magic + 0x202, "HdrS", 4) == 0)
 		rc = load_bzimage(mem, fd, path, (uint64_t)st.st_size, k, err);
 	else
-		rc = fail(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage", path);
+		rc = errf(err, -EINVAL, "kernel %s: neither an ELF vmlinux nor a bzImage", path);
 	close(fd);
 	return rc;
 }
@@ -288,14 +277,14 @@ int loader_load_initrd(const struct guest_mem *mem, const char *path, const stru
 	void *dst = guest_mem_ptr(mem, start, len);
 	int rc = 0;
 	if (!S_ISREG(st.st_mode) || len == 0)
-		rc = fail(err, -EINVAL, "initrd %s: not a non-empty regular file", path);
+		rc = errf(err, -EINVAL, "initrd %s: not a non-empty regular file", path);
 	else if (top < len || start < k->load_end)
-		rc = fail(err, -ENOMEM,
+		rc = errf(err, -ENOMEM,
 			  "initrd %s: %llu bytes do not fit between the kernel and the top of low "
 			  "memory (%llu MiB guest)",
 			  path, (unsigned long long)len, (unsigned long long)(mem->size >> 20));
 	else if (!dst || read_at(fd, dst, len, 0))
-		rc = fail(err, -EIO, "initrd %s: cannot read", path);
+		rc = errf(err, -EIO, "initrd %s: cannot read", path);
 	if (rc == 0) {
 		*gpa = start;
 		*size = len;

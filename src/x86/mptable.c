@@ -89,6 +89,13 @@ static uint8_t checksum(const void *p, size_t len)
 	return (uint8_t)(0 - sum);
 }
 
+/* Appends one entry, a compound literal of type, at p (a local of the caller). */
+#define PUT(type, ...)                                                                             \
+	do {                                                                                       \
+		*(type *)p = (type){ __VA_ARGS__ };                                                \
+		p += sizeof(type);                                                                 \
+	} while (0)
+
 int mptable_write(const struct guest_mem *mem, uint64_t gpa, uint64_t limit, unsigned nr_cpus)
 {
 	size_t size = mptable_size(nr_cpus);
@@ -102,58 +109,30 @@ int mptable_write(const struct guest_mem *mem, uint64_t gpa, uint64_t limit, uns
 	struct mpf_intel *mpf = (struct mpf_intel *)base;
 	struct mpc_table *table = (struct mpc_table *)(mpf + 1);
 	uint8_t *p = (uint8_t *)(table + 1);
-	uint16_t entries = 0;
-
-	for (unsigned i = 0; i < nr_cpus; i++, entries++) {
-		struct mpc_cpu *cpu = (struct mpc_cpu *)p;
-		cpu->type = MP_PROCESSOR;
-		cpu->apicid = (uint8_t)i;
-		cpu->apicver = APIC_VERSION;
-		cpu->cpuflag = CPU_ENABLED | (i == 0 ? CPU_BOOTPROCESSOR : 0);
-		cpu->cpufeature = CPU_SIGNATURE;
-		cpu->featureflag = CPU_FEATURES;
-		p += sizeof(*cpu);
-	}
-	struct mpc_bus *bus = (struct mpc_bus *)p;
-	bus->type = MP_BUS;
-	bus->busid = 0;
-	memcpy(bus->bustype, "ISA   ", 6);
-	p += sizeof(*bus);
-	entries++;
-
+	for (unsigned i = 0; i < nr_cpus; i++)
+		PUT(struct mpc_cpu, .type = MP_PROCESSOR, .apicid = (uint8_t)i,
+		    .apicver = APIC_VERSION,
+		    .cpuflag = CPU_ENABLED | (i == 0 ? CPU_BOOTPROCESSOR : 0),
+		    .cpufeature = CPU_SIGNATURE, .featureflag = CPU_FEATURES);
+	PUT(struct mpc_bus, .type = MP_BUS, .busid = 0, .bustype = "ISA   ");
 	/* The IOAPIC's id follows the CPUs' so the two never clash. */
 	uint8_t ioapic_id = (uint8_t)(nr_cpus + 1);
-	struct mpc_ioapic *ioapic = (struct mpc_ioapic *)p;
-	ioapic->type = MP_IOAPIC;
-	ioapic->apicid = ioapic_id;
-	ioapic->apicver = IOAPIC_VERSION;
-	ioapic->flags = 1;
-	ioapic->apicaddr = (uint32_t)IOAPIC_ADDR;
-	p += sizeof(*ioapic);
-	entries++;
-
+	PUT(struct mpc_ioapic, .type = MP_IOAPIC, .apicid = ioapic_id, .apicver = IOAPIC_VERSION,
+	    .flags = 1, .apicaddr = (uint32_t)IOAPIC_ADDR);
 	/* KVM's default routing sends GSI n to IOAPIC pin n, so say exactly that. */
-	for (unsigned pin = 0; pin < MPTABLE_IOAPIC_PINS; pin++, entries++) {
-		struct mpc_intsrc *src = (struct mpc_intsrc *)p;
-		*src = (struct mpc_intsrc){ MP_INTSRC,	  MP_IRQ_INT, 0,	   0,
-					    (uint8_t)pin, ioapic_id,  (uint8_t)pin };
-		p += sizeof(*src);
-	}
+	for (unsigned pin = 0; pin < MPTABLE_IOAPIC_PINS; pin++)
+		PUT(struct mpc_intsrc, MP_INTSRC, MP_IRQ_INT, 0, 0, (uint8_t)pin, ioapic_id,
+		    (uint8_t)pin);
 	/* LINT0 takes the PIC's ExtINT, LINT1 the NMI, on every local APIC. */
-	struct mpc_intsrc *lint0 = (struct mpc_intsrc *)p;
-	*lint0 = (struct mpc_intsrc){ MP_LINTSRC, MP_IRQ_EXTINT, 0, 0, 0, 0xff, 0 };
-	p += sizeof(*lint0);
-	struct mpc_intsrc *lint1 = (struct mpc_intsrc *)p;
-	*lint1 = (struct mpc_intsrc){ MP_LINTSRC, MP_IRQ_NMI, 0, 0, 0, 0xff, 1 };
-	p += sizeof(*lint1);
-	entries += 2;
+	PUT(struct mpc_intsrc, MP_LINTSRC, MP_IRQ_EXTINT, 0, 0, 0, 0xff, 0);
+	PUT(struct mpc_intsrc, MP_LINTSRC, MP_IRQ_NMI, 0, 0, 0, 0xff, 1);
 
 	memcpy(table->signature, "PCMP", 4);
 	table->length = (uint16_t)(p - (uint8_t *)table);
 	table->spec = 4;
 	memcpy(table->oem, "EMBER   ", 8);
 	memcpy(table->productid, "MICROVM     ", 12);
-	table->oemcount = entries;
+	table->oemcount = (uint16_t)(nr_cpus + MPTABLE_IOAPIC_PINS + 4); /* bus, IOAPIC, LINTs */
 	table->lapic = (uint32_t)LAPIC_ADDR;
 	table->checksum = checksum(table, table->length);
 
