@@ -4,8 +4,6 @@
 #ifndef EMBER_API_H
 #define EMBER_API_H
 
-#include <jansson.h>
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "vmm/vm.h"

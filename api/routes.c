@@ -135,11 +135,10 @@ static int put_actions(struct api_ctx *ctx, json_t *body, char *err)
 		return vmm_send_ctrl_alt_del(ctx->vm, err);
 	if (strcmp(action, "FlushMetrics") == 0)
 		return vmm_flush_metrics(ctx->vm, err);
-	snprintf(err, ERR_LEN,
-		 "actions: unknown action_type '%.100s' (InstanceStart, SendCtrlAltDel, "
-		 "FlushMetrics)",
-		 action);
-	return -EINVAL;
+	return errf(err, -EINVAL,
+		    "actions: unknown action_type '%.100s' (InstanceStart, SendCtrlAltDel, "
+		    "FlushMetrics)",
+		    action);
 }
 
 static int patch_vm(struct api_ctx *ctx, json_t *body, char *err)
@@ -151,8 +150,7 @@ static int patch_vm(struct api_ctx *ctx, json_t *body, char *err)
 		return vmm_pause(ctx->vm, err);
 	if (strcmp(s, "Resumed") == 0 || ctx->vm->state == VM_CONFIGURING)
 		return vmm_resume(ctx->vm, err); /* before start: the phase error */
-	snprintf(err, ERR_LEN, "vm: 'state' must be \"Paused\" or \"Resumed\"");
-	return -EINVAL;
+	return errf(err, -EINVAL, "vm: 'state' must be \"Paused\" or \"Resumed\"");
 }
 
 /* Handles a request whose body parsed (or is absent for GET): maps it to the controller. */

@@ -71,42 +71,27 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-	static struct vm vm; /* zeroed, as vmm_init expects */
+	static struct vm vm; /* zeroed, as builder_init expects */
 	vm.m.start_ns = monotonic_ns();
 	vm.m.start_cpu_ns = process_cpu_ns();
 	log_set_level_name("Info");
 
-	enum {
-		OPT_NO_API = 256,
-		OPT_CONFIG,
-		OPT_BOOT_TIMER,
-		OPT_LOG_PATH,
-		OPT_LEVEL,
-		OPT_ID,
-		OPT_VERSION,
-		OPT_API_SOCK,
-		OPT_MAX_PAYLOAD,
-		OPT_NO_SECCOMP,
-		OPT_DUMP_SECCOMP,
-		OPT_START_TIME_US,
-		OPT_START_TIME_CPU_US,
-		OPT_METRICS_PATH
-	};
+	/* Long options only: their letters are not in the short-option string. */
 	static const struct option opts[] = {
-		{ "no-api", no_argument, NULL, OPT_NO_API },
-		{ "config-file", required_argument, NULL, OPT_CONFIG },
-		{ "boot-timer", no_argument, NULL, OPT_BOOT_TIMER },
-		{ "log-path", required_argument, NULL, OPT_LOG_PATH },
-		{ "metrics-path", required_argument, NULL, OPT_METRICS_PATH },
-		{ "level", required_argument, NULL, OPT_LEVEL },
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ "api-sock", required_argument, NULL, OPT_API_SOCK },
-		{ "http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD },
-		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
-		{ "dump-seccomp", required_argument, NULL, OPT_DUMP_SECCOMP },
-		{ "start-time-us", required_argument, NULL, OPT_START_TIME_US },
-		{ "start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US },
+		{ "no-api", no_argument, NULL, 'N' },
+		{ "config-file", required_argument, NULL, 'c' },
+		{ "boot-timer", no_argument, NULL, 'b' },
+		{ "log-path", required_argument, NULL, 'l' },
+		{ "metrics-path", required_argument, NULL, 'm' },
+		{ "level", required_argument, NULL, 'L' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "version", no_argument, NULL, 'v' },
+		{ "api-sock", required_argument, NULL, 'a' },
+		{ "http-api-max-payload-size", required_argument, NULL, 'p' },
+		{ "no-seccomp", no_argument, NULL, 's' },
+		{ "dump-seccomp", required_argument, NULL, 'd' },
+		{ "start-time-us", required_argument, NULL, 't' },
+		{ "start-time-cpu-us", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -119,38 +104,38 @@ int main(int argc, char **argv)
 	int opt;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_NO_API:
+		case 'N':
 			no_api = true;
 			break;
-		case OPT_CONFIG:
+		case 'c':
 			config_path = optarg;
 			break;
-		case OPT_BOOT_TIMER:
+		case 'b':
 			vm.boot_timer_enabled = true;
 			break;
-		case OPT_LOG_PATH: {
+		case 'l': {
 			int rc = log_open(optarg);
 			if (rc)
 				die("--log-path %s: %s", optarg, strerror(-rc));
 			break;
 		}
-		case OPT_METRICS_PATH:
+		case 'm':
 			metrics_path = optarg;
 			break;
-		case OPT_LEVEL:
+		case 'L':
 			if (log_set_level_name(optarg))
 				die("--level %s: expected Error, Warning, Info or Debug", optarg);
 			break;
-		case OPT_ID:
+		case 'i':
 			if (strlen(optarg) == 0 || strlen(optarg) > 64)
 				die("--id: must be 1 to 64 characters");
 			log_set_id(optarg);
 			instance_id = optarg;
 			break;
-		case OPT_API_SOCK:
+		case 'a':
 			api_sock = optarg;
 			break;
-		case OPT_MAX_PAYLOAD: {
+		case 'p': {
 			char *end;
 			unsigned long long n = strtoull(optarg, &end, 10);
 			if (*end || n == 0 || n > (1ULL << 30))
@@ -159,10 +144,10 @@ int main(int argc, char **argv)
 			max_payload = (size_t)n;
 			break;
 		}
-		case OPT_NO_SECCOMP:
+		case 's':
 			seccomp_disable();
 			break;
-		case OPT_DUMP_SECCOMP: {
+		case 'd': {
 			int rc = seccomp_dump(optarg, STDOUT_FILENO);
 			if (rc == -EINVAL)
 				die("--dump-seccomp %s: expected vmm, vcpu or api", optarg);
@@ -170,8 +155,8 @@ int main(int argc, char **argv)
 				die("--dump-seccomp %s: %s", optarg, strerror(-rc));
 			return 0;
 		}
-		case OPT_START_TIME_US:
-		case OPT_START_TIME_CPU_US: {
+		case 't':
+		case 'T': {
 			/* Passed by ember-jailer, as Firecracker's jailer does: the boot timer then
 			 * counts from the jailer's start, CPU time included. */
 			char *end;
@@ -179,16 +164,14 @@ int main(int argc, char **argv)
 			unsigned long long us = strtoull(optarg, &end, 10);
 			if (errno || end == optarg || *end)
 				die("--%s %s: expected a number of microseconds",
-				    opt == OPT_START_TIME_US ? "start-time-us"
-							     : "start-time-cpu-us",
-				    optarg);
-			if (opt == OPT_START_TIME_US)
+				    opt == 't' ? "start-time-us" : "start-time-cpu-us", optarg);
+			if (opt == 't')
 				vm.m.start_ns = us * 1000;
 			else
 				vm.m.start_cpu_ns = us * 1000;
 			break;
 		}
-		case OPT_VERSION:
+		case 'v':
 			printf("ember v%s\n", EMBER_VERSION);
 			return 0;
 		case 'h':

@@ -43,20 +43,16 @@ static bool cpu_has_hw_virt(void)
 static int open_kvm(struct machine *m, char *err)
 {
 	m->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (m->kvm_fd < 0) {
-		int rc = -errno;
-		if (errno == ENOENT)
-			snprintf(err, ERR_LEN,
-				 "/dev/kvm does not exist: this host has no KVM (load kvm_intel or "
-				 "kvm_amd, or enable virtualization in the firmware)");
-		else if (errno == EACCES || errno == EPERM)
-			snprintf(err, ERR_LEN,
-				 "/dev/kvm: permission denied (run as root or join the group that "
-				 "owns /dev/kvm)");
-		else
-			snprintf(err, ERR_LEN, "/dev/kvm: %s", strerror(errno));
-		return rc;
-	}
+	if (m->kvm_fd < 0 && errno == ENOENT)
+		return errf(err, -ENOENT,
+			    "/dev/kvm does not exist: this host has no KVM (load kvm_intel or "
+			    "kvm_amd, or enable virtualization in the firmware)");
+	if (m->kvm_fd < 0 && (errno == EACCES || errno == EPERM))
+		return errf(err, -errno,
+			    "/dev/kvm: permission denied (run as root or join the group that "
+			    "owns /dev/kvm)");
+	if (m->kvm_fd < 0)
+		return errf(err, -errno, "/dev/kvm: %s", strerror(errno));
 	int version = ioctl(m->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (version != KVM_API_VERSION)
 		die("/dev/kvm: KVM API version %d, ember needs %d", version, KVM_API_VERSION);
@@ -278,10 +274,9 @@ static int build_cmdline(struct vm *vm, const struct kernel_image *k, char *cmdl
 			extra[n++] = vm->devices.args[i];
 	}
 	const char *args = vm->cfg.boot.boot_args ? vm->cfg.boot.boot_args : DEFAULT_BOOT_ARGS;
-	if (boot_cmdline_build(cmdline, k->cmdline_max, args, extra, n)) {
-		snprintf(err, ERR_LEN, "kernel command line longer than %u bytes", k->cmdline_max);
-		return -ENAMETOOLONG;
-	}
+	if (boot_cmdline_build(cmdline, k->cmdline_max, args, extra, n))
+		return errf(err, -ENAMETOOLONG, "kernel command line longer than %u bytes",
+			    k->cmdline_max);
 	return 0;
 }
 
@@ -313,11 +308,8 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 	if ((rc = create_devices(vm, err)) || (rc = build_cmdline(vm, &k, cmdline, err)) ||
 	    (rc = boot_write_params(mem, &k, cmdline, initrd_gpa, initrd_size, err)))
 		return rc;
-	if (boot_write_page_tables(mem) ||
-	    mptable_write(mem, EBDA_START, 0xa0000, vm->m.nr_vcpus)) {
-		snprintf(err, ERR_LEN, "cannot write the boot page tables and MP table");
-		return -ENOMEM;
-	}
+	if (boot_write_page_tables(mem) || mptable_write(mem, EBDA_START, 0xa0000, vm->m.nr_vcpus))
+		return errf(err, -ENOMEM, "cannot write the boot page tables and MP table");
 	log_debug("kernel %s: entry 0x%llx, command line: %s", boot->kernel_image_path,
 		  (unsigned long long)k.entry, cmdline);
 	*entry = k.entry;
@@ -343,8 +335,6 @@ static void release(struct vm *vm)
 	if (vm->serial_out_fd > STDERR_FILENO)
 		close(vm->serial_out_fd);
 	vm->serial_out_fd = -1;
-	free(vm->saved_clock);
-	vm->saved_clock = NULL;
 	free(vm->cpuid);
 	vm->cpuid = NULL;
 	/* The devices before the memory their requests point into. */
@@ -377,12 +367,9 @@ static int build(struct vm *vm, char *err)
 	if (cfg->serial_out_path) {
 		out_fd =
 			open(cfg->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (out_fd < 0) {
-			int rc = -errno;
-			snprintf(err, ERR_LEN, "serial_out_path %s: %s", cfg->serial_out_path,
-				 strerror(errno));
-			return rc;
-		}
+		if (out_fd < 0)
+			return errf(err, -errno, "serial_out_path %s: %s", cfg->serial_out_path,
+				    strerror(errno));
 	}
 	vm->serial_out_fd = out_fd;
 	/* Without early_pit the memory is mapped here, for the kernel, and KVM takes it on a
@@ -395,11 +382,9 @@ static int build(struct vm *vm, char *err)
 		vm->mem_bytes = m->mem.size;
 		start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
 	}
-	if (vm->mem_rc) {
-		snprintf(err, ERR_LEN, "cannot map %u MiB of guest memory: %s",
-			 cfg->machine.mem_size_mib, strerror(-vm->mem_rc));
-		return vm->mem_rc;
-	}
+	if (vm->mem_rc)
+		return errf(err, vm->mem_rc, "cannot map %u MiB of guest memory: %s",
+			    cfg->machine.mem_size_mib, strerror(-vm->mem_rc));
 
 	/* vCPUs before a late PIT: KVM_CREATE_PIT2 holds the VM lock while it starts its kernel
 	 * thread, and KVM_CREATE_VCPU would wait for it. */
@@ -464,10 +449,8 @@ static int start_vcpus(struct vm *vm, char *err)
 int builder_start(struct vm *vm, char *err)
 {
 	builder_prepare(vm); /* a failed attempt took the KVM VM down, or it never came up */
-	if (!vm->kvm_ready) {
-		snprintf(err, ERR_LEN, "%s", vm->prepare_err);
-		return -ENODEV;
-	}
+	if (!vm->kvm_ready)
+		return errf(err, -ENODEV, "%s", vm->prepare_err);
 	int rc = build(vm, err);
 	if (rc) {
 		/* The configuration can be fixed and the start tried again on a new KVM VM. */

@@ -37,8 +37,8 @@ struct vm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
 	char *serial_out_path; /* NULL: the guest console goes to stdout */
-	/* Each device kind's own configuration, by its row in the device table; NULL until
-	 * the kind is first configured. Only the kind's functions look inside. */
+	/* Each device kind's own configuration (its store), by its row in the device table.
+	 * Only the kind's functions look inside. */
 	void *devices[DEVICE_KINDS_MAX];
 };
 

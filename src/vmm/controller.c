@@ -22,12 +22,6 @@
 
 #define METRICS_PERIOD_S 60
 
-static int phase_error(char *err, const char *msg)
-{
-	snprintf(err, ERR_LEN, "%s", msg);
-	return -EPERM;
-}
-
 static int put_logger(struct vm *vm, json_t *body, char *err)
 {
 	static const char *const keys[] = { "log_path",	       "level",	 "show_level",
@@ -44,10 +38,8 @@ static int put_logger(struct vm *vm, json_t *body, char *err)
 	if (level && log_set_level_name(level))
 		return cfg_fail(err, "logger: invalid level '%s'", level);
 	int rc = path ? log_open(path) : 0;
-	if (rc) {
-		snprintf(err, ERR_LEN, "logger: cannot open %s: %s", path, strerror(-rc));
-		return rc;
-	}
+	if (rc)
+		return errf(err, rc, "logger: cannot open %s: %s", path, strerror(-rc));
 	if (path) {
 		free(vm->log_path);
 		vm->log_path = strdup(path);
@@ -70,10 +62,8 @@ int vmm_open_metrics(struct vm *vm, const char *path, char *err)
 	if (vm->metrics_path)
 		return cfg_fail(err, "metrics: reinitialization of metrics is not allowed");
 	int rc = metrics_open(path);
-	if (rc) {
-		snprintf(err, ERR_LEN, "metrics: cannot open %s: %s", path, strerror(-rc));
-		return rc;
-	}
+	if (rc)
+		return errf(err, rc, "metrics: cannot open %s: %s", path, strerror(-rc));
 	vm->metrics_path = strdup(path);
 	/* Flushed every 60 s from the VMM loop, as Firecracker does. */
 	vm->metrics_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -84,9 +74,7 @@ int vmm_open_metrics(struct vm *vm, const char *path, char *err)
 		timerfd_settime(vm->metrics_timer_fd, 0, &period, NULL);
 		rc = evloop_add(&vm->m.loop, vm->metrics_timer_fd, EPOLLIN, on_metrics_timer, vm);
 	}
-	if (rc)
-		snprintf(err, ERR_LEN, "metrics: flush timer: %s", strerror(-rc));
-	return rc;
+	return rc ? errf(err, rc, "metrics: flush timer: %s", strerror(-rc)) : 0;
 }
 
 static int put_metrics(struct vm *vm, json_t *body, char *err)
@@ -110,14 +98,13 @@ static int configure_device(struct vm *vm, int k, const char *id, json_t *body, 
 				   : cfg_fail(err, "%s: PATCH is not supported", kind->key);
 	}
 	if (!patch || !kind->update)
-		return phase_error(err, PRE_BOOT_ONLY);
+		return errf(err, -EPERM, PRE_BOOT_ONLY);
 	for (unsigned i = 0; i < vm->devices.nr; i++) {
 		struct virtio_dev *dev = vm->devices.devs[i];
 		if (vm->device_kind_of[i] == k && id && strcmp(dev->label, id) == 0)
 			return kind->update(store, dev, id, body, err);
 	}
-	snprintf(err, ERR_LEN, "%s '%.64s' does not exist", kind->key, id ? id : "");
-	return -ENOENT;
+	return errf(err, -ENOENT, "%s '%.64s' does not exist", kind->key, id ? id : "");
 }
 
 int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, bool patch,
@@ -127,7 +114,7 @@ int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, 
 	if (k >= 0)
 		return configure_device(vm, k, id, body, patch, err);
 	if (vm->state != VM_CONFIGURING)
-		return phase_error(err, PRE_BOOT_ONLY);
+		return errf(err, -EPERM, PRE_BOOT_ONLY);
 	if (strcmp(key, "machine-config") == 0) {
 		int rc = config_put_machine_config(&vm->cfg, body, patch, err);
 		if (!rc)
@@ -161,7 +148,7 @@ int vmm_load_config_file(struct vm *vm, const char *path, char *err)
 int vmm_start(struct vm *vm, char *err)
 {
 	if (vm->state != VM_CONFIGURING)
-		return phase_error(err, PRE_BOOT_ONLY);
+		return errf(err, -EPERM, PRE_BOOT_ONLY);
 	int rc = config_validate_for_start(&vm->cfg, err);
 	if (!rc)
 		rc = builder_start(vm, err);
@@ -174,7 +161,7 @@ int vmm_pause(struct vm *vm, char *err)
 {
 	struct machine *m = &vm->m;
 	if (vm->state == VM_CONFIGURING)
-		return phase_error(err, POST_BOOT_ONLY);
+		return errf(err, -EPERM, POST_BOOT_ONLY);
 	if (vm->state == VM_PAUSED)
 		return cfg_fail(err, "the VM is already paused");
 	pthread_mutex_lock(&m->pause_lock);
@@ -187,13 +174,7 @@ int vmm_pause(struct vm *vm, char *err)
 		pthread_cond_wait(&m->pause_cond, &m->pause_lock);
 	pthread_mutex_unlock(&m->pause_lock);
 	/* kvmclock would otherwise jump forward by the paused time at resume. */
-	struct kvm_clock_data clock = { 0 };
-	if (ioctl(m->vm_fd, KVM_GET_CLOCK, &clock) == 0) {
-		free(vm->saved_clock);
-		vm->saved_clock = malloc(sizeof(clock));
-		if (vm->saved_clock)
-			*vm->saved_clock = clock;
-	}
+	vm->clock_saved = ioctl(m->vm_fd, KVM_GET_CLOCK, &vm->saved_clock) == 0;
 	vm->state = VM_PAUSED;
 	log_info("VM paused");
 	return 0;
@@ -203,16 +184,12 @@ int vmm_resume(struct vm *vm, char *err)
 {
 	struct machine *m = &vm->m;
 	if (vm->state == VM_CONFIGURING)
-		return phase_error(err, POST_BOOT_ONLY);
+		return errf(err, -EPERM, POST_BOOT_ONLY);
 	if (vm->state != VM_PAUSED)
 		return cfg_fail(err, "the VM is not paused");
-	if (vm->saved_clock) {
-		struct kvm_clock_data clock = { .clock = vm->saved_clock->clock };
-		if (ioctl(m->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-			log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));
-		free(vm->saved_clock);
-		vm->saved_clock = NULL;
-	}
+	struct kvm_clock_data clock = { .clock = vm->saved_clock.clock };
+	if (vm->clock_saved && ioctl(m->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+		log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));
 	pthread_mutex_lock(&m->pause_lock);
 	m->paused = false;
 	pthread_cond_broadcast(&m->pause_cond);
@@ -225,7 +202,7 @@ int vmm_resume(struct vm *vm, char *err)
 int vmm_send_ctrl_alt_del(struct vm *vm, char *err)
 {
 	if (vm->state == VM_CONFIGURING)
-		return phase_error(err, POST_BOOT_ONLY);
+		return errf(err, -EPERM, POST_BOOT_ONLY);
 	if (i8042_send_ctrl_alt_del(vm->i8042))
 		return cfg_fail(err, "the i8042 buffer is full, try again");
 	return 0;
@@ -237,9 +214,7 @@ int vmm_flush_metrics(struct vm *vm, char *err)
 	if (!metrics_configured())
 		return cfg_fail(err, "metrics are not configured (PUT /metrics first)");
 	int rc = metrics_flush();
-	if (rc)
-		snprintf(err, ERR_LEN, "cannot write metrics: %s", strerror(-rc));
-	return rc;
+	return rc ? errf(err, rc, "cannot write metrics: %s", strerror(-rc)) : 0;
 }
 
 const char *vmm_state_name(const struct vm *vm)
@@ -260,15 +235,10 @@ json_t *vmm_machine_config_json(const struct vm *vm)
 json_t *vmm_config_json(const struct vm *vm)
 {
 	const struct boot_source_config *b = &vm->cfg.boot;
-	json_t *boot = json_object();
-	if (b->kernel_image_path)
-		json_object_set_new(boot, "kernel_image_path", json_string(b->kernel_image_path));
-	if (b->initrd_path)
-		json_object_set_new(boot, "initrd_path", json_string(b->initrd_path));
-	if (b->boot_args)
-		json_object_set_new(boot, "boot_args", json_string(b->boot_args));
-	json_t *root = json_pack("{s:o, s:o}", "boot-source", boot, "machine-config",
-				 vmm_machine_config_json(vm));
+	/* "s*": a field that is not set is left out, as Firecracker shows it. */
+	json_t *root = json_pack("{s:{s:s*, s:s*, s:s*}, s:o}", "boot-source", "kernel_image_path",
+				 b->kernel_image_path, "initrd_path", b->initrd_path, "boot_args",
+				 b->boot_args, "machine-config", vmm_machine_config_json(vm));
 	for (int k = 0; device_kinds[k]; k++)
 		json_object_set_new(root, device_kinds[k]->key,
 				    device_kinds[k]->to_json(vm->cfg.devices[k]));

@@ -1,9 +1,10 @@
 /* struct vm: the VMM layer's whole VM. The machine (src/core/machine.h) that devices and
- * vCPUs see, the configuration, what the builder made, and the controller's state. The
- * API and main() reach it only through src/vmm/controller.h. */
+ * vCPUs see, the configuration, what the builder made, and the controller's state. main()
+ * builds it (builder_*); the API reaches it only through src/vmm/controller.h. */
 #ifndef EMBER_VM_H
 #define EMBER_VM_H
 
+#include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -13,7 +14,6 @@
 #include "vmm/config.h"
 
 struct vcpu;
-struct kvm_cpuid2;
 struct serial;
 struct i8042;
 
@@ -44,7 +44,8 @@ struct vm {
 	struct i8042 *i8042;
 	struct device_set devices;	    /* virtio devices in slot order */
 	int device_kind_of[VIRTIO_DEV_MAX]; /* each device's row in the device table */
-	struct kvm_clock_data *saved_clock; /* kvmclock while paused */
+	struct kvm_clock_data saved_clock;  /* kvmclock while paused, if clock_saved */
+	bool clock_saved;
 
 	/* ember's own outputs, configured with the VM (PUT /logger, /metrics). */
 	char *log_path;
