@@ -326,3 +326,14 @@ JSON
 	expect_api 204 PATCH /drives/a '{"drive_id": "a", "rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}'
 	expect_api 200 GET /vm/config "" '"drive_id":"a"'
 }
+
+@test "a refill_time whose nanoseconds overflow is refused (it wrapped to 0, a SIGFPE at the first request)" {
+	api_start
+	truncate -s 4M "$D/a.img"
+	local drive="\"drive_id\": \"a\", \"path_on_host\": \"$D/a.img\", \"is_root_device\": false"
+	local rl='"rate_limiter": {"ops": {"size": 1, "refill_time": 288230376151711744}}'
+	expect_api 400 PUT /drives/a "{$drive, $rl}" "'refill_time' must be at most 18446744073709"
+	expect_api 204 PUT /drives/a "{$drive}"
+	expect_api 400 PATCH /drives/a "{\"drive_id\": \"a\", $rl}" "'refill_time' must be at most"
+	expect_api 200 GET / "" '"state":"Not started"'
+}

@@ -107,6 +107,9 @@ static int get_bucket(json_t *obj, const char *limiter_at, const char *name,
 			return cfg_fail(err, "%s: field '%s' must be a non-negative integer", where,
 					keys[i]);
 		*fields[i] = (uint64_t)json_integer_value(v);
+		if (i == 2 && next.refill_time_ms > UINT64_MAX / 1000000) /* as ns in a uint64_t */
+			return cfg_fail(err, "%s: field 'refill_time' must be at most %llu", where,
+					(unsigned long long)(UINT64_MAX / 1000000));
 	}
 	*out = next;
 	return 0;

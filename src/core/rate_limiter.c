@@ -16,7 +16,10 @@ static void bucket_init(struct token_bucket *b, const struct token_bucket_config
 	if (cfg->size == 0 || cfg->refill_time_ms == 0)
 		return; /* Firecracker: either one zero means no limit */
 	b->size = cfg->size;
-	b->refill_ns = cfg->refill_time_ms * 1000000ULL;
+	/* The parser refuses longer periods; saturating keeps a divisor that cannot wrap to 0. */
+	b->refill_ns = cfg->refill_time_ms > UINT64_MAX / 1000000
+			       ? UINT64_MAX
+			       : cfg->refill_time_ms * 1000000ULL;
 	b->one_time_burst = cfg->one_time_burst;
 	b->budget = (int64_t)cfg->size;
 	b->last_ns = now_ns;

@@ -144,6 +144,12 @@ static void bad_fields(void **state)
 		{ "{\"drive_id\": \"bad\", \"path_on_host\": \"%s\", \"is_root_device\": false, "
 		  "\"socket\": \"/s\"}",
 		  "socket" },
+		/* 2^58 ms: in nanoseconds it wrapped to 0, a division by zero at the first request.
+		 */
+		{ "{\"drive_id\": \"bad\", \"path_on_host\": \"%s\", \"is_root_device\": false, "
+		  "\"rate_limiter\": {\"ops\": {\"size\": 1, \"refill_time\": "
+		  "288230376151711744}}}",
+		  "'refill_time' must be at most 18446744073709" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char err[ERR_LEN] = "";

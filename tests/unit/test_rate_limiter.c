@@ -45,6 +45,17 @@ static void no_limits_grant_everything(void **state)
 		assert_true(rate_limiter_consume(rl(), 1, 1 << 30, T0));
 }
 
+/* A refill period whose nanoseconds do not fit 64 bits (2^58 ms wrapped to 0 and divided by
+ * zero) saturates: the bucket still works, it just refills very slowly. */
+static void huge_refill_time_does_not_wrap(void **state)
+{
+	(void)state;
+	init(0, 0, 0, 1, 1ULL << 58);
+	assert_true(rate_limiter_consume(rl(), 1, 0, T0));
+	assert_false(rate_limiter_consume(rl(), 1, 0, T0 + 1000 * MS));
+	assert_true(token_bucket_wait_ns(&rl()->ops, 1, T0 + 1000 * MS) > 1000 * MS);
+}
+
 static void bucket_starts_full_and_refills(void **state)
 {
 	(void)state;
@@ -180,7 +191,7 @@ int main(void)
 		RL_TEST(sub_token_progress_is_kept), RL_TEST(one_time_burst_goes_first),
 		RL_TEST(larger_than_the_bucket),     RL_TEST(both_buckets_must_agree),
 		RL_TEST(refusal_arms_the_timer),     RL_TEST(long_run_rate_is_exact),
-		RL_TEST(update_replaces_limits),
+		RL_TEST(update_replaces_limits),     RL_TEST(huge_refill_time_does_not_wrap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
