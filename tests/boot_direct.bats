@@ -133,6 +133,17 @@ stop_with() {
 	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
 }
 
+@test "console input beyond the 64-byte FIFO waits in stdin and resumes when the guest reads" {
+	# The vCPU thread used to resume stdin with epoll_ctl itself: its seccomp filter ended
+	# ember with 148.
+	write_config "$D/vm.json" "$TEST_GUEST" "" "uart-echo-late" 1 64
+	line="long-$RANDOM-$(printf 'x%.0s' $(seq 66))"
+	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json" < <(printf '%s\n' "$line")
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
+}
+
 @test "without boot_args the guest gets Firecracker's default command line" {
 	fc_default="reboot=k panic=1 pci=off nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 	echo "{ \"boot-source\": { \"kernel_image_path\": \"$TEST_GUEST\" } }" >"$D/vm.json"

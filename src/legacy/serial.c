@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core/irq.h"
@@ -44,6 +45,7 @@ struct serial {
 	int out_fd;
 	int in_fd;
 	bool in_paused; /* stdin taken out of epoll while the FIFO is full */
+	int resume_fd;	/* a vCPU that drained the FIFO wakes the VMM thread to resume */
 	int irq_fd;
 
 	uint8_t ier, lcr, mcr, scr, fcr;
@@ -91,12 +93,11 @@ static uint8_t modem_status(const struct serial *s)
 			 (s->mcr & MCR_OUT1 ? MSR_RI : 0) | (s->mcr & MCR_OUT2 ? MSR_DCD : 0));
 }
 
+/* vCPU thread: only the VMM thread touches the event loop (and the vCPU filter traps it). */
 static void resume_input(struct serial *s)
 {
-	if (s->in_paused && s->rx_count < RX_FIFO_SIZE) {
-		s->in_paused = false;
-		evloop_modify(&s->machine->loop, s->in_fd, EPOLLIN);
-	}
+	if (s->in_paused && s->rx_count < RX_FIFO_SIZE)
+		eventfd_write(s->resume_fd, 1);
 }
 
 static uint8_t reg_read(struct serial *s, unsigned reg)
@@ -203,15 +204,15 @@ static void on_input(void *opaque, uint32_t events)
 	uint8_t buf[RX_FIFO_SIZE];
 	pthread_mutex_lock(&s->lock);
 	size_t room = RX_FIFO_SIZE - s->rx_count;
-	pthread_mutex_unlock(&s->lock);
+	/* Leave the bytes in the host's buffer until the guest drains its FIFO; out of epoll
+	 * altogether, which reports a hang-up even for no events. */
 	if (room == 0) {
-		/* Leave the bytes in the host's buffer until the guest drains its FIFO. */
-		pthread_mutex_lock(&s->lock);
 		s->in_paused = true;
-		evloop_modify(&s->machine->loop, s->in_fd, 0);
-		pthread_mutex_unlock(&s->lock);
-		return;
+		evloop_remove(&s->machine->loop, s->in_fd);
 	}
+	pthread_mutex_unlock(&s->lock);
+	if (room == 0)
+		return;
 	ssize_t n = read(s->in_fd, buf, room);
 	if (n > 0) {
 		pthread_mutex_lock(&s->lock);
@@ -223,6 +224,20 @@ static void on_input(void *opaque, uint32_t events)
 		/* End of input: the guest simply gets no more console input. */
 		evloop_remove(&s->machine->loop, s->in_fd);
 	}
+}
+
+static void on_resume(void *opaque, uint32_t events)
+{
+	struct serial *s = opaque;
+	eventfd_t n;
+	(void)events;
+	eventfd_read(s->resume_fd, &n);
+	pthread_mutex_lock(&s->lock);
+	if (s->in_paused && s->rx_count < RX_FIFO_SIZE) {
+		s->in_paused = false;
+		evloop_add(&s->machine->loop, s->in_fd, EPOLLIN, on_input, s);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 struct serial *serial_create(struct machine *machine, int out_fd, int in_fd)
@@ -241,6 +256,9 @@ struct serial *serial_create(struct machine *machine, int out_fd, int in_fd)
 	int rc = io_bus_register(&machine->pio_bus, SERIAL_PORT, 8, serial_io, s, "serial");
 	if (rc)
 		die("serial: cannot register ports 0x%x: %s", SERIAL_PORT, strerror(-rc));
+	s->resume_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->resume_fd < 0 || evloop_add(&machine->loop, s->resume_fd, EPOLLIN, on_resume, s))
+		die("serial: cannot create its eventfd: %s", strerror(errno));
 	if (in_fd >= 0 && evloop_add(&machine->loop, in_fd, EPOLLIN, on_input, s) == 0)
 		s->in_fd = in_fd;
 	return s;
@@ -252,6 +270,8 @@ void serial_destroy(struct serial *s)
 		return;
 	if (s->in_fd >= 0)
 		evloop_remove(&s->machine->loop, s->in_fd);
+	evloop_remove(&s->machine->loop, s->resume_fd);
+	close(s->resume_fd);
 	if (s->irq_fd >= 0)
 		close(s->irq_fd);
 	pthread_mutex_destroy(&s->lock);

@@ -92,7 +92,12 @@ void guest_main(const uint8_t *boot_params)
 	/* Words like vsock-hostile send the virtio-vsock device malformed packets (vsock.c). */
 	vsock_run(cmdline);
 
-	if (has_word(cmdline, "uart-echo"))
+	if (has_word(cmdline, "uart-echo-late"))
+		/* Lets ember fill the 64-byte receive FIFO first, so that it stops reading its
+		 * stdin and the guest's reads must make it resume. */
+		for (unsigned i = 0; i < 20000; i++) /* port reads: exits, a few ms each thousand */
+			inb(UART + UART_LSR);
+	if (has_word(cmdline, "uart-echo") || has_word(cmdline, "uart-echo-late"))
 		uart_echo();
 	if (has_word(cmdline, "triple-fault")) {
 		/* An empty IDT: the #UD cannot be delivered, nor the #DF that follows. */
