@@ -123,25 +123,25 @@ stop_with() {
 	[[ "$output" == *"vCPU 0: KVM internal error"*"at rip 0xd0000000"* ]]
 }
 
-@test "ember's stdin reaches the guest's UART receiver" {
-	write_config "$D/vm.json" "$TEST_GUEST" "" "uart-echo" 1 64
-	# Built here, so that it cannot come from anywhere but stdin.
-	line="from-stdin-$$-$RANDOM"
-	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json" < <(printf '%s\n' "$line")
+# uart_echoes WORD LINE: the test guest (WORD: uart-echo or uart-echo-late) reads LINE from
+# ember's stdin through the UART and prints it back; ember exits 0.
+uart_echoes() {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "$1" 1 64
+	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json" < <(printf '%s\n' "$2")
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
+	[[ "$output" == *"ember test guest: uart got '$2'"* ]]
+}
+
+@test "ember's stdin reaches the guest's UART receiver" {
+	# Built here, so that it cannot come from anywhere but stdin.
+	uart_echoes uart-echo "from-stdin-$$-$RANDOM"
 }
 
 @test "console input beyond the 64-byte FIFO waits in stdin and resumes when the guest reads" {
 	# The vCPU thread used to resume stdin with epoll_ctl itself: its seccomp filter ended
 	# ember with 148.
-	write_config "$D/vm.json" "$TEST_GUEST" "" "uart-echo-late" 1 64
-	line="long-$RANDOM-$(printf 'x%.0s' $(seq 66))"
-	run timeout 30 "$EMBER" --no-api --config-file "$D/vm.json" < <(printf '%s\n' "$line")
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[[ "$output" == *"ember test guest: uart got '$line'"* ]]
+	uart_echoes uart-echo-late "long-$RANDOM-$(printf 'x%.0s' $(seq 66))"
 }
 
 @test "without boot_args the guest gets Firecracker's default command line" {
