@@ -58,7 +58,9 @@ cpuid_line() {
 		[ "$smt" = false ] || threads=2
 		for cpu in 0 1 2 3; do
 			line=$(cpuid_line $cpu)
-			[[ "$line" == *" leaf1_apic=$cpu x2apic=$cpu threads_per_core=$threads "* ]]
+			# Subleaf 1 of 0xb, the core level, counts the package's logical CPUs (this host
+			# lists only subleaf 0: ember adds it, or the guest read 0).
+			[[ "$line" == *" leaf1_apic=$cpu x2apic=$cpu threads_per_core=$threads cpus=4 "* ]]
 			# AMD's leaf 0x8000001e, where the host has it (amd_threads=0: it has not):
 			# the core is the APIC ID over the threads per core.
 			if [[ "$line" != *" amd_threads=0" ]]; then

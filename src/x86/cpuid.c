@@ -1,11 +1,38 @@
 #include "x86/cpuid.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 static unsigned bits_for(unsigned count)
 {
 	unsigned shift = 0;
 	while ((1u << shift) < count)
 		shift++;
 	return shift;
+}
+
+static struct kvm_cpuid_entry2 *find(struct kvm_cpuid_entry2 *e, unsigned nr, uint32_t function,
+				     uint32_t index)
+{
+	for (unsigned i = 0; i < nr; i++)
+		if (e[i].function == function && e[i].index == index)
+			return &e[i];
+	return NULL;
+}
+
+unsigned cpuid_complete_topology(struct kvm_cpuid_entry2 *e, unsigned nr, unsigned room)
+{
+	static const uint32_t leaves[] = { 0xb, 0x1f };
+	for (unsigned l = 0; l < 2; l++) {
+		struct kvm_cpuid_entry2 *first = find(e, nr, leaves[l], 0);
+		for (uint32_t index = 1; first && index <= 2 && nr < room; index++) {
+			if (find(e, nr, leaves[l], index))
+				continue;
+			e[nr] = *first; /* cpuid_filter fills in the values */
+			e[nr++].index = index;
+		}
+	}
+	return nr;
 }
 
 void cpuid_filter(struct kvm_cpuid_entry2 *entries, unsigned nr, unsigned cpu_index,

@@ -98,11 +98,13 @@ void vcpu_create(struct machine *machine, struct vcpu *vcpu, unsigned index,
 	if (vcpu->run == MAP_FAILED)
 		die("vCPU %u: cannot map kvm_run: %s", index, strerror(errno));
 
+	/* Room for the topology subleaves the host may not list. */
 	size_t cpuid_size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
-	struct kvm_cpuid2 *cpuid = malloc(cpuid_size);
+	struct kvm_cpuid2 *cpuid = malloc(cpuid_size + 4 * sizeof(supported->entries[0]));
 	if (!cpuid)
 		die("out of memory");
 	memcpy(cpuid, supported, cpuid_size);
+	cpuid->nent = cpuid_complete_topology(cpuid->entries, cpuid->nent, cpuid->nent + 4);
 	cpuid_filter(cpuid->entries, cpuid->nent, index, machine->nr_vcpus, smt);
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0)
 		die("vCPU %u: KVM_SET_CPUID2: %s", index, strerror(errno));

@@ -255,6 +255,28 @@ static void cpuid_leaf_b(void **state)
 	check_topology_leaf(&e[LB0], 1, 1, 2, 1, 2);
 }
 
+/* A host that lists only subleaf 0 of 0xb (and no 0x1f): subleaves 1 and 2 are added, so the
+ * guest reads its core level instead of zeros; nothing is added for an absent leaf, nor
+ * twice, nor past the room given. */
+static void cpuid_missing_subleaves_are_added(void **state)
+{
+	(void)state;
+	struct kvm_cpuid_entry2 e[6] = {
+		{ .function = 1 },
+		{ .function = 0xb, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
+	};
+	unsigned n = cpuid_complete_topology(e, 2, 6);
+	assert_int_equal(n, 4);
+	assert_int_equal(e[2].function, 0xb);
+	assert_int_equal(e[2].index, 1);
+	assert_int_equal(e[2].flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
+	assert_int_equal(e[3].index, 2);
+	cpuid_filter(e, n, 3, 4, true);
+	check_topology_leaf(&e[1], 3, 1, 2, 2, 4);
+	assert_int_equal(cpuid_complete_topology(e, n, 6), n);
+	assert_int_equal(cpuid_complete_topology(e, 2, 3), 3);
+}
+
 static void cpuid_leaf_8000001e(void **state)
 {
 	(void)state;
@@ -302,6 +324,7 @@ int main(void)
 		BUS_TEST(bus_misses),
 		UNIT_TEST(cpuid_leaf1),
 		UNIT_TEST(cpuid_leaf_b),
+		UNIT_TEST(cpuid_missing_subleaves_are_added),
 		UNIT_TEST(cpuid_leaf_8000001e),
 		UNIT_TEST(cpuid_cache_and_amd_counts),
 	};
