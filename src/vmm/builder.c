@@ -101,7 +101,7 @@ static struct kvm_cpuid2 *supported_cpuid(struct machine *m)
 
 /* The PIT, and what InstanceStart would otherwise compute: the host's CPUID for the vCPUs
  * and the seccomp filters. */
-static void *create_pit(void *arg)
+static void *make_pit_and_filters(void *arg)
 {
 	struct vm *vm = arg;
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -169,7 +169,7 @@ static void start_memory(struct vm *vm)
 	start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
 }
 
-/* The KVM VM with its irqchip, and (early_pit) the PIT on a helper thread. Memory waits
+/* The KVM VM with its irqchip, and (build_ahead) the PIT on a helper thread. Memory waits
  * for machine-config (builder_resize_memory): clients set its size before anything else. */
 static void prepare(struct vm *vm)
 {
@@ -178,8 +178,8 @@ static void prepare(struct vm *vm)
 		return;
 	create_vm_and_irqchip(&vm->m);
 	vm->kvm_ready = true;
-	if (vm->early_pit)
-		start_helper(vm, &vm->pit_thread, &vm->pit_pending, create_pit);
+	if (vm->build_ahead)
+		start_helper(vm, &vm->pit_thread, &vm->pit_pending, make_pit_and_filters);
 }
 
 static void on_exit_event(void *opaque, uint32_t events)
@@ -203,12 +203,12 @@ static void on_signal(void *opaque, uint32_t events)
 	}
 }
 
-void builder_init(struct vm *vm, bool early_pit)
+void builder_init(struct vm *vm, bool build_ahead)
 {
 	struct machine *m = &vm->m;
 	m->kvm_fd = m->vm_fd = m->exit_event_fd = -1;
 	vm->loop_signal_fd = vm->serial_out_fd = vm->metrics_timer_fd = -1;
-	vm->early_pit = early_pit;
+	vm->build_ahead = build_ahead;
 	vm_config_init(&vm->cfg);
 	atomic_init(&m->exiting, false);
 	pthread_mutex_init(&m->pause_lock, NULL);
@@ -242,7 +242,7 @@ void builder_prepare(struct vm *vm)
 
 void builder_resize_memory(struct vm *vm)
 {
-	if (vm->kvm_ready && vm->early_pit &&
+	if (vm->kvm_ready && vm->build_ahead &&
 	    vm->mem_bytes != (uint64_t)vm->cfg.machine.mem_size_mib << 20)
 		start_memory(vm);
 }
@@ -372,9 +372,9 @@ static int build(struct vm *vm, char *err)
 				    strerror(errno));
 	}
 	vm->serial_out_fd = out_fd;
-	/* Without early_pit the memory is mapped here, for the kernel, and KVM takes it on a
+	/* Otherwise the memory is mapped here, for the kernel, and KVM takes it on a
 	 * helper thread meanwhile. */
-	if (vm->early_pit) {
+	if (vm->build_ahead) {
 		builder_resize_memory(vm); /* no machine-config came: the default size */
 		join_helper(vm->mem_thread, &vm->mem_pending);
 	} else if (!(vm->mem_rc =
@@ -389,7 +389,7 @@ static int build(struct vm *vm, char *err)
 	/* vCPUs before a late PIT: KVM_CREATE_PIT2 holds the VM lock while it starts its kernel
 	 * thread, and KVM_CREATE_VCPU would wait for it. */
 	m->nr_vcpus = cfg->machine.vcpu_count;
-	if (vm->early_pit)
+	if (vm->build_ahead)
 		join_helper(vm->pit_thread, &vm->pit_pending);
 	else
 		vm->cpuid = supported_cpuid(m);
@@ -398,8 +398,8 @@ static int build(struct vm *vm, char *err)
 		die("out of memory");
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		vcpu_create(m, &vm->vcpus[i], i, vm->cpuid, cfg->machine.smt);
-	if (!vm->early_pit)
-		start_helper(vm, &vm->pit_thread, &vm->pit_pending, create_pit);
+	if (!vm->build_ahead)
+		start_helper(vm, &vm->pit_thread, &vm->pit_pending, make_pit_and_filters);
 
 	vm->serial = serial_create(m, out_fd, STDIN_FILENO);
 	vm->i8042 = i8042_create(m);
@@ -411,7 +411,7 @@ static int build(struct vm *vm, char *err)
 	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
 	if (!rc)
 		vcpu_setup_long_mode(&vm->vcpus[0], entry);
-	/* Compiled already with early_pit; else now, while KVM finishes the PIT and memory. */
+	/* Compiled already when built ahead; else now, while KVM finishes the PIT and memory. */
 	int seccomp_rc = seccomp_prepare();
 	if (seccomp_rc)
 		log_warn("seccomp filters do not compile (%s); installing them will fail",

@@ -29,7 +29,7 @@ struct vm {
 	/* Built ahead of InstanceStart (builder.c): the KVM VM, its PIT and memory. A setup
 	 * that fails there is reported at InstanceStart, which tries again. */
 	bool kvm_ready;
-	bool early_pit; /* the PIT comes with the KVM VM, not after the vCPUs */
+	bool build_ahead; /* through the API: PIT and memory before InstanceStart */
 	pthread_t pit_thread, mem_thread;
 	bool pit_pending, mem_pending; /* a helper thread to join */
 	uint64_t mem_bytes;	       /* the size the memory thread maps; 0: none yet */
@@ -55,11 +55,11 @@ struct vm {
 
 /* builder.c */
 /* The VMM thread's basics, before any configuration. vm must be zeroed, with
- * boot_timer_enabled and m.start_ns/start_cpu_ns set. early_pit: the API will configure the
+ * boot_timer_enabled and m.start_ns/start_cpu_ns set. build_ahead: the API will configure the
  * VM later, so builder_prepare makes the PIT in the background, and builder_resize_memory
  * the guest memory once machine-config gives its size. */
-void builder_init(struct vm *vm, bool early_pit);
-/* The KVM VM and its irqchip (and with early_pit, the rest in the background); once the API
+void builder_init(struct vm *vm, bool build_ahead);
+/* The KVM VM and its irqchip (and with build_ahead, the rest in the background); once the API
  * socket is up, so that it does not wait for KVM. */
 void builder_prepare(struct vm *vm);
 /* machine-config set the memory size before start: (re)map it in the background. */
