@@ -55,6 +55,22 @@ config() { # config MEM NICS_JSON
 	guest_config "$1" "\"network-interfaces\": [ $2 ]"
 }
 
+# Sends $D/to-guest to the guest's port 5002 once it listens (every refused connect costs
+# nothing). It says so in a file, not on stdout: a line written there while the guest's
+# console is printing would split one of the guest's lines.
+send_to_guest() {
+	for _ in $(seq 1500); do
+		$BB nc 172.16.0.2 5002 <"$D/to-guest" 2>/dev/null && { : >"$D/send-done"; break; }
+		sleep 0.2
+	done
+}
+
+stop_sending() {
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null
+	[ -e "$D/send-done" ] && echo HOST-SEND-DONE
+}
+
 run_ember() {
 	timeout "${EMBER_NET_TIMEOUT:-400}" "$EMBER" --no-api --config-file "$D/vm.json" 2>&1
 	echo "HOST-EMBER-STATUS=$?"
@@ -85,18 +101,11 @@ SH
 	idle
 	$BB nc -l -p 5001 <"$IDLE" >"$D/from-guest" &
 	lpid=$!
-	(
-		# Until the guest listens: every refused connect costs nothing.
-		for _ in $(seq 1500); do
-			$BB nc 172.16.0.2 5002 <"$D/to-guest" 2>/dev/null && { echo HOST-SEND-DONE; break; }
-			sleep 0.2
-		done
-	) &
+	send_to_guest &
 	spid=$!
 	run_ember
 	wait "$lpid"
-	kill "$spid" 2>/dev/null
-	wait "$spid" 2>/dev/null
+	stop_sending
 	echo "HOST-RECEIVED-SHA=$(sha256sum <"$D/from-guest" | cut -d' ' -f1)"
 	echo "HOST-RECEIVED-BYTES=$(stat -c %s "$D/from-guest")"
 	;;
@@ -179,16 +188,10 @@ echo GUEST-T1=\$(cut -d' ' -f1 /proc/uptime)
 echo GUEST-RECEIVED-BYTES=\$(wc -c </tmp/in)
 SH
 	config 192 "$(nic eth0 tap0 06:00:ac:10:00:02 '"rx_rate_limiter": { "bandwidth": { "size": '$rate', "refill_time": 1000 } }')"
-	(
-		for _ in $(seq 1500); do
-			$BB nc 172.16.0.2 5002 <"$D/to-guest" 2>/dev/null && { echo HOST-SEND-DONE; break; }
-			sleep 0.2
-		done
-	) &
+	send_to_guest &
 	spid=$!
 	run_ember
-	kill "$spid" 2>/dev/null
-	wait "$spid" 2>/dev/null
+	stop_sending
 	;;
 features)
 	mktap tap0 172.16.0.1 || exit 1
@@ -212,16 +215,10 @@ echo GUEST-RX-BYTES=\$((\$(cat /sys/class/net/eth0/statistics/rx_bytes) - b0))
 echo GUEST-RECEIVED-SHA=\$(sha256sum </tmp/in | cut -d' ' -f1)
 SH
 	config $((MIB * 2 + 128)) "$(nic eth0 tap0 06:00:ac:10:00:02 '"mtu": 1400')"
-	(
-		for _ in $(seq 1500); do
-			$BB nc 172.16.0.2 5002 <"$D/to-guest" 2>/dev/null && { echo HOST-SEND-DONE; break; }
-			sleep 0.2
-		done
-	) &
+	send_to_guest &
 	spid=$!
 	run_ember
-	kill "$spid" 2>/dev/null
-	wait "$spid" 2>/dev/null
+	stop_sending
 	;;
 bench-ember | bench-qemu)
 	mktap tap0 172.16.0.1 || exit 1
