@@ -6,7 +6,7 @@
  * triple-faults; with "exec-mmio" it runs code where no memory is). "smp" and "high-mem"
  * test the CPUs and memory (cpu.c); words that start with "blk-" or "net-" exercise the
  * virtio-blk or virtio-net devices by polling (virtio.c), and "vsock-" words the
- * virtio-vsock device (vsock.c). */
+ * virtio-vsock device (vsock.c), "rng-" words the virtio-rng device (rng.c). */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -93,6 +93,8 @@ void guest_main(const uint8_t *boot_params)
 	virtio_run(cmdline);
 	/* Words like vsock-hostile send the virtio-vsock device malformed packets (vsock.c). */
 	vsock_run(cmdline);
+	/* rng-* words read the virtio-rng device and break its queue (rng.c). */
+	rng_run(cmdline);
 
 	if (has_word(cmdline, "uart-echo-late"))
 		/* Lets ember fill the 64-byte receive FIFO first, so that it stops reading its
