@@ -146,17 +146,17 @@ static json_t *kind_to_json(const void *store)
 	json_t *arr = json_array();
 	for (unsigned i = 0; i < set->nr_nets; i++) {
 		const struct net_config *n = &set->nets[i];
-		json_t *obj = json_pack("{s:s, s:s}", "iface_id", n->iface_id, "host_dev_name",
-					n->host_dev_name);
-		if (n->has_mac) {
-			char mac[18];
-			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
-				 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
-				 n->guest_mac[5]);
-			json_object_set_new(obj, "guest_mac", json_string(mac));
-		}
-		if (n->mtu)
-			json_object_set_new(obj, "mtu", json_integer(n->mtu));
+		char mac[18];
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+			 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+			 n->guest_mac[5]);
+		/* Every field Firecracker shows, null where unset (test_get_full_config). */
+		json_t *obj = json_pack(
+			"{s:s, s:s, s:o, s:o, s:o, s:o}", "iface_id", n->iface_id, "host_dev_name",
+			n->host_dev_name, "guest_mac", n->has_mac ? json_string(mac) : json_null(),
+			"mtu", n->mtu ? json_integer(n->mtu) : json_null(), "rx_rate_limiter",
+			cfg_rate_limiter_json(&n->rx_rate_limiter), "tx_rate_limiter",
+			cfg_rate_limiter_json(&n->tx_rate_limiter));
 		json_array_append_new(arr, obj);
 	}
 	return arr;

@@ -74,6 +74,17 @@ int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial,
 	if (check_object(body, what, err) || cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 
+	/* Firecracker answers a PATCH that sets nothing as it answers one without a body
+	 * (request/machine_configuration.rs); null is "not given". */
+	if (partial) {
+		const char *key;
+		json_t *val;
+		bool any = false;
+		json_object_foreach (body, key, val)
+			any |= !json_is_null(val);
+		if (!any)
+			return cfg_fail(err, "Empty PATCH request.");
+	}
 	struct machine_config next = cfg->machine;
 	if (!partial)
 		next.smt = next.track_dirty_pages = false;
@@ -86,13 +97,13 @@ int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial,
 
 	/* Only the values that mean "nothing special" are accepted: ember has no CPU
 	 * templates and no huge-page backing. */
-	json_t *tmpl = json_object_get(body, "cpu_template");
+	json_t *tmpl = cfg_get(body, "cpu_template", false);
 	if (tmpl && !(json_is_string(tmpl) && strcmp(json_string_value(tmpl), "None") == 0))
 		return cfg_fail(
 			err,
 			"%s: field 'cpu_template' must be \"None\" (ember has no CPU templates)",
 			what);
-	json_t *huge = json_object_get(body, "huge_pages");
+	json_t *huge = cfg_get(body, "huge_pages", false);
 	if (huge && !(json_is_string(huge) && strcmp(json_string_value(huge), "None") == 0))
 		return cfg_fail(err, "%s: field 'huge_pages' must be \"None\"", what);
 
@@ -117,6 +128,17 @@ int config_validate_for_start(const struct vm_config *cfg, char *err)
 	if (!cfg->boot.kernel_image_path)
 		return cfg_fail(err, "no boot source: 'kernel_image_path' is not configured");
 	return 0;
+}
+
+/* Objects a config file may give as null, as GET /vm/config shows them when unset. */
+static bool null_is_absent(const char *key)
+{
+	static const char *const keys[] = { "logger",	   "metrics",	  "balloon",
+					    "cpu-config", "mmds-config", "entropy", NULL };
+	for (int i = 0; keys[i]; i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
 }
 
 int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_key, void *opaque,
@@ -148,6 +170,8 @@ int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_
 			rc = config_put_serial(cfg, val, inner);
 		else if ((kind = device_kind_find(key)) >= 0)
 			rc = device_kinds[kind]->load(cfg->devices[kind], val, inner);
+		else if (json_is_null(val) && null_is_absent(key))
+			rc = 0; /* what GET /vm/config shows for an unconfigured object */
 		else if (own_key && (strcmp(key, "logger") == 0 || strcmp(key, "metrics") == 0))
 			rc = own_key(opaque, key, val, inner);
 		else
