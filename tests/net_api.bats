@@ -57,9 +57,9 @@ boot_source() {
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "vhost": true}' "unknown field 'vhost'"
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "xx"}' "guest_mac"
 	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}'
-	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}'
-	expect_api 400 PATCH /network-interfaces/eth9 '{"iface_id": "eth9"}' "no such network interface"
-	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02"}]'
+	# Firecracker: PATCH only on the running VM (test_api_patch_pre_boot).
+	expect_api 400 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}' "not supported before starting the microVM"
+	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02","mtu":null,"rx_rate_limiter":null,"tx_rate_limiter":null}]'
 }
 
 # tap_tx_frames: frames ember has written to tap0 (the TAP's receive side).
@@ -110,7 +110,7 @@ frames_in() {
 	kill -0 "$EMBER_PID"
 }
 
-@test "a TAP already in use by another ember is refused at InstanceStart, naming it" {
+@test "a TAP already in use by another ember is refused at PUT (Firecracker opens it there), naming it" {
 	tap tap0 up
 	ns_api_start
 	boot_source
@@ -122,8 +122,8 @@ frames_in() {
 	PID2=$!
 	for _ in $(seq 200); do [ -S "$SOCK" ] && break; sleep 0.01; done
 	boot_source
-	expect_api 204 PUT /network-interfaces/net1 '{"iface_id": "net1", "host_dev_name": "tap0"}'
-	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "network interface net1: cannot attach to TAP tap0: it is in use by another process"
+	expect_api 400 PUT /network-interfaces/net1 '{"iface_id": "net1", "host_dev_name": "tap0"}' \
+		"network interface net1: cannot attach to TAP tap0: it is in use by another process"
 	SOCK=$first
 }
 

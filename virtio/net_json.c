@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/json_fields.h"
+#include "virtio/tap.h"
 #include "virtio/virtio.h"
 
 /* "06:00:AC:10:00:02": six hex pairs separated by colons; a multicast address cannot be a
@@ -74,10 +75,14 @@ int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 	if (tap[0] == '\0' || strlen(tap) >= IFNAMSIZ)
 		return cfg_fail(err, "%s: field 'host_dev_name' must be 1 to %d characters", what,
 				IFNAMSIZ - 1);
-	/* Caught here rather than at InstanceStart: the orchestrator creates the TAP first. */
+	/* Caught here rather than at InstanceStart, as Firecracker opens the TAP at PUT: the
+	 * orchestrator creates it first. InstanceStart opens it again (and checks it is up). */
 	if (if_nametoindex(tap) == 0)
 		return cfg_fail(err, "%s: host_dev_name: TAP device %.16s does not exist", what,
 				tap);
+	char why[ERR_LEN];
+	if (tap_probe(id, tap, why))
+		return cfg_fail(err, "%.450s", why); /* it names the interface and the TAP */
 	if (mac) {
 		if (parse_mac(mac, next.guest_mac, what, err))
 			return -EINVAL;

@@ -3,6 +3,8 @@
 #include "vmm/device_table.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,17 @@ static int get_string(json_t *obj, const char *what, const char *key, bool requi
 	return 0;
 }
 
+/* Opens path for reading, as Firecracker's File::open; the message is prefix and the error in
+ * Rust's words ("No such file or directory (os error 2)"). */
+static int check_readable(const char *path, const char *prefix, char *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cfg_fail(err, "%s%s (os error %d)", prefix, strerror(errno), errno);
+	close(fd);
+	return 0;
+}
+
 int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 {
 	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args", NULL };
@@ -51,6 +64,16 @@ int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 			      CMDLINE_MAX - 1);
 	if (!rc && next.kernel_image_path[0] == '\0')
 		rc = cfg_fail(err, "%s: field 'kernel_image_path' is empty", what);
+	/* Firecracker opens both files here, so that a wrong path fails this request rather
+	 * than InstanceStart (which checks again: the files may go in between). */
+	if (!rc)
+		rc = check_readable(next.kernel_image_path,
+				    "Boot source error: The kernel file cannot be opened: ", err);
+	if (!rc && next.initrd_path)
+		rc = check_readable(next.initrd_path,
+				    "Boot source error: The initrd file cannot be opened due to "
+				    "invalid path or invalid permissions. ",
+				    err);
 	if (rc) {
 		free(next.kernel_image_path);
 		free(next.initrd_path);

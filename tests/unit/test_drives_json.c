@@ -343,7 +343,7 @@ static void config_file_array(void **state)
 	vm_config_free(cfg());
 	vm_config_init(cfg());
 	snprintf(text, sizeof(text),
-		 "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": [{\"drive_id\": "
+		 "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\"}, \"drives\": [{\"drive_id\": "
 		 "\"root\","
 		 " \"path_on_host\": \"%s\", \"is_root_device\": true, \"cache_type\": "
 		 "\"Writeback\"}]}",
