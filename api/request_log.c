@@ -65,7 +65,10 @@ static void quote(const char *s, size_t n, char *out, size_t cap)
 			snprintf(esc, sizeof(esc), "\\%c", (char)cp);
 		} else if (cp == '\n' || cp == '\r' || cp == '\t' || cp == 0) {
 			snprintf(esc, sizeof(esc), "\\%c",
-				 cp == '\n' ? 'n' : cp == '\r' ? 'r' : cp == '\t' ? 't' : '0');
+				 cp == '\n'   ? 'n'
+				 : cp == '\r' ? 'r'
+				 : cp == '\t' ? 't'
+					      : '0');
 		} else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
 			snprintf(esc, sizeof(esc), "\\u{%x}", cp);
 		} else {

@@ -187,8 +187,8 @@ static unsigned handle(struct api_ctx *ctx, unsigned ep, unsigned method, const 
 						  EMBER_VERSION, "app_name", "ember"));
 		break;
 	case EP_VERSION:
-		reply->body = json_text(
-			json_pack("{s:s}", "firecracker_version", EMBER_FC_API_VERSION));
+		reply->body =
+			json_text(json_pack("{s:s}", "firecracker_version", EMBER_FC_API_VERSION));
 		break;
 	case EP_VM_CONFIG:
 		reply->body = json_text(vmm_config_json(ctx->vm));
@@ -274,8 +274,8 @@ static const char *id_problem(const char *id, bool has_id)
 /* The checks Firecracker makes before any endpoint sees the request (parsed_request.rs),
  * in its order: a GET with a body, a PUT or PATCH without one, then the method and path.
  * 0, or the status of the reply it made. */
-static unsigned check_request(const char *method, unsigned m, const char *a, bool has_body,
-			      int ep, struct api_reply *reply)
+static unsigned check_request(const char *method, unsigned m, const char *a, bool has_body, int ep,
+			      struct api_reply *reply)
 {
 	if (m == M_GET && has_body)
 		return fault(reply, 400, "GET request cannot have a body.");

@@ -76,8 +76,9 @@ start_guest() { # a running VM: the test guest halts and stays
 
 @test "PUT-time validation: the kernel and initrd are opened at PUT /boot-source (test_api_put_update_pre_boot, vmm_config/boot_source.rs)" {
 	api_start
+	# Firecracker's words, then the path (ember's messages name the file at fault).
 	body_is PUT /boot-source '{"kernel_image_path": "foo.bar"}' 400 \
-		'{"fault_message": "Boot source error: The kernel file cannot be opened: No such file or directory (os error 2)"}'
+		'{"fault_message": "Boot source error: The kernel file cannot be opened: No such file or directory (os error 2) [foo.bar]"}'
 	expect_api 400 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"initrd_path\": \"$D/none\"}" \
 		"Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2)"
 	expect_api 200 GET /vm/config "" '"kernel_image_path":""'

@@ -135,8 +135,10 @@ static int parse_patch(struct drive_set *set, const char *path_id, json_t *body,
 	/* Firecracker refuses a PATCH of a virtio-block drive that names nothing to change
 	 * (_drive_patch in test_api.py: "Running method expected different backend."). */
 	if (!cfg_get(body, "path_on_host", false) && !cfg_get(body, "rate_limiter", false))
-		return cfg_fail(err, "%s: nothing to update: PATCH takes path_on_host and/or "
-				"rate_limiter", what);
+		return cfg_fail(err,
+				"%s: nothing to update: PATCH takes path_on_host and/or "
+				"rate_limiter",
+				what);
 	if (cfg_get_str(body, what, "path_on_host", false, &path, err) ||
 	    cfg_get_rate_limiter(body, what, "rate_limiter", &next->rate_limiter, err) ||
 	    (path && check_path(path, next->is_read_only, what, err)))

@@ -16,7 +16,7 @@ struct vsock_host {
 	void (*kick)(void *opaque); /* after host events: packets owed to the guest go out */
 	void *kick_opaque;
 
-	int bound_fd;	 /* a socket already bound to uds_path (taken over), or -1 */
+	int bound_fd;	/* a socket already bound to uds_path (taken over), or -1 */
 	bool owns_path; /* it bound uds_path itself, and removes the file */
 	int listen_fd, timer_fd, cleanup_fd; /* cleanup_fd: see vsock_host_ops.wake */
 	bool timer_armed;

@@ -35,12 +35,13 @@ static int get_string(json_t *obj, const char *what, const char *key, bool requi
 }
 
 /* Opens path for reading, as Firecracker's File::open; the message is prefix and the error in
- * Rust's words ("No such file or directory (os error 2)"). */
+ * Rust's words ("No such file or directory (os error 2)"), then the path. */
 static int check_readable(const char *path, const char *prefix, char *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cfg_fail(err, "%s%s (os error %d)", prefix, strerror(errno), errno);
+	if (fd < 0) /* ember names the file too (DESIGN.md): after Firecracker's words */
+		return cfg_fail(err, "%s%s (os error %d) [%.300s]", prefix, strerror(errno), errno,
+				path);
 	close(fd);
 	return 0;
 }
@@ -156,8 +157,8 @@ int config_validate_for_start(const struct vm_config *cfg, char *err)
 /* Objects a config file may give as null, as GET /vm/config shows them when unset. */
 static bool null_is_absent(const char *key)
 {
-	static const char *const keys[] = { "logger",	   "metrics",	  "balloon",
-					    "cpu-config", "mmds-config", "entropy", NULL };
+	static const char *const keys[] = { "logger",	   "metrics", "balloon", "cpu-config",
+					    "mmds-config", "entropy", NULL };
 	for (int i = 0; keys[i]; i++)
 		if (strcmp(key, keys[i]) == 0)
 			return true;

@@ -246,12 +246,12 @@ json_t *vmm_config_json(const struct vm *vm)
 {
 	const struct boot_source_config *b = &vm->cfg.boot;
 	/* Before PUT /boot-source Firecracker shows an empty kernel path and nulls. */
-	json_t *root = json_pack(
-		"{s:{s:s, s:o, s:o}, s:o}", "boot-source", "kernel_image_path",
-		b->kernel_image_path ? b->kernel_image_path : "", "initrd_path",
-		b->initrd_path ? json_string(b->initrd_path) : json_null(), "boot_args",
-		b->boot_args ? json_string(b->boot_args) : json_null(), "machine-config",
-		vmm_machine_config_json(vm));
+	json_t *root =
+		json_pack("{s:{s:s, s:o, s:o}, s:o}", "boot-source", "kernel_image_path",
+			  b->kernel_image_path ? b->kernel_image_path : "", "initrd_path",
+			  b->initrd_path ? json_string(b->initrd_path) : json_null(), "boot_args",
+			  b->boot_args ? json_string(b->boot_args) : json_null(), "machine-config",
+			  vmm_machine_config_json(vm));
 	for (int i = 0; absent_objects[i]; i++)
 		json_object_set_new(root, absent_objects[i], json_null());
 	for (int k = 0; device_kinds[k]; k++)

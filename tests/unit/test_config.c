@@ -27,10 +27,11 @@ static void boot_source_valid(void **state)
 {
 	(void)state;
 	char err[ERR_LEN] = "";
-	assert_int_equal(boot_source("{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": \"/dev/zero\","
-				     " \"boot_args\": \"console=ttyS0\"}",
-				     err),
-			 0);
+	assert_int_equal(
+		boot_source("{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": \"/dev/zero\","
+			    " \"boot_args\": \"console=ttyS0\"}",
+			    err),
+		0);
 	assert_string_equal(cfg()->boot.kernel_image_path, "/dev/null");
 	assert_string_equal(cfg()->boot.initrd_path, "/dev/zero");
 	assert_string_equal(cfg()->boot.boot_args, "console=ttyS0");
@@ -47,10 +48,10 @@ static void boot_source_refusals(void **state)
 	char err[ERR_LEN] = "";
 	refused(boot_source("{\"boot_args\": \"x\"}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": 7}", err), err, "kernel_image_path", NULL);
-	refused(boot_source("{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": false}", err), err,
-		"initrd_path", NULL);
-	refused(boot_source("{\"kernel_image_path\": \"/dev/null\", \"kernel_args\": \"x\"}", err), err,
-		"kernel_args", NULL);
+	refused(boot_source("{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": false}", err),
+		err, "initrd_path", NULL);
+	refused(boot_source("{\"kernel_image_path\": \"/dev/null\", \"kernel_args\": \"x\"}", err),
+		err, "kernel_args", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"\"}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"/k\\u0000x\"}", err), err,
 		"kernel_image_path", NULL);
@@ -68,14 +69,14 @@ static void boot_args_length(void **state)
 	assert_non_null(args);
 	memset(args, 'a', CMDLINE_MAX);
 	args[CMDLINE_MAX] = '\0';
-	snprintf(body, CMDLINE_MAX + 64, "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"%s\"}",
-		 args);
+	snprintf(body, CMDLINE_MAX + 64,
+		 "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"%s\"}", args);
 	int rc = boot_source(body, err);
 	char err_long[ERR_LEN];
 	memcpy(err_long, err, sizeof(err_long));
 	args[CMDLINE_MAX - 1] = '\0'; /* 2047 bytes: the longest Linux takes */
-	snprintf(body, CMDLINE_MAX + 64, "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"%s\"}",
-		 args);
+	snprintf(body, CMDLINE_MAX + 64,
+		 "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"%s\"}", args);
 	int rc_max = boot_source(body, err);
 	free(body);
 	free(args);
@@ -89,7 +90,8 @@ static void boot_source_refusal_keeps_previous(void **state)
 	(void)state;
 	char err[ERR_LEN] = "";
 	assert_int_equal(
-		boot_source("{\"kernel_image_path\": \"/dev/full\", \"boot_args\": \"a=1\"}", err), 0);
+		boot_source("{\"kernel_image_path\": \"/dev/full\", \"boot_args\": \"a=1\"}", err),
+		0);
 	/* Fails on its last check, after the other fields were read. */
 	refused(boot_source("{\"kernel_image_path\": \"/new\", \"initrd_path\": \"/dev/zero\","
 			    " \"boot_args\": 5}",
@@ -226,8 +228,8 @@ static void config_file_invalid_json(void **state)
 	char err[ERR_LEN] = "";
 	const char *path;
 	/* The stray comma is on line 3, column 1 onwards. */
-	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/dev/null\"}\n,}\n", err,
-			   &path);
+	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/dev/null\"}\n,}\n",
+			   err, &path);
 	assert_int_equal(rc, -EINVAL);
 	assert_non_null(strstr(err, path));
 	if (!strstr(err, "line 3"))
