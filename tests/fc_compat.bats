@@ -62,6 +62,8 @@ start_guest() { # a running VM: the test guest halts and stays
 	body_is PUT /drives/ "{\"drive_id\": \"a\", $drive}" 400 '{"fault_message": "The ID cannot be empty."}'
 	expect_api 400 PUT /network-interfaces '{"iface_id": "a", "host_dev_name": "t"}' "The ID cannot be empty."
 	expect_api 400 PUT /drives/a-b "{\"drive_id\": \"a-b\", $drive}" "API Resource IDs can only contain alphanumeric characters and underscores."
+	# The body's id must be the path's (request/drive.rs, request/net.rs).
+	body_is PUT /drives/b "{\"drive_id\": \"a\", $drive}" 400 '{"fault_message": "The id from the path does not match the id from the body!"}'
 	# A trailing slash on a known path changes nothing.
 	expect_api 204 PUT /drives/a/ "{\"drive_id\": \"a\", $drive}"
 	expect_api 204 PUT /machine-config/ '{"vcpu_count": 2, "mem_size_mib": 64}'

@@ -202,9 +202,14 @@ int cfg_list_id(const struct cfg_list *l, json_t *body, const char *path_id, con
 	if (strspn(*id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
 		return cfg_fail(err, "%s: field '%s' may hold only letters, digits and '_'", what,
 				l->id_key);
-	if (path_id && strcmp(path_id, *id) != 0)
-		return cfg_fail(err, "%s: field '%s' does not match the id in the path ('%.64s')",
-				what, l->id_key, path_id);
+	if (path_id && strcmp(path_id, *id) != 0) {
+		if (l->mismatch_names_ids)
+			return cfg_fail(err,
+					"The id from the path [%.64s] does not match the id from "
+					"the body [%.64s]!",
+					path_id, *id);
+		return cfg_fail(err, "The id from the path does not match the id from the body!");
+	}
 	return 0;
 }
 

@@ -45,6 +45,9 @@ struct cfg_list {
 	const char *key, *kind; /* key: the config file's array, "drives" */
 	const char *twins;	/* "field 'drive_id' is used by two drives" */
 	const char *id_key;	/* "drive_id" */
+	/* Firecracker's message for a body whose id is not the path's: drives say only that,
+	 * network interfaces name both ids (request/drive.rs, request/net.rs). */
+	bool mismatch_names_ids;
 	size_t id_max, items, nr, size, id;
 	unsigned max;
 	void (*free)(void *item); /* what one T points to */
