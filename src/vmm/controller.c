@@ -237,34 +237,46 @@ json_t *vmm_machine_config_json(const struct vm *vm)
 			 "track_dirty_pages", mc->track_dirty_pages, "huge_pages", "None");
 }
 
-/* The objects of Firecracker's GET /vm/config that ember does not have (yet): null, as
- * Firecracker shows them unconfigured. A device kind of that name replaces its null. */
-static const char *const absent_objects[] = { "balloon", "cpu-config", "mmds-config", "entropy",
-					      NULL };
+/* GET /vm/config's keys in Firecracker's order (resources.rs VmmConfig). The objects ember
+ * does not have (yet) are null, as Firecracker shows them unconfigured; a device kind of
+ * that name fills its key, and kinds not listed follow. */
+static const char *const config_keys[] = { "balloon",	 "drives",	"boot-source",
+					   "cpu-config", "logger",	"machine-config",
+					   "metrics",	 "mmds-config", "network-interfaces",
+					   "vsock",	 "entropy",	NULL };
+
+static json_t *config_object(const struct vm *vm, const char *key)
+{
+	const struct boot_source_config *b = &vm->cfg.boot;
+	int k = device_kind_find(key);
+	if (k >= 0)
+		return device_kinds[k]->to_json(vm->cfg.devices[k]);
+	if (strcmp(key, "boot-source") == 0) /* before PUT: an empty path and nulls */
+		return json_pack("{s:s, s:o, s:o}", "kernel_image_path",
+				 b->kernel_image_path ? b->kernel_image_path : "", "initrd_path",
+				 b->initrd_path ? json_string(b->initrd_path) : json_null(),
+				 "boot_args",
+				 b->boot_args ? json_string(b->boot_args) : json_null());
+	if (strcmp(key, "machine-config") == 0)
+		return vmm_machine_config_json(vm);
+	/* Firecracker always shows null for these two; ember shows what it writes to, in
+	 * the form a config file takes back. */
+	if (strcmp(key, "logger") == 0 && vm->log_path)
+		return json_pack("{s:s}", "log_path", vm->log_path);
+	if (strcmp(key, "metrics") == 0 && vm->metrics_path)
+		return json_pack("{s:s}", "metrics_path", vm->metrics_path);
+	return json_null();
+}
 
 json_t *vmm_config_json(const struct vm *vm)
 {
-	const struct boot_source_config *b = &vm->cfg.boot;
-	/* Before PUT /boot-source Firecracker shows an empty kernel path and nulls. */
-	json_t *root =
-		json_pack("{s:{s:s, s:o, s:o}, s:o}", "boot-source", "kernel_image_path",
-			  b->kernel_image_path ? b->kernel_image_path : "", "initrd_path",
-			  b->initrd_path ? json_string(b->initrd_path) : json_null(), "boot_args",
-			  b->boot_args ? json_string(b->boot_args) : json_null(), "machine-config",
-			  vmm_machine_config_json(vm));
-	for (int i = 0; absent_objects[i]; i++)
-		json_object_set_new(root, absent_objects[i], json_null());
+	json_t *root = json_object();
+	for (int i = 0; config_keys[i]; i++)
+		json_object_set_new(root, config_keys[i], config_object(vm, config_keys[i]));
 	for (int k = 0; device_kinds[k]; k++)
-		json_object_set_new(root, device_kinds[k]->key,
-				    device_kinds[k]->to_json(vm->cfg.devices[k]));
-	/* Firecracker always shows null here; ember shows what it writes to, in the form a
-	 * config file takes back. */
-	json_object_set_new(root, "logger",
-			    vm->log_path ? json_pack("{s:s}", "log_path", vm->log_path)
-					 : json_null());
-	json_object_set_new(root, "metrics",
-			    vm->metrics_path ? json_pack("{s:s}", "metrics_path", vm->metrics_path)
-					     : json_null());
+		if (!json_object_get(root, device_kinds[k]->key))
+			json_object_set_new(root, device_kinds[k]->key,
+					    device_kinds[k]->to_json(vm->cfg.devices[k]));
 	return root;
 }
 
