@@ -2,7 +2,7 @@
 # virtio-net configuration on this host, with real TAP devices in a network namespace of
 # the test's own and the freestanding test guest: PUT and PATCH /network-interfaces/{id},
 # the config file's "network-interfaces", and the errors that name the interface and the
-# TAP (missing, down, in use).
+# TAP (missing, down, in use, not a TAP).
 
 load lib/common
 
@@ -60,6 +60,20 @@ boot_source() {
 	# Firecracker: PATCH only on the running VM (test_api_patch_pre_boot).
 	expect_api 400 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}' "not supported before starting the microVM"
 	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02","mtu":null,"rx_rate_limiter":null,"tx_rate_limiter":null}]'
+}
+
+@test "PUT /network-interfaces opens the TAP, as Firecracker does: a TUN device and a multi-queue TAP are refused there (fc_compat; vmm_config/net.rs builds the device at PUT)" {
+	in_ns ip tuntap add dev tun0 mode tun
+	in_ns ip tuntap add dev tapmq mode tap multi_queue
+	ns_api_start
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tun0"}' \
+		"network interface eth0: cannot attach to TAP tun0: it is not a TAP device, or is a multi-queue one"
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tapmq"}' \
+		"network interface eth0: cannot attach to TAP tapmq: it is not a TAP device, or is a multi-queue one"
+	# A TAP that is down is fine at PUT: it may come up before InstanceStart, which checks.
+	tap tap0
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'
+	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0"'
 }
 
 # tap_tx_frames: frames ember has written to tap0 (the TAP's receive side).
