@@ -31,6 +31,9 @@ void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, con
  * escaped), and for its outcome. */
 void api_log_request(const char *method, const char *path, const char *body, size_t body_len);
 void api_log_outcome(unsigned status, const char *reason, const char *fault);
+/* in (NUL-terminated) into out (cap bytes) with each byte that is not UTF-8 as "\xNN": a
+ * fault message may quote a path, and JSON strings hold only UTF-8. */
+void api_utf8_clean(const char *in, char *out, size_t cap);
 /* Registers the per-endpoint request metrics. */
 void api_metrics_init(void);
 

@@ -90,6 +90,25 @@ static void quote(const char *s, size_t n, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+void api_utf8_clean(const char *in, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = strlen(in), o = 0;
+	unsigned cp;
+	for (size_t i = 0; i < n && o + 5 < cap;) {
+		size_t len = p[i] < 0x80 ? 1 : utf8_seq(p + i, n - i, &cp);
+		if (!len) {
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
+			i++;
+			continue;
+		}
+		memcpy(out + o, in + i, len);
+		o += len;
+		i += len;
+	}
+	out[o] = '\0';
+}
+
 /* Firecracker prints the method with Rust's Debug: "Get", "Put", "Patch". */
 static void method_name(const char *method, char *out, size_t cap)
 {

@@ -106,9 +106,11 @@ static char *json_text(json_t *obj)
 
 static unsigned fault(struct api_reply *reply, unsigned status, const char *msg)
 {
+	char clean[ERR_LEN * 2];
+	api_utf8_clean(msg, clean, sizeof(clean));
 	reply->status = status;
-	reply->body = json_text(json_pack("{s:s}", "fault_message", msg));
-	api_log_outcome(status, http_reason(status), msg);
+	reply->body = json_text(json_pack("{s:s}", "fault_message", clean));
+	api_log_outcome(status, http_reason(status), clean);
 	return status;
 }
 

@@ -292,6 +292,17 @@ PY
 	for _ in $(seq 50); do grep -q 'x\\u{1b}\[2Jy' "$D/log" && break; sleep 0.05; done
 	grep -qF 'The API server received a Put request on "/x\u{1b}[2Jy\u{7}" with body "{\"a\": \"x\ny\u{1b}[31m\u{1}\"}".' "$D/log"
 	grep -qF 'Message: Invalid request method and/or path: PUT x\u{1b}[2Jy\u{7}.' "$D/log"
+	# A path that is not UTF-8 still gets a JSON fault message (its byte escaped).
+	run python3 - "$SOCK" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+s.sendall(b"GET /\x80 HTTP/1.1\r\nConnection: close\r\n\r\n")
+out = b""
+while chunk := s.recv(4096):
+    out += chunk
+sys.stdout.write(out.split(b"\r\n\r\n", 1)[1].decode())
+PY
+	[ "$(jq -r .fault_message <<<"$output")" = 'Invalid request method and/or path: GET \x80.' ]
 	# No raw ESC, BEL or SOH byte anywhere in the log, and no line split by the body's newline.
 	! LC_ALL=C grep -q $'[\x1b\x07\x01]' "$D/log"
 	! grep -q '^y' "$D/log"
