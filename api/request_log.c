@@ -124,6 +124,8 @@ static void method_name(const char *method, char *out, size_t cap)
 
 void api_log_request(const char *method, const char *path, const char *body, size_t body_len)
 {
+	if (!log_level_enabled(LOG_INFO))
+		return; /* no quoting of a 50 KiB body for nothing */
 	char m[16], qpath[QUOTED_MAX / 4], qbody[QUOTED_MAX];
 	method_name(method, m, sizeof(m));
 	quote(path, strlen(path), qpath, sizeof(qpath));

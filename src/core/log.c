@@ -110,6 +110,11 @@ static void vlog(enum log_level level, const char *file, int line_no, const char
 	(void)r;
 }
 
+bool log_level_enabled(enum log_level level)
+{
+	return (int)level <= (int)current_level;
+}
+
 void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)
 {
 	if ((int)level > (int)current_level)

@@ -23,6 +23,8 @@ int open_output_sink(const char *path); /* -errno on failure */
 void log_set_id(const char *id);
 /* What each line shows besides the message: [Level] (default on) and [file:line]. */
 void log_set_format(bool show_level, bool show_origin);
+/* Whether a message at level would be written: callers skip costly formatting otherwise. */
+bool log_level_enabled(enum log_level level);
 void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 #define log_msg(level, ...) log_msg_at(level, __FILE__, __LINE__, __VA_ARGS__)
