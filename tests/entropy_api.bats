@@ -44,8 +44,8 @@ JSON
 	# A bucket of size 0 does not limit, as in Firecracker: nothing to show.
 	expect_api 204 PUT /entropy '{"rate_limiter": {"ops": {"size": 0, "refill_time": 100}}}'
 	expect_api 200 GET /vm/config "" '"entropy":{}'
-	expect_api 405 GET /entropy "" "Method GET is not allowed"
-	expect_api 405 PATCH /entropy '{}' "Method PATCH is not allowed"
+	expect_api 400 GET /entropy "" "Invalid request method and/or path: GET entropy."
+	expect_api 400 PATCH /entropy '{}' "Invalid request method and/or path: PATCH entropy."
 }
 
 @test "PUT /entropy errors: each class gets 400 naming the key, and changes nothing" {
@@ -63,8 +63,8 @@ JSON
 	expect_api 400 PUT /entropy '{"rate_limiter": {"ops": {"size": 1, "refill_time": 100, "burst": 1}}}' "entropy: rate_limiter.ops: unknown field 'burst'"
 	expect_api 400 PUT /entropy '{"rate_limiter": {"ops": {"size": 1, "refill_time": 18446744073709552}}}' "entropy: rate_limiter.ops: field 'refill_time' must be at most 18446744073709"
 	expect_api 400 PUT /entropy '[1]' "must be a JSON object"
-	expect_api 400 PUT /entropy "" "Empty request body"
-	expect_api 400 PUT /entropy '{"rate_limiter": ' "Invalid JSON"
+	expect_api 400 PUT /entropy "" "Empty PUT request."
+	expect_api 400 PUT /entropy '{"rate_limiter": ' "An error occurred when deserializing the json body"
 	expect_api 200 GET /vm/config "" '"entropy":{"rate_limiter":{"ops":{"size":5,"refill_time":10}}}'
 }
 
