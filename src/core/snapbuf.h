@@ -54,6 +54,7 @@ static inline bool snapr_done(const struct snap_reader *r)
 	return !r->bad && r->off == r->len;
 }
 
-#define SNAP_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define SNAP_TAG(a, b, c, d)                                                                       \
+	((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 
 #endif

@@ -281,8 +281,8 @@ void serial_destroy(struct serial *s)
 void serial_save(struct serial *s, struct snap_writer *w)
 {
 	pthread_mutex_lock(&s->lock);
-	uint8_t regs[] = { s->ier, s->lcr, s->mcr, s->scr, s->fcr, s->dll, s->dlm,
-			   s->thr_empty_pending };
+	uint8_t regs[] = { s->ier, s->lcr, s->mcr, s->scr,
+			   s->fcr, s->dll, s->dlm, s->thr_empty_pending };
 	snapw_bytes(w, regs, sizeof(regs));
 	snapw_u8(w, (uint8_t)s->rx_count);
 	for (unsigned i = 0; i < s->rx_count; i++)

@@ -148,8 +148,8 @@ static int write_memory(struct vm *vm, const char *path, char *err)
 			    path);
 	if (rc)
 		return errf(err, rc, "mem_file_path %s: %s", path, strerror(-rc));
-	log_info("snapshot: %llu of %llu MiB of guest memory written to %s",
-		 (unsigned long long)(written >> 20), (unsigned long long)(vm->m.mem.size >> 20),
+	log_info("snapshot: %llu KiB of %llu MiB of guest memory written to %s",
+		 (unsigned long long)(written >> 10), (unsigned long long)(vm->m.mem.size >> 20),
 		 path);
 	return 0;
 }
@@ -157,7 +157,7 @@ static int write_memory(struct vm *vm, const char *path, char *err)
 static int create(struct vm *vm, json_t *body, char *err)
 {
 	static const char *const keys[] = { "snapshot_path", "mem_file_path", "snapshot_type",
-					     "version", NULL };
+					    "version", NULL };
 	const char *state_path, *mem_path, *type = NULL, *version;
 	if (cfg_check_keys(body, "snapshot", keys, err) ||
 	    cfg_get_str(body, "snapshot", "snapshot_path", true, &state_path, err) ||
@@ -166,14 +166,16 @@ static int create(struct vm *vm, json_t *body, char *err)
 	    cfg_get_str(body, "snapshot", "version", false, &version, err))
 		return -EINVAL;
 	if (type && strcmp(type, "Full") != 0)
-		return cfg_fail(err, "snapshot_type '%.32s': ember makes Full snapshots only", type);
+		return cfg_fail(err, "snapshot_type '%.32s': ember makes Full snapshots only",
+				type);
 	if (vm->state == VM_RUNNING)
 		return cfg_fail(err, "Cannot save the microVM state: Operation not allowed: "
 				     "save/restore unavailable while running");
 	for (unsigned i = 0; i < vm->devices.nr; i++) {
 		const struct device_kind *kind = device_kinds[vm->device_kind_of[i]];
 		if (!kind->save || !kind->restore)
-			return cfg_fail(err, "%s '%s': this kind of device cannot be snapshotted yet",
+			return cfg_fail(err,
+					"%s '%s': this kind of device cannot be snapshotted yet",
 					kind->key, vm->devices.devs[i]->label);
 	}
 	uint64_t t0 = monotonic_ns();
@@ -266,7 +268,7 @@ static int parse_machine(struct loaded *l, char *err)
 }
 
 /* The devices' configuration into the (fresh) configuration, through each kind's checks. */
-static int parse_config(struct vm *vm, const struct loaded *l, char *err)
+static int parse_config(struct vm_config *cfg, const struct loaded *l, char *err)
 {
 	const struct snap_section *s = need(&l->file, SNAP_CONFIG, 0, "configuration", err);
 	if (!s)
@@ -275,27 +277,29 @@ static int parse_config(struct vm *vm, const struct loaded *l, char *err)
 	json_t *root = json_loadb((const char *)s->data, s->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return errf(err, -EINVAL, "the snapshot's device configuration is not a JSON object");
+		return errf(err, -EINVAL,
+			    "the snapshot's device configuration is not a JSON object");
 	}
 	const char *key;
 	json_t *val;
 	int rc = 0;
-	json_object_foreach(root, key, val)
-	{
+	json_object_foreach (root, key, val) {
 		int k = device_kind_find(key);
 		if (k < 0) {
 			rc = errf(err, -EINVAL, "the snapshot has devices of unknown kind '%.64s'",
 				  key);
 			break;
 		}
-		if ((rc = device_kinds[k]->load(vm->cfg.devices[k], val, err)))
+		if ((rc = device_kinds[k]->load(cfg->devices[k], val, err)))
 			break;
 	}
 	json_decref(root);
 	return rc;
 }
 
-static int parse_state(struct vm *vm, struct loaded *l, const uint8_t *buf, size_t len,
+/* Everything that can be checked without a VM, in order; the devices' configuration goes
+ * into cfg. */
+static int parse_state(struct vm_config *cfg, struct loaded *l, const uint8_t *buf, size_t len,
 		       char *err)
 {
 	int rc = snapshot_file_parse(buf, len, &l->file, err);
@@ -321,7 +325,20 @@ static int parse_state(struct vm *vm, struct loaded *l, const uint8_t *buf, size
 	if (!need(&l->file, SNAP_SERIAL, 0, "serial", err) ||
 	    !need(&l->file, SNAP_I8042, 0, "i8042", err))
 		return -EINVAL;
-	return parse_config(vm, l, err);
+	return parse_config(cfg, l, err);
+}
+
+int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err)
+{
+	struct loaded *l = calloc(1, sizeof(*l));
+	struct vm_config cfg;
+	vm_config_init(&cfg);
+	int rc = l ? parse_state(&cfg, l, buf, len, err) : errf(err, -ENOMEM, "out of memory");
+	vm_config_free(&cfg);
+	if (l)
+		free(l->vcpus);
+	free(l);
+	return rc;
 }
 
 static int restore_device(struct vm *vm, unsigned i, const struct loaded *l, char *err)
@@ -352,7 +369,8 @@ static int apply(struct vm *vm, void *arg, char *err)
 {
 	struct loaded *l = arg;
 	if (vm->devices.nr != l->nr_devices)
-		return errf(err, -EINVAL, "the snapshot has %u virtio devices, its configuration %u",
+		return errf(err, -EINVAL,
+			    "the snapshot has %u virtio devices, its configuration %u",
 			    l->nr_devices, vm->devices.nr);
 	int rc = vm_kvm_state_restore(&vm->m, &l->kvm, err);
 	for (unsigned i = 0; !rc && i < l->nr_vcpus; i++)
@@ -401,8 +419,9 @@ static int open_memory(const char *path, uint64_t size, int *fd, char *err)
 	if (*fd < 0)
 		return errf(err, -errno, "memory file %s: %s", path, strerror(errno));
 	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
-		int rc = errf(err, -EINVAL, "memory file %s: %lld bytes, the snapshot's memory is %llu",
-			      path, (long long)st.st_size, (unsigned long long)size);
+		int rc = errf(err, -EINVAL,
+			      "memory file %s: %lld bytes, the snapshot's memory is %llu", path,
+			      (long long)st.st_size, (unsigned long long)size);
 		close(*fd);
 		return rc;
 	}
@@ -416,9 +435,12 @@ struct load_request {
 
 static int parse_load_body(json_t *body, struct load_request *req, char *err)
 {
-	static const char *const keys[] = { "snapshot_path",	     "mem_backend",
-					    "mem_file_path",	     "enable_diff_snapshots",
-					    "track_dirty_pages",     "resume_vm",
+	static const char *const keys[] = { "snapshot_path",
+					    "mem_backend",
+					    "mem_file_path",
+					    "enable_diff_snapshots",
+					    "track_dirty_pages",
+					    "resume_vm",
 					    NULL };
 	static const char *const backend_keys[] = { "backend_type", "backend_path", NULL };
 	bool diff = false, dirty = false;
@@ -445,8 +467,8 @@ static int parse_load_body(json_t *body, struct load_request *req, char *err)
 		return json_is_object(backend) ? -EINVAL
 					       : cfg_fail(err, "mem_backend: expected an object");
 	if (type && strcmp(type, "File") != 0)
-		return cfg_fail(err, "mem_backend: backend_type '%.32s' is not supported yet (File)",
-				type);
+		return cfg_fail(
+			err, "mem_backend: backend_type '%.32s' is not supported yet (File)", type);
 	if (diff || dirty)
 		return cfg_fail(err, "snapshot: diff snapshots and dirty page tracking are not "
 				     "supported yet");
@@ -463,9 +485,9 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 		return errf(err, -ENOMEM, "out of memory");
 	int rc = read_state_file(req->state_path, &buf, &len, err);
 	if (!rc)
-		rc = parse_state(vm, l, buf, len, err);
-	int max_vcpus = vm->kvm_ready ? ioctl(vm->m.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS)
-				      : 0;
+		rc = parse_state(&vm->cfg, l, buf, len, err);
+	int max_vcpus =
+		vm->kvm_ready ? ioctl(vm->m.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS) : 0;
 	if (!rc && max_vcpus > 0 && l->nr_vcpus > (unsigned)max_vcpus)
 		rc = errf(err, -EINVAL, "the snapshot has %u vCPUs, this host's KVM runs %d",
 			  l->nr_vcpus, max_vcpus);

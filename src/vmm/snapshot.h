@@ -6,6 +6,8 @@
 #define EMBER_SNAPSHOT_H
 
 #include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "vmm/vm.h"
 
@@ -13,5 +15,9 @@ int vmm_snapshot_create(struct vm *vm, json_t *body, char *err);
 /* On failure nothing of the snapshot stays: the process can load another or be
  * configured. */
 int vmm_snapshot_load(struct vm *vm, json_t *body, char *err);
+/* The checks a load makes on a state file before it builds anything (framing, machine,
+ * KVM and vCPU sections, the devices' configuration), on a byte buffer and without a VM:
+ * for the fuzz and unit tests. 0 or -errno with err. */
+int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err);
 
 #endif

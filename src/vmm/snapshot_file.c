@@ -133,8 +133,8 @@ int snapshot_file_parse(const uint8_t *buf, size_t len, struct snap_file *f, cha
 		f->nr = i + 1;
 	}
 	if (off != len)
-		return errf(err, -EINVAL, "snapshot has %zu bytes after its %u sections",
-			    len - off, nr);
+		return errf(err, -EINVAL, "snapshot has %zu bytes after its %u sections", len - off,
+			    nr);
 	return 0;
 }
 

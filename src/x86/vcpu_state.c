@@ -118,6 +118,10 @@ int vcpu_state_save(struct vcpu *vcpu, struct snap_writer *w, char *err)
 	    (rc = GET(vcpu, KVM_GET_VCPU_EVENTS, &st->events, err)))
 		goto out;
 
+	if (vcpu->index == 0)
+		log_debug("snapshot: %u of %u MSRs listed by this host's KVM, %s, %s", n,
+			  (unsigned)NR_SAVED_MSRS, st->has_xsave ? "XSAVE" : "FPU only",
+			  st->has_xcrs ? "XCRs" : "no XCRs");
 	snapw_blob(w, &st->mp_state, sizeof(st->mp_state));
 	snapw_blob(w, &st->regs, sizeof(st->regs));
 	snapw_blob(w, &st->sregs, sizeof(st->sregs));
@@ -216,8 +220,8 @@ int vcpu_state_restore(struct vcpu *vcpu, const struct vcpu_state *st, char *err
 	return SET(vcpu, KVM_SET_VCPU_EVENTS, &st->events, err);
 }
 
-int vm_kvm_state_save(struct machine *m, const struct kvm_clock_data *clock,
-		      struct snap_writer *w, char *err)
+int vm_kvm_state_save(struct machine *m, const struct kvm_clock_data *clock, struct snap_writer *w,
+		      char *err)
 {
 	struct vm_kvm_state st = { .clock = *clock };
 	if (ioctl(m->vm_fd, KVM_GET_PIT2, &st.pit) < 0)

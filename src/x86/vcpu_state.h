@@ -44,8 +44,8 @@ int vcpu_state_parse(struct snap_reader *r, struct vcpu_state *st, char *err);
 int vcpu_state_restore(struct vcpu *vcpu, const struct vcpu_state *st, char *err);
 
 /* clock: the kvmclock to save (taken when the VM paused). */
-int vm_kvm_state_save(struct machine *m, const struct kvm_clock_data *clock,
-		      struct snap_writer *w, char *err);
+int vm_kvm_state_save(struct machine *m, const struct kvm_clock_data *clock, struct snap_writer *w,
+		      char *err);
 int vm_kvm_state_parse(struct snap_reader *r, struct vm_kvm_state *st, char *err);
 /* PIT and irqchips; the clock is the caller's, set when the vCPUs resume. */
 int vm_kvm_state_restore(struct machine *m, const struct vm_kvm_state *st, char *err);

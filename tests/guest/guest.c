@@ -2,11 +2,11 @@
  * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
  * "halt" on its command line, stays halted so that tests have a running VM; with "spin"
  * it busy-loops and prints a tick line now and then, for pause/resume tests; with "count"
- * it counts in memory and prints the count, for snapshot tests; with "uart-echo" it prints back a line it reads from the UART; with "triple-fault" it
- * triple-faults; with "exec-mmio" it runs code where no memory is). "smp" and "high-mem"
- * test the CPUs and memory (cpu.c); words that start with "blk-" or "net-" exercise the
- * virtio-blk or virtio-net devices by polling (virtio.c), and "vsock-" words the
- * virtio-vsock device (vsock.c). */
+ * it counts in memory and prints the count, for snapshot tests; with "uart-echo" it prints back a
+ * line it reads from the UART; with "triple-fault" it triple-faults; with "exec-mmio" it runs code
+ * where no memory is). "smp" and "high-mem" test the CPUs and memory (cpu.c); words that start with
+ * "blk-" or "net-" exercise the virtio-blk or virtio-net devices by polling (virtio.c), and
+ * "vsock-" words the virtio-vsock device (vsock.c). */
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -4,6 +4,7 @@
 #include "unit_util.h"
 
 #include "core/log.h"
+#include "vmm/snapshot.h"
 #include "vmm/snapshot_file.h"
 #include "x86/vcpu_state.h"
 
@@ -69,8 +70,8 @@ static void every_truncation(void **state)
 		uint8_t *copy = malloc(n ? n : 1);
 		memcpy(copy, w.buf, n);
 		assert_int_equal(parse(copy, n, err), -EINVAL);
-		assert_non_null(strstr(err, n < SNAP_HEADER_LEN ? "less than its header"
-								: "truncated"));
+		assert_non_null(
+			strstr(err, n < SNAP_HEADER_LEN ? "less than its header" : "truncated"));
 		free(copy);
 	}
 	snapw_free(&w);
@@ -277,6 +278,90 @@ static void vm_section(void **state)
 	snapw_free(&w);
 }
 
+/* A whole state file as a snapshot of one vCPU and mem_mib MiB writes it, with conf as the
+ * devices' configuration; the vCPU and VM sections hold zeros. */
+static struct snap_writer whole_file(uint32_t vcpus, uint32_t mem_mib, const char *conf)
+{
+	static struct vm_kvm_state kvm;
+	struct snap_writer w = { 0 };
+	snapshot_file_start(&w);
+	size_t s = snapw_begin(&w, SNAP_MACHINE, 0);
+	snapw_u32(&w, vcpus);
+	snapw_u32(&w, mem_mib);
+	snapw_u8(&w, 0);
+	snapw_u32(&w, 1);
+	snapw_u64(&w, 0);
+	snapw_u64(&w, (uint64_t)mem_mib << 20);
+	snapw_u32(&w, 0);
+	snapw_end(&w, s);
+	s = snapw_begin(&w, SNAP_CONFIG, 0);
+	snapw_bytes(&w, conf, strlen(conf));
+	snapw_end(&w, s);
+	s = snapw_begin(&w, SNAP_KVM_VM, 0);
+	snapw_u64(&w, 0);
+	snapw_blob(&w, &kvm.pit, sizeof(kvm.pit));
+	for (unsigned i = 0; i < 3; i++) {
+		kvm.chips[i].chip_id = i;
+		snapw_blob(&w, &kvm.chips[i], sizeof(kvm.chips[i]));
+	}
+	snapw_end(&w, s);
+	struct snap_writer v = vcpu_section(1, 0x10, 1);
+	s = snapw_begin(&w, SNAP_VCPU, 0);
+	snapw_bytes(&w, v.buf, v.len);
+	snapw_end(&w, s);
+	snapw_free(&v);
+	s = snapw_begin(&w, SNAP_SERIAL, 0);
+	snapw_end(&w, s);
+	s = snapw_begin(&w, SNAP_I8042, 0);
+	snapw_end(&w, s);
+	snapshot_file_seal(&w, 6);
+	assert_false(w.oom);
+	return w;
+}
+
+static void check_whole(uint32_t vcpus, uint32_t mem_mib, const char *conf, const char *want)
+{
+	char err[ERR_LEN] = "";
+	struct snap_writer w = whole_file(vcpus, mem_mib, conf);
+	int rc = vmm_snapshot_check(w.buf, w.len, err);
+	if (!want) {
+		assert_int_equal(rc, 0);
+	} else {
+		assert_int_equal(rc, -EINVAL);
+		if (!strstr(err, want))
+			fail_msg("'%s' does not say '%s'", err, want);
+	}
+	snapw_free(&w);
+}
+
+/* The checks behind the framing, on a whole file (vmm_snapshot_check, the fuzz entry). */
+static void whole_files(void **state)
+{
+	(void)state;
+	check_whole(1, 128, "{}", NULL);
+	check_whole(1, 128, "{\"drives\": []}", NULL);
+	check_whole(0, 128, "{}", "0 vCPUs (1 to 32)");
+	/* A vCPU count the file's sections do not back. */
+	check_whole(2, 128, "{}", "no vCPU section");
+	check_whole(1, 8, "{}", "8 MiB of memory");
+	/* One region of 4 GiB is not how ember lays out 4 GiB (a gap at 3 GiB). */
+	check_whole(1, 4096, "{}", "memory layout");
+	check_whole(1, 128, "[]", "not a JSON object");
+	check_whole(1, 128, "{\"drives\": [1", "not a JSON object");
+	check_whole(1, 128, "{\"floppies\": []}", "unknown kind 'floppies'");
+	check_whole(1, 128, "{\"drives\": [{\"drive_id\": 3}]}", "drive");
+	/* Every truncation of the whole file, in a buffer of exactly that length. */
+	struct snap_writer w = whole_file(1, 128, "{}");
+	char err[ERR_LEN];
+	for (size_t n = 0; n < w.len; n += 13) {
+		uint8_t *copy = malloc(n ? n : 1);
+		memcpy(copy, w.buf, n);
+		assert_int_equal(vmm_snapshot_check(copy, n, err), -EINVAL);
+		free(copy);
+	}
+	snapw_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +369,7 @@ int main(void)
 		cmocka_unit_test(every_truncation),   cmocka_unit_test(every_flipped_byte),
 		cmocka_unit_test(header_fields),      cmocka_unit_test(section_lengths),
 		cmocka_unit_test(vcpu_sections),      cmocka_unit_test(vm_section),
+		cmocka_unit_test(whole_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
