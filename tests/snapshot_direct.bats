@@ -92,9 +92,11 @@ good_snapshot() {
 	grep -q "snapshot $D/good.state loaded in [0-9]* us, vCPUs running" "$D/ember.out"
 }
 
-@test "without resume_vm a loaded VM stays paused until PATCH /vm Resumed" {
+@test "without resume_vm a loaded VM stays paused until PATCH /vm Resumed (deprecated mem_file_path)" {
 	good_snapshot
-	expect_api 204 PUT /snapshot/load "$(load_body good false)"
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$D/good.state\", \"mem_file_path\": \"$D/good.mem\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$D/good.mem\"}}" \
+		"exclude each other"
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$D/good.state\", \"mem_file_path\": \"$D/good.mem\"}"
 	expect_api 200 GET / "" '"state":"Paused"'
 	sleep 0.5
 	[ "$(last_count "$D/ember.out")" -eq 0 ]
