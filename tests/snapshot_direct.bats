@@ -131,6 +131,32 @@ good_snapshot() {
 	expect_api 200 GET /machine-config "" '"vcpu_count":2,"mem_size_mib":128'
 }
 
+# last_ticks FILE: the count-timer guest's last "ticks=N" in FILE (0 if none).
+last_ticks() {
+	local n
+	n=$(grep -ao 'ticks=[0-9]*'$'\r' "$1" | tail -1 | tr -dc 0-9)
+	echo "${n:-0}"
+}
+
+@test "a halted guest woken by its LAPIC timer goes on taking timer interrupts after a load" {
+	api_start
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count-timer\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do [ "$(last_ticks "$D/ember.out")" -ge 20 ] && break; sleep 0.05; done
+	snapshot s
+	saved=$(last_ticks "$D/ember.out")
+	[ "$saved" -ge 20 ]
+	fresh_ember
+	expect_api 204 PUT /snapshot/load "$(load_body s true)"
+	# The LAPIC's timer, the IDT and the halted vCPU all came back: the count goes on.
+	for _ in $(seq 100); do [ "$(last_ticks "$D/ember.out")" -ge $((saved + 20)) ] && break; sleep 0.05; done
+	cat "$D/ember.out"
+	[ "$(last_ticks "$D/ember.out")" -ge $((saved + 20)) ]
+	first=$(grep -ao 'ticks=[0-9]*' "$D/ember.out" | head -1 | tr -dc 0-9)
+	[ "$first" -gt "$saved" ]
+}
+
 @test "a VM with a virtio-blk drive snapshots and restores; a drive of another size is refused" {
 	truncate -s 1M "$D/data.img"
 	WORDS="blk-rw count" boot_counting \

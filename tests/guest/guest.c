@@ -116,6 +116,8 @@ void guest_main(const uint8_t *boot_params)
 		puts_uart("ember test guest: jumping into the MMIO gap\n");
 		((void (*)(void))0xd0000000UL)();
 	}
+	if (has_word(cmdline, "count-timer"))
+		cpu_count_timer();
 	if (has_word(cmdline, "count")) {
 		/* The count lives in guest memory, not in a register: a snapshot restored in
 		 * another process carries on from it. */
