@@ -6,10 +6,15 @@
 #include <stdint.h>
 
 #include "core/machine.h"
+#include "core/snapbuf.h"
 
 /* out_fd receives everything the guest transmits; in_fd (or -1) feeds its receiver from
  * the VMM event loop. Registers itself on the port bus. */
 struct serial *serial_create(struct machine *machine, int out_fd, int in_fd);
 void serial_destroy(struct serial *s);
+/* Snapshots: the registers and the receive FIFO (the VM is paused). Restore checks every
+ * value; 0 or -EINVAL with err. */
+void serial_save(struct serial *s, struct snap_writer *w);
+int serial_restore(struct serial *s, struct snap_reader *r, char *err);
 
 #endif
