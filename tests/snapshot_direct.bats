@@ -188,6 +188,25 @@ blk_counts() {
 	expect_api 200 GET /vm/config "" "\"path_on_host\":\"$D/data.img\""
 }
 
+@test "a guest reading its entropy device goes on reading after a load, and the device is in the loaded configuration" {
+	api_start
+	expect_api 204 PUT /entropy '{}'
+	# "rng-count" is only the guest's word: its output, "rng: count=N", is not on the command line.
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"rng-count\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	wait_count "$D/ember.out" 2
+	snapshot good
+	SAVED=$(last_count "$D/ember.out")
+	fresh_ember
+	expect_api 204 PUT /snapshot/load "$(load_body good true)"
+	expect_api 200 GET /vm/config "" '"entropy":{}'
+	wait_count "$D/ember.out" $((SAVED + 3))
+	first=$(first_count "$D/ember.out")
+	echo "saved at $SAVED, restored guest printed $first first"
+	[ "$(grep -c "count failed" "$D/ember.out")" = 0 ]
+	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
+}
+
 @test "create: refused before boot, while running, for a kind without hooks, and for Diff" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \

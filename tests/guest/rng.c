@@ -7,6 +7,8 @@
  *   rng-rate          16 requests of 4 KiB one after the other (the host times them)
  *   rng-readable, rng-readable-first, rng-oob-addr, rng-loop, rng-avail-ahead,
  *   rng-long-chain    broken chains: the device needs a reset, after it a read works
+ *   rng-count         counts forever, each count one 64-byte read that must come back full
+ *                     and differ from the one before (snapshot tests: "rng: count=N")
  * The last line, "rng: totals ...", counts the requests served and their bytes, for the
  * metrics. */
 #include "guest.h"
@@ -361,6 +363,28 @@ static void rng_long_chain(void)
 	expect_broken("long-chain");
 }
 
+/* rng-count: across a snapshot the queue positions must match the guest's rings, or a
+ * request is lost (the guest waits forever) or served twice. */
+static void rng_count(void)
+{
+	memset(buf_b, 0, 64);
+	for (uint64_t n = 1;; n++) {
+		for (volatile unsigned long i = 0; i < 20000; i++)
+			;
+		uint32_t used = request(buf_a, 64);
+		if (used != 64 || same(buf_a, buf_b, 64)) {
+			line("count failed");
+			kv("used", used);
+			puts_uart("\n");
+			return;
+		}
+		memcpy(buf_b, buf_a, 64);
+		line("count=");
+		put_dec(n);
+		puts_uart("\n");
+	}
+}
+
 void rng_run(const char *cmdline)
 {
 	static const struct {
@@ -375,6 +399,7 @@ void rng_run(const char *cmdline)
 		{ "rng-loop", rng_loop },
 		{ "rng-avail-ahead", rng_avail_ahead },
 		{ "rng-long-chain", rng_long_chain },
+		{ "rng-count", rng_count },
 	};
 	bool any = false;
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
