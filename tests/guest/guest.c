@@ -59,6 +59,38 @@ static void uart_echo(void)
 }
 
 /* True when word appears as a whole word in the command line. */
+/* The first virtio_mmio.device=4K@0x... on the command line (ember announces every device
+ * there) whose registers say virtio-mmio version 2 with this DeviceID; 0 when none. */
+uintptr_t virtio_find_device(const char *cmdline, uint32_t device_id)
+{
+	static const char key[] = "virtio_mmio.device=4K@0x";
+	for (const char *p = cmdline; *p; p++) {
+		const char *k = key, *q = p;
+		while (*k && *q == *k) {
+			k++;
+			q++;
+		}
+		if (*k)
+			continue;
+		uintptr_t a = 0;
+		for (;; q++) {
+			if (*q >= '0' && *q <= '9')
+				a = a * 16 + (uintptr_t)(*q - '0');
+			else if (*q >= 'a' && *q <= 'f')
+				a = a * 16 + (uintptr_t)(*q - 'a' + 10);
+			else
+				break;
+		}
+		if (a < MMIO_BASE || a >= MMIO_BASE + 32 * MMIO_SIZE)
+			continue;
+		volatile uint32_t *regs = (volatile uint32_t *)a;
+		if (regs[R_MAGIC / 4] == 0x74726976 && regs[R_VERSION / 4] == 2 &&
+		    regs[R_DEVICE_ID / 4] == device_id)
+			return a;
+	}
+	return 0;
+}
+
 bool has_word(const char *cmdline, const char *word)
 {
 	const char *p = cmdline;

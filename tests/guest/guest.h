@@ -83,6 +83,7 @@ void kv(const char *key, uint64_t v);
 void mb(void);
 /* True when word appears as a whole word in the command line. */
 bool has_word(const char *cmdline, const char *word);
+uintptr_t virtio_find_device(const char *cmdline, uint32_t device_id);
 /* Drives the virtio-blk devices as the blk-* words on the command line ask (virtio.c). */
 void virtio_run(const char *cmdline);
 /* Sends the virtio-vsock device hostile packets as the vsock-* words ask (vsock.c). */

@@ -58,38 +58,6 @@ static void line(const char *what)
 	puts_uart(what);
 }
 
-/* The first virtio_mmio.device=4K@0x... on the command line whose DeviceID is 4. */
-static bool find_device(const char *cmdline)
-{
-	static const char key[] = "virtio_mmio.device=4K@0x";
-	for (const char *p = cmdline; *p; p++) {
-		const char *k = key, *q = p;
-		while (*k && *q == *k) {
-			k++;
-			q++;
-		}
-		if (*k)
-			continue;
-		uintptr_t a = 0;
-		for (;; q++) {
-			if (*q >= '0' && *q <= '9')
-				a = a * 16 + (uintptr_t)(*q - '0');
-			else if (*q >= 'a' && *q <= 'f')
-				a = a * 16 + (uintptr_t)(*q - 'a' + 10);
-			else
-				break;
-		}
-		if (a < MMIO_BASE || a >= MMIO_BASE + 32 * MMIO_SIZE)
-			continue;
-		base = a;
-		if (reg_rd(R_MAGIC) == 0x74726976 && reg_rd(R_VERSION) == 2 &&
-		    reg_rd(R_DEVICE_ID) == RNG_ID)
-			return true;
-	}
-	base = 0;
-	return false;
-}
-
 /* The driver side of initialisation (virtio 1.x 3.1.1) with VERSION_1 and, when offered,
  * indirect descriptors; no event index, so every chain notifies. */
 static bool rng_init(void)
@@ -406,7 +374,7 @@ void rng_run(const char *cmdline)
 		any |= has_word(cmdline, cases[i].word);
 	if (!any)
 		return;
-	if (!find_device(cmdline)) {
+	if (!(base = virtio_find_device(cmdline, RNG_ID))) {
 		line("no virtio-rng device on the command line\n");
 		return;
 	}

@@ -75,38 +75,6 @@ void kv_op(const char *key, int op)
 	put_op(op);
 }
 
-/* The device: the first virtio_mmio.device=4K@0x... on the command line (ember announces
- * every device there) whose DeviceID is 19. */
-static uintptr_t find_device(const char *cmdline)
-{
-	static const char key[] = "virtio_mmio.device=4K@0x";
-	for (const char *p = cmdline; *p; p++) {
-		const char *k = key, *q = p;
-		while (*k && *q == *k) {
-			k++;
-			q++;
-		}
-		if (*k)
-			continue;
-		uintptr_t a = 0;
-		for (;; q++) {
-			if (*q >= '0' && *q <= '9')
-				a = a * 16 + (uintptr_t)(*q - '0');
-			else if (*q >= 'a' && *q <= 'f')
-				a = a * 16 + (uintptr_t)(*q - 'a' + 10);
-			else
-				break;
-		}
-		if (a < MMIO_BASE || a >= MMIO_BASE + 32 * MMIO_SIZE)
-			continue;
-		base = a;
-		if (rd(R_MAGIC) == 0x74726976 && rd(R_VERSION) == 2 && rd(R_DEVICE_ID) == VSOCK_ID)
-			return a;
-	}
-	base = 0;
-	return 0;
-}
-
 /* Adds head to queue q's avail ring without notifying; step > 1 runs the index ahead. */
 static void post(unsigned q, uint16_t head, uint16_t step)
 {
@@ -488,7 +456,7 @@ void vsock_run(const char *cmdline)
 		any |= has_word(cmdline, cases[i].word);
 	if (!any)
 		return;
-	if (!find_device(cmdline)) {
+	if (!(base = virtio_find_device(cmdline, VSOCK_ID))) {
 		line("no virtio-vsock device on the command line\n");
 		return;
 	}
