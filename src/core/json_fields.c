@@ -137,6 +137,15 @@ int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 	return 0;
 }
 
+int cfg_get_token_bucket(json_t *obj, const char *what, const char *key,
+			 struct token_bucket_config *out, char *err)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || json_is_null(v))
+		return 0;
+	return get_bucket(obj, what, key, out, err);
+}
+
 /* The store's "T *", read as bytes: it is no void *. */
 static char *list_items(const struct cfg_list *l, void *store)
 {

@@ -30,6 +30,10 @@ int cfg_get_enum(json_t *obj, const char *what, const char *key, const char *con
  * replace those in *rl, absent ones stay. */
 int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 			 struct rate_limiter_config *rl, char *err);
+/* Firecracker's TokenBucket alone under key (the serial console's "rate_limiter"): *out is
+ * replaced when the key is present and valid, left alone when it is absent or null. */
+int cfg_get_token_bucket(json_t *obj, const char *what, const char *key,
+			 struct token_bucket_config *out, char *err);
 
 /* A per-id kind's objects (drives, network interfaces): its store holds a "T *" and an
  * unsigned count at the offsets items and nr, each T size bytes with its "char *" id at

@@ -6,7 +6,8 @@
  * triple-faults; with "exec-mmio" it runs code where no memory is). "smp" and "high-mem"
  * test the CPUs and memory (cpu.c); words that start with "blk-" or "net-" exercise the
  * virtio-blk or virtio-net devices by polling (virtio.c), and "vsock-" words the
- * virtio-vsock device (vsock.c). */
+ * virtio-vsock device (vsock.c). "uart-flood" prints 16 KiB of lines before it goes on, for
+ * the console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more. */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -92,6 +93,15 @@ void guest_main(const uint8_t *boot_params)
 	/* Words like vsock-hostile send the virtio-vsock device malformed packets (vsock.c). */
 	vsock_run(cmdline);
 
+	if (has_word(cmdline, "boot-timer-repeat"))
+		for (unsigned i = 0; i < 1000; i++)
+			*BOOT_TIMER = 123;
+	if (has_word(cmdline, "uart-flood")) {
+		/* 256 lines of 63 bytes and CR LF: 16640 bytes, counted by tests/serial.bats. */
+		for (unsigned line = 0; line < 256; line++)
+			puts_uart("ember test guest: flood "
+				  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+	}
 	if (has_word(cmdline, "uart-echo-late"))
 		/* Lets ember fill the 64-byte receive FIFO first, so that it stops reading its
 		 * stdin and the guest's reads must make it resume. */
