@@ -8,9 +8,15 @@ SANITIZE ?= 0
 CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -I.
 LDFLAGS  := -Wl,--as-needed
 LDLIBS   := -ljansson -luring -lseccomp -lpthread
+# build/ember is static, as Firecracker ships its binary: the jailer's chroot then needs
+# nothing but the binary (no ELF interpreter, no libraries). static-pie keeps ASLR. The
+# sanitizer runtimes exist only as shared libraries, so SANITIZE=1 links ember dynamically
+# (its tests copy the libraries into their jails: tests/lib/jail-libs.sh).
+EMBER_LDFLAGS := -static-pie
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
+EMBER_LDFLAGS :=
 endif
 
 # The VMM: every .c below src/ (but main.c), in api/ and in virtio/ forms a library that the
@@ -50,7 +56,7 @@ $(BUILD)/libember.a: $(CORE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/ember: $(BUILD)/obj/src/main.o $(BUILD)/libember.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(EMBER_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)

@@ -328,7 +328,8 @@ void jail_exec(const struct jailer_args *a)
 	int err = errno;
 	if (err == ENOENT && access(path, F_OK) == 0)
 		jailer_fail("exec %s: its ELF interpreter or a shared library is missing inside "
-			    "the jail: copy them in (jailer/jail-libs.sh) or use a static build",
+			    "the jail: build/ember is static, a dynamically linked exec file needs "
+			    "them copied into the jail",
 			    path);
 	jailer_fail("exec %s: %s", path, strerror(err));
 }
