@@ -4,6 +4,7 @@
 #ifndef EMBER_API_H
 #define EMBER_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "vmm/vm.h"
@@ -20,11 +21,19 @@ struct api_ctx {
 struct api_reply {
 	unsigned status; /* HTTP status */
 	char *body;	 /* JSON text (malloc'd) or NULL for no body */
+	bool deprecated; /* the request used a deprecated field: "Deprecation: true" */
 };
 
 /* Routes one request on the VMM thread. body may be NULL (no body). */
 void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, const char *body,
 		  size_t body_len, struct api_reply *reply);
+/* request_log.c: Firecracker's log lines for a request as it arrives (path and body
+ * escaped), and for its outcome. */
+void api_log_request(const char *method, const char *path, const char *body, size_t body_len);
+void api_log_outcome(unsigned status, const char *reason, const char *fault);
+/* in (NUL-terminated) into out (cap bytes) with each byte that is not UTF-8 as "\xNN": a
+ * fault message may quote a path, and JSON strings hold only UTF-8. */
+void api_utf8_clean(const char *in, char *out, size_t cap);
 /* Registers the per-endpoint request metrics. */
 void api_metrics_init(void);
 

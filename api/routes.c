@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/http.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/version.h"
@@ -18,25 +19,30 @@ enum method { M_GET = 1, M_PUT = 2, M_PATCH = 4 };
 /* The endpoints the routes treat themselves; every other one configures an object. */
 enum endpoint { EP_ROOT, EP_VERSION, EP_MACHINE_CONFIG, EP_ACTIONS, EP_VM, EP_VM_CONFIG };
 
+/* Firecracker routes on the path's first segment ("drives" of /drives/rootfs); the second is
+ * an id, or for GET /vm/config a fixed word. Segments after those are not looked at, and a
+ * trailing slash changes nothing. */
 struct endpoint_row {
-	const char *path;
-	bool takes_id;	    /* /path/{id} */
+	const char *name;   /* the first segment, "" for / */
+	const char *sub;    /* a second segment it needs ("config"), or NULL */
+	bool takes_id;	    /* /name/{id} */
 	const char *metric; /* Firecracker's name in the *_api_requests metrics groups */
 	unsigned methods;
 };
 
 #define ENDPOINTS_MAX 32
 static struct endpoint_row endpoints[ENDPOINTS_MAX] = {
-	[EP_ROOT] = { "/", false, "instance_info", M_GET },
-	[EP_VERSION] = { "/version", false, "vmm_version", M_GET },
-	[EP_MACHINE_CONFIG] = { "/machine-config", false, "machine_cfg", M_GET | M_PUT | M_PATCH },
-	[EP_ACTIONS] = { "/actions", false, "actions", M_PUT },
-	[EP_VM] = { "/vm", false, "vm", M_PATCH },
-	[EP_VM_CONFIG] = { "/vm/config", false, "vm_config", M_GET },
-	{ "/boot-source", false, "boot_source", M_PUT },
-	{ "/logger", false, "logger", M_PUT },
-	{ "/metrics", false, "metrics", M_PUT },
-	{ "/serial", false, "serial", M_PUT },
+	[EP_ROOT] = { "", NULL, false, "instance_info", M_GET },
+	[EP_VERSION] = { "version", NULL, false, "vmm_version", M_GET },
+	[EP_MACHINE_CONFIG] = { "machine-config", NULL, false, "machine_cfg",
+				M_GET | M_PUT | M_PATCH },
+	[EP_ACTIONS] = { "actions", NULL, false, "actions", M_PUT },
+	[EP_VM] = { "vm", NULL, false, "vm", M_PATCH },
+	[EP_VM_CONFIG] = { "vm", "config", false, "vm_config", M_GET },
+	{ "boot-source", NULL, false, "boot_source", M_PUT },
+	{ "logger", NULL, false, "logger", M_PUT },
+	{ "metrics", NULL, false, "metrics", M_PUT },
+	{ "serial", NULL, false, "serial", M_PUT },
 };
 static unsigned nr_endpoints;
 
@@ -47,16 +53,14 @@ static struct metric_group request_groups[3];
 /* The fixed endpoints, then one per device kind (/drives/{id}, /vsock, ...). */
 static void add_device_endpoints(void)
 {
-	while (endpoints[nr_endpoints].path)
+	while (endpoints[nr_endpoints].name)
 		nr_endpoints++;
 	for (unsigned k = 0; device_kinds[k] && nr_endpoints < ENDPOINTS_MAX; k++) {
 		const struct device_kind *kind = device_kinds[k];
-		char *path = NULL;
-		if (asprintf(&path, "/%s", kind->key) < 0)
-			die("out of memory");
+		/* PATCH goes to the running device: the kinds with an update hook have it. */
 		endpoints[nr_endpoints++] =
-			(struct endpoint_row){ path, kind->per_id, kind->metric,
-					       M_PUT | (kind->patch ? M_PATCH : 0) };
+			(struct endpoint_row){ kind->key, NULL, kind->per_id, kind->metric,
+					       M_PUT | (kind->update ? M_PATCH : 0) };
 	}
 }
 
@@ -102,8 +106,11 @@ static char *json_text(json_t *obj)
 
 static unsigned fault(struct api_reply *reply, unsigned status, const char *msg)
 {
+	char clean[ERR_LEN * 2];
+	api_utf8_clean(msg, clean, sizeof(clean));
 	reply->status = status;
-	reply->body = json_text(json_pack("{s:s}", "fault_message", msg));
+	reply->body = json_text(json_pack("{s:s}", "fault_message", clean));
+	api_log_outcome(status, http_reason(status), clean);
 	return status;
 }
 
@@ -143,11 +150,29 @@ static int patch_vm(struct api_ctx *ctx, json_t *body, char *err)
 	const char *s = only_string(body, "vm", "state", err);
 	if (!s)
 		return -EINVAL;
+	/* Firecracker reads the body before it looks at the VM's state. Pausing a paused VM
+	 * and resuming a running one succeed (test_pause_resume.py). */
 	if (strcmp(s, "Paused") == 0)
 		return vmm_pause(ctx->vm, err);
-	if (strcmp(s, "Resumed") == 0 || ctx->vm->state == VM_CONFIGURING)
-		return vmm_resume(ctx->vm, err); /* before start: the phase error */
+	if (strcmp(s, "Resumed") == 0)
+		return vmm_resume(ctx->vm, err);
 	return errf(err, -EINVAL, "vm: 'state' must be \"Paused\" or \"Resumed\"");
+}
+
+/* Firecracker answers a request that names a deprecated field with "Deprecation: true" and
+ * logs why (parsed_request.rs, request/machine_configuration.rs, request/vsock.rs). */
+static const char *deprecated_use(unsigned ep, unsigned method, json_t *body)
+{
+	const char *key = endpoints[ep].name;
+	json_t *v;
+	if (ep == EP_MACHINE_CONFIG && (v = json_object_get(body, "cpu_template")) &&
+	    !json_is_null(v))
+		return method == M_PUT ? "PUT /machine-config: cpu_template field is deprecated."
+				       : "PATCH /machine-config: cpu_template field is deprecated.";
+	if (strcmp(key, "vsock") == 0 && (v = json_object_get(body, "vsock_id")) &&
+	    !json_is_null(v))
+		return "PUT /vsock: vsock_id field is deprecated.";
+	return NULL;
 }
 
 /* Handles a request whose body parsed (or is absent for GET): maps it to the controller. */
@@ -158,13 +183,14 @@ static unsigned handle(struct api_ctx *ctx, unsigned ep, unsigned method, const 
 	int rc = 0;
 	switch (ep) {
 	case EP_ROOT:
+		/* ember's own version here; /version has the Firecracker API it implements. */
 		reply->body = json_text(json_pack("{s:s, s:s, s:s, s:s}", "id", ctx->instance_id,
 						  "state", vmm_state_name(ctx->vm), "vmm_version",
 						  EMBER_VERSION, "app_name", "ember"));
 		break;
 	case EP_VERSION:
-		reply->body = json_text(json_pack("{s:s, s:s}", "firecracker_version",
-						  EMBER_VERSION, "ember_version", EMBER_VERSION));
+		reply->body =
+			json_text(json_pack("{s:s}", "firecracker_version", EMBER_FC_API_VERSION));
 		break;
 	case EP_VM_CONFIG:
 		reply->body = json_text(vmm_config_json(ctx->vm));
@@ -183,84 +209,135 @@ static unsigned handle(struct api_ctx *ctx, unsigned ep, unsigned method, const 
 		/* PUT and PATCH configure it as every other object: */
 		/* fall through */
 	default:
-		rc = vmm_configure(ctx->vm, endpoints[ep].path + 1, id, body, method == M_PATCH,
-				   err);
+		rc = vmm_configure(ctx->vm, endpoints[ep].name, id, body, method == M_PATCH, err);
 		break;
+	}
+	const char *why = method != M_GET ? deprecated_use(ep, method, body) : NULL;
+	if (why) {
+		log_warn("%s", why);
+		reply->deprecated = true;
 	}
 	if (rc)
 		return fault(reply, 400, err);
 	reply->status = method == M_GET ? 200 : 204;
+	api_log_outcome(reply->status, http_reason(reply->status), NULL);
 	return reply->status;
 }
 
-/* Finds the endpoint for path; *id points into path for /drives/{id} style paths. */
-static int route(const char *path, const char **id)
+/* Splits path into Firecracker's segments: leading slashes go, then '/' separates, and a
+ * trailing one ends the last segment without starting another. The first two are copied
+ * into a and b (NUL-terminated, cut at their size); *has_b says whether there is a second. */
+static void segments(const char *path, char *a, size_t a_len, char *b, size_t b_len, bool *has_b)
 {
-	*id = NULL;
+	while (*path == '/')
+		path++;
+	const char *slash = strchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : strlen(path);
+	snprintf(a, a_len, "%.*s", (int)n, path);
+	*has_b = false;
+	b[0] = '\0';
+	if (slash && slash[1]) {
+		const char *second = slash + 1, *end = strchr(second, '/');
+		n = end ? (size_t)(end - second) : strlen(second);
+		snprintf(b, b_len, "%.*s", (int)n, second);
+		*has_b = true;
+	}
+}
+
+/* The row for method on segment a (and b), or -1. */
+static int route(unsigned method, const char *a, const char *b, bool has_b)
+{
 	for (unsigned e = 0; e < nr_endpoints; e++) {
-		size_t n = strlen(endpoints[e].path);
-		if (strncmp(path, endpoints[e].path, n) != 0)
+		const struct endpoint_row *r = &endpoints[e];
+		if (!(r->methods & method) || strcmp(a, r->name) != 0)
 			continue;
-		if (path[n] == '\0' && !endpoints[e].takes_id)
-			return (int)e;
-		if (endpoints[e].takes_id && path[n] == '/' && path[n + 1] &&
-		    !strchr(path + n + 1, '/')) {
-			*id = path + n + 1;
-			return (int)e;
-		}
+		if (r->sub && !(has_b && strcmp(b, r->sub) == 0))
+			continue;
+		return (int)e;
 	}
 	return -1;
+}
+
+/* Firecracker's checked_id(): the {id} of /drives/{id}; NULL when it is fine. */
+static const char *id_problem(const char *id, bool has_id)
+{
+	if (!has_id || id[0] == '\0')
+		return "The ID cannot be empty.";
+	for (const char *c = id; *c; c++)
+		if (!(*c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9')))
+			return "API Resource IDs can only contain alphanumeric characters and "
+			       "underscores.";
+	return NULL;
+}
+
+#define SEGMENT_MAX 256
+
+/* The checks Firecracker makes before any endpoint sees the request (parsed_request.rs),
+ * in its order: a GET with a body, a PUT or PATCH without one, then the method and path.
+ * 0, or the status of the reply it made. */
+static unsigned check_request(const char *method, unsigned m, const char *a, bool has_body, int ep,
+			      struct api_reply *reply)
+{
+	if (m == M_GET && has_body)
+		return fault(reply, 400, "GET request cannot have a body.");
+	if (m == M_PUT && !has_body)
+		return fault(reply, 400, "Empty PUT request.");
+	if (m == M_PATCH && !has_body)
+		return fault(reply, 400, "Empty PATCH request.");
+	if (ep < 0) {
+		char msg[SEGMENT_MAX + 80];
+		snprintf(msg, sizeof(msg), "Invalid request method and/or path: %.16s %s.", method,
+			 a);
+		return fault(reply, 400, msg);
+	}
+	return 0;
+}
+
+/* The body as a JSON object, or NULL with the fault in reply. */
+static json_t *parse_body(const char *body, size_t body_len, struct api_reply *reply)
+{
+	json_error_t jerr;
+	json_t *json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+	char msg[ERR_LEN];
+	const char *what = "An error occurred when deserializing the json body of a request";
+	if (!json)
+		snprintf(msg, sizeof(msg), "%s: invalid JSON at line %d column %d: %s.", what,
+			 jerr.line, jerr.column, jerr.text);
+	else if (!json_is_object(json))
+		snprintf(msg, sizeof(msg), "%s: the request body must be a JSON object.", what);
+	else
+		return json;
+	json_decref(json);
+	fault(reply, 400, msg);
+	return NULL;
 }
 
 void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, const char *body,
 		  size_t body_len, struct api_reply *reply)
 {
-	*reply = (struct api_reply){ 0, NULL };
-	const char *id;
-	int ep = route(path, &id);
-	if (ep < 0) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "Invalid request path: %.200s", path);
-		fault(reply, 404, msg);
-		return;
-	}
+	*reply = (struct api_reply){ 0, NULL, false };
+	api_log_request(method, path, body, body_len);
 	unsigned m = strcmp(method, "GET") == 0	    ? M_GET
 		     : strcmp(method, "PUT") == 0   ? M_PUT
 		     : strcmp(method, "PATCH") == 0 ? M_PATCH
 						    : 0;
-	if (!(endpoints[ep].methods & m)) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "Method %.16s is not allowed on %.200s", method, path);
-		fault(reply, 405, msg);
-		return;
-	}
-	metric_inc(request_metric(m, (unsigned)ep, false));
+	char a[SEGMENT_MAX], id[SEGMENT_MAX];
+	bool has_id;
+	segments(path, a, sizeof(a), id, sizeof(id), &has_id);
+	bool has_body = body && body_len > 0;
+	int ep = m ? route(m, a, id, has_id) : -1;
 	json_t *json = NULL;
-	if (m != M_GET) {
-		if (!body || body_len == 0) {
-			fault(reply, 400, "Empty request body: this request needs a JSON body");
-		} else {
-			json_error_t jerr;
-			json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
-			if (!json) {
-				char msg[ERR_LEN];
-				snprintf(msg, sizeof(msg), "Invalid JSON at line %d column %d: %s",
-					 jerr.line, jerr.column, jerr.text);
-				fault(reply, 400, msg);
-			} else if (!json_is_object(json)) {
-				fault(reply, 400, "The request body must be a JSON object");
-			}
-		}
-		if (reply->status) {
-			json_decref(json);
+	const char *bad_id;
+	if (!check_request(method, m, a, has_body, ep, reply)) {
+		metric_inc(request_metric(m, (unsigned)ep, false));
+		if (endpoints[ep].takes_id && (bad_id = id_problem(id, has_id)))
+			fault(reply, 400, bad_id);
+		else if (m == M_GET || (json = parse_body(body, body_len, reply)))
+			handle(ctx, (unsigned)ep, m, endpoints[ep].takes_id ? id : NULL, json,
+			       reply);
+		if (reply->status >= 400)
 			metric_inc(request_metric(m, (unsigned)ep, true));
-			return;
-		}
 	}
-	unsigned status = handle(ctx, (unsigned)ep, m, id, json, reply);
 	json_decref(json);
-	if (status >= 400)
-		metric_inc(request_metric(m, (unsigned)ep, true));
-	if (status >= 400)
-		log_warn("API %s %s: %d", method, path, status);
 }

@@ -81,7 +81,7 @@ static void hand_to_vmm(struct api_server *srv, const char *method, const char *
 	}
 	while (!srv->done && !srv->stopping)
 		pthread_cond_wait(&srv->done_cond, &srv->lock);
-	*reply = srv->done ? srv->reply : (struct api_reply){ 503, NULL };
+	*reply = srv->done ? srv->reply : (struct api_reply){ 503, NULL, false };
 	pthread_mutex_unlock(&srv->lock);
 }
 
@@ -149,8 +149,11 @@ static bool conn_flush(struct api_server *srv, struct conn *c)
 	return true;
 }
 
-/* Queues a reply (status line, headers, body: taken over) behind what is already queued. */
-static void conn_reply(struct conn *c, unsigned status, char *body, bool close_after)
+/* Queues a reply (status line, headers, body: taken over) behind what is already queued.
+ * deprecated: the request used a deprecated field, which Firecracker's micro_http says with
+ * "Deprecation: true". */
+static void conn_reply_ex(struct conn *c, unsigned status, char *body, bool close_after,
+			  bool deprecated)
 {
 	char head[256];
 	size_t blen = body ? strlen(body) : 0;
@@ -158,8 +161,9 @@ static void conn_reply(struct conn *c, unsigned status, char *body, bool close_a
 	if (status != 204 && status != 100)
 		snprintf(length, sizeof(length), "%sContent-Length: %zu\r\n",
 			 body ? "Content-Type: application/json\r\n" : "", blen);
-	int n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s%s\r\n", status,
-			 http_reason(status), length, close_after ? "Connection: close\r\n" : "");
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\n%s%s%s\r\n", status,
+			 http_reason(status), deprecated ? "Deprecation: true\r\n" : "", length,
+			 close_after ? "Connection: close\r\n" : "");
 	char *grown = realloc(c->out, c->out_len + (size_t)n + blen);
 	if (!grown) {
 		free(body);
@@ -173,6 +177,23 @@ static void conn_reply(struct conn *c, unsigned status, char *body, bool close_a
 	c->out_len += (size_t)n + blen;
 	free(body);
 	c->close_after |= close_after;
+}
+
+static void conn_reply(struct conn *c, unsigned status, char *body, bool close_after)
+{
+	conn_reply_ex(c, status, body, close_after, false);
+}
+
+/* The body micro_http sends when it cannot parse a request, raw line break included (it is
+ * not valid JSON, and clients that match Firecracker's replies expect exactly it). */
+static char *parse_error_json(const char *msg)
+{
+	char *out;
+	return asprintf(&out,
+			"{ \"error\": \"%s\nAll previous unanswered requests will be dropped.\" }",
+			msg) < 0
+		       ? NULL
+		       : out;
 }
 
 static void consume(struct conn *c, size_t n)
@@ -219,9 +240,10 @@ static void conn_serve(struct api_server *srv, struct conn *c)
 			 body_len, srv->max_payload);
 		/* A client waiting for "100 Continue" may send the body or not: the connection
 		 * ends with this reply. Any other sends it anyway: it is read and dropped, so
-		 * that the client gets to read this reply. */
+		 * that the client gets to read this reply. The body is micro_http's
+		 * (test_api_payload_size in Firecracker's tests). */
 		bool waiting = req.expect_continue && !c->continue_sent;
-		conn_reply(c, 400, fault_json(msg), req.close || waiting);
+		conn_reply(c, 400, parse_error_json(msg), req.close || waiting);
 		consume(c, req.head_len);
 		c->discard = waiting ? 0 : body_len;
 		c->continue_sent = false;
@@ -241,7 +263,7 @@ static void conn_serve(struct api_server *srv, struct conn *c)
 		    body_len, &reply);
 	consume(c, req.head_len + body_len);
 	c->continue_sent = false;
-	conn_reply(c, reply.status, reply.body, req.close);
+	conn_reply_ex(c, reply.status, reply.body, req.close, reply.deprecated);
 }
 
 /* Serves and sends until c waits for more bytes, for the client to read, or is gone. False

@@ -17,7 +17,8 @@ teardown() {
 	api_start --id api-test-1
 	expect_api 200 GET / "" '"state":"Not started"'
 	expect_api 200 GET / "" '"id":"api-test-1"'
-	expect_api 200 GET /version "" '"firecracker_version":"0.1.0"'
+	expect_api 200 GET / "" '"vmm_version":"0.1.0"'
+	expect_api 200 GET /version "" '{"firecracker_version":"1.10.0"}'
 }
 
 @test "pre-boot configuration endpoints succeed and GET /vm/config reflects them" {
@@ -45,14 +46,14 @@ teardown() {
 	expect_api 400 PUT /machine-config '{"vcpu_count": 64, "mem_size_mib": 128}' "'vcpu_count' is 64, must be between 1 and 32"
 	expect_api 400 PATCH /machine-config '{"mem_size_mib": "lots"}' "'mem_size_mib' must be an integer"
 	expect_api 400 PATCH /machine-config '{"smt": true, "vcpu_count": 3}' "'vcpu_count' must be 1 or even"
-	expect_api 400 PUT /boot-source "" "Empty request body"
-	expect_api 400 PUT /machine-config '{"vcpu_count": 2,' "Invalid JSON at line 1"
+	expect_api 400 PUT /boot-source "" "Empty PUT request."
+	expect_api 400 PUT /machine-config '{"vcpu_count": 2,' "invalid JSON at line 1"
 	expect_api 400 PUT /machine-config '[1, 2]' "must be a JSON object"
 	expect_api 400 PUT /logger '{"level": "Loud"}' "invalid level 'Loud'"
 	expect_api 400 PUT /logger '{"log_path": "/nonexistent-dir/log"}' "cannot open /nonexistent-dir/log"
 	expect_api 400 PUT /metrics '{"metrics_path": 3}' "'metrics_path'"
 	expect_api 400 PUT /actions '{"action_type": "Explode"}' "unknown action_type 'Explode'"
-	expect_api 400 PUT /actions '{"action_type": "FlushMetrics"}' "metrics are not configured"
+	expect_api 400 PUT /actions '{"action_type": "FlushMetrics"}' "not supported before starting the microVM"
 	expect_api 400 PATCH /vm '{"state": "Paused"}' "not supported before starting the microVM"
 	expect_api 400 PUT /actions '{"action_type": "SendCtrlAltDel"}' "not supported before starting the microVM"
 	expect_api 400 PUT /drives/rootfs '{"drive_id": "rootfs"}' ""
@@ -60,14 +61,13 @@ teardown() {
 	expect_api 200 GET /machine-config "" '"vcpu_count":1,"mem_size_mib":128'
 }
 
-@test "unknown paths get 404 and wrong methods 405" {
+@test "unknown paths and wrong methods get 400, as Firecracker answers them (fc_compat.bats has the rest)" {
 	api_start
-	expect_api 404 GET /nope "" "Invalid request path: /nope"
-	expect_api 404 PUT /boot-source/extra '{}' ""
-	expect_api 405 POST /machine-config '{}' "Method POST is not allowed"
-	expect_api 405 GET /boot-source "" ""
-	expect_api 405 PUT / '{}' ""
-	expect_api 405 DELETE /actions "" ""
+	expect_api 400 GET /nope "" "Invalid request method and/or path: GET nope."
+	expect_api 400 POST /machine-config '{}' "Invalid request method and/or path: POST machine-config."
+	expect_api 400 GET /boot-source "" "Invalid request method and/or path: GET boot-source."
+	expect_api 400 PUT / '{}' "Invalid request method and/or path: PUT ."
+	expect_api 400 DELETE /actions "" "Invalid request method and/or path: DELETE actions."
 }
 
 @test "request bodies over the payload limit are refused, the default and a custom limit" {
@@ -78,7 +78,7 @@ teardown() {
 	rm -f "$SOCK"
 	api_start --http-api-max-payload-size 100
 	expect_api 400 PUT /boot-source "{\"kernel_image_path\": \"$(printf 'k%.0s' $(seq 120))\"}" "larger than the limit of 100"
-	expect_api 204 PUT /boot-source '{"kernel_image_path": "short"}'
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\"}"
 }
 
 @test "a malformed request line and oversized headers get 4xx and the server keeps answering" {
@@ -116,7 +116,7 @@ print(out.decode())' "$SOCK"
 	[[ "$output" == "HTTP/1.1 204 No Content"*"HTTP/1.1 200 OK"*'"vcpu_count":2'* ]]
 	# A client that waits for 100 Continue gets it, then its request is served.
 	run curl -sv --unix-socket "$SOCK" -X PUT -H "Expect: 100-continue" \
-		-d '{"kernel_image_path": "/k"}' http://localhost/boot-source
+		-d "{\"kernel_image_path\": \"$TEST_GUEST\"}" http://localhost/boot-source
 	[[ "$output" == *"< HTTP/1.1 100 Continue"* ]]
 	[[ "$output" == *"< HTTP/1.1 204 No Content"* ]]
 	run curl -s --unix-socket "$SOCK" -X PUT -H "Transfer-Encoding: chunked" \
@@ -165,11 +165,14 @@ print(out.decode())' "$SOCK"
 	expect_api 200 GET /vm/config "" '"boot_args":"halt"'
 }
 
-@test "InstanceStart with a missing kernel fails with 400 and can be retried" {
+@test "InstanceStart with a kernel gone since PUT /boot-source fails with 400 and can be retried" {
 	api_start
 	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "no boot source"
-	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$D/missing\"}"
-	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "kernel $D/missing: No such file or directory"
+	# PUT opens the kernel (fc_compat.bats); InstanceStart opens it again, as it may be gone.
+	cp "$TEST_GUEST" "$D/k"
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$D/k\"}"
+	rm "$D/k"
+	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "kernel $D/k: No such file or directory"
 	expect_api 200 GET / "" "Not started"
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
@@ -184,7 +187,7 @@ print(out.decode())' "$SOCK"
 	for _ in $(seq 100); do [ "$(grep -c tick "$D/ember.out")" -ge 2 ] && break; sleep 0.05; done
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 200 GET / "" '"state":"Paused"'
-	expect_api 400 PATCH /vm '{"state": "Paused"}' "already paused"
+	expect_api 204 PATCH /vm '{"state": "Paused"}' # already paused: still 204, as Firecracker
 	before=$(grep -c tick "$D/ember.out")
 	sleep 1
 	[ "$(grep -c tick "$D/ember.out")" -eq "$before" ] # no progress while paused
@@ -192,7 +195,7 @@ print(out.decode())' "$SOCK"
 	expect_api 200 GET / "" '"state":"Running"'
 	for _ in $(seq 100); do [ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ] && break; sleep 0.05; done
 	[ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ]
-	expect_api 400 PATCH /vm '{"state": "Resumed"}' "not paused"
+	expect_api 204 PATCH /vm '{"state": "Resumed"}' # running: still 204
 	expect_api 400 PATCH /vm '{"state": "Sleeping"}' "must be \\\"Paused\\\" or \\\"Resumed\\\""
 }
 
@@ -259,7 +262,7 @@ JSON
 	api_start
 	expect_api 204 PUT /logger "{\"log_path\": \"$D/log\", \"level\": \"Debug\", \"show_level\": true, \"show_log_origin\": true}"
 	expect_api 400 PUT /boot-source '{"kernel_image_path": 1}' ""
-	grep -Eq '\[Warning\] \[api/routes\.c:[0-9]+\] API PUT /boot-source: 400' "$D/log"
+	grep -Eq '\[Error\] \[api/request_log\.c:[0-9]+\] Received Error\. Status code: 400 Bad Request\. Message: boot-source: ' "$D/log"
 }
 
 @test "the guest's reset ends ember with status 0 and removes the socket" {
@@ -323,7 +326,8 @@ JSON
 	expect_api 400 PUT /drives/a "{\"drive_id\": \"b\", \"path_on_host\": \"$D/a.img\", \"is_root_device\": false, \"is_read_only\": false}" ""
 	expect_api 400 PUT /drives/c '{"drive_id": "c", "path_on_host": 5, "is_root_device": false, "is_read_only": false}' "path_on_host"
 	expect_api 400 PUT /drives/c '{"drive_id": "c", "path_on_host": "/x", "is_root_device": false, "is_read_only": false, "bogus": 1}' "bogus"
-	expect_api 204 PATCH /drives/a '{"drive_id": "a", "rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}'
+	# Firecracker: PATCH is for the running VM; before it PUT replaces the drive.
+	expect_api 400 PATCH /drives/a '{"drive_id": "a", "rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}' "not supported before starting the microVM"
 	expect_api 200 GET /vm/config "" '"drive_id":"a"'
 }
 
@@ -334,6 +338,5 @@ JSON
 	local rl='"rate_limiter": {"ops": {"size": 1, "refill_time": 288230376151711744}}'
 	expect_api 400 PUT /drives/a "{$drive, $rl}" "'refill_time' must be at most 18446744073709"
 	expect_api 204 PUT /drives/a "{$drive}"
-	expect_api 400 PATCH /drives/a "{\"drive_id\": \"a\", $rl}" "'refill_time' must be at most"
 	expect_api 200 GET / "" '"state":"Not started"'
 }

@@ -200,7 +200,7 @@ expect_error() { # expect_error PATTERN ARGS...
 }
 
 @test "error: unknown top-level key and unknown field are named" {
-	echo '{"boot-source": {"kernel_image_path": "x"}, "bogus": 1}' >"$D/vm.json"
+	echo "{\"boot-source\": {\"kernel_image_path\": \"$TEST_GUEST\"}, \"bogus\": 1}" >"$D/vm.json"
 	expect_error "unknown key 'bogus'" --no-api --config-file "$D/vm.json"
 	echo '{"boot-source": {"kernel_image_path": "x", "kernel": 1}}' >"$D/vm.json"
 	expect_error "unknown field 'kernel'" --no-api --config-file "$D/vm.json"
@@ -220,10 +220,11 @@ expect_error() { # expect_error PATTERN ARGS...
 }
 
 @test "error: missing kernel and missing initrd name the file" {
+	# Opened as boot-source is read, as Firecracker does; its words, then the path.
 	write_config "$D/vm.json" "$D/no-kernel" "" "" 1 64
-	expect_error "kernel $D/no-kernel: No such file or directory" --no-api --config-file "$D/vm.json"
+	expect_error "The kernel file cannot be opened: No such file or directory (os error 2) [$D/no-kernel]" --no-api --config-file "$D/vm.json"
 	write_config "$D/vm.json" "$TEST_GUEST" "$D/no-initrd" "" 1 64
-	expect_error "initrd $D/no-initrd: No such file or directory" --no-api --config-file "$D/vm.json"
+	expect_error "The initrd file cannot be opened due to invalid path or invalid permissions. No such file or directory (os error 2) [$D/no-initrd]" --no-api --config-file "$D/vm.json"
 }
 
 @test "error: truncated, foreign and garbage kernel images are rejected" {

@@ -2,7 +2,7 @@
 # virtio-net configuration on this host, with real TAP devices in a network namespace of
 # the test's own and the freestanding test guest: PUT and PATCH /network-interfaces/{id},
 # the config file's "network-interfaces", and the errors that name the interface and the
-# TAP (missing, down, in use).
+# TAP (missing, down, in use, not a TAP).
 
 load lib/common
 
@@ -57,9 +57,23 @@ boot_source() {
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "vhost": true}' "unknown field 'vhost'"
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "xx"}' "guest_mac"
 	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}'
-	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}'
-	expect_api 400 PATCH /network-interfaces/eth9 '{"iface_id": "eth9"}' "no such network interface"
-	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02"}]'
+	# Firecracker: PATCH only on the running VM (test_api_patch_pre_boot).
+	expect_api 400 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}' "not supported before starting the microVM"
+	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:ac:10:00:02","mtu":null,"rx_rate_limiter":null,"tx_rate_limiter":null}]'
+}
+
+@test "PUT /network-interfaces opens the TAP, as Firecracker does: a TUN device and a multi-queue TAP are refused there (fc_compat; vmm_config/net.rs builds the device at PUT)" {
+	in_ns ip tuntap add dev tun0 mode tun
+	in_ns ip tuntap add dev tapmq mode tap multi_queue
+	ns_api_start
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tun0"}' \
+		"network interface eth0: cannot attach to TAP tun0: it is not a TAP device, or is a multi-queue one"
+	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tapmq"}' \
+		"network interface eth0: cannot attach to TAP tapmq: it is not a TAP device, or is a multi-queue one"
+	# A TAP that is down is fine at PUT: it may come up before InstanceStart, which checks.
+	tap tap0
+	expect_api 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}'
+	expect_api 200 GET /vm/config "" '"network-interfaces":[{"iface_id":"eth0"'
 }
 
 # tap_tx_frames: frames ember has written to tap0 (the TAP's receive side).
@@ -106,11 +120,15 @@ frames_in() {
 	echo "limit removed: $again frames in 1 s"
 	[ "$again" -ge 100 ]
 	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}'
+	# Firecracker: a PATCH with only the id updates nothing and succeeds (rpc_interface.rs
+	# update_net_rate_limiters with no limiters); a drive PATCH like it is refused.
+	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0"}'
+	expect_api 204 PATCH /network-interfaces/eth0 '{"iface_id": "eth0", "rx_rate_limiter": null}'
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' "not supported after starting"
 	kill -0 "$EMBER_PID"
 }
 
-@test "a TAP already in use by another ember is refused at InstanceStart, naming it" {
+@test "a TAP already in use by another ember is refused at PUT (Firecracker opens it there), naming it" {
 	tap tap0 up
 	ns_api_start
 	boot_source
@@ -122,8 +140,8 @@ frames_in() {
 	PID2=$!
 	for _ in $(seq 200); do [ -S "$SOCK" ] && break; sleep 0.01; done
 	boot_source
-	expect_api 204 PUT /network-interfaces/net1 '{"iface_id": "net1", "host_dev_name": "tap0"}'
-	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "network interface net1: cannot attach to TAP tap0: it is in use by another process"
+	expect_api 400 PUT /network-interfaces/net1 '{"iface_id": "net1", "host_dev_name": "tap0"}' \
+		"network interface net1: cannot attach to TAP tap0: it is in use by another process"
 	SOCK=$first
 }
 

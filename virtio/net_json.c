@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/json_fields.h"
+#include "virtio/tap.h"
 #include "virtio/virtio.h"
 
 /* "06:00:AC:10:00:02": six hex pairs separated by colons; a multicast address cannot be a
@@ -43,6 +44,7 @@ static const struct cfg_list nets = { .key = "network-interfaces",
 				      .kind = "network interface",
 				      .twins = "interfaces",
 				      .id_key = "iface_id",
+				      .mismatch_names_ids = true,
 				      .id_max = IFACE_ID_MAX,
 				      .items = offsetof(struct net_set, nets),
 				      .nr = offsetof(struct net_set, nr_nets),
@@ -74,10 +76,14 @@ int net_config_put(void *store, const char *path_id, json_t *body, char *err)
 	if (tap[0] == '\0' || strlen(tap) >= IFNAMSIZ)
 		return cfg_fail(err, "%s: field 'host_dev_name' must be 1 to %d characters", what,
 				IFNAMSIZ - 1);
-	/* Caught here rather than at InstanceStart: the orchestrator creates the TAP first. */
+	/* Caught here rather than at InstanceStart, as Firecracker opens the TAP at PUT: the
+	 * orchestrator creates it first. InstanceStart opens it again (and checks it is up). */
 	if (if_nametoindex(tap) == 0)
 		return cfg_fail(err, "%s: host_dev_name: TAP device %.16s does not exist", what,
 				tap);
+	char why[ERR_LEN];
+	if (tap_probe(id, tap, why))
+		return cfg_fail(err, "%.450s", why); /* it names the interface and the TAP */
 	if (mac) {
 		if (parse_mac(mac, next.guest_mac, what, err))
 			return -EINVAL;
@@ -146,17 +152,17 @@ static json_t *kind_to_json(const void *store)
 	json_t *arr = json_array();
 	for (unsigned i = 0; i < set->nr_nets; i++) {
 		const struct net_config *n = &set->nets[i];
-		json_t *obj = json_pack("{s:s, s:s}", "iface_id", n->iface_id, "host_dev_name",
-					n->host_dev_name);
-		if (n->has_mac) {
-			char mac[18];
-			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
-				 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
-				 n->guest_mac[5]);
-			json_object_set_new(obj, "guest_mac", json_string(mac));
-		}
-		if (n->mtu)
-			json_object_set_new(obj, "mtu", json_integer(n->mtu));
+		char mac[18];
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+			 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+			 n->guest_mac[5]);
+		/* Every field Firecracker shows, null where unset (test_get_full_config). */
+		json_t *obj = json_pack(
+			"{s:s, s:s, s:o, s:o, s:o, s:o}", "iface_id", n->iface_id, "host_dev_name",
+			n->host_dev_name, "guest_mac", n->has_mac ? json_string(mac) : json_null(),
+			"mtu", n->mtu ? json_integer(n->mtu) : json_null(), "rx_rate_limiter",
+			cfg_rate_limiter_json(&n->rx_rate_limiter), "tx_rate_limiter",
+			cfg_rate_limiter_json(&n->tx_rate_limiter));
 		json_array_append_new(arr, obj);
 	}
 	return arr;

@@ -28,6 +28,29 @@ static int link_is_up(const char *name)
 	return rc;
 }
 
+int tap_attach(const char *iface_id, const char *name, char *err)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return errf(err, -errno, "network interface %s: cannot open /dev/net/tun: %s",
+			    iface_id, strerror(errno));
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(fd, TUNSETIFF, &ifr) == 0)
+		return fd;
+	/* EINVAL: the flags do not match the device's: a TUN, or a multi-queue TAP. */
+	int rc = errf(err, -errno, "network interface %s: cannot attach to TAP %s: %s", iface_id,
+		      name,
+		      errno == EBUSY	? "it is in use by another process"
+		      : errno == EINVAL ? "it is not a TAP device, or is a multi-queue one"
+		      : errno == EPERM	? "permission denied (its owner or CAP_NET_ADMIN needed)"
+					: strerror(errno));
+	close(fd);
+	return rc;
+}
+
 int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err)
 {
 	if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ)
@@ -41,24 +64,11 @@ int tap_open(const char *iface_id, const char *name, int vnet_hdr_len, char *err
 			    "network interface %s: TAP device %s does not exist (create it with "
 			    "'ip tuntap add dev %s mode tap')",
 			    iface_id, name, name);
-	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	int fd = tap_attach(iface_id, name, err);
 	if (fd < 0)
-		return errf(err, -errno, "network interface %s: cannot open /dev/net/tun: %s",
-			    iface_id, strerror(errno));
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+		return fd;
 	int rc;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
-		rc = errf(err, -errno, "network interface %s: cannot attach to TAP %s: %s",
-			  iface_id, name,
-			  errno == EBUSY ? "it is in use by another process"
-			  : errno == EINVAL
-				  ? "it is not a TAP device (or is one without a vnet header)"
-			  : errno == EPERM ? "permission denied (its owner or CAP_NET_ADMIN needed)"
-					   : strerror(errno));
-	else if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_hdr_len) < 0)
+	if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_hdr_len) < 0)
 		rc = errf(err, -errno, "network interface %s: TAP %s: TUNSETVNETHDRSZ: %s",
 			  iface_id, name, strerror(errno));
 	else if (tap_set_offload(fd, 0) < 0)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "virtio/vsock_internal.h"
@@ -225,6 +226,7 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 	v->host = (struct vsock_host){ .loop = &machine->loop,
 				       .lock = &v->vdev.lock,
 				       .uds_path = v->uds_path,
+				       .bound_fd = cfg->bound ? dup(cfg->listen_fd) : -1,
 				       .conns = &v->conns,
 				       .kick = process_rx,
 				       .kick_opaque = v };

@@ -7,6 +7,7 @@
 #ifndef EMBER_VSOCK_H
 #define EMBER_VSOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,11 @@ struct vsock_config {
 	char *vsock_id; /* optional (deprecated in Firecracker); NULL when not given */
 	uint32_t guest_cid;
 	char *uds_path; /* host listener; guest connections to port P go to uds_path_P */
+	/* uds_path is bound when the object is configured, as Firecracker binds it at PUT
+	 * /vsock; the device listens on a copy of this socket. vsock_config_free closes it and
+	 * removes the file. */
+	bool bound;
+	int listen_fd;
 };
 void vsock_config_free(struct vsock_config *v); /* what v points to; v itself stays */
 

@@ -193,43 +193,55 @@ static void on_timer(void *opaque, uint32_t events)
 	finish(h);
 }
 
-int vsock_host_init(struct vsock_host *h, char *err)
+int vsock_host_bind(const char *path, char *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	h->listen_fd = h->timer_fd = h->cleanup_fd = -1;
 	/* Room for the "_<port>" of guest connections, up to "_4294967295". */
-	if (strlen(h->uds_path) + 11 >= sizeof(sa.sun_path))
+	if (strlen(path) + 11 >= sizeof(sa.sun_path))
 		return errf(
 			err, -ENAMETOOLONG,
 			"vsock: uds_path %s: too long for a Unix socket path with a _PORT suffix",
-			h->uds_path);
-	strcpy(sa.sun_path, h->uds_path);
+			path);
+	strcpy(sa.sun_path, path);
 	int rc = 0, fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-	} else {
-		h->listen_fd = fd; /* ember made the socket file: vsock_host_destroy removes it */
-		if (listen(fd, 128) < 0)
-			rc = -errno;
-		h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		h->cleanup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (!rc && (h->timer_fd < 0 || h->cleanup_fd < 0))
-			rc = -errno;
+	} else if (listen(fd, 128) < 0) {
+		rc = -errno;
+		unlink(path); /* ember made the file */
 	}
+	if (!rc)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return errf(err, rc, "vsock: uds_path %s: %s", path,
+		    rc == -EADDRINUSE ? "already exists (remove it first)" : strerror(-rc));
+}
+
+int vsock_host_init(struct vsock_host *h, char *err)
+{
+	h->listen_fd = h->timer_fd = h->cleanup_fd = -1;
+	int rc = 0, fd = h->bound_fd >= 0 ? h->bound_fd : vsock_host_bind(h->uds_path, err);
+	h->owns_path = h->bound_fd < 0;
+	h->bound_fd = -1;
+	if (fd < 0)
+		return fd;
+	h->listen_fd = fd; /* vsock_host_destroy removes the socket file */
+	h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	h->cleanup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (h->timer_fd < 0 || h->cleanup_fd < 0)
+		rc = -errno;
 	if (!rc && !(rc = evloop_add(h->loop, fd, EPOLLIN, on_listener, h)) &&
 	    !(rc = evloop_add(h->loop, h->timer_fd, EPOLLIN, on_timer, h)))
 		rc = evloop_add(h->loop, h->cleanup_fd, EPOLLIN, on_timer, h);
 	if (rc)
-		snprintf(err, ERR_LEN, "vsock: uds_path %s: %s", h->uds_path,
-			 rc == -EADDRINUSE ? "already exists (remove it first)" : strerror(-rc));
+		snprintf(err, ERR_LEN, "vsock: uds_path %s: %s", h->uds_path, strerror(-rc));
 	return rc;
 }
 
 void vsock_host_destroy(struct vsock_host *h)
 {
-	if (h->listen_fd >= 0)
+	if (h->listen_fd >= 0 && h->owns_path)
 		unlink(h->uds_path);
 	int fds[] = { h->listen_fd, h->timer_fd, h->cleanup_fd };
 	for (int i = 0; i < 3; i++) {

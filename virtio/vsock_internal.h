@@ -16,6 +16,8 @@ struct vsock_host {
 	void (*kick)(void *opaque); /* after host events: packets owed to the guest go out */
 	void *kick_opaque;
 
+	int bound_fd;	/* a socket already bound to uds_path (taken over), or -1 */
+	bool owns_path; /* it bound uds_path itself, and removes the file */
 	int listen_fd, timer_fd, cleanup_fd; /* cleanup_fd: see vsock_host_ops.wake */
 	bool timer_armed;
 };
@@ -26,6 +28,9 @@ extern const struct vsock_host_ops vsock_unix_ops; /* their host is a struct vso
  * above the blank line are set). -errno and a message naming the path on failure; then, as
  * after vsock_conns_destroy, vsock_host_destroy releases what it holds. */
 int vsock_host_init(struct vsock_host *h, char *err);
+/* Binds a non-blocking Unix stream socket to path and listens on it: the fd, or -errno with
+ * a message naming the path. */
+int vsock_host_bind(const char *path, char *err);
 void vsock_host_destroy(struct vsock_host *h);
 
 #endif

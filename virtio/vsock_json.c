@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/json_fields.h"
+#include "virtio/vsock_internal.h"
 
 static const char what[] = "vsock";
 
@@ -31,8 +33,8 @@ static int get_id(json_t *body, const char **id, char *err)
 	return 0;
 }
 
-/* The socket is bound when the device is created (InstanceStart); what can be refused
- * now is refused now: an empty or too long path, and a directory that is not there. */
+/* Checked before the socket is bound, for messages that say what is wrong with the path:
+ * an empty or too long one, a directory that is not there. */
 static int check_uds_path(const char *path, char *err)
 {
 	size_t n = strlen(path);
@@ -88,6 +90,16 @@ int vsock_config_put(void *store, const char *path_id, json_t *body, char *err)
 		vsock_config_free(&next);
 		return cfg_fail(err, "%s: out of memory", what);
 	}
+	/* Firecracker binds uds_path here, so that a path it cannot use fails this request
+	 * (vmm_config/vsock.rs). The same path again keeps its socket. */
+	if (cfg->bound && strcmp(cfg->uds_path, path) == 0) {
+		next.listen_fd = cfg->listen_fd;
+		cfg->bound = false;
+	} else if ((next.listen_fd = vsock_host_bind(path, err)) < 0) {
+		vsock_config_free(&next);
+		return -EINVAL;
+	}
+	next.bound = true;
 	vsock_config_free(cfg);
 	*cfg = next;
 	return 0;
@@ -116,6 +128,10 @@ static json_t *kind_to_json(const void *store)
 
 void vsock_config_free(struct vsock_config *v)
 {
+	if (v->bound) {
+		close(v->listen_fd);
+		unlink(v->uds_path);
+	}
 	free(v->vsock_id);
 	free(v->uds_path);
 	memset(v, 0, sizeof(*v));

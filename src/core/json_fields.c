@@ -21,10 +21,16 @@ int cfg_check_keys(json_t *obj, const char *what, const char *const *allowed, ch
 	return 0;
 }
 
+json_t *cfg_get(json_t *obj, const char *key, bool required)
+{
+	json_t *v = json_object_get(obj, key);
+	return v && json_is_null(v) && !required ? NULL : v;
+}
+
 int cfg_get_str(json_t *obj, const char *what, const char *key, bool required, const char **out,
 		char *err)
 {
-	json_t *v = json_object_get(obj, key);
+	json_t *v = cfg_get(obj, key, required);
 	*out = NULL;
 	if (!v)
 		return required ? cfg_fail(err, "%s: missing field '%s'", what, key) : 0;
@@ -39,7 +45,7 @@ int cfg_get_str(json_t *obj, const char *what, const char *key, bool required, c
 int cfg_get_uint(json_t *obj, const char *what, const char *key, bool required, long long min,
 		 long long max, unsigned *out, char *err)
 {
-	json_t *v = json_object_get(obj, key);
+	json_t *v = cfg_get(obj, key, required);
 	if (!v)
 		return required ? cfg_fail(err, "%s: missing field '%s'", what, key) : 0;
 	if (!json_is_integer(v))
@@ -55,7 +61,7 @@ int cfg_get_uint(json_t *obj, const char *what, const char *key, bool required, 
 int cfg_get_bool(json_t *obj, const char *what, const char *key, bool required, bool *out,
 		 char *err)
 {
-	json_t *v = json_object_get(obj, key);
+	json_t *v = cfg_get(obj, key, required);
 	if (!v)
 		return required ? cfg_fail(err, "%s: missing field '%s'", what, key) : 0;
 	if (!json_is_boolean(v))
@@ -87,7 +93,7 @@ static int get_bucket(json_t *obj, const char *limiter_at, const char *name,
 		      struct token_bucket_config *out, char *err)
 {
 	static const char *const keys[] = { "size", "one_time_burst", "refill_time", NULL };
-	json_t *b = json_object_get(obj, name);
+	json_t *b = cfg_get(obj, name, false);
 	char where[200];
 	snprintf(where, sizeof(where), "%s.%s", limiter_at, name);
 	if (!json_is_object(b))
@@ -97,7 +103,7 @@ static int get_bucket(json_t *obj, const char *limiter_at, const char *name,
 	struct token_bucket_config next = { 0 };
 	uint64_t *fields[] = { &next.size, &next.one_time_burst, &next.refill_time_ms };
 	for (int i = 0; keys[i]; i++) {
-		json_t *v = json_object_get(b, keys[i]);
+		json_t *v = cfg_get(b, keys[i], i != 1);
 		if (!v) {
 			if (i != 1) /* one_time_burst is the only optional one */
 				return cfg_fail(err, "%s: missing field '%s'", where, keys[i]);
@@ -129,9 +135,9 @@ int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 	if (cfg_check_keys(v, where, keys, err))
 		return -EINVAL;
 	struct rate_limiter_config next = *rl;
-	if ((json_object_get(v, "bandwidth") &&
+	if ((cfg_get(v, "bandwidth", false) &&
 	     get_bucket(v, where, "bandwidth", &next.bandwidth, err)) ||
-	    (json_object_get(v, "ops") && get_bucket(v, where, "ops", &next.ops, err)))
+	    (cfg_get(v, "ops", false) && get_bucket(v, where, "ops", &next.ops, err)))
 		return -EINVAL;
 	*rl = next;
 	return 0;
@@ -140,10 +146,25 @@ int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 int cfg_get_token_bucket(json_t *obj, const char *what, const char *key,
 			 struct token_bucket_config *out, char *err)
 {
-	json_t *v = json_object_get(obj, key);
-	if (!v || json_is_null(v))
-		return 0;
-	return get_bucket(obj, what, key, out, err);
+	return cfg_get(obj, key, false) ? get_bucket(obj, what, key, out, err) : 0;
+}
+
+static json_t *bucket_json(const struct token_bucket_config *b)
+{
+	if (b->size == 0 && b->refill_time_ms == 0 && b->one_time_burst == 0)
+		return json_null();
+	return json_pack("{s:I, s:o, s:I}", "size", (json_int_t)b->size, "one_time_burst",
+			 b->one_time_burst ? json_integer((json_int_t)b->one_time_burst)
+					   : json_null(),
+			 "refill_time", (json_int_t)b->refill_time_ms);
+}
+
+json_t *cfg_rate_limiter_json(const struct rate_limiter_config *rl)
+{
+	json_t *bw = bucket_json(&rl->bandwidth), *ops = bucket_json(&rl->ops);
+	if (json_is_null(bw) && json_is_null(ops))
+		return json_null();
+	return json_pack("{s:o, s:o}", "bandwidth", bw, "ops", ops);
 }
 
 /* The store's "T *", read as bytes: it is no void *. */
@@ -187,9 +208,14 @@ int cfg_list_id(const struct cfg_list *l, json_t *body, const char *path_id, con
 	if (strspn(*id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
 		return cfg_fail(err, "%s: field '%s' may hold only letters, digits and '_'", what,
 				l->id_key);
-	if (path_id && strcmp(path_id, *id) != 0)
-		return cfg_fail(err, "%s: field '%s' does not match the id in the path ('%.64s')",
-				what, l->id_key, path_id);
+	if (path_id && strcmp(path_id, *id) != 0) {
+		if (l->mismatch_names_ids)
+			return cfg_fail(err,
+					"The id from the path [%.64s] does not match the id from "
+					"the body [%.64s]!",
+					path_id, *id);
+		return cfg_fail(err, "The id from the path does not match the id from the body!");
+	}
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 /* Field readers shared by the JSON handlers (src/vmm/config_json.c, virtio/blk_json.c and the
  * other device files). Each returns 0, or -EINVAL with a message in err (ERR_LEN) naming
  * `what` (the object) and the key. An absent field that is not required leaves *out as it
- * was (NULL for strings). */
+ * was (NULL for strings); so does one given as null. */
 #ifndef EMBER_JSON_FIELDS_H
 #define EMBER_JSON_FIELDS_H
 
@@ -14,6 +14,9 @@
 
 /* Formats the message into err and returns -EINVAL. */
 #define cfg_fail(err, ...) errf(err, -EINVAL, __VA_ARGS__)
+/* obj's value for key; an optional field given as null is absent (NULL), as serde reads an
+ * Option in Firecracker. */
+json_t *cfg_get(json_t *obj, const char *key, bool required);
 /* Refuses any key of obj that is not in allowed (NULL-terminated). */
 int cfg_check_keys(json_t *obj, const char *what, const char *const *allowed, char *err);
 /* A string field without NUL bytes, borrowed from obj. */
@@ -35,6 +38,10 @@ int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 int cfg_get_token_bucket(json_t *obj, const char *what, const char *key,
 			 struct token_bucket_config *out, char *err);
 
+/* GET /vm/config's view of a RateLimiter: null when it limits nothing, else both buckets,
+ * each null or {size, one_time_burst (null when 0), refill_time}, as Firecracker shows them. */
+json_t *cfg_rate_limiter_json(const struct rate_limiter_config *rl);
+
 /* A per-id kind's objects (drives, network interfaces): its store holds a "T *" and an
  * unsigned count at the offsets items and nr, each T size bytes with its "char *" id at
  * offset id. Messages call one object kind ("drive": "no such drive", "too many drives"). */
@@ -42,6 +49,9 @@ struct cfg_list {
 	const char *key, *kind; /* key: the config file's array, "drives" */
 	const char *twins;	/* "field 'drive_id' is used by two drives" */
 	const char *id_key;	/* "drive_id" */
+	/* Firecracker's message for a body whose id is not the path's: drives say only that,
+	 * network interfaces name both ids (request/drive.rs, request/net.rs). */
+	bool mismatch_names_ids;
 	size_t id_max, items, nr, size, id;
 	unsigned max;
 	void (*free)(void *item); /* what one T points to */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,9 +31,11 @@ int log_set_level_name(const char *name)
 	for (unsigned i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
 		if (strcasecmp(name, level_names[i]) == 0)
 			level = (int)i;
-	/* Firecracker also accepts "Trace" and "Off". */
+	/* Firecracker also accepts "Trace", "Warn" and "Off", in any case (logger.rs). */
 	if (strcasecmp(name, "Trace") == 0)
 		level = LOG_DEBUG;
+	else if (strcasecmp(name, "Warn") == 0)
+		level = LOG_WARNING;
 	else if (strcasecmp(name, "Off") == 0)
 		level = -1;
 	if (level == -2)
@@ -43,8 +46,17 @@ int log_set_level_name(const char *name)
 
 int open_output_sink(const char *path)
 {
-	/* O_NONBLOCK so that opening a FIFO with no reader yet does not hang start-up
-	 * forever; it fails with ENXIO instead, which we report. Writes then block. */
+	/* A FIFO is opened for reading too, as Firecracker opens it: that neither waits for a
+	 * reader nor fails without one (firecracker-go-sdk makes the FIFOs and only then starts
+	 * reading them). Its writes stay non-blocking, so a reader that stops costs lines, not
+	 * a stuck VMM thread. */
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		return fd < 0 ? -errno : fd;
+	}
+	/* O_NONBLOCK so that a FIFO made between the stat and here cannot hang start-up.
+	 * Writes to a file then block. */
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
 	if (fd < 0)
 		return -errno;
@@ -72,7 +84,7 @@ void log_set_id(const char *id)
 
 static void vlog(enum log_level level, const char *file, int line_no, const char *fmt, va_list ap)
 {
-	char line[1024];
+	char line[LOG_LINE_MAX];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
@@ -96,6 +108,11 @@ static void vlog(enum log_level level, const char *file, int line_no, const char
 	/* One write per line keeps lines whole when several threads log at once. */
 	ssize_t r = write(log_fd, line, len);
 	(void)r;
+}
+
+bool log_level_enabled(enum log_level level)
+{
+	return (int)level <= (int)current_level;
 }
 
 void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)

@@ -6,6 +6,8 @@
 
 /* Room for one error message: every "char *err" in ember has this many bytes. */
 #define ERR_LEN 512
+/* One log line at most, longer messages are cut (a request body in the API's log line). */
+#define LOG_LINE_MAX 4096
 
 /* Formats a message into err (ERR_LEN bytes) and returns code, so that a failure is reported
  * and returned in one statement. */
@@ -16,11 +18,13 @@ enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 int log_set_level_name(const char *name); /* "Error", "Warning", "Info", "Debug"; -EINVAL else */
 int log_open(const char *path);
 /* Opens a file (appending, created 0600) or a FIFO for the log or the metrics; a FIFO without
- * a reader fails at once (-ENXIO) instead of hanging. Returns the fd or -errno. */
+ * a reader yet works (its writes are non-blocking). Returns the fd or -errno. */
 int open_output_sink(const char *path); /* -errno on failure */
 void log_set_id(const char *id);
 /* What each line shows besides the message: [Level] (default on) and [file:line]. */
 void log_set_format(bool show_level, bool show_origin);
+/* Whether a message at level would be written: callers skip costly formatting otherwise. */
+bool log_level_enabled(enum log_level level);
 void log_msg_at(enum log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 #define log_msg(level, ...) log_msg_at(level, __FILE__, __LINE__, __VA_ARGS__)

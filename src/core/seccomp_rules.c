@@ -123,6 +123,7 @@ static const struct seccomp_rule vmm[] = {
 	ALLOW(newfstatat), /* glibc's fstat() and stat(): PATCH /drives checks the new path */
 	ALLOW(access),	   /* the same: may ember read (and write) it? */
 	ALLOW(eventfd2),   /* io_uring completion notifications */
+	ALLOW(getrandom),  /* virtio-rng fills the guest's requests */
 	ALLOW(timerfd_create),
 	ALLOW(timerfd_settime), /* rate limiters, the metrics period */
 	ALLOW(timerfd_gettime),

@@ -3,6 +3,8 @@
 #include "vmm/device_table.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,18 @@ static int get_string(json_t *obj, const char *what, const char *key, bool requi
 	return 0;
 }
 
+/* Opens path for reading, as Firecracker's File::open; the message is prefix and the error in
+ * Rust's words ("No such file or directory (os error 2)"), then the path. */
+static int check_readable(const char *path, const char *prefix, char *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) /* ember names the file too (DESIGN.md): after Firecracker's words */
+		return cfg_fail(err, "%s%s (os error %d) [%.300s]", prefix, strerror(errno), errno,
+				path);
+	close(fd);
+	return 0;
+}
+
 int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 {
 	static const char *const keys[] = { "kernel_image_path", "initrd_path", "boot_args", NULL };
@@ -51,6 +65,16 @@ int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err)
 			      CMDLINE_MAX - 1);
 	if (!rc && next.kernel_image_path[0] == '\0')
 		rc = cfg_fail(err, "%s: field 'kernel_image_path' is empty", what);
+	/* Firecracker opens both files here, so that a wrong path fails this request rather
+	 * than InstanceStart (which checks again: the files may go in between). */
+	if (!rc)
+		rc = check_readable(next.kernel_image_path,
+				    "Boot source error: The kernel file cannot be opened: ", err);
+	if (!rc && next.initrd_path)
+		rc = check_readable(next.initrd_path,
+				    "Boot source error: The initrd file cannot be opened due to "
+				    "invalid path or invalid permissions. ",
+				    err);
 	if (rc) {
 		free(next.kernel_image_path);
 		free(next.initrd_path);
@@ -74,6 +98,17 @@ int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial,
 	if (check_object(body, what, err) || cfg_check_keys(body, what, keys, err))
 		return -EINVAL;
 
+	/* Firecracker answers a PATCH that sets nothing as it answers one without a body
+	 * (request/machine_configuration.rs); null is "not given". */
+	if (partial) {
+		const char *key;
+		json_t *val;
+		bool any = false;
+		json_object_foreach (body, key, val)
+			any |= !json_is_null(val);
+		if (!any)
+			return cfg_fail(err, "Empty PATCH request.");
+	}
 	struct machine_config next = cfg->machine;
 	if (!partial)
 		next.smt = next.track_dirty_pages = false;
@@ -86,13 +121,13 @@ int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial,
 
 	/* Only the values that mean "nothing special" are accepted: ember has no CPU
 	 * templates and no huge-page backing. */
-	json_t *tmpl = json_object_get(body, "cpu_template");
+	json_t *tmpl = cfg_get(body, "cpu_template", false);
 	if (tmpl && !(json_is_string(tmpl) && strcmp(json_string_value(tmpl), "None") == 0))
 		return cfg_fail(
 			err,
 			"%s: field 'cpu_template' must be \"None\" (ember has no CPU templates)",
 			what);
-	json_t *huge = json_object_get(body, "huge_pages");
+	json_t *huge = cfg_get(body, "huge_pages", false);
 	if (huge && !(json_is_string(huge) && strcmp(json_string_value(huge), "None") == 0))
 		return cfg_fail(err, "%s: field 'huge_pages' must be \"None\"", what);
 
@@ -130,6 +165,17 @@ int config_validate_for_start(const struct vm_config *cfg, char *err)
 	return 0;
 }
 
+/* Objects a config file may give as null, as GET /vm/config shows them when unset. */
+static bool null_is_absent(const char *key)
+{
+	static const char *const keys[] = { "logger",	   "metrics", "balloon", "cpu-config",
+					    "mmds-config", "entropy", NULL };
+	for (int i = 0; keys[i]; i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
 int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_key, void *opaque,
 		     char *err)
 {
@@ -159,6 +205,8 @@ int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_
 			rc = config_put_serial(cfg, val, inner);
 		else if ((kind = device_kind_find(key)) >= 0)
 			rc = device_kinds[kind]->load(cfg->devices[kind], val, inner);
+		else if (json_is_null(val) && null_is_absent(key))
+			rc = 0; /* what GET /vm/config shows for an unconfigured object */
 		else if (own_key && (strcmp(key, "logger") == 0 || strcmp(key, "metrics") == 0))
 			rc = own_key(opaque, key, val, inner);
 		else

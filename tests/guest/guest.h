@@ -87,6 +87,8 @@ bool has_word(const char *cmdline, const char *word);
 void virtio_run(const char *cmdline);
 /* Sends the virtio-vsock device hostile packets as the vsock-* words ask (vsock.c). */
 void vsock_run(const char *cmdline);
+/* Reads the virtio-rng device and sends it broken chains as the rng-* words ask (rng.c). */
+void rng_run(const char *cmdline);
 /* The smp and high-mem words (cpu.c). */
 void cpu_run(const char *cmdline, const uint8_t *boot_params);
 /* Routes the IOAPIC's pin irq to vector on this CPU, through an IDT whose handler counts

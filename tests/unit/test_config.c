@@ -27,16 +27,17 @@ static void boot_source_valid(void **state)
 {
 	(void)state;
 	char err[ERR_LEN] = "";
-	assert_int_equal(boot_source("{\"kernel_image_path\": \"/k\", \"initrd_path\": \"/i\","
-				     " \"boot_args\": \"console=ttyS0\"}",
-				     err),
-			 0);
-	assert_string_equal(cfg()->boot.kernel_image_path, "/k");
-	assert_string_equal(cfg()->boot.initrd_path, "/i");
+	assert_int_equal(
+		boot_source("{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": \"/dev/zero\","
+			    " \"boot_args\": \"console=ttyS0\"}",
+			    err),
+		0);
+	assert_string_equal(cfg()->boot.kernel_image_path, "/dev/null");
+	assert_string_equal(cfg()->boot.initrd_path, "/dev/zero");
 	assert_string_equal(cfg()->boot.boot_args, "console=ttyS0");
 	/* A second PUT replaces the whole object: optional fields not given are cleared. */
-	assert_int_equal(boot_source("{\"kernel_image_path\": \"/k2\"}", err), 0);
-	assert_string_equal(cfg()->boot.kernel_image_path, "/k2");
+	assert_int_equal(boot_source("{\"kernel_image_path\": \"/dev/zero\"}", err), 0);
+	assert_string_equal(cfg()->boot.kernel_image_path, "/dev/zero");
 	assert_null(cfg()->boot.initrd_path);
 	assert_null(cfg()->boot.boot_args);
 }
@@ -47,14 +48,14 @@ static void boot_source_refusals(void **state)
 	char err[ERR_LEN] = "";
 	refused(boot_source("{\"boot_args\": \"x\"}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": 7}", err), err, "kernel_image_path", NULL);
-	refused(boot_source("{\"kernel_image_path\": \"/k\", \"initrd_path\": false}", err), err,
-		"initrd_path", NULL);
-	refused(boot_source("{\"kernel_image_path\": \"/k\", \"kernel_args\": \"x\"}", err), err,
-		"kernel_args", NULL);
+	refused(boot_source("{\"kernel_image_path\": \"/dev/null\", \"initrd_path\": false}", err),
+		err, "initrd_path", NULL);
+	refused(boot_source("{\"kernel_image_path\": \"/dev/null\", \"kernel_args\": \"x\"}", err),
+		err, "kernel_args", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"\"}", err), err, "kernel_image_path", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"/k\\u0000x\"}", err), err,
 		"kernel_image_path", NULL);
-	refused(boot_source("[\"/k\"]", err), err, "boot-source", NULL);
+	refused(boot_source("[\"/dev/null\"]", err), err, "boot-source", NULL);
 	assert_int_equal(config_put_boot_source(cfg(), NULL, err), -EINVAL);
 }
 
@@ -68,14 +69,14 @@ static void boot_args_length(void **state)
 	assert_non_null(args);
 	memset(args, 'a', CMDLINE_MAX);
 	args[CMDLINE_MAX] = '\0';
-	snprintf(body, CMDLINE_MAX + 64, "{\"kernel_image_path\": \"/k\", \"boot_args\": \"%s\"}",
-		 args);
+	snprintf(body, CMDLINE_MAX + 64,
+		 "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"%s\"}", args);
 	int rc = boot_source(body, err);
 	char err_long[ERR_LEN];
 	memcpy(err_long, err, sizeof(err_long));
 	args[CMDLINE_MAX - 1] = '\0'; /* 2047 bytes: the longest Linux takes */
-	snprintf(body, CMDLINE_MAX + 64, "{\"kernel_image_path\": \"/k\", \"boot_args\": \"%s\"}",
-		 args);
+	snprintf(body, CMDLINE_MAX + 64,
+		 "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"%s\"}", args);
 	int rc_max = boot_source(body, err);
 	free(body);
 	free(args);
@@ -89,15 +90,16 @@ static void boot_source_refusal_keeps_previous(void **state)
 	(void)state;
 	char err[ERR_LEN] = "";
 	assert_int_equal(
-		boot_source("{\"kernel_image_path\": \"/old\", \"boot_args\": \"a=1\"}", err), 0);
+		boot_source("{\"kernel_image_path\": \"/dev/full\", \"boot_args\": \"a=1\"}", err),
+		0);
 	/* Fails on its last check, after the other fields were read. */
-	refused(boot_source("{\"kernel_image_path\": \"/new\", \"initrd_path\": \"/i\","
+	refused(boot_source("{\"kernel_image_path\": \"/new\", \"initrd_path\": \"/dev/zero\","
 			    " \"boot_args\": 5}",
 			    err),
 		err, "boot_args", NULL);
 	refused(boot_source("{\"kernel_image_path\": \"\", \"boot_args\": \"b=2\"}", err), err,
 		"kernel_image_path", NULL);
-	assert_string_equal(cfg()->boot.kernel_image_path, "/old");
+	assert_string_equal(cfg()->boot.kernel_image_path, "/dev/full");
 	assert_string_equal(cfg()->boot.boot_args, "a=1");
 	assert_null(cfg()->boot.initrd_path);
 }
@@ -174,8 +176,12 @@ static void machine_config_put_and_patch(void **state)
 	assert_int_equal(cfg()->machine.mem_size_mib, 512);
 	assert_true(cfg()->machine.smt);
 	assert_true(cfg()->machine.track_dirty_pages);
-	assert_int_equal(machine("{}", true, err), 0);
+	/* Firecracker: a PATCH that sets nothing is "Empty PATCH request." (null is unset). */
+	refused(machine("{}", true, err), err, "Empty PATCH request.", NULL);
+	refused(machine("{\"smt\": null}", true, err), err, "Empty PATCH request.", NULL);
+	assert_int_equal(machine("{\"smt\": null, \"track_dirty_pages\": true}", true, err), 0);
 	assert_int_equal(cfg()->machine.mem_size_mib, 512);
+	assert_true(cfg()->machine.smt);
 	/* A refused PATCH changes nothing, not even the keys that were valid. */
 	refused(machine("{\"mem_size_mib\": 64, \"vcpu_count\": 99}", true, err), err, "vcpu_count",
 		NULL);
@@ -196,7 +202,7 @@ static int load_text(const char *text, char *err, const char **path_out)
 	return config_load_file(path, cfg(), NULL, NULL, err);
 }
 
-#define BOOT "\"boot-source\": {\"kernel_image_path\": \"/k\"}"
+#define BOOT "\"boot-source\": {\"kernel_image_path\": \"/dev/null\"}"
 
 static void config_file_valid(void **state)
 {
@@ -210,7 +216,7 @@ static void config_file_valid(void **state)
 			   err, NULL);
 	if (rc)
 		fail_msg("valid config refused: %s", err);
-	assert_string_equal(cfg()->boot.kernel_image_path, "/k");
+	assert_string_equal(cfg()->boot.kernel_image_path, "/dev/null");
 	assert_int_equal(cfg()->machine.vcpu_count, 2);
 	assert_int_equal(cfg()->machine.mem_size_mib, 256);
 	assert_string_equal(cfg()->serial_out_path, "/tmp/console");
@@ -226,8 +232,8 @@ static void config_file_invalid_json(void **state)
 	char err[ERR_LEN] = "";
 	const char *path;
 	/* The stray comma is on line 3, column 1 onwards. */
-	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/k\"}\n,}\n", err,
-			   &path);
+	int rc = load_text("{\n  \"boot-source\": {\"kernel_image_path\": \"/dev/null\"}\n,}\n",
+			   err, &path);
 	assert_int_equal(rc, -EINVAL);
 	assert_non_null(strstr(err, path));
 	if (!strstr(err, "line 3"))
@@ -249,7 +255,7 @@ static void config_file_refusals(void **state)
 		{ "{" BOOT ", \"network-interfaces\": {}}", "network-interfaces" },
 		{ "{" BOOT ", \"machine-config\": {\"vcpu_count\": 64, \"mem_size_mib\": 128}}",
 		  "vcpu_count" },
-		{ "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"x\": 1}}", "'x'" },
+		{ "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\", \"x\": 1}}", "'x'" },
 		{ "{" BOOT ", \"serial\": {\"serial_out_path\": 1}}", "serial_out_path" },
 		{ "{" BOOT ", \"serial\": {\"rate_limiter\": {\"size\": 1}}}",
 		  "serial.rate_limiter: missing field 'refill_time'" },

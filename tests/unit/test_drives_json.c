@@ -182,7 +182,7 @@ static void bad_ids(void **state)
 	refused(put("other", err,
 		    "{\"drive_id\": \"mine\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
 		    img),
-		err, "drive 'mine'", "other");
+		err, "The id from the path does not match the id from the body!", NULL);
 	json_t *j = parse("[1]");
 	refused(blk_config_put(drives(), "x", j, err), err, "object", NULL);
 	json_decref(j);
@@ -289,7 +289,8 @@ static void patch_semantics(void **state)
 	refused(patch("d", "{\"drive_id\": \"d\", \"is_read_only\": true}", err), err,
 		"is_read_only", "PATCH changes only");
 	refused(patch("e", "{\"drive_id\": \"e\"}", err), err, "drive 'e'", "no such drive");
-	refused(patch("d", "{\"drive_id\": \"x\"}", err), err, "drive 'x'", "path");
+	refused(patch("d", "{\"drive_id\": \"x\"}", err), err,
+		"The id from the path does not match", NULL);
 	refused(patch("d", "{\"drive_id\": \"d\", \"path_on_host\": \"/nonexistent/img\"}", err),
 		err, "drive 'd'", "/nonexistent/img");
 	refused(patch("d",
@@ -343,7 +344,8 @@ static void config_file_array(void **state)
 	vm_config_free(cfg());
 	vm_config_init(cfg());
 	snprintf(text, sizeof(text),
-		 "{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"drives\": [{\"drive_id\": "
+		 "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\"}, \"drives\": "
+		 "[{\"drive_id\": "
 		 "\"root\","
 		 " \"path_on_host\": \"%s\", \"is_root_device\": true, \"cache_type\": "
 		 "\"Writeback\"}]}",

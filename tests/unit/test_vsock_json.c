@@ -204,7 +204,7 @@ static void config_file(void **state)
 {
 	(void)state;
 	char err[ERR_LEN];
-	const char *file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
+	const char *file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},"
 					 "\"vsock\":{\"guest_cid\":42,\"uds_path\":\"v.sock\"}}");
 	assert_int_equal(config_load_file(file, cfg(), NULL, NULL, err), 0);
 	assert_non_null(vsock()->uds_path);
@@ -213,19 +213,19 @@ static void config_file(void **state)
 	/* null, as GET /vm/config shows "no device", is accepted. */
 	vm_config_free(cfg());
 	vm_config_init(cfg());
-	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"vsock\":null}");
+	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},\"vsock\":null}");
 	assert_int_equal(config_load_file(file, cfg(), NULL, NULL, err), 0);
 	assert_null(vsock()->uds_path);
 
-	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
+	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},"
 			     "\"vsock\":{\"guest_cid\":1,\"uds_path\":\"v.sock\"}}");
 	refused(config_load_file(file, cfg(), NULL, NULL, err), err, "config file ",
 		"vsock: field 'guest_cid' is 1, must be between 3 and 4294967295");
-	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},"
+	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},"
 			     "\"vsock\":{\"guest_cid\":3,\"uds_path\":\"v.sock\",\"port\":1}}");
 	refused(config_load_file(file, cfg(), NULL, NULL, err), err, "vsock: unknown field 'port'",
 		NULL);
-	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"vsock\":[]}");
+	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},\"vsock\":[]}");
 	refused(config_load_file(file, cfg(), NULL, NULL, err), err,
 		"vsock: expected a JSON object", NULL);
 	assert_null(vsock()->uds_path);
