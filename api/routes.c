@@ -13,11 +13,21 @@
 #include "core/version.h"
 #include "vmm/controller.h"
 #include "vmm/device_table.h"
+#include "vmm/snapshot.h"
 
 enum method { M_GET = 1, M_PUT = 2, M_PATCH = 4 };
 
 /* The endpoints the routes treat themselves; every other one configures an object. */
-enum endpoint { EP_ROOT, EP_VERSION, EP_MACHINE_CONFIG, EP_ACTIONS, EP_VM, EP_VM_CONFIG };
+enum endpoint {
+	EP_ROOT,
+	EP_VERSION,
+	EP_MACHINE_CONFIG,
+	EP_ACTIONS,
+	EP_VM,
+	EP_VM_CONFIG,
+	EP_SNAPSHOT_CREATE,
+	EP_SNAPSHOT_LOAD
+};
 
 /* Firecracker routes on the path's first segment ("drives" of /drives/rootfs); the second is
  * an id, or for GET /vm/config a fixed word. Segments after those are not looked at, and a
@@ -39,6 +49,8 @@ static struct endpoint_row endpoints[ENDPOINTS_MAX] = {
 	[EP_ACTIONS] = { "actions", NULL, false, "actions", M_PUT },
 	[EP_VM] = { "vm", NULL, false, "vm", M_PATCH },
 	[EP_VM_CONFIG] = { "vm", "config", false, "vm_config", M_GET },
+	[EP_SNAPSHOT_CREATE] = { "snapshot", "create", false, "snapshot_create", M_PUT },
+	[EP_SNAPSHOT_LOAD] = { "snapshot", "load", false, "snapshot_load", M_PUT },
 	{ "boot-source", NULL, false, "boot_source", M_PUT },
 	{ "logger", NULL, false, "logger", M_PUT },
 	{ "metrics", NULL, false, "metrics", M_PUT },
@@ -200,6 +212,12 @@ static unsigned handle(struct api_ctx *ctx, unsigned ep, unsigned method, const 
 		break;
 	case EP_VM:
 		rc = patch_vm(ctx, body, err);
+		break;
+	case EP_SNAPSHOT_CREATE:
+		rc = vmm_snapshot_create(ctx->vm, body, err);
+		break;
+	case EP_SNAPSHOT_LOAD:
+		rc = vmm_snapshot_load(ctx->vm, body, err);
 		break;
 	case EP_MACHINE_CONFIG:
 		if (method == M_GET) {

@@ -111,9 +111,11 @@ wait_for_line() { # wait_for_line FILE TEXT
 @test "VMM filter: the event loop's calls pass; exec, foreign sockets and VM setup are killed" {
 	dump vmm
 	allowed vmm write getpid mmap-rw socket-unix accept4 openat unlink tgkill-kick \
-		ioctl-kvm-get-clock
+		ioctl-kvm-get-clock ioctl-kvm-get-regs mincore ftruncate
+	# A snapshot create reads vCPU state; only a load (before the filter) sets it.
 	forbidden vmm socket-inet socket-netlink execve mount ioctl-kvm-run ioctl-kvm-create-vm \
-		ioctl-kvm-set-user-memory-region tgkill-term ioctl-kvm-signal-msi ioctl-kvm-interrupt
+		ioctl-kvm-set-user-memory-region tgkill-term ioctl-kvm-signal-msi ioctl-kvm-interrupt \
+		ioctl-kvm-set-regs ioctl-kvm-set-msrs
 	if ! sanitizer_build; then
 		forbidden vmm mmap-exec mprotect-exec fork ptrace kill-parent
 	fi

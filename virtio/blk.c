@@ -434,3 +434,32 @@ const char *blk_root_arg(struct virtio_dev *dev)
 {
 	return to_blk(dev)->root_arg;
 }
+
+int blk_save(struct virtio_dev *dev, struct snap_writer *w, char *err)
+{
+	struct blk_dev *b = to_blk(dev);
+	unsigned free = 0;
+	pthread_mutex_lock(&dev->lock);
+	for (struct blk_req *r = b->free_reqs; r; r = r->next_free)
+		free++;
+	pthread_mutex_unlock(&dev->lock);
+	/* The guest would wait forever for a request the restored VM never saw. */
+	if (free != BLK_QUEUE_SIZE)
+		return errf(err, -EBUSY, "drive %s: %u requests in flight; try again", b->id,
+			    BLK_QUEUE_SIZE - free);
+	snapw_u64(w, b->sectors);
+	return 0;
+}
+
+int blk_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
+{
+	struct blk_dev *b = to_blk(dev);
+	uint64_t sectors = snapr_u64(r);
+	if (!snapr_done(r))
+		return errf(err, -EINVAL, "drive %s: snapshot state truncated", b->id);
+	if (sectors != b->sectors)
+		return errf(err, -EINVAL,
+			    "drive %s: %s has %llu sectors, the snapshot's disk had %llu", b->id,
+			    b->path, (unsigned long long)b->sectors, (unsigned long long)sectors);
+	return 0;
+}

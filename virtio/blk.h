@@ -104,6 +104,10 @@ int blk_uring_probe(char *err);
  * naming the drive in err on failure. */
 int blk_create(struct machine *machine, const struct drive_config *cfg, struct virtio_dev **out,
 	       char *err);
+/* Snapshots (the VM paused): blk_save refuses while requests are in flight (the Async
+ * engine's), and writes the disk size, which blk_restore requires again. */
+int blk_save(struct virtio_dev *dev, struct snap_writer *w, char *err);
+int blk_restore(struct virtio_dev *dev, struct snap_reader *r, char *err);
 /* PATCH /drives/{id} on the running device dev: cfg (already validated) gives the drive's
  * path_on_host and rate_limiter. A new image takes effect for the next request, with a
  * configuration interrupt when its size differs. -errno and err, with nothing changed. */

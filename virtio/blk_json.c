@@ -239,4 +239,6 @@ const struct device_kind blk_kind = {
 	.free = kind_free,
 	.create = kind_create,
 	.update = kind_update,
+	.save = blk_save,
+	.restore = blk_restore,
 };

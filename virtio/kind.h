@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "core/machine.h"
+#include "core/snapbuf.h"
 #include "virtio/virtio.h"
 
 /* What the create hooks made, in virtio-mmio slot order, each with the kernel argument it
@@ -42,9 +43,15 @@ struct device_kind {
 	int (*create)(struct machine *machine, const void *store, struct device_set *set,
 		      char *err);
 	/* PATCH on the running VM: applies body to dev (the device with this id), and only
-	 * when the device took it, commits it to *store. The snapshot issue adds save and
-	 * restore hooks here. */
+	 * when the device took it, commits it to *store. */
 	int (*update)(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err);
+
+	/* Snapshots, on a paused VM. save: the device's own state, after the transport's
+	 * (virtio_mmio_save). restore: onto the device create made from the saved
+	 * configuration, with the transport restored; the bytes are untrusted. NULL: this kind
+	 * cannot be snapshotted yet, and a snapshot of a VM with one is refused. */
+	int (*save)(struct virtio_dev *dev, struct snap_writer *w, char *err);
+	int (*restore)(struct virtio_dev *dev, struct snap_reader *r, char *err);
 };
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "virtio/virtq.h"
 #include "core/machine.h"
+#include "core/snapbuf.h"
 
 /* Device status bits (virtio 1.x, "Device Status Field"). */
 #define VIRTIO_STATUS_ACKNOWLEDGE	 1
@@ -124,6 +125,11 @@ struct virtio_dev {
 int virtio_mmio_init(struct virtio_dev *dev, struct machine *machine,
 		     const struct virtio_dev_ops *ops, const char *label, unsigned nr_queues,
 		     uint16_t queue_max, uint64_t device_features);
+/* Snapshots of the transport: registers and queue positions (the VM is paused). Restore
+ * checks every value against the device as created, activates a running device's queues
+ * (their addresses checked as at DRIVER_OK) and looks at them once; 0 or -EINVAL. */
+void virtio_mmio_save(struct virtio_dev *dev, struct snap_writer *w);
+int virtio_mmio_restore(struct virtio_dev *dev, struct snap_reader *r, char *err);
 /* Destroys dev and its transport (after the vCPUs stopped). */
 void virtio_dev_destroy(struct virtio_dev *dev);
 

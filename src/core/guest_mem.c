@@ -4,8 +4,14 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include "x86/layout.h"
+
+#define PAGE_SIZE  4096ULL
+#define DUMP_CHUNK (64ULL << 20) /* mincore() a chunk at a time: a 16 KiB vector */
 
 static int map_region(struct mem_region *r, uint64_t gpa, uint64_t size)
 {
@@ -44,6 +50,7 @@ void guest_mem_free(struct guest_mem *mem)
 		munmap(mem->regions[i].hva, mem->regions[i].size);
 	mem->nr_regions = 0;
 	mem->size = 0;
+	mem->file_backed = false;
 }
 
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
@@ -59,4 +66,103 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 		return r->hva + off;
 	}
 	return NULL;
+}
+
+int guest_mem_init_file(struct guest_mem *mem, uint64_t size, int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	uint64_t low = size < MMIO_GAP_START ? size : MMIO_GAP_START;
+	uint64_t sizes[2] = { low, size - low }, gpas[2] = { 0, MMIO_GAP_END }, off = 0;
+	memset(mem, 0, sizeof(*mem));
+	for (unsigned i = 0; i < 2 && sizes[i]; i++) {
+		void *p = mmap(NULL, sizes[i], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+			       fd, (off_t)off);
+		if (p == MAP_FAILED) {
+			int rc = -errno;
+			guest_mem_free(mem);
+			return rc;
+		}
+		mem->regions[i] = (struct mem_region){ gpas[i], sizes[i], p };
+		mem->nr_regions = i + 1;
+		off += sizes[i];
+	}
+	mem->size = size;
+	mem->file_backed = true;
+	mem->file_dev = st.st_dev;
+	mem->file_ino = st.st_ino;
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	for (unsigned i = 0; i < PAGE_SIZE / 8; i++)
+		if (q[i])
+			return false;
+	return true;
+}
+
+/* Writes len bytes from hva to fd at off. */
+static int write_run(int fd, const uint8_t *hva, uint64_t off, uint64_t len, uint64_t *written)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, hva, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		hva += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+		*written += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* A page mincore() reports absent may still hold data: swapped out (anonymous memory), or
+ * evicted from the page cache of the file a restored VM maps. Only without swap, for
+ * anonymous memory, is absent the same as never touched; otherwise absent pages are read
+ * (which brings them back) and written when they are not zeros. */
+int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (mem->file_backed && st.st_dev == mem->file_dev && st.st_ino == mem->file_ino)
+		return -EBUSY;
+	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)mem->size) < 0)
+		return -errno;
+	struct sysinfo si;
+	bool check_absent = mem->file_backed || sysinfo(&si) < 0 || si.totalswap > 0;
+	static unsigned char vec[DUMP_CHUNK / PAGE_SIZE];
+	uint64_t file_off = 0;
+	*written = 0;
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		for (uint64_t c = 0; c < r->size; c += DUMP_CHUNK) {
+			uint64_t clen = r->size - c < DUMP_CHUNK ? r->size - c : DUMP_CHUNK;
+			const uint8_t *hva = r->hva + c;
+			if (mincore((void *)hva, clen, vec) < 0)
+				return -errno;
+			uint64_t run = 0, npages = clen / PAGE_SIZE;
+			for (uint64_t p = 0; p <= npages; p++) {
+				bool data = p < npages && (vec[p] & 1 || check_absent) &&
+					    !page_is_zero(hva + p * PAGE_SIZE);
+				if (data)
+					continue;
+				if (p > run) {
+					int rc = write_run(fd, hva + run * PAGE_SIZE,
+							   file_off + c + run * PAGE_SIZE,
+							   (p - run) * PAGE_SIZE, written);
+					if (rc)
+						return rc;
+				}
+				run = p + 1;
+			}
+		}
+		file_off += r->size;
+	}
+	return 0;
 }

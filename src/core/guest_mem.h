@@ -3,7 +3,9 @@
 #ifndef EMBER_GUEST_MEM_H
 #define EMBER_GUEST_MEM_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct mem_region {
 	uint64_t gpa;
@@ -15,11 +17,24 @@ struct guest_mem {
 	struct mem_region regions[2]; /* below the 3 GiB MMIO gap, and from 4 GiB up */
 	unsigned nr_regions;
 	uint64_t size;
+	/* Restored from a snapshot's memory file (guest_mem_init_file): which file, so that a
+	 * new snapshot never truncates the file its own pages come from. */
+	bool file_backed;
+	dev_t file_dev;
+	ino_t file_ino;
 };
 
 /* Maps size bytes (MAP_NORESERVE: pages cost host memory once touched). -errno. */
 int guest_mem_init(struct guest_mem *mem, uint64_t size);
 void guest_mem_free(struct guest_mem *mem);
+/* The same layout over a memory file of size bytes (a snapshot's): each region a
+ * MAP_PRIVATE view of fd at its offset in the file, where the regions lie back to back.
+ * Pages load on first touch; the guest's writes stay private to this process. -errno. */
+int guest_mem_init_file(struct guest_mem *mem, uint64_t size, int fd);
+/* Writes guest memory to fd (truncated to the memory size first) as a sparse file: only
+ * pages that hold something other than zeros, at their offsets. *written: bytes written.
+ * -errno. */
+int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written);
 /* A host pointer for [gpa, gpa+len) if it lies entirely in one RAM region, NULL otherwise
  * (overflow, the gap, beyond the end). */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);

@@ -160,6 +160,26 @@ static const struct seccomp_rule vmm[] = {
 	/* PATCH /vm: the guest clock is held while paused (vm_pause, vm_resume). */
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_CLOCK),
 	ALLOW_IF_EQ(ioctl, 1, KVM_SET_CLOCK),
+	/* PUT /snapshot/create on the paused VM (vmm/snapshot.c): the KVM state of the VM
+	 * and each vCPU, and the sparse memory file (mincore, sysinfo for swap, ftruncate). */
+	ALLOW_IF_EQ(ioctl, 1, KVM_CHECK_EXTENSION),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_MSR_INDEX_LIST),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_PIT2),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_IRQCHIP),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_MP_STATE),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_REGS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_SREGS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_XSAVE),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_FPU),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_XCRS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_DEBUGREGS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_LAPIC),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_MSRS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_CPUID2),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_VCPU_EVENTS),
+	ALLOW(mincore),
+	ALLOW(sysinfo),
+	ALLOW(ftruncate),
 };
 
 /* vCPU threads: KVM_RUN and the exit handlers, which only touch device state in memory and

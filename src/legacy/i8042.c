@@ -192,3 +192,38 @@ void i8042_destroy(struct i8042 *d)
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
+
+void i8042_save(struct i8042 *d, struct snap_writer *w)
+{
+	pthread_mutex_lock(&d->lock);
+	snapw_u8(w, d->status);
+	snapw_u8(w, d->ctr);
+	snapw_u8(w, d->pending_cmd);
+	snapw_u8(w, (uint8_t)d->count);
+	for (unsigned i = 0; i < d->count; i++)
+		snapw_u8(w, d->buf[(d->head + i) % BUF_SIZE]);
+	pthread_mutex_unlock(&d->lock);
+}
+
+int i8042_restore(struct i8042 *d, struct snap_reader *r, char *err)
+{
+	uint8_t status = snapr_u8(r), ctr = snapr_u8(r), pending = snapr_u8(r);
+	unsigned count = snapr_u8(r);
+	uint8_t buf[BUF_SIZE];
+	if (count > BUF_SIZE)
+		return errf(err, -EINVAL, "i8042: %u bytes in a %u-byte buffer", count, BUF_SIZE);
+	snapr_bytes(r, buf, count);
+	if (!snapr_done(r))
+		return errf(err, -EINVAL, "i8042: truncated state or trailing bytes");
+	if (pending != 0 && pending != CMD_WRITE_CTR && pending != CMD_WRITE_OUTPUT)
+		return errf(err, -EINVAL, "i8042: no command 0x%x waits for data", pending);
+	pthread_mutex_lock(&d->lock);
+	d->status = status;
+	d->ctr = ctr;
+	d->pending_cmd = pending;
+	memcpy(d->buf, buf, count);
+	d->head = 0;
+	d->count = count;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}

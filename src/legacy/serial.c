@@ -305,3 +305,44 @@ void serial_destroy(struct serial *s)
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
+
+void serial_save(struct serial *s, struct snap_writer *w)
+{
+	pthread_mutex_lock(&s->lock);
+	uint8_t regs[] = { s->ier, s->lcr, s->mcr, s->scr,
+			   s->fcr, s->dll, s->dlm, s->thr_empty_pending };
+	snapw_bytes(w, regs, sizeof(regs));
+	snapw_u8(w, (uint8_t)s->rx_count);
+	for (unsigned i = 0; i < s->rx_count; i++)
+		snapw_u8(w, s->rx[(s->rx_head + i) % RX_FIFO_SIZE]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, struct snap_reader *r, char *err)
+{
+	uint8_t regs[8], rx[RX_FIFO_SIZE];
+	snapr_bytes(r, regs, sizeof(regs));
+	unsigned count = snapr_u8(r);
+	if (count > RX_FIFO_SIZE)
+		return errf(err, -EINVAL, "serial: %u bytes in a %u-byte FIFO", count,
+			    RX_FIFO_SIZE);
+	snapr_bytes(r, rx, count);
+	if (!snapr_done(r))
+		return errf(err, -EINVAL, "serial: truncated state or trailing bytes");
+	pthread_mutex_lock(&s->lock);
+	/* The masks the register writes apply, so a file cannot set what a guest cannot. */
+	s->ier = regs[0] & 0x0f;
+	s->lcr = regs[1];
+	s->mcr = regs[2] & 0x1f;
+	s->scr = regs[3];
+	s->fcr = regs[4] & (FCR_FIFO_ENABLE | 0xc0);
+	s->dll = regs[5];
+	s->dlm = regs[6];
+	s->thr_empty_pending = regs[7] != 0;
+	memcpy(s->rx, rx, count);
+	s->rx_head = 0;
+	s->rx_count = count;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}

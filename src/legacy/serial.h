@@ -7,6 +7,7 @@
 
 #include "core/machine.h"
 #include "core/rate_limiter.h"
+#include "core/snapbuf.h"
 
 /* out_fd receives everything the guest transmits, within out_limit (bytes; NULL or size 0: no
  * limit; what exceeds it is dropped and counted in the "uart" metrics); in_fd (or -1) feeds
@@ -14,5 +15,9 @@
 struct serial *serial_create(struct machine *machine, int out_fd, int in_fd,
 			     const struct token_bucket_config *out_limit);
 void serial_destroy(struct serial *s);
+/* Snapshots: the registers and the receive FIFO (the VM is paused). Restore checks every
+ * value; 0 or -EINVAL with err. */
+void serial_save(struct serial *s, struct snap_writer *w);
+int serial_restore(struct serial *s, struct snap_reader *r, char *err);
 
 #endif

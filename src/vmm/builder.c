@@ -360,8 +360,30 @@ static void release(struct vm *vm)
 	vm->kvm_ready = false;
 }
 
-/* Creates what the guest runs on, from the configuration; the KVM VM exists. */
-static int build(struct vm *vm, char *err)
+/* Guest memory for a snapshot load: the memory file mapped copy-on-write, registered here
+ * (the KVM VM is fresh: no slot and no memory thread yet). */
+static int map_memory_file(struct vm *vm, int fd, char *err)
+{
+	uint64_t size = (uint64_t)vm->cfg.machine.mem_size_mib << 20;
+	join_helper(vm->mem_thread, &vm->mem_pending);
+	if (vm->m.mem.nr_regions) {
+		if (!vm->mem_rc)
+			set_memory_slots(&vm->m, true);
+		guest_mem_free(&vm->m.mem);
+	}
+	vm->mem_rc = guest_mem_init_file(&vm->m.mem, size, fd);
+	if (vm->mem_rc)
+		return errf(err, vm->mem_rc, "cannot map the memory file: %s",
+			    strerror(-vm->mem_rc));
+	vm->mem_bytes = size;
+	set_memory_slots(&vm->m, false);
+	return 0;
+}
+
+/* Creates what the guest runs on, from the configuration; the KVM VM exists. With from, the
+ * guest comes from a snapshot: memory from its file, no kernel, and from->apply restores
+ * the state onto the devices and vCPUs. */
+static int build(struct vm *vm, const struct builder_snapshot *from, char *err)
 {
 	struct machine *m = &vm->m;
 	const struct vm_config *cfg = &vm->cfg;
@@ -376,7 +398,11 @@ static int build(struct vm *vm, char *err)
 	vm->serial_out_fd = out_fd;
 	/* Otherwise the memory is mapped here, for the kernel, and KVM takes it on a
 	 * helper thread meanwhile. */
-	if (vm->build_ahead) {
+	if (from) {
+		int rc = map_memory_file(vm, from->mem_fd, err);
+		if (rc)
+			return rc;
+	} else if (vm->build_ahead) {
 		builder_resize_memory(vm); /* no machine-config came: the default size */
 		join_helper(vm->mem_thread, &vm->mem_pending);
 	} else if (!(vm->mem_rc =
@@ -408,11 +434,20 @@ static int build(struct vm *vm, char *err)
 	if (vm->boot_timer_enabled)
 		vm->boot_timer = boot_timer_create(m);
 
-	uint64_t entry = 0;
-	int rc = load_guest(vm, &entry, err);
-	/* Only the boot CPU starts in long mode; the others wait for the guest's INIT/SIPI. */
-	if (!rc)
-		vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	int rc;
+	if (from) {
+		/* KVM_SET_PIT2 needs the PIT. */
+		join_helper(vm->pit_thread, &vm->pit_pending);
+		rc = create_devices(vm, err);
+		if (!rc)
+			rc = from->apply(vm, from->arg, err);
+	} else {
+		uint64_t entry = 0;
+		rc = load_guest(vm, &entry, err);
+		/* Only the boot CPU starts in long mode; the others wait for INIT/SIPI. */
+		if (!rc)
+			vcpu_setup_long_mode(&vm->vcpus[0], entry);
+	}
 	/* Compiled already when built ahead; else now, while KVM finishes the PIT and memory. */
 	int seccomp_rc = seccomp_prepare();
 	if (seccomp_rc)
@@ -453,7 +488,7 @@ int builder_start(struct vm *vm, char *err)
 	builder_prepare(vm); /* a failed attempt took the KVM VM down, or it never came up */
 	if (!vm->kvm_ready)
 		return errf(err, -ENODEV, "%s", vm->prepare_err);
-	int rc = build(vm, err);
+	int rc = build(vm, NULL, err);
 	if (rc) {
 		/* The configuration can be fixed and the start tried again on a new KVM VM. */
 		release(vm);
@@ -462,6 +497,23 @@ int builder_start(struct vm *vm, char *err)
 	}
 	/* Logged before the vCPUs run, so the line never splits the guest's first output. */
 	log_info("VM started");
+	return start_vcpus(vm, err);
+}
+
+int builder_restore(struct vm *vm, const struct builder_snapshot *from, char *err)
+{
+	builder_prepare(vm);
+	if (!vm->kvm_ready)
+		return errf(err, -ENODEV, "%s", vm->prepare_err);
+	int rc = build(vm, from, err);
+	if (rc) {
+		/* Nothing of the half-restored VM survives: the process is as it started. */
+		release(vm);
+		prepare(vm);
+		return rc;
+	}
+	/* Paused before they start: each thread parks before its first KVM_RUN. */
+	vm->m.paused = true;
 	return start_vcpus(vm, err);
 }
 

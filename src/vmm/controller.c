@@ -112,6 +112,9 @@ int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, 
 		  char *err)
 {
 	int k = device_kind_find(key);
+	/* Firecracker's boot path: after these, a snapshot load is refused. */
+	if (vm->state == VM_CONFIGURING && strcmp(key, "logger") && strcmp(key, "metrics"))
+		vm->configured = true;
 	if (k >= 0)
 		return configure_device(vm, k, id, body, patch, err);
 	if (vm->state != VM_CONFIGURING)

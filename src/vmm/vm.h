@@ -48,6 +48,9 @@ struct vm {
 	int device_kind_of[VIRTIO_DEV_MAX]; /* each device's row in the device table */
 	struct kvm_clock_data saved_clock;  /* kvmclock while paused, if clock_saved */
 	bool clock_saved;
+	/* Something besides the logger and metrics was configured: a snapshot load, which
+	 * brings its own configuration, is no longer allowed. */
+	bool configured;
 
 	/* ember's own outputs, configured with the VM (PUT /logger, /metrics). */
 	char *log_path;
@@ -69,6 +72,16 @@ void builder_resize_memory(struct vm *vm);
 /* InstanceStart: kernel, devices, vCPUs; then the vCPU threads run. 0, or -errno with a
  * message in err and the VM back to a configurable state. */
 int builder_start(struct vm *vm, char *err);
+/* A snapshot load: the memory file, and apply, which restores the saved state once the
+ * devices and vCPUs exist (0, or -errno with err). */
+struct builder_snapshot {
+	int mem_fd;
+	int (*apply)(struct vm *vm, void *arg, char *err);
+	void *arg;
+};
+/* Builds the VM from the configuration (set from the snapshot) and from's state, then starts
+ * the vCPUs paused. On failure everything is undone and a fresh KVM VM prepared. */
+int builder_restore(struct vm *vm, const struct builder_snapshot *from, char *err);
 /* Stops and frees everything (at exit). */
 void builder_destroy(struct vm *vm);
 

@@ -1,14 +1,14 @@
 /* A tiny freestanding guest for fast tests on any KVM, PVM included: prints a line on the
  * UART, writes the boot-timer byte, then resets through the i8042 (or, with the word
  * "halt" on its command line, stays halted so that tests have a running VM; with "spin"
- * it busy-loops and prints a tick line now and then, for pause/resume tests; with
- * "uart-echo" it prints back a line it reads from the UART; with "triple-fault" it
- * triple-faults; with "exec-mmio" it runs code where no memory is). "smp" and "high-mem"
- * test the CPUs and memory (cpu.c); words that start with "blk-" or "net-" exercise the
- * virtio-blk or virtio-net devices by polling (virtio.c), and "vsock-" words the
- * virtio-vsock device (vsock.c), "rng-" words the virtio-rng device (rng.c). "uart-flood"
- * prints 16 KiB of lines before it goes on, for the console's rate limiter;
- * "boot-timer-repeat" writes the boot-timer byte 1000 times more. */
+ * it busy-loops and prints a tick line now and then, for pause/resume tests; with "count"
+ * it counts in memory and prints the count, for snapshot tests; with "uart-echo" it prints
+ * back a line it reads from the UART; with "triple-fault" it triple-faults; with "exec-mmio"
+ * it runs code where no memory is). "smp" and "high-mem" test the CPUs and memory (cpu.c);
+ * words that start with "blk-" or "net-" exercise the virtio-blk or virtio-net devices by
+ * polling (virtio.c), "vsock-" words the virtio-vsock device (vsock.c), "rng-" words the
+ * virtio-rng device (rng.c). "uart-flood" prints 16 KiB of lines before it goes on, for the
+ * console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more. */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -128,6 +128,21 @@ void guest_main(const uint8_t *boot_params)
 		 * cannot run or emulate it. */
 		puts_uart("ember test guest: jumping into the MMIO gap\n");
 		((void (*)(void))0xd0000000UL)();
+	}
+	if (has_word(cmdline, "count-timer"))
+		cpu_count_timer();
+	if (has_word(cmdline, "count")) {
+		/* The count lives in guest memory, not in a register: a snapshot restored in
+		 * another process carries on from it. */
+		static volatile uint64_t count;
+		for (;;) {
+			for (volatile unsigned long i = 0; i < 20000; i++)
+				;
+			count++;
+			puts_uart("ember test guest: count=");
+			put_dec(count);
+			puts_uart("\n");
+		}
 	}
 	if (has_word(cmdline, "spin")) {
 		/* Keeps the vCPU busy and the console moving: pause/resume tests watch it. */

@@ -1,0 +1,23 @@
+/* Snapshots through the API: PUT /snapshot/create on a paused VM, PUT /snapshot/load in a
+ * fresh process. Bodies and messages follow Firecracker's; the state file is ember's own
+ * (vmm/snapshot_file.h), the memory file a sparse image of guest RAM. Each returns 0 or
+ * -errno with a message in err (controller.h's conventions). */
+#ifndef EMBER_SNAPSHOT_H
+#define EMBER_SNAPSHOT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/vm.h"
+
+int vmm_snapshot_create(struct vm *vm, json_t *body, char *err);
+/* On failure nothing of the snapshot stays: the process can load another or be
+ * configured. */
+int vmm_snapshot_load(struct vm *vm, json_t *body, char *err);
+/* The checks a load makes on a state file before it builds anything (framing, machine,
+ * KVM and vCPU sections, the devices' configuration), on a byte buffer and without a VM:
+ * for the fuzz and unit tests. 0 or -errno with err. */
+int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err);
+
+#endif
