@@ -5,8 +5,11 @@
 # jail_libs ROOT BINARY: copies what BINARY loads (as ldd resolves it on this host) into the
 # jail root ROOT at the same paths, with /etc/ld.so.cache; nothing for a static BINARY.
 jail_libs() {
-	local root=$1 bin=$2 lib
-	ldd "$bin" 2>/dev/null | grep -q '=>' || return 0 # static: ldd lists no libraries
+	local root=$1 bin=$2 lib libs
+	# Not "ldd | grep -q": under pipefail, ldd killed by SIGPIPE after grep's match would
+	# read as no match.
+	libs=$(ldd "$bin" 2>/dev/null) || true
+	[[ "$libs" == *"=>"* ]] || return 0 # static: ldd lists no libraries
 	# ldd prints "name => /path (addr)", "/path (addr)" for the interpreter, and
 	# "linux-vdso.so.1 (addr)" for the vDSO, which is no file.
 	ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
