@@ -8,9 +8,15 @@ SANITIZE ?= 0
 CFLAGS   := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -I.
 LDFLAGS  := -Wl,--as-needed
 LDLIBS   := -ljansson -luring -lseccomp -lpthread
+# build/ember is static, as Firecracker ships its binary: the jailer's chroot then needs
+# nothing but the binary (no ELF interpreter, no libraries). static-pie keeps ASLR. The
+# sanitizer runtimes exist only as shared libraries, so SANITIZE=1 links ember dynamically
+# (its tests copy the libraries into their jails: tests/lib/jail-libs.sh).
+EMBER_LDFLAGS := -static-pie
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
+EMBER_LDFLAGS :=
 endif
 
 # The VMM: every .c below src/ (but main.c), in api/ and in virtio/ forms a library that the
@@ -49,8 +55,20 @@ $(BUILD)/libember.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# The debug info goes to build/ember.debug (found by gdb through the debug link), as
+# Firecracker publishes its release binaries' apart: the jailer copies ember into every jail
+# at every start, and with its debug info the static binary is 1.9 MB instead of 1.4 MB
+# (bench row 5: about 2 ms more per jailed start on this host).
+# (SANITIZE=1 keeps it in place, for the sanitizers' reports.)
 $(BUILD)/ember: $(BUILD)/obj/src/main.o $(BUILD)/libember.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+ifeq ($(SANITIZE),1)
+	$(CC) $(LDFLAGS) $(EMBER_LDFLAGS) -o $@ $^ $(LDLIBS)
+else
+	$(CC) $(LDFLAGS) $(EMBER_LDFLAGS) -o $@.full $^ $(LDLIBS)
+	objcopy --only-keep-debug $@.full $@.debug
+	objcopy --strip-debug --add-gnu-debuglink=$@.debug $@.full $@
+	rm -f $@.full
+endif
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
@@ -104,6 +122,6 @@ bench: deps
 
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/libember.a $(BUILD)/test-tmp
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a $(BUILD)/test-tmp
 
 -include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)

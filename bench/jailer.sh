@@ -5,9 +5,8 @@
 #
 #   bench/jailer.sh [RUNS]
 #
-# The jail's libraries are copied in once, before timing (as a user hard-links a jail's
-# resources before starting it); every timed jailer run does its whole job: validation,
-# copying the ember binary, rlimits, mount namespace and pivot_root, device nodes,
+# ember is static: the jail needs nothing but the binary, which every timed jailer run copies
+# in as part of its whole job: validation, copying the ember binary, rlimits, mount namespace and pivot_root, device nodes,
 # dropping privileges, exec. No cgroups, network namespace or PID namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +17,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 base=$tmp/jails
 jail=$base/ember/bench/root
-jailer/jail-libs.sh "$jail" build/ember
 
 direct() {
 	"$probe" "$tmp/api.sock" -- build/ember --api-sock "$tmp/api.sock" 2>/dev/null

@@ -101,10 +101,13 @@ void jail_create_root(struct jailer_args *a)
 	char dest[PATH_MAX];
 	jailer_path(dest, "%s/%s", a->chroot_dir, a->exec_name);
 	copy_exec_file(a, dest);
-	/* ember creates its API socket (and whatever else it writes) at the jail's root. */
-	if (chown(a->chroot_dir, a->uid, a->gid) < 0)
+	/* ember creates its API socket (and whatever else it writes) at the jail's root; through
+	 * a descriptor, so that the chown lands on that directory and nothing it might link to. */
+	int root = open(a->chroot_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (root < 0 || fchown(root, a->uid, a->gid) < 0)
 		jailer_fail("cannot chown %s to %u:%u: %s", a->chroot_dir, a->uid, a->gid,
 			    strerror(errno));
+	close(root);
 }
 
 void jail_join_netns(const struct jailer_args *a)
@@ -134,14 +137,41 @@ void jail_set_rlimits(const struct jailer_args *a)
 	}
 }
 
-/* A character device owned by the jailed user, replacing whatever a previous run left. */
-static void make_device(const char *path, unsigned major, unsigned minor,
-			const struct jailer_args *a)
+/* The jail's root belongs to the jailed user, so whatever a previous ember left there is
+ * untrusted: a directory the jailer works in must be a real directory that only root can
+ * change, or a later run's nodes could be swapped for links into the jail's mounts (drives,
+ * sockets) between their creation and their chown. Created if missing; the descriptor is
+ * what every later step uses, never the path again. */
+static int open_jail_dir(int parent, const char *name, const char *shown)
 {
-	unlink(path);
-	if (mknod(path, S_IFCHR | 0600, makedev(major, minor)) < 0 ||
-	    chown(path, a->uid, a->gid) < 0)
-		jailer_fail("cannot create %s in the jail: %s", path, strerror(errno));
+	if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST)
+		jailer_fail("cannot create %s in the jail: %s", shown, strerror(errno));
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		jailer_fail("the jail's %s is a symbolic link or not a directory: refusing to work "
+			    "through it (remove it; the jailer creates it)",
+			    shown);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		jailer_fail("cannot open %s in the jail: %s", shown, strerror(errno));
+	if (st.st_uid != geteuid() || (st.st_mode & 022))
+		jailer_fail(
+			"the jail's %s is owned by uid %u or writable by others (mode %03o): "
+			"refusing to create device nodes in it (remove it; the jailer creates it)",
+			shown, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+	return fd;
+}
+
+/* A character device owned by the jailed user, replacing whatever a previous run left. dir
+ * is root's alone (open_jail_dir), so nothing can replace the node before its chown. */
+static void make_device(int dir, const char *name, const char *shown, unsigned major,
+			unsigned minor, const struct jailer_args *a)
+{
+	if (unlinkat(dir, name, 0) < 0 && errno != ENOENT)
+		jailer_fail("cannot replace %s in the jail: %s", shown, strerror(errno));
+	if (mknodat(dir, name, S_IFCHR | 0600, makedev(major, minor)) < 0 ||
+	    fchownat(dir, name, a->uid, a->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		jailer_fail("cannot create %s in the jail: %s", shown, strerror(errno));
 }
 
 void jail_enter(struct jailer_args *a)
@@ -175,12 +205,13 @@ void jail_enter(struct jailer_args *a)
 	if (chroot(".") < 0 || chdir("/") < 0)
 		jailer_fail("chroot: %s", strerror(errno));
 
-	if ((mkdir("/dev", 0755) < 0 && errno != EEXIST) ||
-	    (mkdir("/dev/net", 0755) < 0 && errno != EEXIST))
-		jailer_fail("cannot create /dev in the jail: %s", strerror(errno));
-	make_device("/dev/kvm", 10, 232, a);
-	make_device("/dev/net/tun", 10, 200, a);
-	make_device("/dev/urandom", 1, 9, a);
+	int dev = open_jail_dir(AT_FDCWD, "/dev", "/dev");
+	int net = open_jail_dir(dev, "net", "/dev/net");
+	make_device(dev, "kvm", "/dev/kvm", 10, 232, a);
+	make_device(net, "tun", "/dev/net/tun", 10, 200, a);
+	make_device(dev, "urandom", "/dev/urandom", 1, 9, a);
+	close(net);
+	close(dev);
 #ifdef __SANITIZE_ADDRESS__
 	/* make SANITIZE=1 only: the sanitizer runtime reads its options, the executable's name
 	 * and, for the leak check at exit, the thread list from /proc. A release jail has none. */
@@ -190,8 +221,33 @@ void jail_enter(struct jailer_args *a)
 #endif
 }
 
+/* The --new-pid-ns file at the jail's root, which the jailed user owns: a previous run may
+ * have left a link there to a file the jail can see (a drive's bind mount). Only a regular
+ * file is replaced, and the new one is created, never opened through a link. */
+static int create_pid_file(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		jailer_fail("--new-pid-ns: the jail's %s is %s, not a regular file: refusing to "
+			    "write through it (remove it)",
+			    path, S_ISLNK(st.st_mode) ? "a symbolic link" : "something else");
+	if (unlink(path) < 0 && errno != ENOENT)
+		jailer_fail("--new-pid-ns: cannot replace %s: %s", path, strerror(errno));
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		jailer_fail("--new-pid-ns: cannot create %s: %s%s", path, strerror(errno),
+			    errno == EEXIST ? " (something put it back while it was replaced)"
+					    : "");
+	return fd;
+}
+
 void jail_detach(struct jailer_args *a)
 {
+	/* The pid file first: a refusal must still reach the caller's stderr. */
+	char path[PATH_MAX];
+	int fd = -1;
+	if (a->new_pid_ns)
+		fd = create_pid_file(jailer_path(path, "/%s.pid", a->exec_name));
 	if (a->daemonize) {
 		if (setsid() < 0)
 			jailer_fail(
@@ -212,11 +268,9 @@ void jail_detach(struct jailer_args *a)
 	if (child < 0)
 		jailer_fail("--new-pid-ns: fork: %s", strerror(errno));
 	if (child > 0) {
-		char path[PATH_MAX], pid[24];
-		jailer_path(path, "/%s.pid", a->exec_name);
+		char pid[24];
 		int n = snprintf(pid, sizeof(pid), "%d\n", (int)child);
-		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0 || write(fd, pid, (size_t)n) != n) {
+		if (write(fd, pid, (size_t)n) != n) {
 			kill(child, SIGKILL);
 			jailer_fail("--new-pid-ns: cannot write %s: %s", path, strerror(errno));
 		}
@@ -225,6 +279,7 @@ void jail_detach(struct jailer_args *a)
 		 * traces its own children) may run with a child in another PID namespace. */
 		_exit(0);
 	}
+	close(fd);
 	/* A new process: its CPU clock starts again at zero. */
 	a->start_cpu_us = 0;
 }
@@ -273,7 +328,8 @@ void jail_exec(const struct jailer_args *a)
 	int err = errno;
 	if (err == ENOENT && access(path, F_OK) == 0)
 		jailer_fail("exec %s: its ELF interpreter or a shared library is missing inside "
-			    "the jail: copy them in (jailer/jail-libs.sh) or use a static build",
+			    "the jail: build/ember is static, a dynamically linked exec file needs "
+			    "them copied into the jail",
 			    path);
 	jailer_fail("exec %s: %s", path, strerror(err));
 }

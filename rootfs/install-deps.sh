@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The -dev packages of libc (build-essential), jansson, liburing and libseccomp also ship the
+# static archives that build/ember links (-static-pie).
 PKGS=(
     build-essential libjansson-dev libcmocka-dev bats
     qemu-system-x86 linux-source busybox-static e2fsprogs

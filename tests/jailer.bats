@@ -6,6 +6,7 @@
 
 load lib/common
 source "$EMBER_ROOT/tests/lib/host-kind.sh"
+source "$EMBER_ROOT/tests/lib/jail-libs.sh"
 
 JAILER="$EMBER_ROOT/build/ember-jailer"
 JUID=10000
@@ -24,6 +25,7 @@ setup() {
 	JAIL="$BASE/ember/$ID/root"
 	EMBER_PID=
 	NETNS=
+	BIND_MOUNT=
 }
 
 teardown() {
@@ -40,13 +42,16 @@ teardown() {
 		[ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
 	done
 	[ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null || true
+	[ -n "$BIND_MOUNT" ] && umount "$BIND_MOUNT" 2>/dev/null || true
 	rm -rf "$D"
 }
 
-# prepare_jail BOOT_ARGS: the libraries, the test guest and vm.json in the jail's root,
-# before the jailer runs (it leaves an existing jail directory in place, as Firecracker's).
+# prepare_jail BOOT_ARGS: the test guest and vm.json in the jail's root, before the jailer
+# runs (it leaves an existing jail directory in place, as Firecracker's). ember is static and
+# needs nothing else there (a SANITIZE=1 build gets its libraries).
 prepare_jail() {
-	"$EMBER_ROOT/jailer/jail-libs.sh" "$JAIL" "$EMBER"
+	mkdir -p "$JAIL"
+	jail_libs "$JAIL" "$EMBER"
 	install -m 0644 "$TEST_GUEST" "$JAIL/guest.elf"
 	write_config "$JAIL/vm.json" /guest.elf "" "$1" 2 64
 	chmod 0644 "$JAIL/vm.json"
@@ -227,6 +232,88 @@ has_v1() {
 	EMBER_PID= # gone: nothing left for teardown
 }
 
+# --- a jail directory that a previous ember (running as the jail's user) tampered with ---
+
+# jail_refused PATTERN [JAILER OPTIONS...]: the jailer exits 1 naming what it refuses, and no
+# ember runs.
+jail_refused() {
+	local pattern=$1
+	shift
+	# Into a file: an ember the jailer wrongly started would hold a pipe open.
+	status=0
+	timeout 20 "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" "$@" -- --no-api --config-file /vm.json >"$D/out" 2>&1 ||
+		status=$?
+	output=$(cat "$D/out")
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == "ember-jailer: "*"$pattern"* ]]
+	[[ "$output" != *"hello from the guest"* ]]
+}
+
+@test "a symlinked or user-owned /dev or /dev/net in the jail is refused; what it points to stays untouched" {
+	prepare_jail ""
+	# The jail's user owns its root: it can leave links to whatever the jail can see.
+	mkdir "$JAIL/target"
+	ln -s /target "$JAIL/dev"
+	jail_refused "the jail's /dev is a symbolic link or not a directory"
+	[ -z "$(ls -A "$JAIL/target")" ]
+	rm "$JAIL/dev"
+	mkdir -m 0755 "$JAIL/dev"
+	ln -s /target "$JAIL/dev/net"
+	jail_refused "the jail's /dev/net is a symbolic link or not a directory"
+	[ -z "$(ls -A "$JAIL/target")" ]
+	[ ! -e "$JAIL/dev/kvm" ]
+	# A /dev the jail's user owns: it could swap a node for a link before the chown.
+	rm "$JAIL/dev/net"
+	chown "$JUID:$JGID" "$JAIL/dev"
+	jail_refused "the jail's /dev is owned by uid $JUID or writable by others"
+	chown 0:0 "$JAIL/dev"
+	chmod 0777 "$JAIL/dev"
+	jail_refused "the jail's /dev is owned by uid 0 or writable by others (mode 777)"
+	# Put right, the same jail runs.
+	chmod 0755 "$JAIL/dev"
+	run timeout 20 "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --no-api --config-file /vm.json
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+}
+
+@test "--new-pid-ns: a pid file that links to a host file (a drive's bind mount) is refused; the file is untouched" {
+	prepare_jail halt
+	# A host file the jail can see, as a drive image is: bind-mounted into the jail's root.
+	echo "host data" >"$D/host-file"
+	touch "$JAIL/drive.img"
+	mount --bind "$D/host-file" "$JAIL/drive.img"
+	BIND_MOUNT="$JAIL/drive.img"
+	ln -s /drive.img "$JAIL/ember.pid"
+	status=0
+	timeout 20 "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" --new-pid-ns -- --no-api --config-file /vm.json \
+		>"$D/out" 2>&1 || status=$?
+	output=$(cat "$D/out")
+	echo "$output"
+	# Should the jailer have written through the link, its ember must still be stopped.
+	pid=$(grep -xE '[0-9]+' "$D/host-file" || true)
+	[ -z "$pid" ] || EMBER_PID=$pid
+	[ "$status" -eq 1 ]
+	[[ "$output" == "ember-jailer: --new-pid-ns: the jail's /ember.pid is a symbolic link, not a regular file"* ]]
+	[ "$(cat "$D/host-file")" = "host data" ]
+	[ -L "$JAIL/ember.pid" ]
+	# A directory is no pid file either; a stale regular one is replaced.
+	rm "$JAIL/ember.pid"
+	mkdir "$JAIL/ember.pid"
+	jail_refused "--new-pid-ns: the jail's /ember.pid is something else, not a regular file" --new-pid-ns
+	rmdir "$JAIL/ember.pid"
+	echo stale >"$JAIL/ember.pid"
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" --new-pid-ns -- --no-api --config-file /vm.json \
+		--log-path /ember.log >"$D/out" 2>&1
+	EMBER_PID=$(cat "$JAIL/ember.pid")
+	wait_for "VM started" "$JAIL/ember.log"
+	grep -E "^NSpid:\s+$EMBER_PID\s+1$" /proc/"$EMBER_PID"/status
+}
+
 @test "--daemonize: a session of its own, standard I/O on /dev/null" {
 	prepare_jail halt
 	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
@@ -367,14 +454,26 @@ refused() {
 	refused "--id, --exec-file, --uid and --gid are required" --id "$ID"
 }
 
-@test "a jail whose libraries are missing fails at exec with a message that says so" {
-	run "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
-		--chroot-base-dir "$BASE" -- --version
+@test "the jailer with just the binary boots the test guest: nothing else in the jail" {
+	[[ "$(ldd "$EMBER")" == *libasan* ]] && skip "a SANITIZE=1 ember is dynamically linked"
+	# Firecracker's jailer docs: the binary, and the guest's files; no libraries.
+	mkdir -p "$JAIL"
+	install -m 0644 "$TEST_GUEST" "$JAIL/guest.elf"
+	write_config "$JAIL/vm.json" /guest.elf "" "" 1 64
+	run timeout 20 "$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --no-api --config-file /vm.json
 	echo "$output"
-	if ldd "$EMBER" | grep -q 'not a dynamic executable'; then
-		[ "$status" -eq 0 ] # a static ember needs nothing else in the jail
-	else
-		[ "$status" -eq 1 ]
-		[[ "$output" == *"exec /ember: its ELF interpreter or a shared library is missing inside the jail"* ]]
-	fi
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"hello from the guest"* ]]
+	[ "$(cd "$JAIL" && find . -mindepth 1 | sort | tr '\n' ' ')" = \
+		"./dev ./dev/kvm ./dev/net ./dev/net/tun ./dev/urandom ./ember ./guest.elf ./vm.json " ]
+}
+
+@test "a dynamically linked exec file without its libraries fails at exec with a message that says so" {
+	cp /usr/bin/true "$D/true" # dynamically linked, as Debian builds it
+	run "$JAILER" --id "$ID" --exec-file "$D/true" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"exec /true: its ELF interpreter or a shared library is missing inside the jail"* ]]
 }

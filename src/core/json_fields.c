@@ -143,6 +143,12 @@ int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 	return 0;
 }
 
+int cfg_get_token_bucket(json_t *obj, const char *what, const char *key,
+			 struct token_bucket_config *out, char *err)
+{
+	return cfg_get(obj, key, false) ? get_bucket(obj, what, key, out, err) : 0;
+}
+
 static json_t *bucket_json(const struct token_bucket_config *b)
 {
 	if (b->size == 0 && b->refill_time_ms == 0 && b->one_time_burst == 0)

@@ -33,6 +33,10 @@ int cfg_get_enum(json_t *obj, const char *what, const char *key, const char *con
  * replace those in *rl, absent ones stay. */
 int cfg_get_rate_limiter(json_t *obj, const char *what, const char *key,
 			 struct rate_limiter_config *rl, char *err);
+/* Firecracker's TokenBucket alone under key (the serial console's "rate_limiter"): *out is
+ * replaced when the key is present and valid, left alone when it is absent or null. */
+int cfg_get_token_bucket(json_t *obj, const char *what, const char *key,
+			 struct token_bucket_config *out, char *err);
 
 /* GET /vm/config's view of a RateLimiter: null when it limits nothing, else both buckets,
  * each null or {size, one_time_burst (null when 0), refill_time}, as Firecracker shows them. */

@@ -9,8 +9,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-static void bucket_init(struct token_bucket *b, const struct token_bucket_config *cfg,
-			uint64_t now_ns)
+void token_bucket_init(struct token_bucket *b, const struct token_bucket_config *cfg,
+		       uint64_t now_ns)
 {
 	memset(b, 0, sizeof(*b));
 	if (cfg->size == 0 || cfg->refill_time_ms == 0)
@@ -75,6 +75,14 @@ static void bucket_take(struct token_bucket *b, uint64_t tokens)
 	b->budget -= (int64_t)(tokens - burst);
 }
 
+bool token_bucket_try_take(struct token_bucket *b, uint64_t tokens, uint64_t now_ns)
+{
+	if (token_bucket_wait_ns(b, tokens, now_ns))
+		return false;
+	bucket_take(b, tokens);
+	return true;
+}
+
 bool rate_limiter_active(const struct rate_limiter *rl)
 {
 	return rl->bandwidth.size || rl->ops.size;
@@ -83,8 +91,8 @@ bool rate_limiter_active(const struct rate_limiter *rl)
 int rate_limiter_update(struct rate_limiter *rl, const struct rate_limiter_config *cfg,
 			uint64_t now_ns)
 {
-	bucket_init(&rl->bandwidth, &cfg->bandwidth, now_ns);
-	bucket_init(&rl->ops, &cfg->ops, now_ns);
+	token_bucket_init(&rl->bandwidth, &cfg->bandwidth, now_ns);
+	token_bucket_init(&rl->ops, &cfg->ops, now_ns);
 	if (rate_limiter_active(rl) && rl->timer_fd < 0) {
 		rl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 		if (rl->timer_fd < 0)

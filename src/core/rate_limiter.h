@@ -57,6 +57,12 @@ bool rate_limiter_active(const struct rate_limiter *rl);
 bool rate_limiter_consume(struct rate_limiter *rl, uint64_t ops, uint64_t bytes, uint64_t now_ns);
 /* The timerfd fired (call from its event handler): grants resume. */
 void rate_limiter_timer_event(struct rate_limiter *rl);
+/* One bucket alone, for a device that drops what the bucket refuses instead of waiting (the
+ * serial console, as Firecracker's): full at first; size or refill_time_ms 0 never limits. */
+void token_bucket_init(struct token_bucket *b, const struct token_bucket_config *cfg,
+		       uint64_t now_ns);
+/* Takes tokens and returns true, or takes nothing and returns false. */
+bool token_bucket_try_take(struct token_bucket *b, uint64_t tokens, uint64_t now_ns);
 /* How long until `tokens` can be taken from b; 0 if now. Exposed for the unit tests. */
 uint64_t token_bucket_wait_ns(struct token_bucket *b, uint64_t tokens, uint64_t now_ns);
 

@@ -7,6 +7,9 @@
 
 #define BOOT_TIMER_MAGIC 123
 
-void boot_timer_register(struct machine *machine);
+/* Registers the device on the MMIO bus. Only the guest's first write is logged, and one line
+ * says when it writes again: a guest that writes in a loop cannot grow the log. */
+struct boot_timer *boot_timer_create(struct machine *machine);
+void boot_timer_destroy(struct boot_timer *t);
 
 #endif

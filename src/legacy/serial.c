@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "core/irq.h"
-#include "x86/layout.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/rate_limiter.h"
+#include "x86/layout.h"
 
 /* Register offsets and bits from the 16550A data sheet. */
 enum { REG_DATA = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, REG_SCR };
@@ -39,6 +41,16 @@ enum { REG_DATA = 0, REG_IER, REG_IIR_FCR, REG_LCR, REG_MCR, REG_LSR, REG_MSR, R
 
 #define RX_FIFO_SIZE 64
 
+/* Firecracker's "uart" metrics: what went out, what the console refused, and what the rate
+ * limiter dropped (issue 11: a guest may print without end, and the file grows with it). */
+enum { UART_WRITE_COUNT, UART_MISSED_WRITE_COUNT, UART_RATE_LIMITER_DROPPED, UART_METRIC_COUNT };
+static struct metric uart_metrics[UART_METRIC_COUNT] = {
+	[UART_WRITE_COUNT] = { .name = "write_count" },
+	[UART_MISSED_WRITE_COUNT] = { .name = "missed_write_count" },
+	[UART_RATE_LIMITER_DROPPED] = { .name = "rate_limiter_dropped_bytes" },
+};
+static struct metric_group uart_group = { "uart", uart_metrics, UART_METRIC_COUNT, NULL };
+
 struct serial {
 	struct machine *machine;
 	pthread_mutex_t lock; /* vCPU threads touch registers, the VMM thread feeds input */
@@ -47,6 +59,7 @@ struct serial {
 	bool in_paused; /* stdin taken out of epoll while the FIFO is full */
 	int resume_fd;	/* a vCPU that drained the FIFO wakes the VMM thread to resume */
 	int irq_fd;
+	struct token_bucket out_limit; /* size 0: no limit */
 
 	uint8_t ier, lcr, mcr, scr, fcr;
 	uint8_t dll, dlm;
@@ -77,9 +90,16 @@ static void transmit(struct serial *s, uint8_t byte)
 	if (s->mcr & MCR_LOOP) {
 		push_rx(s, byte);
 	} else if (s->out_fd >= 0) {
-		/* A console whose reader went away must not take the VM down. */
-		ssize_t r = write(s->out_fd, &byte, 1);
-		(void)r;
+		/* Over the limit the byte is lost, as Firecracker drops it: holding the guest
+		 * back instead would stall every printk behind a full bucket. */
+		if (s->out_limit.size && !token_bucket_try_take(&s->out_limit, 1, monotonic_ns())) {
+			metric_inc(&uart_metrics[UART_RATE_LIMITER_DROPPED]);
+		} else if (write(s->out_fd, &byte, 1) == 1) {
+			metric_inc(&uart_metrics[UART_WRITE_COUNT]);
+		} else {
+			/* A console whose reader went away must not take the VM down. */
+			metric_inc(&uart_metrics[UART_MISSED_WRITE_COUNT]);
+		}
 	}
 	s->thr_empty_pending = true;
 }
@@ -240,11 +260,19 @@ static void on_resume(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&s->lock);
 }
 
-struct serial *serial_create(struct machine *machine, int out_fd, int in_fd)
+struct serial *serial_create(struct machine *machine, int out_fd, int in_fd,
+			     const struct token_bucket_config *out_limit)
 {
 	struct serial *s = calloc(1, sizeof(*s));
 	if (!s)
 		die("out of memory");
+	static bool registered; /* one group for the one console */
+	if (!registered) {
+		metrics_register(&uart_group);
+		registered = true;
+	}
+	if (out_limit)
+		token_bucket_init(&s->out_limit, out_limit, monotonic_ns());
 	pthread_mutex_init(&s->lock, NULL);
 	s->machine = machine;
 	s->out_fd = out_fd;

@@ -332,6 +332,8 @@ static void release(struct vm *vm)
 	vm->serial = NULL;
 	i8042_destroy(vm->i8042);
 	vm->i8042 = NULL;
+	boot_timer_destroy(vm->boot_timer);
+	vm->boot_timer = NULL;
 	if (vm->serial_out_fd > STDERR_FILENO)
 		close(vm->serial_out_fd);
 	vm->serial_out_fd = -1;
@@ -427,10 +429,10 @@ static int build(struct vm *vm, const struct builder_snapshot *from, char *err)
 	if (!vm->build_ahead)
 		start_helper(vm, &vm->pit_thread, &vm->pit_pending, make_pit_and_filters);
 
-	vm->serial = serial_create(m, out_fd, STDIN_FILENO);
+	vm->serial = serial_create(m, out_fd, STDIN_FILENO, &cfg->serial_rate_limiter);
 	vm->i8042 = i8042_create(m);
 	if (vm->boot_timer_enabled)
-		boot_timer_register(m);
+		vm->boot_timer = boot_timer_create(m);
 
 	int rc;
 	if (from) {

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/rate_limiter.h"
 #include "x86/loader.h"
 
 #define VCPU_MAX    32
@@ -37,6 +38,8 @@ struct vm_config {
 	struct boot_source_config boot;
 	struct machine_config machine;
 	char *serial_out_path; /* NULL: the guest console goes to stdout */
+	/* What the console may write; bytes beyond it are dropped. Size 0: no limit. */
+	struct token_bucket_config serial_rate_limiter;
 	/* Each device kind's own configuration (its store), by its row in the device table.
 	 * Only the kind's functions look inside. */
 	void *devices[DEVICE_KINDS_MAX];

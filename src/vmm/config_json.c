@@ -141,10 +141,21 @@ int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial,
 
 int config_put_serial(struct vm_config *cfg, json_t *body, char *err)
 {
-	static const char *const keys[] = { "serial_out_path", NULL };
+	static const char *const keys[] = { "serial_out_path", "rate_limiter", NULL };
 	if (check_object(body, "serial", err) || cfg_check_keys(body, "serial", keys, err))
 		return -EINVAL;
-	return get_string(body, "serial", "serial_out_path", true, &cfg->serial_out_path, err);
+	/* A PUT replaces the whole object, as Firecracker's: what it leaves out is unset. */
+	char *path = NULL;
+	struct token_bucket_config limit = { 0 };
+	if (get_string(body, "serial", "serial_out_path", false, &path, err) ||
+	    cfg_get_token_bucket(body, "serial", "rate_limiter", &limit, err)) {
+		free(path);
+		return -EINVAL;
+	}
+	free(cfg->serial_out_path);
+	cfg->serial_out_path = path;
+	cfg->serial_rate_limiter = limit;
+	return 0;
 }
 
 int config_validate_for_start(const struct vm_config *cfg, char *err)

@@ -15,7 +15,8 @@ int config_put_boot_source(struct vm_config *cfg, json_t *body, char *err);
 /* partial: PATCH semantics, only the keys present change; PUT requires vcpu_count and
  * mem_size_mib. */
 int config_put_machine_config(struct vm_config *cfg, json_t *body, bool partial, char *err);
-/* {"serial_out_path": PATH}: the guest console goes to PATH instead of stdout. */
+/* {"serial_out_path": PATH, "rate_limiter": TokenBucket}, both optional: the guest console
+ * goes to PATH instead of stdout, and what it writes beyond the bucket is dropped. */
 int config_put_serial(struct vm_config *cfg, json_t *body, char *err);
 /* Checks the combination (e.g. smt with an odd vcpu_count, a kernel configured). */
 int config_validate_for_start(const struct vm_config *cfg, char *err);

@@ -16,6 +16,7 @@
 struct vcpu;
 struct serial;
 struct i8042;
+struct boot_timer;
 
 enum vm_state { VM_CONFIGURING, VM_RUNNING, VM_PAUSED };
 
@@ -42,6 +43,7 @@ struct vm {
 	struct serial *serial;
 	int serial_out_fd;
 	struct i8042 *i8042;
+	struct boot_timer *boot_timer;	    /* with --boot-timer */
 	struct device_set devices;	    /* virtio devices in slot order */
 	int device_kind_of[VIRTIO_DEV_MAX]; /* each device's row in the device table */
 	struct kvm_clock_data saved_clock;  /* kvmclock while paused, if clock_saved */

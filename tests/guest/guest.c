@@ -7,7 +7,8 @@
  * it runs code where no memory is). "smp" and "high-mem" test the CPUs and memory (cpu.c);
  * words that start with "blk-" or "net-" exercise the virtio-blk or virtio-net devices by
  * polling (virtio.c), "vsock-" words the virtio-vsock device (vsock.c), "rng-" words the
- * virtio-rng device (rng.c). */
+ * virtio-rng device (rng.c). "uart-flood" prints 16 KiB of lines before it goes on, for the
+ * console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more. */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -129,6 +130,15 @@ void guest_main(const uint8_t *boot_params)
 	/* rng-* words read the virtio-rng device and break its queue (rng.c). */
 	rng_run(cmdline);
 
+	if (has_word(cmdline, "boot-timer-repeat"))
+		for (unsigned i = 0; i < 1000; i++)
+			*BOOT_TIMER = 123;
+	if (has_word(cmdline, "uart-flood")) {
+		/* 256 lines of 63 bytes and CR LF: 16640 bytes, counted by tests/serial.bats. */
+		for (unsigned line = 0; line < 256; line++)
+			puts_uart("ember test guest: flood "
+				  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+	}
 	if (has_word(cmdline, "uart-echo-late"))
 		/* Lets ember fill the 64-byte receive FIFO first, so that it stops reading its
 		 * stdin and the guest's reads must make it resume. */

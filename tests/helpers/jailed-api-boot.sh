@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # jailed-api-boot.sh KERNEL INITRD|"" BOOT_ARGS VCPUS MEM_MIB: the whole Firecracker-style
-# flow under the jailer. Builds a jail in a fresh directory under /tmp (the libraries, the
-# kernel and initrd copied in), starts build/ember-jailer with ember's API socket inside the
+# flow under the jailer. Builds a jail in a fresh directory under /tmp (the kernel and initrd
+# copied in), starts build/ember-jailer with ember's API socket inside the
 # jail, configures boot-source and machine-config and sends InstanceStart through the API,
 # then waits for the guest to end ember. Prints ember's output; exits with ember's status.
 # With EMBER_JAIL_VSOCK=1 the VM also gets a vsock at /v.sock inside the jail: a host listener
@@ -22,7 +22,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$repo/jailer/jail-libs.sh" "$jail" "$repo/build/ember"
+# Nothing but the kernel goes in: ember is static (a SANITIZE=1 build gets its libraries).
+mkdir -p "$jail"
+. "$repo/tests/lib/jail-libs.sh"
+jail_libs "$jail" "$repo/build/ember"
 install -m 0644 "$kernel" "$jail/kernel"
 initrd_json=
 if [ -n "$initrd" ]; then

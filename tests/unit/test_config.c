@@ -210,7 +210,8 @@ static void config_file_valid(void **state)
 	char err[ERR_LEN] = "";
 	int rc = load_text("{" BOOT
 			   ", \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256},"
-			   " \"serial\": {\"serial_out_path\": \"/tmp/console\"},"
+			   " \"serial\": {\"serial_out_path\": \"/tmp/console\", \"rate_limiter\":"
+			   " {\"size\": 1000, \"one_time_burst\": 5, \"refill_time\": 100}},"
 			   " \"drives\": [], \"network-interfaces\": []}",
 			   err, NULL);
 	if (rc)
@@ -219,6 +220,9 @@ static void config_file_valid(void **state)
 	assert_int_equal(cfg()->machine.vcpu_count, 2);
 	assert_int_equal(cfg()->machine.mem_size_mib, 256);
 	assert_string_equal(cfg()->serial_out_path, "/tmp/console");
+	assert_int_equal(cfg()->serial_rate_limiter.size, 1000);
+	assert_int_equal(cfg()->serial_rate_limiter.one_time_burst, 5);
+	assert_int_equal(cfg()->serial_rate_limiter.refill_time_ms, 100);
 	assert_int_equal(config_validate_for_start(cfg(), err), 0);
 }
 
@@ -252,7 +256,10 @@ static void config_file_refusals(void **state)
 		{ "{" BOOT ", \"machine-config\": {\"vcpu_count\": 64, \"mem_size_mib\": 128}}",
 		  "vcpu_count" },
 		{ "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\", \"x\": 1}}", "'x'" },
-		{ "{" BOOT ", \"serial\": {}}", "serial_out_path" },
+		{ "{" BOOT ", \"serial\": {\"serial_out_path\": 1}}", "serial_out_path" },
+		{ "{" BOOT ", \"serial\": {\"rate_limiter\": {\"size\": 1}}}",
+		  "serial.rate_limiter: missing field 'refill_time'" },
+		{ "{" BOOT ", \"serial\": {\"rate_limiter\": {\"ops\": {}}}}", "'ops'" },
 		{ "{" BOOT ", " BOOT "}", "boot-source" },
 		{ "{\"boot-source\": {\"kernel_image_path\": \"/a\", \"kernel_image_path\": "
 		  "\"/b\"}}",

@@ -184,14 +184,33 @@ static void update_replaces_limits(void **state)
 	assert_false(rate_limiter_consume(rl(), 1, 0, T0));
 }
 
+/* A lone bucket (the serial console's): what it refuses is gone, nothing waits for a timer;
+ * the burst goes first, then the budget, then the refill. */
+static void lone_bucket_takes_or_refuses(void **state)
+{
+	(void)state;
+	struct token_bucket b;
+	token_bucket_init(&b, &(struct token_bucket_config){ 10, 5, 1000 }, T0);
+	for (int i = 0; i < 15; i++)
+		assert_true(token_bucket_try_take(&b, 1, T0));
+	assert_false(token_bucket_try_take(&b, 1, T0));
+	assert_false(token_bucket_try_take(&b, 1, T0 + 99 * MS)); /* 0.99 of a token back */
+	assert_true(token_bucket_try_take(&b, 1, T0 + 100 * MS));
+	assert_false(token_bucket_try_take(&b, 1, T0 + 100 * MS));
+	token_bucket_init(&b, &(struct token_bucket_config){ 0, 0, 1000 }, T0); /* no limit */
+	for (int i = 0; i < 1000; i++)
+		assert_true(token_bucket_try_take(&b, 1, T0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		RL_TEST(no_limits_grant_everything), RL_TEST(bucket_starts_full_and_refills),
-		RL_TEST(sub_token_progress_is_kept), RL_TEST(one_time_burst_goes_first),
-		RL_TEST(larger_than_the_bucket),     RL_TEST(both_buckets_must_agree),
-		RL_TEST(refusal_arms_the_timer),     RL_TEST(long_run_rate_is_exact),
-		RL_TEST(update_replaces_limits),     RL_TEST(huge_refill_time_does_not_wrap),
+		RL_TEST(no_limits_grant_everything),   RL_TEST(bucket_starts_full_and_refills),
+		RL_TEST(sub_token_progress_is_kept),   RL_TEST(one_time_burst_goes_first),
+		RL_TEST(larger_than_the_bucket),       RL_TEST(both_buckets_must_agree),
+		RL_TEST(refusal_arms_the_timer),       RL_TEST(long_run_rate_is_exact),
+		RL_TEST(update_replaces_limits),       RL_TEST(huge_refill_time_does_not_wrap),
+		RL_TEST(lone_bucket_takes_or_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
