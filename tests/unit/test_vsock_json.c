@@ -213,7 +213,8 @@ static void config_file(void **state)
 	/* null, as GET /vm/config shows "no device", is accepted. */
 	vm_config_free(cfg());
 	vm_config_init(cfg());
-	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},\"vsock\":null}");
+	file = unit_tmp_text(
+		"{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},\"vsock\":null}");
 	assert_int_equal(config_load_file(file, cfg(), NULL, NULL, err), 0);
 	assert_null(vsock()->uds_path);
 
@@ -225,7 +226,8 @@ static void config_file(void **state)
 			     "\"vsock\":{\"guest_cid\":3,\"uds_path\":\"v.sock\",\"port\":1}}");
 	refused(config_load_file(file, cfg(), NULL, NULL, err), err, "vsock: unknown field 'port'",
 		NULL);
-	file = unit_tmp_text("{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},\"vsock\":[]}");
+	file = unit_tmp_text(
+		"{\"boot-source\":{\"kernel_image_path\":\"/dev/null\"},\"vsock\":[]}");
 	refused(config_load_file(file, cfg(), NULL, NULL, err), err,
 		"vsock: expected a JSON object", NULL);
 	assert_null(vsock()->uds_path);
