@@ -112,8 +112,11 @@ vmhost-kernel: deps
 rootfs: deps $(BUILD)/ember-vsock
 	rootfs/build-rootfs.sh
 
+# The sanitized build (ASan+UBSan) and the fuzz targets run in tests/run-all.sh too.
 test: deps
 	$(MAKE) all unit-tests
+	$(MAKE) BUILD=build/san SANITIZE=1 all unit-tests
+	$(MAKE) fuzz-build
 	rootfs/build-kernel.sh guest
 	rootfs/build-rootfs.sh
 	rootfs/build-kernel.sh vmhost

@@ -38,13 +38,13 @@ for t in "${targets[@]}"; do
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-	cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+	cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 	if [ "$rc" -eq 0 ] && [ -n "$execs" ]; then
 		echo "ok $n - $t: ${execs} execs in ${seconds} s (${rate}/s), cov ${cov:-?}"
 	else
 		crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
 		echo "not ok $n - $t: status $rc after ${execs:-?} execs; input ${crash:-none}; log $log"
-		grep -m3 -E 'ERROR: |SUMMARY: |^fuzz_' "$log" | sed 's/^/#   /'
+		grep -a -m3 -E 'ERROR: |SUMMARY: |^fuzz_' "$log" | sed 's/^/#   /'
 		failed=$((failed + 1))
 	fi
 done
