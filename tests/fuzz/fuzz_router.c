@@ -10,8 +10,9 @@
  * Routes open files the body names (logger, metrics, drives, vsock sockets): the target
  * runs chrooted in an empty scratch directory of its own (a private mount namespace with /usr
  * and /proc bound read-only, for the sanitizers' symbolizer and LeakSanitizer), and every
- * input starts from an empty one. Input: per request a method byte, a path byte (one of the paths below, or the next
- * bytes up to a NUL), a 16-bit body length and the body; a method byte of 0xff is "start". */
+ * input starts from an empty one. Input: per request a method byte, a path byte (one of the paths
+ * below, or the next bytes up to a NUL), a 16-bit body length and the body; a method byte of 0xff
+ * is "start". */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,9 +30,24 @@
 #include "fuzz.h"
 
 static const char *const paths[] = {
-	"/", "/version", "/machine-config", "/boot-source", "/drives/rootfs", "/drives/d1",
-	"/network-interfaces/eth0", "/network-interfaces/eth1", "/vsock", "/logger", "/metrics",
-	"/serial", "/actions", "/vm", "/vm/config", "/drives", "/drives/", "/mmds",
+	"/",
+	"/version",
+	"/machine-config",
+	"/boot-source",
+	"/drives/rootfs",
+	"/drives/d1",
+	"/network-interfaces/eth0",
+	"/network-interfaces/eth1",
+	"/vsock",
+	"/logger",
+	"/metrics",
+	"/serial",
+	"/actions",
+	"/vm",
+	"/vm/config",
+	"/drives",
+	"/drives/",
+	"/mmds",
 };
 static const char *const methods[] = { "GET", "PUT", "PATCH", "DELETE", "POST" };
 

@@ -104,7 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 5: {
 			unsigned nr = fin8(&script) % 9;
 			for (unsigned i = 0; i < nr; i++)
-				elems[i] = (struct virtq_used_elem){ fin16(&script), fin32(&script) };
+				elems[i] =
+					(struct virtq_used_elem){ fin16(&script), fin32(&script) };
 			virtq_push_batch(&q, elems, nr);
 			popped = 0;
 			break;

@@ -72,8 +72,9 @@ static void host(struct fuzz_dev *s, struct fin *f)
 	case 5: { /* listen at uds_path_<port>, and take the guest connections waiting there */
 		uint8_t port = fin8(f);
 		for (int i = 0; i < LISTENERS; i++)
-			for (int fd; listener[i] >= 0 && (fd = accept4(listener[i], NULL, NULL,
-									SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+			for (int fd; listener[i] >= 0 &&
+				     (fd = accept4(listener[i], NULL, NULL,
+						   SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
 				int c = free_slot(client, CLIENTS);
 				if (c < 0)
 					close(fd);
