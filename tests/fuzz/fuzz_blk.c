@@ -1,6 +1,7 @@
 /* virtio-blk's request path: a driver script (fuzz_dev.h) against a drive on a memfd image,
  * sync engine, so that every request completes within the turn of the loop that took it. The
- * script's first byte picks the drive's flags (read-only, cache type). */
+ * script's first byte picks the drive's flags (read-only, cache type). The drives live from
+ * one input to the next: each input starts with the driver's reset. */
 #include <unistd.h>
 
 #include "virtio/blk.h"
@@ -14,6 +15,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	fuzz_dev_init_machine();
+	fuzz_dev()->persistent = true;
 	int fd = memfd_create("fuzz-blk", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, IMG_BYTES))
 		abort();
@@ -21,9 +23,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* One drive per combination of flags, made at its first use and kept (persistent). */
 static bool create(struct fin *f)
 {
-	uint8_t flags = fin8(f);
+	static struct virtio_dev *drives[4];
+	uint8_t flags = fin8(f) & 3;
 	struct drive_config cfg = {
 		.drive_id = "fuzz",
 		.path_on_host = img_path,
@@ -32,7 +36,10 @@ static bool create(struct fin *f)
 		.io_engine = DRIVE_ENGINE_SYNC,
 	};
 	char err[ERR_LEN];
-	return blk_create(&fuzz_dev()->m, &cfg, &fuzz_dev()->dev, err) == 0;
+	if (!drives[flags] && blk_create(&fuzz_dev()->m, &cfg, &drives[flags], err))
+		abort();
+	fuzz_dev()->dev = drives[flags];
+	return true;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

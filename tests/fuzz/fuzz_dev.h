@@ -33,6 +33,11 @@
 struct fuzz_dev {
 	struct machine m;
 	struct virtio_dev *dev;
+	/* The target keeps its devices from one input to the next (virtio-blk: each costs a
+	 * megabyte of request slots to create); each input then starts with a reset by the
+	 * driver, as after a guest reboot. */
+	bool persistent;
+	bool machine_ready;
 	/* The target's host side: called for HOST with the rest of the script. */
 	void (*host_op)(struct fuzz_dev *fd, struct fin *f);
 };
@@ -52,18 +57,24 @@ static inline void fuzz_dev_init_machine(void)
 	fuzz_quiet();
 }
 
-/* Before the device is created: guest memory from the input, a fresh bus and loop. */
+/* Before the device is created: guest memory from the input, a fresh bus and loop (once
+ * only for a persistent target). */
 static inline void fuzz_dev_begin(struct fin *image)
 {
-	struct machine *m = &fuzz_dev()->m;
+	struct fuzz_dev *s = fuzz_dev();
+	struct machine *m = &s->m;
 	uint8_t *ram = guest_mem_ptr(&m->mem, 0, FUZZ_MEM);
 	size_t got;
 	const uint8_t *p = fin_bytes(image, FUZZ_MEM, &got);
 	memcpy(ram, p, got);
 	memset(ram + got, 0, FUZZ_MEM - got);
+	s->dev = NULL;
+	if (s->machine_ready)
+		return;
 	m->nr_mmio_slots = 0;
 	if (evloop_init(&m->loop))
 		abort();
+	s->machine_ready = true;
 }
 
 /* FUZZ_TRACE=1 in the environment: each input ends with a line that says how far it got
@@ -88,11 +99,14 @@ static inline void fuzz_dev_end(void)
 {
 	struct fuzz_dev *s = fuzz_dev();
 	fuzz_dev_trace();
+	if (s->persistent)
+		return;
 	if (s->dev)
 		virtio_dev_destroy(s->dev);
 	s->dev = NULL;
 	io_bus_free(&s->m.mmio_bus);
 	evloop_close(&s->m.loop);
+	s->machine_ready = false;
 }
 
 static inline void fuzz_mmio(struct virtio_dev *dev, uint64_t off, void *data, unsigned len,
@@ -207,8 +221,16 @@ static inline void fuzz_dev_run(const uint8_t *data, size_t size, bool (*create)
 	struct fin in = { data, size };
 	struct fin script = fin_split(&in, fin16(&in));
 	fuzz_dev_begin(&in);
-	if (create(&script))
+	if (create(&script)) {
+		if (fuzz_dev()->persistent) {
+			/* The driver resets the device it finds, and what the last input left
+			 * pending (a queue kick) finds it reset. */
+			fuzz_wr(fuzz_dev()->dev, VIRTIO_MMIO_STATUS, 0);
+			while (evloop_poll(&fuzz_dev()->m.loop, 0) > 0)
+				;
+		}
 		fuzz_dev_script(&script);
+	}
 	fuzz_dev_end();
 }
 
