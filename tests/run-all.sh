@@ -108,6 +108,8 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 if [ ! -x "$SAN/ember" ]; then
 	fail sanitized "$SAN/ember was not built (run 'make BUILD=$SAN SANITIZE=1 all unit-tests')"
 else
+	# The unit tests find the guest kernels next to their build (build/guest).
+	[ -e "$SAN/guest" ] || ln -s ../guest "$SAN/guest"
 	for src in "${unit_sources[@]}"; do
 		[ -e "$src" ] || continue
 		name=$(basename "$src" .c)
