@@ -1,5 +1,6 @@
 # ember: one entry point for building, testing, demos and benchmarks.
-# Targets: all (default), test, demo, bench, kernel, rootfs, vmhost-kernel, deps, clean.
+# Targets: all (default), test, demo, bench, kernel, rootfs, vmhost-kernel, deps, fuzz,
+# fuzz-build, clean.
 
 CC       ?= gcc
 BUILD    := build
@@ -138,7 +139,8 @@ bench: deps
 
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/libember.a $(BUILD)/test-tmp
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/libember.a $(BUILD)/test-tmp \
+		$(BUILD)/san $(FUZZ_BUILD)
 
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
 -include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)
