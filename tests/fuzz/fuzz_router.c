@@ -13,14 +13,7 @@
  * input starts from an empty one. Input: per request a method byte, a path byte (one of the paths
  * below, or the next bytes up to a NUL), a 16-bit body length and the body; a method byte of 0xff
  * is "start". */
-#include <dirent.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <sched.h>
 #include <stdio.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "api/api.h"
 #include "legacy/i8042.h"
@@ -28,6 +21,7 @@
 #include "vmm/controller.h"
 #include "vmm/device_table.h"
 #include "fuzz.h"
+#include "fuzz_sandbox.h"
 
 static const char *const paths[] = {
 	"/",
@@ -50,122 +44,6 @@ static const char *const paths[] = {
 	"/mmds",
 };
 static const char *const methods[] = { "GET", "PUT", "PATCH", "DELETE", "POST" };
-
-static void die_errno(const char *what)
-{
-	perror(what);
-	abort();
-}
-
-/* mkdir -p of path's directories below root (path absolute), and path itself if dir. */
-static void make_path(const char *root, const char *path, bool dir)
-{
-	char at[PATH_MAX];
-	snprintf(at, sizeof(at), "%s%s", root, path);
-	for (char *s = at + strlen(root) + 1; (s = strchr(s, '/')); s++) {
-		*s = '\0';
-		mkdir(at, 0755);
-		*s = '/';
-	}
-	if (dir)
-		mkdir(at, 0755);
-	else
-		close(open(at, O_CREAT | O_WRONLY, 0600));
-}
-
-/* libFuzzer's own files (the binary, for the symbolizer; corpus directories, inputs,
- * artifacts: its arguments) keep their paths inside the scratch root: each is bound there at
- * the same absolute path. */
-static void bind_fuzzer_paths(const char *root, int argc, char **argv)
-{
-	for (int i = 0; i < argc; i++) {
-		const char *arg = argv[i];
-		if (strncmp(arg, "-artifact_prefix=", 17) == 0)
-			arg += 17;
-		else if (arg[0] == '-')
-			continue;
-		char real[PATH_MAX], dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s", arg);
-		if (!realpath(arg, real)) {
-			/* An artifact prefix names a directory and a file-name start. */
-			char *slash = strrchr(dir, '/');
-			if (!slash)
-				continue;
-			*slash = '\0';
-			if (!realpath(dir, real))
-				continue;
-		}
-		struct stat st;
-		if (stat(real, &st))
-			continue;
-		make_path(root, real, S_ISDIR(st.st_mode));
-		char at[PATH_MAX + 256];
-		snprintf(at, sizeof(at), "%s%s", root, real);
-		if (mount(real, at, NULL, MS_BIND, NULL))
-			die_errno(real);
-	}
-}
-
-/* The scratch root: the only place a route can create a file. */
-static void enter_scratch_root(int argc, char **argv)
-{
-	const char *tmp = getenv("TMPDIR");
-	char dir[256];
-	snprintf(dir, sizeof(dir), "%s/ember-fuzz-router-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(dir))
-		die_errno("mkdtemp");
-	if (unshare(CLONE_NEWNS) && unshare(CLONE_NEWUSER | CLONE_NEWNS))
-		die_errno("unshare");
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		die_errno("mount --make-rprivate /");
-	char at[300];
-	snprintf(at, sizeof(at), "%s/usr", dir);
-	if (mkdir(at, 0755) || mount("/usr", at, NULL, MS_BIND | MS_REC, NULL) ||
-	    mount(NULL, at, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL))
-		die_errno("bind /usr");
-	/* Debian's merged /usr: the symbolizer's loader and libraries through the usual paths. */
-	const char *const links[] = { "bin", "lib", "lib64" };
-	for (int i = 0; i < 3; i++) {
-		char target[16];
-		snprintf(at, sizeof(at), "%s/%s", dir, links[i]);
-		snprintf(target, sizeof(target), "usr/%s", links[i]);
-		if (symlink(target, at))
-			die_errno("symlink");
-	}
-	/* LeakSanitizer reads /proc/self; read-only, so that no route writes to /proc/sys. */
-	snprintf(at, sizeof(at), "%s/proc", dir);
-	if (mkdir(at, 0755) || mount("/proc", at, NULL, MS_BIND | MS_REC, NULL) ||
-	    mount(NULL, at, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL))
-		die_errno("bind /proc");
-	snprintf(at, sizeof(at), "%s/null", dir);
-	int fd = open(at, O_CREAT | O_WRONLY, 0600);
-	if (fd < 0 || close(fd) || mount("/dev/null", at, NULL, MS_BIND, NULL))
-		die_errno("bind /dev/null");
-	bind_fuzzer_paths(dir, argc, argv);
-	char cwd[PATH_MAX];
-	if (!getcwd(cwd, sizeof(cwd)))
-		die_errno("getcwd");
-	make_path(dir, cwd, true);
-	if (chroot(dir) || chdir(cwd))
-		die_errno("chroot");
-	/* The directory goes with the mount namespace's last user: detach it from the host's
-	 * view now (its files are only ever removed below). */
-	rmdir(dir);
-}
-
-/* Removes what the last input created in the scratch root. */
-static void empty_scratch_root(void)
-{
-	DIR *d = opendir("/");
-	if (!d)
-		die_errno("opendir /");
-	for (struct dirent *e; (e = readdir(d));)
-		if (strcmp(e->d_name, "usr") && strcmp(e->d_name, "proc") &&
-		    strcmp(e->d_name, "null") && strncmp(e->d_name, "lib", 3) &&
-		    strcmp(e->d_name, "bin") && e->d_name[0] != '.')
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -232,6 +110,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	log_open("/null");
 	metrics_open("/null");
 	fuzz_quiet();
-	empty_scratch_root();
+	empty_scratch_root(NULL);
 	return 0;
 }

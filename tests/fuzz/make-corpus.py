@@ -367,7 +367,28 @@ def virtq():
     write("fuzz_virtq", "chains", head(4, 3, 0, 0x100, 0x200, script) + bytes(m.b))
 
 
-TARGETS = {"blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
+def api_server():
+    def put(path, body, extra=b""):
+        b = json.dumps(body).encode()
+        return b"PUT " + path + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + \
+            extra + b"Content-Length: " + str(len(b)).encode() + b"\r\n\r\n" + b
+    streams = [
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\nGET /version HTTP/1.1\r\n\r\n"
+        b"GET /vm/config HTTP/1.1\r\nConnection: close\r\n\r\n",
+        put(b"/machine-config", {"vcpu_count": 2, "mem_size_mib": 128}) +
+        put(b"/boot-source", {"kernel_image_path": "/k"}, b"Expect: 100-continue\r\n") +
+        b"PATCH /machine-config HTTP/1.1\r\nContent-Length: 17\r\n\r\n{\"vcpu_count\": 1}",
+        # Beyond the 1 KiB limit: with and without Expect, then a request that must still work.
+        b"PUT /boot-source HTTP/1.1\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000 +
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"PUT /boot-source HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ]
+    for i, st in enumerate(streams):
+        write("fuzz_api_server", "stream-%d" % i, bytes([(i * 29) % 256]) + st)
+
+
+TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
            "virtq": virtq}
 
