@@ -97,6 +97,11 @@ static void host(struct fuzz_dev *s, struct fin *f)
 	}
 }
 
+static void remove_dir(void)
+{
+	rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
@@ -106,6 +111,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dir, sizeof(dir), "%s/ember-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(dir))
 		abort();
+	atexit(remove_dir);
 	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
 	for (int i = 0; i < CLIENTS; i++)
 		client[i] = -1;
