@@ -104,7 +104,8 @@ SAN_SUITES=(api boot_direct blk_direct vsock_direct seccomp net_api vsock_api)
 echo "# not run sanitized: jailer.bats (the jail has no /proc, which the sanitizers' runtime"
 echo "# needs), the *_linux and linux_guest suites (ember inside the emulated host: minutes"
 echo "# each), format and layering (no ember binary)"
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# UBSan's default is to report and carry on: here a report ends the program.
+san_env=(env "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}")
 if [ ! -x "$SAN/ember" ]; then
 	fail sanitized "$SAN/ember was not built (run 'make BUILD=$SAN SANITIZE=1 all unit-tests')"
 else
@@ -120,19 +121,18 @@ else
 			continue
 		fi
 		count_tap "san $name" < <(
-			CMOCKA_MESSAGE_OUTPUT=TAP "$t" 2>&1
+			CMOCKA_MESSAGE_OUTPUT=TAP "${san_env[@]}" "$t" 2>&1
 			echo "@@exit-status $?"
 		)
 	done
 	for suite in "${SAN_SUITES[@]}"; do
 		echo "# san tests/$suite.bats"
 		count_tap "san $suite.bats" < <(
-			EMBER_BUILD=$PWD/$SAN bats --tap "tests/$suite.bats" 2>&1
+			EMBER_BUILD=$PWD/$SAN "${san_env[@]}" bats --tap "tests/$suite.bats" 2>&1
 			echo "@@exit-status $?"
 		)
 	done
 fi
-unset UBSAN_OPTIONS
 
 # Each libFuzzer target for a short fixed time, one result each; a crash fails it (its input
 # is in build/fuzz/crashes/). Longer runs: make fuzz FUZZ_S=N.
