@@ -1,5 +1,6 @@
 # ember: one entry point for building, testing, demos and benchmarks.
-# Targets: all (default), test, demo, bench, kernel, rootfs, vmhost-kernel, deps, clean.
+# Targets: all (default), test, demo, bench, kernel, rootfs, vmhost-kernel, deps, fuzz,
+# fuzz-build, clean.
 
 CC       ?= gcc
 BUILD    := build
@@ -87,6 +88,37 @@ $(BUILD)/tests/helpers/%: tests/helpers/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built by clang with ASan and UBSan against ember's
+# sources compiled the same way into their own directory. 'make fuzz' runs each for FUZZ_S
+# seconds from its seed corpus (tests/fuzz/corpus/<target>/); tests/fuzz/README.md has more.
+FUZZ_CC     := clang
+FUZZ_BUILD  := build/fuzz
+FUZZ_S      ?= 10
+# (vcpu.c puts struct kvm_msrs, which ends in a flexible array, inside a struct: a GNU C
+# extension that gcc takes silently and clang warns about.)
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -Isrc -I. \
+	-fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_BIN    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJ    := $(CORE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/libember.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libember.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libember.a $(LDLIBS)
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps
+	$(MAKE) fuzz-build
+	tests/fuzz/run.sh $(FUZZ_S)
+
 deps:
 	rootfs/install-deps.sh
 
@@ -99,8 +131,11 @@ vmhost-kernel: deps
 rootfs: deps $(BUILD)/ember-vsock
 	rootfs/build-rootfs.sh
 
+# The sanitized build (ASan+UBSan) and the fuzz targets run in tests/run-all.sh too.
 test: deps
 	$(MAKE) all unit-tests
+	$(MAKE) BUILD=build/san SANITIZE=1 all unit-tests
+	$(MAKE) fuzz-build
 	rootfs/build-kernel.sh guest
 	rootfs/build-rootfs.sh
 	rootfs/build-kernel.sh vmhost
@@ -122,6 +157,8 @@ bench: deps
 
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a $(BUILD)/test-tmp
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a \
+		$(BUILD)/test-tmp $(BUILD)/san $(FUZZ_BUILD)
 
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
 -include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -12,6 +12,7 @@ PKGS=(
     liburing-dev libseccomp-dev libcap-dev
     cpio flex bison bc libelf-dev libssl-dev socat curl kmod jq clang-format python3
     iproute2 strace
+    clang clang-tools libclang-rt-dev # the fuzz targets (libFuzzer is in libclang-rt-dev), scan-build
 )
 
 # One dpkg-query for all packages. A package counts only when fully installed;

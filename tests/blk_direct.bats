@@ -112,7 +112,7 @@ flush_check() {
 	blk_config "$D/vm.json" blk-irq "$(drive data_0 "$D/data.img")"
 	# One file per thread (-ff): no call is split across lines by another thread's.
 	run timeout 60 strace -ff -qq -e trace=eventfd2,ioctl,write -e signal=none -o "$D/strace" \
-		"$EMBER" --no-api --config-file "$D/vm.json" --level Debug
+		"${UNDER_PTRACE[@]}" "$EMBER" --no-api --config-file "$D/vm.json" --level Debug
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"virtio-blk data_0: slot 0 at 0xc0001000, IRQ 5, queue notifications through ioeventfd"* ]]

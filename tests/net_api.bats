@@ -180,7 +180,7 @@ JSON
 JSON
 	if command -v strace >/dev/null; then
 		run in_ns timeout 20 strace -ff -qq -e trace=ioctl -e signal=none -o "$D/strace" \
-			"$EMBER" --no-api --config-file "$D/vm.json"
+			"${UNDER_PTRACE[@]}" "$EMBER" --no-api --config-file "$D/vm.json"
 	else
 		run in_ns timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every suite (cmocka unit tests, then the bats end-to-end tests) and ends with one
-# line "N passed, N failed[, N skipped]" counted over all of them.
+# Runs every suite (cmocka unit tests, then the bats end-to-end tests, then the unit tests
+# and the direct-host bats suites again against the sanitized build, then each fuzz target
+# for FUZZ_TEST_S seconds) and ends with one line "N passed, N failed[, N skipped]" counted
+# over all of them.
 #
 # Each suite's TAP is checked against its own plan ("1..N") and its exit status: a suite
 # that reports fewer results than it planned (a unit binary that exit()ed early, a killed
@@ -92,6 +94,53 @@ for f in "${suites[@]}"; do
 		echo "@@exit-status $?"
 	)
 done
+
+# The same unit tests and the suites that run ember on this host directly, against the build
+# with ASan and UBSan (make BUILD=build/san SANITIZE=1 all unit-tests): a memory error, a
+# leak at exit or undefined behaviour fails the test that provoked it.
+echo "== sanitized build (ASan+UBSan): unit tests and direct-host suites"
+SAN=build/san
+SAN_SUITES=(api boot_direct blk_direct vsock_direct seccomp net_api vsock_api)
+echo "# not run sanitized: jailer.bats (the jail has no /proc, which the sanitizers' runtime"
+echo "# needs), the *_linux and linux_guest suites (ember inside the emulated host: minutes"
+echo "# each), format and layering (no ember binary)"
+# UBSan's default is to report and carry on: here a report ends the program.
+san_env=(env "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}")
+if [ ! -x "$SAN/ember" ]; then
+	fail sanitized "$SAN/ember was not built (run 'make BUILD=$SAN SANITIZE=1 all unit-tests')"
+else
+	# The unit tests find the guest kernels next to their build (build/guest).
+	[ -e "$SAN/guest" ] || ln -s ../guest "$SAN/guest"
+	for src in "${unit_sources[@]}"; do
+		[ -e "$src" ] || continue
+		name=$(basename "$src" .c)
+		t=$SAN/tests/$name
+		echo "# san $name"
+		if [ ! -x "$t" ]; then
+			fail "san $name" "$t was not built"
+			continue
+		fi
+		count_tap "san $name" < <(
+			CMOCKA_MESSAGE_OUTPUT=TAP "${san_env[@]}" "$t" 2>&1
+			echo "@@exit-status $?"
+		)
+	done
+	for suite in "${SAN_SUITES[@]}"; do
+		echo "# san tests/$suite.bats"
+		count_tap "san $suite.bats" < <(
+			EMBER_BUILD=$PWD/$SAN "${san_env[@]}" bats --tap "tests/$suite.bats" 2>&1
+			echo "@@exit-status $?"
+		)
+	done
+fi
+
+# Each libFuzzer target for a short fixed time, one result each; a crash fails it (its input
+# is in build/fuzz/crashes/). Longer runs: make fuzz FUZZ_S=N.
+echo "== fuzz targets (${FUZZ_TEST_S:-10} s each)"
+count_tap fuzz < <(
+	tests/fuzz/run.sh "${FUZZ_TEST_S:-10}" 2>&1
+	echo "@@exit-status $?"
+)
 
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "== failures"

@@ -451,7 +451,6 @@ int virtio_mmio_init(struct virtio_dev *dev, struct machine *machine,
 			for (unsigned i = 0; i < q; i++)
 				ioeventfd(dev, &dev->kicks[i], false);
 			dev->ioeventfd = false;
-			rc = 0;
 		}
 	}
 	rc = io_bus_register(&machine->mmio_bus, dev->mmio_base, VIRTIO_MMIO_SIZE, mmio_access, dev,

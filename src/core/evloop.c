@@ -79,23 +79,28 @@ static void sweep_removed(struct evloop *loop)
 	loop->nr_removed = 0;
 }
 
-int evloop_run(struct evloop *loop)
+int evloop_poll(struct evloop *loop, int timeout_ms)
 {
 	struct epoll_event events[16];
+	int n = epoll_wait(loop->epoll_fd, events, 16, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n && !loop->stop; i++) {
+		struct evloop_source *s = events[i].data.ptr;
+		if (!s->removed)
+			s->fn(s->opaque, events[i].events);
+	}
+	if (loop->nr_removed)
+		sweep_removed(loop);
+	return n;
+}
+
+int evloop_run(struct evloop *loop)
+{
 	while (!loop->stop) {
-		int n = epoll_wait(loop->epoll_fd, events, 16, -1);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n && !loop->stop; i++) {
-			struct evloop_source *s = events[i].data.ptr;
-			if (!s->removed)
-				s->fn(s->opaque, events[i].events);
-		}
-		if (loop->nr_removed)
-			sweep_removed(loop);
+		int rc = evloop_poll(loop, -1);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

@@ -125,13 +125,12 @@ void log_msg_at(enum log_level level, const char *file, int line, const char *fm
 	va_end(ap);
 }
 
-int errf(char *err, int code, const char *fmt, ...)
+void errf_msg(char *err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(err, ERR_LEN, fmt, ap);
 	va_end(ap);
-	return code;
 }
 
 void die(const char *fmt, ...)

@@ -11,7 +11,16 @@
 
 /* Formats a message into err (ERR_LEN bytes) and returns code, so that a failure is reported
  * and returned in one statement. */
-int errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void errf_msg(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A macro rather than a function, so that the static analyzer sees what it returns (a
+ * caller's negative code, and no success); code is evaluated first, before the message's
+ * arguments can change errno. */
+#define errf(err, code, ...)                                                                       \
+	({                                                                                         \
+		int errf_code_ = (code);                                                           \
+		errf_msg(err, __VA_ARGS__);                                                        \
+		errf_code_;                                                                        \
+	})
 
 enum log_level { LOG_ERROR = 0, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 

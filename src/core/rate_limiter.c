@@ -60,7 +60,7 @@ uint64_t token_bucket_wait_ns(struct token_bucket *b, uint64_t tokens, uint64_t 
 		return 0;
 	/* Time for the missing tokens, minus the refill progress already made, rounded up so
 	 * that the timer never fires a moment too early. */
-	unsigned __int128 missing = (unsigned __int128)(need - b->budget) * b->refill_ns;
+	unsigned __int128 missing = (unsigned __int128)((__int128)need - b->budget) * b->refill_ns;
 	missing = missing > b->remainder ? missing - b->remainder : 0;
 	unsigned __int128 ns = (missing + b->size - 1) / b->size;
 	return ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)ns;
@@ -72,7 +72,10 @@ static void bucket_take(struct token_bucket *b, uint64_t tokens)
 		return;
 	uint64_t burst = tokens < b->one_time_burst ? tokens : b->one_time_burst;
 	b->one_time_burst -= burst;
-	b->budget -= (int64_t)(tokens - burst);
+	/* In 128 bits and saturated: a take beyond INT64_MAX tokens must not wrap the budget
+	 * to more than the bucket holds. */
+	__int128 left = (__int128)b->budget - (__int128)(tokens - burst);
+	b->budget = left < INT64_MIN ? INT64_MIN : (int64_t)left;
 }
 
 bool token_bucket_try_take(struct token_bucket *b, uint64_t tokens, uint64_t now_ns)

@@ -2,8 +2,12 @@
 # "run !" and "run -N" need bats 1.5.
 bats_require_minimum_version 1.5.0
 EMBER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-EMBER="$EMBER_ROOT/build/ember"
+# EMBER_BUILD: another build of ember to test, e.g. the sanitized one (build/san).
+EMBER="${EMBER_BUILD:-$EMBER_ROOT/build}/ember"
 TEST_GUEST="$EMBER_ROOT/build/tests/guest.elf"
+# Prefix for an ember run under strace: LeakSanitizer (a sanitized build) cannot work under
+# ptrace and would end ember with an error.
+UNDER_PTRACE=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
 GUEST_VMLINUX="$EMBER_ROOT/build/guest/vmlinux"
 GUEST_BZIMAGE="$EMBER_ROOT/build/guest/bzImage"
 GUEST_INITRAMFS="$EMBER_ROOT/build/guest/initramfs.cpio.gz"

@@ -433,7 +433,7 @@ static void test_shutdown_from_guest(void **state)
 	assert_null(vsock_conn_find(&F()->t, 80, 1234));
 
 	/* Both directions at once: answered with RST. */
-	c = guest_conn(1235, 80, VSOCK_BUF_ALLOC);
+	guest_conn(1235, 80, VSOCK_BUF_ALLOC);
 	guest_pkt(VSOCK_OP_SHUTDOWN, 1235, 80, VSOCK_BUF_ALLOC, 0,
 		  VSOCK_SHUTDOWN_SEND | VSOCK_SHUTDOWN_RCV, 0);
 	expect(VSOCK_OP_RST, 80, 1235);
@@ -493,7 +493,7 @@ static void test_rst(void **state)
 	expect(VSOCK_OP_RST, 80, 1234);
 	expect_none();
 	/* A RESPONSE nobody asked for resets the connection. */
-	c = guest_conn(1236, 80, VSOCK_BUF_ALLOC);
+	guest_conn(1236, 80, VSOCK_BUF_ALLOC);
 	guest_pkt(VSOCK_OP_RESPONSE, 1236, 80, VSOCK_BUF_ALLOC, 0, 0, 0);
 	expect(VSOCK_OP_RST, 80, 1236);
 	assert_null(vsock_conn_find(&F()->t, 80, 1236));
