@@ -201,6 +201,9 @@ static void vcpu_filter_checks_arguments(void **state)
 		fail_msg("status 0x%x, stderr: %s", r.status, r.err);
 }
 
+/* Not in the sanitized build: there the filters allow any mmap, which the sanitizer
+ * runtime needs, so there is nothing to check. */
+#ifndef __SANITIZE_ADDRESS__
 static int executable_mapping(long unused)
 {
 	(void)unused;
@@ -213,14 +216,12 @@ static int executable_mapping(long unused)
 static void no_thread_maps_executable_memory(void **state)
 {
 	(void)state;
-#ifdef __SANITIZE_ADDRESS__
-	skip(); /* the sanitizer runtime needs mmap without argument checks */
-#endif
 	struct child_result r = run_child(executable_mapping, 0);
 	if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != SECCOMP_EXIT_BAD_SYSCALL ||
 	    !strstr(r.err, "bad syscall (9)")) /* mmap */
 		fail_msg("status 0x%x, stderr: %s", r.status, r.err);
 }
+#endif
 
 static int disabled_installs_nothing(long unused)
 {
@@ -251,7 +252,9 @@ int main(void)
 		UNIT_TEST(trapped_syscall_logs_and_exits_148),
 		UNIT_TEST(fault_is_counted_in_the_metrics),
 		UNIT_TEST(vcpu_filter_checks_arguments),
+#ifndef __SANITIZE_ADDRESS__
 		UNIT_TEST(no_thread_maps_executable_memory),
+#endif
 		UNIT_TEST(no_seccomp_installs_nothing),
 	};
 	return cmocka_run_group_tests_name("seccomp", tests, NULL, NULL);
