@@ -15,22 +15,6 @@ teardown() {
 	rm -rf "$D"
 }
 
-boot_source() { # boot_source BOOT_ARGS
-	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"$1\"}"
-	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-}
-
-# write_entropy_config FILE BOOT_ARGS ENTROPY_JSON: the test guest, one vCPU, 64 MiB.
-write_entropy_config() {
-	cat >"$1" <<JSON
-{
-  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "$2" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
-  "entropy": $3
-}
-JSON
-}
-
 @test "PUT /entropy before boot: GET /vm/config shows it, a second PUT replaces it" {
 	api_start
 	expect_api 200 GET /vm/config "" '"entropy":null'
@@ -86,33 +70,33 @@ JSON
 }
 
 @test "--config-file: \"entropy\" creates the device, null or no key means none, a bad one stops ember naming the key" {
-	write_entropy_config "$D/vm.json" "console=ttyS0 rng-read" '{ "rate_limiter": { "bandwidth": { "size": 1048576, "refill_time": 100 } } }'
+	write_device_config "$D/vm.json" "console=ttyS0 rng-read" entropy '{ "rate_limiter": { "bandwidth": { "size": 1048576, "refill_time": 100 } } }'
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"rng: read used1=64 used2=64"* ]]
 	[[ "$output" == *"rng: big used=65536"* ]]
-	write_entropy_config "$D/vm.json" "console=ttyS0 rng-read" null
+	write_device_config "$D/vm.json" "console=ttyS0 rng-read" entropy null
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"rng: no virtio-rng device on the command line"* ]]
-	write_entropy_config "$D/vm.json" "console=ttyS0" '{ "rate_limiter": { "ops": { "size": 1 } } }'
+	write_device_config "$D/vm.json" "console=ttyS0" entropy '{ "rate_limiter": { "ops": { "size": 1 } } }'
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"config file $D/vm.json: entropy: rate_limiter.ops: missing field 'refill_time'"* ]]
-	write_entropy_config "$D/vm.json" "console=ttyS0" '{ "rate_limiter": {}, "extra": true }'
+	write_device_config "$D/vm.json" "console=ttyS0" entropy '{ "rate_limiter": {}, "extra": true }'
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"config file $D/vm.json: entropy: unknown field 'extra'"* ]]
-	write_entropy_config "$D/vm.json" "console=ttyS0" '[]'
+	write_device_config "$D/vm.json" "console=ttyS0" entropy '[]'
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"config file $D/vm.json: entropy: expected a JSON object"* ]]
 }
 
 @test "--config-file with \"entropy\" and the API: GET /vm/config shows what the file said" {
-	write_entropy_config "$D/vm.json" "console=ttyS0 halt" '{ "rate_limiter": { "ops": { "size": 100, "one_time_burst": 7, "refill_time": 1000 } } }'
+	write_device_config "$D/vm.json" "console=ttyS0 halt" entropy '{ "rate_limiter": { "ops": { "size": 100, "one_time_burst": 7, "refill_time": 1000 } } }'
 	api_start --config-file "$D/vm.json"
 	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	expect_api 200 GET /vm/config "" '"entropy":{"rate_limiter":{"ops":{"size":100,"refill_time":1000,"one_time_burst":7}}}'

@@ -43,11 +43,6 @@ ns_api_start() {
 	return 1
 }
 
-boot_source() {
-	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
-	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-}
-
 @test "PUT /network-interfaces: a missing TAP, bad fields and a path mismatch are refused with the interface named" {
 	ns_api_start
 	expect_api 400 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0"}' \

@@ -17,22 +17,6 @@ teardown() {
 	rm -rf "$D"
 }
 
-boot_source() { # boot_source BOOT_ARGS
-	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"$1\"}"
-	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-}
-
-# write_vsock_config FILE BOOT_ARGS VSOCK_JSON: the test guest, one vCPU, 64 MiB.
-write_vsock_config() {
-	cat >"$1" <<JSON
-{
-  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "$2" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
-  "vsock": $3
-}
-JSON
-}
-
 @test "PUT /vsock before boot: GET /vm/config shows it, a second PUT replaces it" {
 	api_start
 	expect_api 200 GET /vm/config "" '"vsock":null'
@@ -87,24 +71,24 @@ JSON
 }
 
 @test "--config-file: a bad \"vsock\" stops ember with the key named; null means no device" {
-	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"guest_cid\": 1, \"uds_path\": \"$D/v.sock\" }"
+	write_device_config "$D/vm.json" "console=ttyS0" vsock "{ \"guest_cid\": 1, \"uds_path\": \"$D/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"config file $D/vm.json: vsock: field 'guest_cid' is 1, must be between 3 and 4294967295"* ]]
-	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"guest_cid\": 3, \"uds_path\": \"$D/v.sock\", \"port\": 1 }"
+	write_device_config "$D/vm.json" "console=ttyS0" vsock "{ \"guest_cid\": 3, \"uds_path\": \"$D/v.sock\", \"port\": 1 }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"vsock: unknown field 'port'"* ]]
-	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"guest_cid\": 3, \"uds_path\": \"$D/nodir/v.sock\" }"
+	write_device_config "$D/vm.json" "console=ttyS0" vsock "{ \"guest_cid\": 3, \"uds_path\": \"$D/nodir/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"vsock: uds_path $D/nodir/v.sock: directory $D/nodir does not exist"* ]]
-	write_vsock_config "$D/vm.json" "console=ttyS0" "{ \"uds_path\": \"$D/v.sock\" }"
+	write_device_config "$D/vm.json" "console=ttyS0" vsock "{ \"uds_path\": \"$D/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"vsock: missing field 'guest_cid'"* ]]
-	write_vsock_config "$D/vm.json" "console=ttyS0" null
+	write_device_config "$D/vm.json" "console=ttyS0" vsock null
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -120,7 +104,7 @@ JSON
 	grep -q "hello from the guest" "$D/ember.out"
 	[ -S "$D/v.sock" ]
 	expect_api 200 GET / "" '"state":"Running"'
-	write_vsock_config "$D/vm2.json" "console=ttyS0" "{ \"guest_cid\": 4, \"uds_path\": \"$D/v.sock\" }"
+	write_device_config "$D/vm2.json" "console=ttyS0" vsock "{ \"guest_cid\": 4, \"uds_path\": \"$D/v.sock\" }"
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm2.json"
 	echo "$output"
 	[ "$status" -eq 1 ]

@@ -247,8 +247,7 @@ void builder_resize_memory(struct vm *vm)
 		start_memory(vm);
 }
 
-/* Every configured virtio device, kind by kind in table order. */
-static int create_devices(struct vm *vm, char *err)
+int builder_create_devices(struct vm *vm, char *err)
 {
 	for (int k = 0; device_kinds[k]; k++) {
 		unsigned first = vm->devices.nr;
@@ -305,7 +304,7 @@ static int load_guest(struct vm *vm, uint64_t *entry, char *err)
 	    (rc = loader_load_initrd(mem, boot->initrd_path, &k, &initrd_gpa, &initrd_size, err)))
 		return rc;
 	char cmdline[CMDLINE_MAX];
-	if ((rc = create_devices(vm, err)) || (rc = build_cmdline(vm, &k, cmdline, err)) ||
+	if ((rc = builder_create_devices(vm, err)) || (rc = build_cmdline(vm, &k, cmdline, err)) ||
 	    (rc = boot_write_params(mem, &k, cmdline, initrd_gpa, initrd_size, err)))
 		return rc;
 	if (boot_write_page_tables(mem) || mptable_write(mem, EBDA_START, 0xa0000, vm->m.nr_vcpus))
@@ -438,7 +437,7 @@ static int build(struct vm *vm, const struct builder_snapshot *from, char *err)
 	if (from) {
 		/* KVM_SET_PIT2 needs the PIT. */
 		join_helper(vm->pit_thread, &vm->pit_pending);
-		rc = create_devices(vm, err);
+		rc = builder_create_devices(vm, err);
 		if (!rc)
 			rc = from->apply(vm, from->arg, err);
 	} else {

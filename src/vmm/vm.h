@@ -72,6 +72,9 @@ void builder_resize_memory(struct vm *vm);
 /* InstanceStart: kernel, devices, vCPUs; then the vCPU threads run. 0, or -errno with a
  * message in err and the VM back to a configurable state. */
 int builder_start(struct vm *vm, char *err);
+/* Every configured virtio device, kind by kind in table order, into vm->devices (part of
+ * builder_start; on its own for the fuzz targets, which have no KVM). */
+int builder_create_devices(struct vm *vm, char *err);
 /* A snapshot load: the memory file, and apply, which restores the saved state once the
  * devices and vCPUs exist (0, or -errno with err). */
 struct builder_snapshot {

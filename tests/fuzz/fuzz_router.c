@@ -59,14 +59,8 @@ static void fake_start(struct vm *vm)
 	char err[ERR_LEN];
 	if (vm->state != VM_CONFIGURING)
 		return;
-	for (int k = 0; device_kinds[k]; k++) {
-		unsigned first = vm->devices.nr;
-		int rc = device_kinds[k]->create(&vm->m, vm->cfg.devices[k], &vm->devices, err);
-		for (unsigned i = first; i < vm->devices.nr; i++)
-			vm->device_kind_of[i] = k;
-		if (rc)
-			return;
-	}
+	if (builder_create_devices(vm, err))
+		return;
 	vm->i8042 = i8042_create(&vm->m);
 	vm->state = VM_RUNNING;
 }

@@ -52,6 +52,18 @@ write_drives_config() {
 JSON
 }
 
+# write_device_config FILE BOOT_ARGS KEY JSON: the test guest, one vCPU, 64 MiB, and the
+# config file's KEY (a device object such as "vsock" or "entropy") set to JSON.
+write_device_config() {
+	cat >"$1" <<JSON
+{
+  "boot-source": { "kernel_image_path": "$TEST_GUEST", "boot_args": "$2" },
+  "machine-config": { "vcpu_count": 1, "mem_size_mib": 64 },
+  "$3": $4
+}
+JSON
+}
+
 # --- the HTTP API ---
 
 # api_start [ember args...]: starts ember with an API socket in $D; sets EMBER_PID, SOCK.
@@ -118,4 +130,11 @@ unechoed() {
 # value KEY: the value of the last KEY=VALUE line in $output.
 value() {
 	sed -n "s/^$1=//p" <<<"$output" | tr -d '\r' | tail -1
+}
+
+# boot_source [BOOT_ARGS]: the test guest (halted unless told otherwise), one vCPU, 64 MiB,
+# through the API.
+boot_source() {
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"${1:-halt}\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
 }
