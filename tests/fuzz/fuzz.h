@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -60,6 +63,24 @@ static inline struct fin fin_split(struct fin *f, size_t len)
 static inline void fuzz_quiet(void)
 {
 	log_set_level_name("Error");
+}
+
+/* An input as a file ember opens by path: a memfd, named in path (at least 32 bytes) as
+ * /proc/self/fd/N; fuzz_file_set gives it the next input's bytes. */
+static inline int fuzz_file(const char *name, char *path, size_t path_len)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0)
+		abort();
+	snprintf(path, path_len, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+static inline void fuzz_file_set(int fd, const uint8_t *data, size_t size)
+{
+	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)size) ||
+	    pwrite(fd, data, size, 0) != (ssize_t)size)
+		abort();
 }
 
 #endif

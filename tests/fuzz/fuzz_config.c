@@ -17,18 +17,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
 	fuzz_quiet();
-	fd = memfd_create("fuzz-config", MFD_CLOEXEC);
-	if (fd < 0)
-		abort();
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd = fuzz_file("fuzz-config", path, sizeof(path));
 	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)size) ||
-	    pwrite(fd, data, size, 0) != (ssize_t)size)
-		abort();
+	fuzz_file_set(fd, data, size);
 	struct vm_config cfg;
 	char err[ERR_LEN];
 	vm_config_init(&cfg);

@@ -18,18 +18,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_quiet();
 	if (guest_mem_init(&mem, 16 << 20))
 		abort();
-	fd = memfd_create("fuzz-kernel", MFD_CLOEXEC);
-	if (fd < 0)
-		abort();
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd = fuzz_file("fuzz-kernel", path, sizeof(path));
 	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)size) ||
-	    pwrite(fd, data, size, 0) != (ssize_t)size)
-		abort();
+	fuzz_file_set(fd, data, size);
 	struct kernel_image k;
 	char err[ERR_LEN];
 	if (loader_load_kernel(&mem, path, &k, err) == 0) {
