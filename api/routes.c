@@ -172,7 +172,9 @@ static int patch_vm(struct api_ctx *ctx, json_t *body, char *err)
 }
 
 /* Firecracker answers a request that names a deprecated field with "Deprecation: true" and
- * logs why (parsed_request.rs, request/machine_configuration.rs, request/vsock.rs). */
+ * logs why (parsed_request.rs, request/machine_configuration.rs, request/vsock.rs); a
+ * device kind names its deprecated field in its row. The message lives until the next
+ * request (one API thread). */
 static const char *deprecated_use(unsigned ep, unsigned method, json_t *body)
 {
 	const char *key = endpoints[ep].name;
@@ -181,9 +183,13 @@ static const char *deprecated_use(unsigned ep, unsigned method, json_t *body)
 	    !json_is_null(v))
 		return method == M_PUT ? "PUT /machine-config: cpu_template field is deprecated."
 				       : "PATCH /machine-config: cpu_template field is deprecated.";
-	if (strcmp(key, "vsock") == 0 && (v = json_object_get(body, "vsock_id")) &&
-	    !json_is_null(v))
-		return "PUT /vsock: vsock_id field is deprecated.";
+	int k = device_kind_find(key);
+	const char *field = k >= 0 ? device_kinds[k]->deprecated_field : NULL;
+	static char why[128];
+	if (field && (v = json_object_get(body, field)) && !json_is_null(v)) {
+		snprintf(why, sizeof(why), "PUT /%s: %s field is deprecated.", key, field);
+		return why;
+	}
 	return NULL;
 }
 

@@ -28,6 +28,9 @@ struct device_kind {
 	const char *key;    /* config-file key, API path (/drives) and GET /vm/config key */
 	const char *metric; /* the API's request metrics: "drive" counts drive_count/_fails */
 	bool per_id;	    /* /drives/{id}: objects with ids; else one object at /vsock */
+	/* A field Firecracker deprecated in this object: a PUT that gives it is answered with
+	 * "Deprecation: true" and logged, as Firecracker does. NULL: none. */
+	const char *deprecated_field;
 
 	/* The configuration before start, in the kind's own store: store_size zeroed bytes
 	 * that the VMM allocates with the VM's configuration. id is the path's {id} for per_id

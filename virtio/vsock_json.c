@@ -158,6 +158,7 @@ static int kind_create(struct machine *machine, const void *store, struct device
 const struct device_kind vsock_kind = {
 	.key = "vsock",
 	.metric = "vsock",
+	.deprecated_field = "vsock_id",
 	.store_size = sizeof(struct vsock_config),
 	.put = vsock_config_put,
 	.load = kind_load,
