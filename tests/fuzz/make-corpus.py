@@ -120,6 +120,17 @@ def blk():
     write("fuzz_blk", "indirect", device_input(b"\x00", [op_init(), op_avail(0, 0), op_notify(0)], m))
 
 
+def rng():
+    # Two reads: one buffer, then a chain of two; the first byte asks for no limiter.
+    m = Mem()
+    m.chain(0, 0, [(DATA, 64, F_WRITE)])
+    m.chain(0, 1, [(DATA + 0x100, 10, F_WRITE), (DATA + 0x200, 300, F_WRITE)])
+    ops = [op_init(), op_avail(0, 0), op_avail(0, 1), op_notify(0)]
+    write("fuzz_rng", "two-reads", device_input(b"\x00", ops, m))
+    # The same under a byte bucket of 100 (first byte 1, then the size): the second waits.
+    write("fuzz_rng", "throttled", device_input(b"\x01\x64\x00", ops, m))
+
+
 def virtio_mmio():
     # Linux's probe: magic, version, device id, features; then set-up by hand, register by
     # register, a request, a reset, and the reads of the configuration space.
@@ -390,7 +401,7 @@ def api_server():
 
 TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
-           "virtq": virtq}
+           "virtq": virtq, "rng": rng}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:
