@@ -48,6 +48,13 @@ $(BUILD)/ember-vsock: rootfs/ember-vsock.c
 	@mkdir -p $(dir $@)
 	$(CC) -static -O2 -s -Wall -Wextra -Werror -o $@ $<
 
+# The snapshot tools (snap/): the page fault handler that serves a memory file to a VM
+# loaded with the Uffd backend.
+all: $(BUILD)/ember-uffd-handler
+$(BUILD)/ember-uffd-handler: snap/uffd_handler.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -ljansson
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -158,7 +165,7 @@ bench: deps
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a \
-		$(BUILD)/test-tmp $(BUILD)/san $(FUZZ_BUILD)
+		$(BUILD)/ember-uffd-handler $(BUILD)/test-tmp $(BUILD)/san $(FUZZ_BUILD)
 
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
 -include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -22,6 +22,9 @@ struct guest_mem {
 	bool file_backed;
 	dev_t file_dev;
 	ino_t file_ino;
+	/* Pages come in on first touch from elsewhere (a snapshot's page fault handler): a
+	 * page not yet present may hold data. */
+	bool lazy;
 };
 
 /* Maps size bytes (MAP_NORESERVE: pages cost host memory once touched). -errno. */
