@@ -2,12 +2,12 @@
 #include "vmm/snapshot_uffd.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -16,13 +16,20 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/seccomp.h"
 
 #define PAGE_SIZE   4096ULL
 #define MINCORE_RUN (64ULL << 20) /* pages checked per mincore() call: a 16 KiB vector */
 
+enum watch_state { WATCH_LOADING, WATCH_ARMED, WATCH_CLOSED, WATCH_CANCELLED };
+
 struct snapshot_uffd {
 	int uffd, conn;
 	struct vm *vm;
+	pthread_t watcher;
+	bool watching; /* a watcher to join or detach */
+	pthread_mutex_t lock;
+	enum watch_state state;
 };
 
 static int uffd_open(char *err)
@@ -150,43 +157,6 @@ static int send_handoff(int conn, int uffd, const char *json, size_t len, const 
 	return 0;
 }
 
-int snapshot_uffd_handoff(const struct guest_mem *mem, const char *path, struct snapshot_uffd **out,
-			  char *err)
-{
-	char json[1024];
-	int len = handoff_json(mem, json, sizeof(json));
-	if (len < 0)
-		return errf(err, len, "the hand-off does not fit %zu bytes", sizeof(json));
-	struct snapshot_uffd *u = calloc(1, sizeof(*u));
-	if (!u)
-		return errf(err, -ENOMEM, "out of memory");
-	u->conn = -1;
-	u->uffd = uffd_open(err);
-	int rc = u->uffd < 0 ? u->uffd : uffd_register(u->uffd, mem, err);
-	if (!rc && (u->conn = connect_handler(path, err)) < 0)
-		rc = u->conn;
-	if (!rc)
-		rc = send_handoff(u->conn, u->uffd, json, (size_t)len, path, err);
-	if (rc) {
-		snapshot_uffd_close(u);
-		return rc;
-	}
-	log_info("snapshot: guest memory (%u regions) handed to the page fault handler at %s",
-		 mem->nr_regions, path);
-	*out = u;
-	return 0;
-}
-
-int snapshot_uffd_check(struct snapshot_uffd *u, char *err)
-{
-	char c;
-	ssize_t n = recv(u->conn, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-		return errf(err, -EPIPE, "the page fault handler closed its connection%s%s",
-			    n ? ": " : "", n ? strerror(errno) : "");
-	return 0;
-}
-
 /* Whether every page of guest memory is in place: then the handler has nothing left to do. */
 static bool all_present(const struct guest_mem *mem)
 {
@@ -205,17 +175,9 @@ static bool all_present(const struct guest_mem *mem)
 	return true;
 }
 
-static void on_handler_event(void *opaque, uint32_t events)
+/* The handler's connection ended after a successful load. */
+static void handler_gone(struct snapshot_uffd *u)
 {
-	struct snapshot_uffd *u = opaque;
-	char buf[256];
-	/* The protocol has nothing more to say on this connection: what comes is dropped. */
-	ssize_t n = (events & EPOLLIN) ? recv(u->conn, buf, sizeof(buf), MSG_DONTWAIT) : 0;
-	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-		return;
-	evloop_remove(&u->vm->m.loop, u->conn);
-	close(u->conn);
-	u->conn = -1;
 	if (all_present(&u->vm->m.mem)) {
 		log_info("the page fault handler closed its connection; every page of guest "
 			 "memory is in place");
@@ -223,24 +185,130 @@ static void on_handler_event(void *opaque, uint32_t events)
 	}
 	log_err("the page fault handler closed its connection before every page of guest "
 		"memory was in place: the VM cannot go on, stopping it");
-	machine_request_exit(&u->vm->m, 3);
+	/* A vCPU may be waiting for a page inside KVM, where a signal does not always reach
+	 * it (on a PVM host it does not). Without ember's copy a handler that is gone leaves
+	 * no userfaultfd: its waiters get zero pages, and come back to see the VM stop. */
+	pthread_mutex_lock(&u->lock);
+	close(u->uffd);
+	u->uffd = -1;
+	pthread_mutex_unlock(&u->lock);
+	struct machine *m = &u->vm->m;
+	machine_request_exit(m, 3);
+	/* A pause (vmm_pause) waiting for that vCPU to park gives up on seeing the exit. */
+	pthread_mutex_lock(&m->pause_lock);
+	pthread_cond_broadcast(&m->pause_cond);
+	pthread_mutex_unlock(&m->pause_lock);
+}
+
+/* The watcher thread: waits for the connection's end. Not on the VMM thread, whose loop
+ * may wait for a vCPU that waits for a page (a pause). */
+static void *watch(void *arg)
+{
+	struct snapshot_uffd *u = arg;
+	int rc = seccomp_install(SECCOMP_VMM); /* the VMM thread's list has what it needs */
+	if (rc)
+		log_err("the page fault handler's watcher: cannot install its seccomp filter: %s",
+			strerror(-rc));
+	for (;;) {
+		char buf[256];
+		/* The protocol has nothing more to say on this connection: what comes is
+		 * dropped. */
+		ssize_t n = rc ? 0 : recv(u->conn, buf, sizeof(buf), 0);
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		break;
+	}
+	pthread_mutex_lock(&u->lock);
+	enum watch_state was = u->state;
+	u->state = WATCH_CLOSED;
+	pthread_mutex_unlock(&u->lock);
+	if (was == WATCH_ARMED && !rc)
+		handler_gone(u);
+	return NULL;
+}
+
+static int start_watcher(struct snapshot_uffd *u, char *err)
+{
+	int flags = fcntl(u->conn, F_GETFL);
+	if (flags < 0 || fcntl(u->conn, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return errf(err, -errno, "the page fault handler's connection: %s",
+			    strerror(errno));
+	pthread_mutex_init(&u->lock, NULL);
+	int rc = pthread_create(&u->watcher, NULL, watch, u);
+	if (rc)
+		return errf(err, -rc, "cannot start a thread to watch the page fault handler: %s",
+			    strerror(rc));
+	u->watching = true;
+	return 0;
+}
+
+int snapshot_uffd_handoff(const struct guest_mem *mem, const char *path, struct snapshot_uffd **out,
+			  char *err)
+{
+	char json[1024];
+	int len = handoff_json(mem, json, sizeof(json));
+	if (len < 0)
+		return errf(err, len, "the hand-off does not fit %zu bytes", sizeof(json));
+	struct snapshot_uffd *u = calloc(1, sizeof(*u));
+	if (!u)
+		return errf(err, -ENOMEM, "out of memory");
+	u->conn = -1;
+	u->uffd = uffd_open(err);
+	int rc = u->uffd < 0 ? u->uffd : uffd_register(u->uffd, mem, err);
+	if (!rc && (u->conn = connect_handler(path, err)) < 0)
+		rc = u->conn;
+	if (!rc)
+		rc = send_handoff(u->conn, u->uffd, json, (size_t)len, path, err);
+	if (!rc)
+		rc = start_watcher(u, err);
+	if (rc) {
+		snapshot_uffd_close(u);
+		return rc;
+	}
+	log_info("snapshot: guest memory (%u regions) handed to the page fault handler at %s",
+		 mem->nr_regions, path);
+	*out = u;
+	return 0;
+}
+
+int snapshot_uffd_check(struct snapshot_uffd *u, char *err)
+{
+	pthread_mutex_lock(&u->lock);
+	bool closed = u->state == WATCH_CLOSED;
+	pthread_mutex_unlock(&u->lock);
+	if (closed)
+		return errf(err, -EPIPE, "the page fault handler closed its connection");
+	return 0;
 }
 
 void snapshot_uffd_watch(struct vm *vm, struct snapshot_uffd *u)
 {
 	u->vm = vm;
 	vm->uffd = u;
-	int rc = evloop_add(&vm->m.loop, u->conn, EPOLLIN | EPOLLRDHUP, on_handler_event, u);
-	if (rc)
-		log_warn("cannot watch the page fault handler's connection (%s): a handler that "
-			 "goes away will leave the guest waiting",
-			 strerror(-rc));
+	pthread_mutex_lock(&u->lock);
+	enum watch_state was = u->state;
+	if (was == WATCH_LOADING)
+		u->state = WATCH_ARMED;
+	pthread_mutex_unlock(&u->lock);
+	pthread_detach(u->watcher);
+	u->watching = false;
+	/* Gone between the load's check and now: as if the watcher had seen it. */
+	if (was == WATCH_CLOSED)
+		handler_gone(u);
 }
 
 void snapshot_uffd_close(struct snapshot_uffd *u)
 {
 	if (!u)
 		return;
+	if (u->watching) {
+		/* The load failed: the watcher ends without a word. */
+		pthread_mutex_lock(&u->lock);
+		u->state = WATCH_CANCELLED;
+		pthread_mutex_unlock(&u->lock);
+		shutdown(u->conn, SHUT_RDWR);
+		pthread_join(u->watcher, NULL);
+	}
 	if (u->conn >= 0)
 		close(u->conn);
 	if (u->uffd >= 0)

@@ -24,11 +24,11 @@ struct snapshot_uffd;
  * *out holds the userfaultfd and the connection; 0 or -errno with err. */
 int snapshot_uffd_handoff(const struct guest_mem *mem, const char *path, struct snapshot_uffd **out,
 			  char *err);
-/* Whether the handler is still connected (checked as the load's last step, before the
- * VMM thread's seccomp filter): 0 or -EPIPE with err. */
+/* Whether the handler is still connected (the load's last step): 0 or -EPIPE with err. */
 int snapshot_uffd_check(struct snapshot_uffd *u, char *err);
-/* The load succeeded: vm keeps u, and the VMM loop watches the connection. A handler that
- * goes away before every page of guest memory is in place stops the VM (exit status 3). */
+/* The load succeeded: vm keeps u. A thread watches the connection from the hand-off on; a
+ * handler that goes away before every page of guest memory is in place stops the VM
+ * (exit status 3). */
 void snapshot_uffd_watch(struct vm *vm, struct snapshot_uffd *u);
 /* A failed load: closes both descriptors. NULL is fine. */
 void snapshot_uffd_close(struct snapshot_uffd *u);
