@@ -243,19 +243,19 @@ static int receive_handoff(int conn)
 			fail("hand-off: more descriptors than expected");
 		len += (size_t)n;
 		buf[len] = '\0';
+		/* Complete, or wrong in a way more bytes cannot mend: parse_regions says which. */
 		json_error_t jerr;
 		json_t *probe = json_loadb(buf, len, 0, &jerr);
-		if (probe) {
-			json_decref(probe);
+		json_decref(probe);
+		if (probe || json_error_code(&jerr) != json_error_premature_end_of_input)
 			break;
-		}
 		if (len == HANDOFF_MAX)
 			fail("hand-off: longer than %d bytes", HANDOFF_MAX);
 	}
 	if (uffd < 0)
 		fail("hand-off: no userfaultfd came with it");
-	check_is_uffd(uffd);
 	parse_regions(buf, len);
+	check_is_uffd(uffd);
 	return uffd;
 }
 
