@@ -17,6 +17,12 @@ setup() {
 }
 
 teardown() {
+	# A broken build may leave a vCPU waiting for a page for ever: SIGKILL after 5 s.
+	if [ -n "$EMBER_PID" ]; then
+		kill -TERM "$EMBER_PID" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$EMBER_PID" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$EMBER_PID" 2>/dev/null || true
+	fi
 	api_stop
 	if [ -n "$HANDLER_PID" ]; then
 		kill "$HANDLER_PID" 2>/dev/null || true
