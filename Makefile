@@ -51,9 +51,9 @@ $(BUILD)/ember-vsock: rootfs/ember-vsock.c
 # The snapshot tools (snap/): the page fault handler that serves a memory file to a VM
 # loaded with the Uffd backend.
 all: $(BUILD)/ember-uffd-handler
-$(BUILD)/ember-uffd-handler: snap/uffd_handler.c
+$(BUILD)/ember-uffd-handler: snap/uffd_handler.c snap/uffd_handoff.c snap/uffd_handoff.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -ljansson
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) -ljansson
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -31,15 +31,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define PAGE_SIZE     4096ULL
-#define REGIONS_MAX   16
+#include "snap/uffd_handoff.h"
+
+#define PAGE_SIZE     HANDOFF_PAGE_SIZE
 #define HANDOFF_MAX   (64 * 1024) /* a region is ~130 bytes of JSON */
 #define HANDOFF_WAIT  5000	  /* ms for ember to send its hand-off once connected */
 #define EXTENTS_FIRST 1024
-
-struct region {
-	uint64_t base, size, offset;
-};
 
 /* The memory file's data extents, sorted: everything between them is a hole. */
 struct extent {
@@ -52,7 +49,7 @@ static struct {
 	uint64_t file_size;
 	struct extent *ext;
 	size_t nr_ext;
-	struct region reg[REGIONS_MAX];
+	struct uffd_region reg[HANDOFF_REGIONS_MAX];
 	unsigned nr_reg;
 	uint64_t copied, zeroed, raced, outside;
 } h;
@@ -129,61 +126,13 @@ static bool is_data(uint64_t off)
 	return false;
 }
 
-/* A non-negative integer member of o, or fail. */
-static uint64_t get_u64(json_t *o, unsigned i, const char *key, bool required, uint64_t dflt)
-{
-	json_t *v = json_object_get(o, key);
-	if (!v && !required)
-		return dflt;
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		fail("hand-off: region %u: '%s' is %s", i, key,
-		     v ? "not a non-negative integer" : "missing");
-	return (uint64_t)json_integer_value(v);
-}
-
-/* The region array: every value checked against the memory file and the page size. */
 static void parse_regions(const char *buf, size_t len)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(buf, len, 0, &jerr);
-	if (!json_is_array(root))
-		fail("hand-off: not a JSON array (%s)", root ? "another type" : jerr.text);
-	size_t n = json_array_size(root);
-	if (n < 1 || n > REGIONS_MAX)
-		fail("hand-off: %zu regions (1 to %d)", n, REGIONS_MAX);
-	for (unsigned i = 0; i < n; i++) {
-		json_t *o = json_array_get(root, i);
-		if (!json_is_object(o))
-			fail("hand-off: region %u is not an object", i);
-		struct region r = {
-			get_u64(o, i, "base_host_virt_addr", true, 0),
-			get_u64(o, i, "size", true, 0),
-			get_u64(o, i, "offset", true, 0),
-		};
-		/* Firecracker sends both, in bytes; older versions only page_size_kib. */
-		uint64_t page = get_u64(o, i, "page_size", false,
-					get_u64(o, i, "page_size_kib", false, PAGE_SIZE));
-		if (page != PAGE_SIZE)
-			fail("hand-off: region %u: page size %llu (this handler serves 4 KiB "
-			     "pages)",
-			     i, (unsigned long long)page);
-		if (!r.size || (r.base | r.size | r.offset) % PAGE_SIZE)
-			fail("hand-off: region %u: address, size and offset must be whole pages",
-			     i);
-		if (r.base + r.size < r.base)
-			fail("hand-off: region %u: wraps around the address space", i);
-		if (r.offset > h.file_size || r.size > h.file_size - r.offset)
-			fail("hand-off: region %u: %llu bytes at offset %llu, the memory file has "
-			     "%llu",
-			     i, (unsigned long long)r.size, (unsigned long long)r.offset,
-			     (unsigned long long)h.file_size);
-		for (unsigned j = 0; j < i; j++)
-			if (r.base < h.reg[j].base + h.reg[j].size &&
-			    h.reg[j].base < r.base + r.size)
-				fail("hand-off: regions %u and %u overlap", j, i);
-		h.reg[h.nr_reg++] = r;
-	}
-	json_decref(root);
+	char why[256];
+	int n = handoff_parse(buf, len, h.file_size, h.reg, why, sizeof(why));
+	if (n < 0)
+		fail("hand-off: %s", why);
+	h.nr_reg = (unsigned)n;
 }
 
 /* A descriptor received over the socket is only used if it is a userfaultfd. */
@@ -259,7 +208,7 @@ static int receive_handoff(int conn)
 	return uffd;
 }
 
-static const struct region *region_of(uint64_t addr)
+static const struct uffd_region *region_of(uint64_t addr)
 {
 	for (unsigned i = 0; i < h.nr_reg; i++)
 		if (addr >= h.reg[i].base && addr - h.reg[i].base < h.reg[i].size)
@@ -271,7 +220,7 @@ static const struct region *region_of(uint64_t addr)
 static void serve(int uffd, uint64_t addr)
 {
 	addr &= ~(PAGE_SIZE - 1);
-	const struct region *r = region_of(addr);
+	const struct uffd_region *r = region_of(addr);
 	int rc;
 	if (!r) {
 		/* Not in any region ember described: it registered more than it said. Zeros
