@@ -182,6 +182,25 @@ ember_exit_status() {
 	fi
 }
 
+@test "the VMM thread waiting for a page the handler never serves (a snapshot create) is let go when it leaves" {
+	good_snapshot
+	start_handler python3 "$SILENT" "$D/h.sock" "$D/trigger"
+	expect_api 204 PUT /snapshot/load "$(uffd_body good "$D/h.sock" false)"
+	# Paused: nothing faulted yet. A snapshot reads every page that is not present, on the
+	# VMM thread: it waits for the handler, and so does the request.
+	api PUT /snapshot/create "{\"snapshot_path\": \"$D/again.state\", \"mem_file_path\": \"$D/again.mem\"}" >"$D/create.out" &
+	create=$!
+	sleep 1
+	[ ! -s "$D/create.out" ]
+	touch "$D/trigger"
+	ember_exit_status 5
+	wait "$create"
+	cat "$D/create.out" "$D/ember.out"
+	[ -s "$D/create.out" ]
+	[ "$EXIT" -eq 3 ]
+	grep -q "closed its connection before every page of guest memory was in place" "$D/ember.out"
+}
+
 @test "a snapshot of a VM loaded through the handler holds the pages the handler had not served yet" {
 	good_snapshot
 	start_handler "$HANDLER" "$D/h.sock" "$D/good.mem"

@@ -25,11 +25,13 @@ enum watch_state { WATCH_LOADING, WATCH_ARMED, WATCH_CLOSED, WATCH_CANCELLED };
 
 struct snapshot_uffd {
 	int uffd, conn;
+	const struct guest_mem *mem;
 	struct vm *vm;
 	pthread_t watcher;
 	bool watching; /* a watcher to join or detach */
 	pthread_mutex_t lock;
 	enum watch_state state;
+	int filter_rc; /* the watcher's seccomp_install, once it ended */
 };
 
 static int uffd_open(char *err)
@@ -175,22 +177,30 @@ static bool all_present(const struct guest_mem *mem)
 	return true;
 }
 
+/* A thread may be waiting for a page: a vCPU inside KVM, where a signal does not always
+ * reach it (on a PVM host it does not), or the VMM thread reading guest memory (a device's
+ * restore, a snapshot). Without ember's copy, a handler that is gone leaves no userfaultfd:
+ * its waiters get zero pages and come back to see the VM stop or the load fail. With
+ * u->lock. */
+static void drop_uffd(struct snapshot_uffd *u)
+{
+	if (u->uffd >= 0)
+		close(u->uffd);
+	u->uffd = -1;
+}
+
 /* The handler's connection ended after a successful load. */
 static void handler_gone(struct snapshot_uffd *u)
 {
-	if (all_present(&u->vm->m.mem)) {
+	if (all_present(u->mem)) {
 		log_info("the page fault handler closed its connection; every page of guest "
 			 "memory is in place");
 		return;
 	}
 	log_err("the page fault handler closed its connection before every page of guest "
 		"memory was in place: the VM cannot go on, stopping it");
-	/* A vCPU may be waiting for a page inside KVM, where a signal does not always reach
-	 * it (on a PVM host it does not). Without ember's copy a handler that is gone leaves
-	 * no userfaultfd: its waiters get zero pages, and come back to see the VM stop. */
 	pthread_mutex_lock(&u->lock);
-	close(u->uffd);
-	u->uffd = -1;
+	drop_uffd(u);
 	pthread_mutex_unlock(&u->lock);
 	struct machine *m = &u->vm->m;
 	machine_request_exit(m, 3);
@@ -205,10 +215,8 @@ static void handler_gone(struct snapshot_uffd *u)
 static void *watch(void *arg)
 {
 	struct snapshot_uffd *u = arg;
-	int rc = seccomp_install(SECCOMP_VMM); /* the VMM thread's list has what it needs */
-	if (rc)
-		log_err("the page fault handler's watcher: cannot install its seccomp filter: %s",
-			strerror(-rc));
+	/* The VMM thread's list has what it needs; without it the load fails (the check). */
+	int rc = seccomp_install(SECCOMP_VMM);
 	for (;;) {
 		char buf[256];
 		/* The protocol has nothing more to say on this connection: what comes is
@@ -221,8 +229,11 @@ static void *watch(void *arg)
 	pthread_mutex_lock(&u->lock);
 	enum watch_state was = u->state;
 	u->state = WATCH_CLOSED;
+	u->filter_rc = rc;
+	if (was == WATCH_LOADING)
+		drop_uffd(u); /* the load fails at its check */
 	pthread_mutex_unlock(&u->lock);
-	if (was == WATCH_ARMED && !rc)
+	if (was == WATCH_ARMED)
 		handler_gone(u);
 	return NULL;
 }
@@ -253,6 +264,7 @@ int snapshot_uffd_handoff(const struct guest_mem *mem, const char *path, struct 
 	if (!u)
 		return errf(err, -ENOMEM, "out of memory");
 	u->conn = -1;
+	u->mem = mem;
 	u->uffd = uffd_open(err);
 	int rc = u->uffd < 0 ? u->uffd : uffd_register(u->uffd, mem, err);
 	if (!rc && (u->conn = connect_handler(path, err)) < 0)
@@ -275,8 +287,15 @@ int snapshot_uffd_check(struct snapshot_uffd *u, char *err)
 {
 	pthread_mutex_lock(&u->lock);
 	bool closed = u->state == WATCH_CLOSED;
+	int filter_rc = u->filter_rc;
 	pthread_mutex_unlock(&u->lock);
-	if (closed)
+	if (filter_rc)
+		return errf(err, filter_rc,
+			    "cannot install the seccomp filter of the thread that watches the page "
+			    "fault handler: %s",
+			    strerror(-filter_rc));
+	/* A handler that filled every page up front may leave. */
+	if (closed && !all_present(u->mem))
 		return errf(err, -EPIPE, "the page fault handler closed its connection");
 	return 0;
 }
