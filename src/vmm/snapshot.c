@@ -65,7 +65,9 @@ static int save_state(struct vm *vm, struct snap_writer *w, unsigned *nr, char *
 	save_machine(vm, w);
 	snapw_end(w, s);
 
-	char *conf = json_dumps(devices_json(vm), JSON_COMPACT);
+	json_t *devices = devices_json(vm);
+	char *conf = json_dumps(devices, JSON_COMPACT);
+	json_decref(devices);
 	s = snapw_begin(w, SNAP_CONFIG, 0);
 	snapw_bytes(w, conf, conf ? strlen(conf) : 0);
 	snapw_end(w, s);
