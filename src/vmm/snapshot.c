@@ -514,7 +514,9 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 		vm->cfg.machine.mem_size_mib = l->mem_mib;
 		vm->cfg.machine.smt = l->smt;
 		l->uffd_path = req->mem_path;
-		struct builder_snapshot from = { mem_fd, apply, l, uffd_ready };
+		struct builder_snapshot from = {
+			.mem_fd = mem_fd, .apply = apply, .arg = l, .mem_ready = uffd_ready
+		};
 		rc = builder_restore(vm, &from, err);
 		/* The mapping keeps the file; the descriptor is not needed any more. */
 		if (mem_fd >= 0)
