@@ -207,7 +207,7 @@ blk_counts() {
 	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
 }
 
-@test "create: refused before boot, while running, for a kind without hooks, and for Diff" {
+@test "create: refused before boot, while running, for a kind without hooks, and for Diff without tracking" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"not supported before starting the microVM"
@@ -218,7 +218,7 @@ blk_counts() {
 		"Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\", \"snapshot_type\": \"Diff\"}" \
-		"Full snapshots only"
+		"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"vsock"
 	out=$(api PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}")
