@@ -259,7 +259,7 @@ refused() {
 	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 0 0x58
 	refused "not an ember snapshot: bad magic"
 	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 8 2
-	refused "snapshot format version 2.0: this ember reads version 1.x only"
+	refused "snapshot format version 2.1: this ember reads version 1.x only"
 	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 500 0x5a
 	refused "snapshot checksum mismatch: the file is corrupt"
 	# Valid checksums over wrong content: the checks behind the checksum.

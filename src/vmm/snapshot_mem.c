@@ -137,12 +137,12 @@ int snapshot_mem_parse(const struct snap_file *f, unsigned mem_mib, struct snap_
 	uint8_t type = snapr_u8(&r);
 	uint64_t file_size = snapr_u64(&r), pages = snapr_u64(&r);
 	unsigned nr = snapr_u32(&r);
-	bool same = !r.bad && nr == rec->nr_regions;
-	for (unsigned i = 0; i < nr && same; i++) {
+	bool same = nr == rec->nr_regions;
+	for (unsigned i = 0; i < nr && i < 2; i++) {
 		uint64_t off = snapr_u64(&r), gpa = snapr_u64(&r), len = snapr_u64(&r);
-		same = off == rec->file_off[i] && gpa == rec->gpa[i] && len == rec->len[i];
+		same = same && off == rec->file_off[i] && gpa == rec->gpa[i] && len == rec->len[i];
 	}
-	if (!snapr_done(&r) || type > 1)
+	if (!snapr_done(&r) || type > 1 || nr > 2)
 		return errf(err, -EINVAL, "the snapshot's memory section is malformed");
 	if (!same || file_size != size)
 		return errf(err, -EINVAL,
