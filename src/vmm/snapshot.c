@@ -325,6 +325,17 @@ static int parse_state(struct vm_config *cfg, struct loaded *l, const uint8_t *b
 	return parse_config(cfg, l, err);
 }
 
+/* A name from the file as printable text (the file is hostile: no terminal escapes). */
+static void printable(char *out, size_t size, const struct snap_reader *blob)
+{
+	size_t n = 0;
+	for (; n + 1 < size && n < blob->len; n++) {
+		char c = (char)blob->p[n];
+		out[n] = c >= 0x20 && c < 0x7f ? c : '?';
+	}
+	out[n] = '\0';
+}
+
 /* The saved devices, as the sections of a checked file name them (restore_device matches
  * them against the configuration's). */
 static void describe(const struct loaded *l, struct snapshot_info *info)
@@ -343,8 +354,8 @@ static void describe(const struct loaded *l, struct snapshot_info *info)
 		struct snap_reader key = snapr_blob(&r), label = snapr_blob(&r);
 		struct snapshot_device *d = &info->devices[info->nr_devices++];
 		d->slot = s->instance;
-		snprintf(d->kind, sizeof(d->kind), "%.*s", (int)key.len, (const char *)key.p);
-		snprintf(d->id, sizeof(d->id), "%.*s", (int)label.len, (const char *)label.p);
+		printable(d->kind, sizeof(d->kind), &key);
+		printable(d->id, sizeof(d->id), &label);
 	}
 }
 
