@@ -6,7 +6,9 @@
 
 void snapw_bytes(struct snap_writer *w, const void *data, size_t n)
 {
-	if (w->oom)
+	/* Nothing to add: data may be NULL then (an empty blob, such as a device with no
+	 * state of its own), which memcpy must not be given. */
+	if (w->oom || n == 0)
 		return;
 	if (n > w->cap - w->len) {
 		size_t cap = w->cap ? w->cap : 4096;
