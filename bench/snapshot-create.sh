@@ -4,7 +4,9 @@
 #         pages from 32 MiB at every count), without and with dirty page tracking
 #   Diff: the same guest with tracking, writing N pages between two snapshots, for several N
 # Each figure is the median (min, max) over RUNS snapshots (default 5) of the time ember logs
-# for the create (state and memory file written), and of the API round trip around it. The
+# for the create (state and memory file written), then the median of the CPU time it logs
+# for it (the wall time on a busy host is mostly waiting for a core) and of the API round
+# trip around it. The
 # files go to SNAP_BENCH_DIR (default build/, the page cache of its file system; /dev/shm
 # leaves the file system out). About 20 s on a quiet host.
 set -euo pipefail
@@ -62,8 +64,12 @@ start() { # PAGES TRACK: a fresh ember running the guest, paused after its secon
 snap() { # TYPE: a snapshot of the paused VM; appends ember's time and the round trip (us)
 	must PUT /snapshot/create "{\"snapshot_path\": \"$tmp/s.state\", \"mem_file_path\": \"$tmp/$1.mem\", \"snapshot_type\": \"$1\"}"
 	cat "$tmp/rt" >>"$tmp/rt.list"
-	grep -ao "snapshot: $1, [0-9]*-byte state written to [^ ]* in [0-9]* us" "$tmp/out" |
-		tail -1 | sed 's/.* in \([0-9]*\) us/\1/' >>"$tmp/us.list"
+	grep -ao "snapshot: $1, [0-9]*-byte state written to [^ ]* in [0-9]* us ([0-9]* us of CPU)" \
+		"$tmp/out" | tail -1 | sed 's/.* in \([0-9]*\) us (\([0-9]*\) us.*/\1 \2/' |
+		while read -r us cpu; do
+			echo "$us" >>"$tmp/us.list"
+			echo "$cpu" >>"$tmp/cpu.list"
+		done
 }
 
 run_on() { # until the guest counted 2 more, then paused again
@@ -77,13 +83,16 @@ run_on() { # until the guest counted 2 more, then paused again
 row() { # LABEL: the medians of the last series
 	read -r med min max < <(stats_ms "$tmp/us.list")
 	read -r rmed _ _ < <(stats_ms "$tmp/rt.list")
-	printf '%-52s %8s %8s %8s %10s\n' "$1" "$med" "$min" "$max" "$rmed"
-	: >"$tmp/us.list" && : >"$tmp/rt.list"
+	read -r cmed _ _ < <(stats_ms "$tmp/cpu.list")
+	printf '%-50s %8s %8s %8s %8s %8s\n' "$1" "$med" "$min" "$max" "$cmed" "$rmed"
+	clear_lists
 }
 
+clear_lists() { : >"$tmp/us.list" && : >"$tmp/rt.list" && : >"$tmp/cpu.list"; }
+
 echo "files in $(df --output=fstype "$tmp" | tail -1) ($tmp), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-52s %8s %8s %8s %10s\n' "snapshot create, test guest, $mem MiB, $runs runs" median min max "API rt"
-: >"$tmp/us.list" && : >"$tmp/rt.list"
+printf '%-50s %8s %8s %8s %8s %8s\n' "snapshot create, $mem MiB, $runs runs (ms)" median min max CPU "API rt"
+clear_lists
 for track in false true; do
 	start 5120 $track
 	for _ in $(seq "$runs"); do
@@ -91,16 +100,16 @@ for track in false true; do
 		run_on
 	done
 	data=$(($(du -k "$tmp/Full.mem" | cut -f1) / 1024))
-	row "  Full, ${data} MiB of data, tracking $track (ms)"
+	row "  Full, ${data} MiB of data, tracking $track"
 done
 for pages in 256 1024 4096 8192; do
 	start $pages true
 	snap Full
-	: >"$tmp/us.list" && : >"$tmp/rt.list"
+	clear_lists
 	for _ in $(seq "$runs"); do
 		run_on
 		snap Diff
 	done
 	written=$(grep -ao "snapshot: Diff, [0-9]* dirty pages" "$tmp/out" | tail -1 | tr -dc 0-9)
-	row "  Diff, $pages pages written: $written in the file (ms)"
+	row "  Diff, guest wrote $pages pages, $written in file"
 done
