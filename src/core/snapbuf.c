@@ -6,8 +6,7 @@
 
 void snapw_bytes(struct snap_writer *w, const void *data, size_t n)
 {
-	/* Nothing to add: data may be NULL then (an empty blob, such as a device with no
-	 * state of its own), which memcpy must not be given. */
+	/* n == 0: an empty blob, whose data may be NULL (memcpy's arguments must not be). */
 	if (w->oom || n == 0)
 		return;
 	if (n > w->cap - w->len) {
