@@ -110,7 +110,8 @@ merged() {
 	done
 	[ "$in_region" -eq "$npages" ]
 	[ "$count_seen" -eq 1 ]
-	[ "$stack" -ge 1 ] && [ "$stack" -le 2 ]
+	[ "$stack" -ge 1 ]
+	[ "$stack" -le 2 ]
 	grep -q "snapshot: Diff, ${#got[@]} dirty pages of 128 MiB of guest memory written to $D/diff.mem" "$D/ember.out"
 	# Nothing ran since: the next Diff is all hole, and so is one after a Full.
 	create again Diff
@@ -185,7 +186,8 @@ device_diff() {
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/d.state\", \"mem_file_path\": \"$D/d.mem\", \"snapshot_type\": \"Diff\"}" \
 		"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
-	[ ! -e "$D/d.state" ] && [ ! -e "$D/d.mem" ]
+	[ ! -e "$D/d.state" ]
+	[ ! -e "$D/d.mem" ]
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/d.state\", \"mem_file_path\": \"$D/d.mem\", \"snapshot_type\": \"Incremental\"}" \
 		"snapshot_type 'Incremental': Full or Diff"
 	# A Full snapshot is fine, and a load without tracking refuses Diffs as well.
@@ -255,21 +257,26 @@ load_tracking() {
 	n=$(pages "$D/diff.mem" | wc -l)
 	[ "${lines[2]}" = "type: Diff ($n dirty pages, $((n * 4)) KiB, to merge onto its base)" ]
 	# The loader's own refusals.
-	cp "$D/full.state" "$D/bad.state" && "$SNAPFILE" "$D/bad.state" poke 500 0x5a
+	cp "$D/full.state" "$D/bad.state"
+	"$SNAPFILE" "$D/bad.state" poke 500 0x5a
 	run "$SNAP" inspect "$D/bad.state"
 	[ "$status" -eq 1 ]
 	[ "$output" = "ember-snap: $D/bad.state: snapshot checksum mismatch: the file is corrupt" ]
-	cp "$D/full.state" "$D/bad.state" && "$SNAPFILE" "$D/bad.state" section MACH 0 0 33
+	cp "$D/full.state" "$D/bad.state"
+	"$SNAPFILE" "$D/bad.state" section MACH 0 0 33
 	run "$SNAP" inspect "$D/bad.state"
 	[ "$output" = "ember-snap: $D/bad.state: the snapshot has 33 vCPUs (1 to 32)" ]
-	cp "$D/full.state" "$D/bad.state" && "$SNAPFILE" "$D/bad.state" section MEMF 0 0 2
+	cp "$D/full.state" "$D/bad.state"
+	"$SNAPFILE" "$D/bad.state" section MEMF 0 0 2
 	run "$SNAP" inspect "$D/bad.state"
 	[ "$output" = "ember-snap: $D/bad.state: the snapshot's memory section is malformed" ]
-	cp "$D/full.state" "$D/bad.state" && "$SNAPFILE" "$D/bad.state" section MEMF 0 1 1
+	cp "$D/full.state" "$D/bad.state"
+	"$SNAPFILE" "$D/bad.state" section MEMF 0 1 1
 	run "$SNAP" inspect "$D/bad.state"
 	[ "$output" = "ember-snap: $D/bad.state: the snapshot's memory file layout is not the one of its 128 MiB" ]
 	# A Full that claims dirty pages: byte 9 is the low byte of the count.
-	cp "$D/full.state" "$D/bad.state" && "$SNAPFILE" "$D/bad.state" section MEMF 0 9 3
+	cp "$D/full.state" "$D/bad.state"
+	"$SNAPFILE" "$D/bad.state" section MEMF 0 9 3
 	run "$SNAP" inspect "$D/bad.state"
 	[ "$output" = "ember-snap: $D/bad.state: the snapshot's memory section counts 3 dirty pages" ]
 	# The same refusal from the loader itself.
