@@ -211,7 +211,7 @@ blk_counts() {
 	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
 }
 
-@test "create: refused before boot, while running, for a kind without hooks, and for Diff" {
+@test "create: refused before boot, while running, for a kind without hooks, and for Diff without tracking" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"not supported before starting the microVM"
@@ -222,7 +222,7 @@ blk_counts() {
 		"Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\", \"snapshot_type\": \"Diff\"}" \
-		"Full snapshots only"
+		"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"vsock"
 	out=$(api PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}")
@@ -266,7 +266,7 @@ refused() {
 	refused "not an ember snapshot: bad magic"
 	cp "$D/orig.state" "$D/good.state"
 	"$SNAPFILE" "$D/good.state" poke 8 2
-	refused "snapshot format version 2.0: this ember reads version 1.x only"
+	refused "snapshot format version 2.1: this ember reads version 1.x only"
 	cp "$D/orig.state" "$D/good.state"
 	"$SNAPFILE" "$D/good.state" poke 500 0x5a
 	refused "snapshot checksum mismatch: the file is corrupt"
