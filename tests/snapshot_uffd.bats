@@ -109,7 +109,8 @@ ember_exit_status() {
 	wait_count "$D/ember.out" $((SAVED + 3))
 	first=$(first_count "$D/ember.out")
 	echo "saved at $SAVED, restored guest printed $first first"
-	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
+	[ "$first" -gt "$SAVED" ]
+	[ "$first" -le $((SAVED + 2)) ]
 	grep -q "guest memory (1 regions) handed to the page fault handler at $D/h.sock" "$D/ember.out"
 	# Every thread of ember is filtered, the connection's watcher too.
 	for t in /proc/"$EMBER_PID"/task/*; do
@@ -124,7 +125,8 @@ ember_exit_status() {
 	grep -q "handed over 1 regions, 128 MiB" "$D/handler.out"
 	served=$(sed -n 's/.*done: \([0-9]*\) faults served.*/\1/p' "$D/handler.out")
 	copied=$(sed -n 's/.* (\([0-9]*\) pages copied.*/\1/p' "$D/handler.out")
-	[ "$served" -gt 0 ] && [ "$copied" -gt 0 ]
+	[ "$served" -gt 0 ]
+	[ "$copied" -gt 0 ]
 }
 
 @test "a missing socket is a 400 naming it, and a File load in the same process works after" {
