@@ -54,6 +54,13 @@ $(BUILD)/ember-vsock: rootfs/ember-vsock.c
 	@mkdir -p $(dir $@)
 	$(CC) -static -O2 -s -Wall -Wextra -Werror -o $@ $<
 
+# The page fault handler that serves a memory file to a VM loaded with the Uffd backend: a
+# program of its own, without the VMM (it runs outside ember, with its own rights).
+all: $(BUILD)/ember-uffd-handler
+$(BUILD)/ember-uffd-handler: snap/uffd_handler.c snap/uffd_handoff.c snap/uffd_handoff.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LDFLAGS) -ljansson
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -164,7 +171,7 @@ bench: deps
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a \
-		$(BUILD)/ember-snap \
+		$(BUILD)/ember-snap $(BUILD)/ember-uffd-handler \
 		$(BUILD)/test-tmp $(BUILD)/san $(FUZZ_BUILD)
 
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)

@@ -25,3 +25,6 @@ bench/vsock.sh -n 3 -m 64
 echo
 echo "== 12. snapshot create: Full of a 256 MiB guest that touched 20 MiB, Diff against the pages dirtied"
 bench/snapshot-create.sh 5
+echo
+echo "== 13. snapshot load to vCPUs running, File and Uffd, against a cold start (this host's /dev/kvm)"
+bench/snapshot-load.sh 30

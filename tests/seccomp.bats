@@ -96,7 +96,7 @@ wait_for_line() { # wait_for_line FILE TEXT
 	dump vcpu
 	allowed vcpu write getpid mmap-rw ioctl-kvm-run
 	forbidden vcpu ioctl-kvm-create-vm ioctl-kvm-get-clock ioctl-kvm-set-user-memory-region \
-		socket-unix socket-inet accept4 execve mount tgkill-kick unlink
+		socket-unix socket-inet accept4 execve mount tgkill-kick unlink userfaultfd
 	# Interrupts go in through irqfds, never by ioctl.
 	forbidden vcpu ioctl-kvm-irq-line ioctl-kvm-signal-msi ioctl-kvm-interrupt
 	if ! sanitizer_build; then
@@ -111,11 +111,12 @@ wait_for_line() { # wait_for_line FILE TEXT
 @test "VMM filter: the event loop's calls pass; exec, foreign sockets and VM setup are killed" {
 	dump vmm
 	allowed vmm write getpid mmap-rw socket-unix accept4 openat unlink tgkill-kick \
-		ioctl-kvm-get-clock ioctl-kvm-get-regs mincore ftruncate
-	# A snapshot create reads vCPU state; only a load (before the filter) sets it.
+		ioctl-kvm-get-clock ioctl-kvm-get-regs mincore ftruncate recvfrom
+	# A snapshot create reads vCPU state; only a load (before the filter) sets it, and makes
+	# the Uffd backend's userfaultfd.
 	forbidden vmm socket-inet socket-netlink execve mount ioctl-kvm-run ioctl-kvm-create-vm \
 		ioctl-kvm-set-user-memory-region tgkill-term ioctl-kvm-signal-msi ioctl-kvm-interrupt \
-		ioctl-kvm-set-regs ioctl-kvm-set-msrs
+		ioctl-kvm-set-regs ioctl-kvm-set-msrs userfaultfd
 	if ! sanitizer_build; then
 		forbidden vmm mmap-exec mprotect-exec fork ptrace kill-parent
 	fi
@@ -125,7 +126,7 @@ wait_for_line() { # wait_for_line FILE TEXT
 	dump api
 	allowed api write getpid mmap-rw accept4
 	forbidden api socket-unix socket-inet ioctl-kvm-run ioctl-kvm-get-clock execve mount \
-		tgkill-kick unlink ioctl-kvm-irq-line ioctl-kvm-interrupt
+		tgkill-kick unlink ioctl-kvm-irq-line ioctl-kvm-interrupt userfaultfd
 	if ! sanitizer_build; then
 		forbidden api mmap-exec fork ptrace
 	fi

@@ -236,8 +236,8 @@ blk_counts() {
 	api_start
 	expect_api 204 PUT /logger "{\"log_path\": \"$D/log\"}" # the logger may come first
 	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$D/s\"}" "mem_backend is required"
-	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$D/s\", \"mem_backend\": {\"backend_type\": \"Uffd\", \"backend_path\": \"$D/u\"}}" \
-		"backend_type 'Uffd' is not supported yet"
+	expect_api 400 PUT /snapshot/load "{\"snapshot_path\": \"$D/s\", \"mem_backend\": {\"backend_type\": \"Nope\", \"backend_path\": \"$D/u\"}}" \
+		"backend_type 'Nope' is neither File nor Uffd"
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
 	expect_api 400 PUT /snapshot/load "$(load_body s true)" \
 		"Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources."

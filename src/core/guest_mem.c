@@ -52,6 +52,7 @@ void guest_mem_free(struct guest_mem *mem)
 	mem->nr_regions = 0;
 	mem->size = 0;
 	mem->file_backed = false;
+	mem->lazy = false;
 	guest_mem_track(mem, false);
 }
 
@@ -189,8 +190,9 @@ static int truncate_dump(const struct guest_mem *mem, int fd)
 	return 0;
 }
 
-/* A page mincore() reports absent may still hold data: swapped out (anonymous memory), or
- * evicted from the page cache of the file a restored VM maps. Only without swap, for
+/* A page mincore() reports absent may still hold data: swapped out (anonymous memory),
+ * evicted from the page cache of the file a restored VM maps, or not yet brought in by a
+ * snapshot's page fault handler (lazy). Only without swap, for
  * anonymous memory, is absent the same as never touched; otherwise absent pages are read
  * (which brings them back) and written when they are not zeros. */
 int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
@@ -199,7 +201,7 @@ int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
 	if (rc)
 		return rc;
 	struct sysinfo si;
-	bool check_absent = mem->file_backed || sysinfo(&si) < 0 || si.totalswap > 0;
+	bool check_absent = mem->file_backed || mem->lazy || sysinfo(&si) < 0 || si.totalswap > 0;
 	static unsigned char vec[DUMP_CHUNK / PAGE_SIZE];
 	uint64_t file_off = 0;
 	*written = 0;

@@ -22,6 +22,9 @@ struct guest_mem {
 	bool file_backed;
 	dev_t file_dev;
 	ino_t file_ino;
+	/* Pages come in on first touch from elsewhere (a snapshot's page fault handler): a
+	 * page not yet present may hold data. */
+	bool lazy;
 	/* Dirty page tracking (guest_mem_track): one bit per page, in file order (the regions
 	 * back to back), set for every page the VMM writes (device buffers, used rings, the
 	 * loader). KVM logs only what the guest writes; a Diff snapshot needs both. NULL when

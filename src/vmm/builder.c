@@ -369,9 +369,10 @@ static int track_dirty(struct vm *vm)
 	return vm->cfg.machine.track_dirty_pages ? guest_mem_track(&vm->m.mem, true) : 0;
 }
 
-/* Guest memory for a snapshot load: the memory file mapped copy-on-write, registered here
- * (the KVM VM is fresh: no slot and no memory thread yet). */
-static int map_memory_file(struct vm *vm, int fd, char *err)
+/* Guest memory for a snapshot load: the memory file mapped copy-on-write, or fresh anonymous
+ * memory that from->mem_ready hands over first (Uffd); registered here (the KVM VM is fresh:
+ * no slot and no memory thread yet). */
+static int map_memory_file(struct vm *vm, const struct builder_snapshot *from, char *err)
 {
 	uint64_t size = (uint64_t)vm->cfg.machine.mem_size_mib << 20;
 	join_helper(vm->mem_thread, &vm->mem_pending);
@@ -380,13 +381,20 @@ static int map_memory_file(struct vm *vm, int fd, char *err)
 			set_memory_slots(&vm->m, true);
 		guest_mem_free(&vm->m.mem);
 	}
-	vm->mem_rc = guest_mem_init_file(&vm->m.mem, size, fd);
+	vm->mem_rc = from->mem_fd >= 0 ? guest_mem_init_file(&vm->m.mem, size, from->mem_fd)
+				       : guest_mem_init(&vm->m.mem, size);
 	if (!vm->mem_rc)
 		vm->mem_rc = track_dirty(vm);
 	if (vm->mem_rc)
 		return errf(err, vm->mem_rc, "cannot map the memory file: %s",
 			    strerror(-vm->mem_rc));
 	vm->mem_bytes = size;
+	if (from->mem_fd < 0) {
+		vm->m.mem.lazy = true;
+		int rc = from->mem_ready(&vm->m.mem, from->arg, err);
+		if (rc)
+			return rc;
+	}
 	set_memory_slots(&vm->m, false);
 	return 0;
 }
@@ -410,7 +418,7 @@ static int build(struct vm *vm, const struct builder_snapshot *from, char *err)
 	/* Otherwise the memory is mapped here, for the kernel, and KVM takes it on a
 	 * helper thread meanwhile. */
 	if (from) {
-		int rc = map_memory_file(vm, from->mem_fd, err);
+		int rc = map_memory_file(vm, from, err);
 		if (rc)
 			return rc;
 	} else if (vm->build_ahead) {

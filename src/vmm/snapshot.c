@@ -19,6 +19,7 @@
 #include "vmm/device_table.h"
 #include "vmm/snapshot_file.h"
 #include "vmm/snapshot_mem.h"
+#include "vmm/snapshot_uffd.h"
 #include "x86/layout.h"
 #include "x86/vcpu_state.h"
 
@@ -65,7 +66,9 @@ static int save_state(struct vm *vm, struct snap_writer *w, unsigned *nr, char *
 	save_machine(vm, w);
 	snapw_end(w, s);
 
-	char *conf = json_dumps(devices_json(vm), JSON_COMPACT);
+	json_t *devices = devices_json(vm);
+	char *conf = json_dumps(devices, JSON_COMPACT);
+	json_decref(devices);
 	s = snapw_begin(w, SNAP_CONFIG, 0);
 	snapw_bytes(w, conf, conf ? strlen(conf) : 0);
 	snapw_end(w, s);
@@ -213,6 +216,8 @@ struct loaded {
 	struct vm_kvm_state kvm;
 	struct vcpu_state *vcpus;
 	struct snap_mem_record mem;
+	const char *uffd_path;	    /* the Uffd backend: its handler's socket */
+	struct snapshot_uffd *uffd; /* and the hand-off, once made */
 };
 
 static const struct snap_section *need(const struct snap_file *f, uint32_t tag, uint32_t inst,
@@ -426,7 +431,17 @@ static int apply(struct vm *vm, void *arg, char *err)
 		return rc;
 	for (unsigned i = 0; !rc && i < vm->devices.nr; i++)
 		rc = restore_device(vm, i, l, err);
+	/* Last, so that a handler that took the hand-off and went fails the load. */
+	if (!rc && l->uffd)
+		rc = snapshot_uffd_check(l->uffd, err);
 	return rc;
+}
+
+/* builder_restore's mem_ready with the Uffd backend. */
+static int uffd_ready(const struct guest_mem *mem, void *arg, char *err)
+{
+	struct loaded *l = arg;
+	return snapshot_uffd_handoff(mem, l->uffd_path, &l->uffd, err);
 }
 
 static int read_state_file(const char *path, uint8_t **buf, size_t *len, char *err)
@@ -470,8 +485,8 @@ static int open_memory(const char *path, uint64_t size, int *fd, char *err)
 }
 
 struct load_request {
-	const char *state_path, *mem_path;
-	bool resume;
+	const char *state_path, *mem_path; /* mem_path: the handler's socket with uffd */
+	bool resume, uffd;
 	bool track; /* track_dirty_pages, or the deprecated enable_diff_snapshots */
 };
 
@@ -508,9 +523,10 @@ static int parse_load_body(json_t *body, struct load_request *req, char *err)
 	     cfg_get_str(backend, "mem_backend", "backend_path", true, &req->mem_path, err)))
 		return json_is_object(backend) ? -EINVAL
 					       : cfg_fail(err, "mem_backend: expected an object");
-	if (type && strcmp(type, "File") != 0)
-		return cfg_fail(
-			err, "mem_backend: backend_type '%.32s' is not supported yet (File)", type);
+	req->uffd = type && strcmp(type, "Uffd") == 0;
+	if (type && strcmp(type, "File") != 0 && !req->uffd)
+		return cfg_fail(err, "mem_backend: backend_type '%.32s' is neither File nor Uffd",
+				type);
 	req->track = diff || dirty;
 	return 0;
 }
@@ -531,7 +547,7 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 	if (!rc && max_vcpus > 0 && l->nr_vcpus > (unsigned)max_vcpus)
 		rc = errf(err, -EINVAL, "the snapshot has %u vCPUs, this host's KVM runs %d",
 			  l->nr_vcpus, max_vcpus);
-	if (!rc)
+	if (!rc && !req->uffd)
 		rc = open_memory(req->mem_path, (uint64_t)l->mem_mib << 20, &mem_fd, err);
 	if (!rc) {
 		vm->cfg.machine.vcpu_count = l->nr_vcpus;
@@ -542,11 +558,19 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 			log_warn("snapshot %s is a Diff: its memory file must be merged onto its "
 				 "base first (ember-snap merge BASE_MEM DIFF_MEM)",
 				 req->state_path);
-		struct builder_snapshot from = { mem_fd, apply, l };
+		l->uffd_path = req->mem_path;
+		struct builder_snapshot from = {
+			.mem_fd = mem_fd, .apply = apply, .arg = l, .mem_ready = uffd_ready
+		};
 		rc = builder_restore(vm, &from, err);
 		/* The mapping keeps the file; the descriptor is not needed any more. */
-		close(mem_fd);
+		if (mem_fd >= 0)
+			close(mem_fd);
 	}
+	if (!rc && l->uffd)
+		snapshot_uffd_watch(vm, l->uffd);
+	else
+		snapshot_uffd_close(l->uffd);
 	if (rc) {
 		/* The configuration taken from the file goes too: the process is as it started. */
 		vm_config_free(&vm->cfg);

@@ -17,6 +17,7 @@ struct vcpu;
 struct serial;
 struct i8042;
 struct boot_timer;
+struct snapshot_uffd;
 
 enum vm_state { VM_CONFIGURING, VM_RUNNING, VM_PAUSED };
 
@@ -47,6 +48,7 @@ struct vm {
 	struct device_set devices;	    /* virtio devices in slot order */
 	int device_kind_of[VIRTIO_DEV_MAX]; /* each device's row in the device table */
 	struct kvm_clock_data saved_clock;  /* kvmclock while paused, if clock_saved */
+	struct snapshot_uffd *uffd;	    /* loaded with the Uffd backend: its handler */
 	bool clock_saved;
 	/* Something besides the logger and metrics was configured: a snapshot load, which
 	 * brings its own configuration, is no longer allowed. */
@@ -80,9 +82,12 @@ int builder_create_devices(struct vm *vm, char *err);
 /* A snapshot load: the memory file, and apply, which restores the saved state once the
  * devices and vCPUs exist (0, or -errno with err). */
 struct builder_snapshot {
-	int mem_fd;
+	int mem_fd; /* the memory file, mapped copy-on-write; -1: anonymous memory */
 	int (*apply)(struct vm *vm, void *arg, char *err);
 	void *arg;
+	/* With mem_fd -1: runs once the memory is mapped, before KVM or anyone touches it
+	 * (the Uffd backend's hand-off). 0, or -errno with err. */
+	int (*mem_ready)(const struct guest_mem *mem, void *arg, char *err);
 };
 /* Builds the VM from the configuration (set from the snapshot) and from's state, then starts
  * the vCPUs paused. On failure everything is undone and a fresh KVM VM prepared. */
