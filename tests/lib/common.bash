@@ -82,6 +82,22 @@ api_stop() {
 	kill -TERM "$EMBER_PID" 2>/dev/null || true
 	wait "$EMBER_PID" 2>/dev/null || true
 	EMBER_PID=
+	sanitizer_quiet "$D/ember.out"
+}
+
+# sanitizer_quiet FILE...: fails, showing the report, if a sanitizer (a sanitized build's
+# ASan, LeakSanitizer at exit, UBSan) wrote one into FILE: a leak found as ember exits
+# otherwise changes nothing a test looks at.
+sanitizer_quiet() {
+	local f
+	for f in "$@"; do
+		[ -f "$f" ] || continue
+		if grep -aqE 'ERROR: (Address|Leak)Sanitizer|runtime error: ' "$f"; then
+			echo "a sanitizer reported in $f:"
+			grep -aE -A30 'ERROR: (Address|Leak)Sanitizer|runtime error: ' "$f" | head -60
+			return 1
+		fi
+	done
 }
 
 # api METHOD PATH [BODY]: prints the body, then the status on the last line.
