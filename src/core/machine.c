@@ -11,6 +11,12 @@ void machine_request_exit(struct machine *m, int code)
 		return;
 	m->exit_code = code;
 	eventfd_write(m->exit_event_fd, 1);
+	/* A pause waiting on the VMM thread for every vCPU to park gives up on seeing exiting:
+	 * a vCPU that ends instead of parking would otherwise leave it waiting for good, and
+	 * the VMM thread with it (no caller holds pause_lock). */
+	pthread_mutex_lock(&m->pause_lock);
+	pthread_cond_broadcast(&m->pause_cond);
+	pthread_mutex_unlock(&m->pause_lock);
 }
 
 static uint64_t clock_ns(clockid_t clock)

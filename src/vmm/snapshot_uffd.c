@@ -203,11 +203,7 @@ static void handler_gone(struct snapshot_uffd *u)
 	drop_uffd(u);
 	pthread_mutex_unlock(&u->lock);
 	struct machine *m = &u->vm->m;
-	machine_request_exit(m, 3);
-	/* A pause (vmm_pause) waiting for that vCPU to park gives up on seeing the exit. */
-	pthread_mutex_lock(&m->pause_lock);
-	pthread_cond_broadcast(&m->pause_cond);
-	pthread_mutex_unlock(&m->pause_lock);
+	machine_request_exit(m, 3); /* also wakes a pause waiting for that vCPU to park */
 }
 
 /* The watcher thread: waits for the connection's end. Not on the VMM thread, whose loop
