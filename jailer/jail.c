@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <sys/sysmacros.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -183,6 +184,11 @@ void jail_enter(struct jailer_args *a)
 			jailer_fail("--daemonize: /dev/null: %s", strerror(errno));
 		a->dev_null_fd = fd;
 	}
+	/* Linux 6.1+: the Uffd snapshot backend's way to a userfaultfd for a process without
+	 * CAP_SYS_PTRACE (vm.unprivileged_userfaultfd 0). Its minor number is the host's. */
+	struct stat uffd;
+	if (stat("/dev/userfaultfd", &uffd) == 0 && S_ISCHR(uffd.st_mode))
+		a->userfaultfd_dev = uffd.st_rdev;
 	if (unshare(CLONE_NEWNS) < 0)
 		jailer_fail("cannot create a mount namespace: %s", strerror(errno));
 	/* Nothing done from here on may propagate back to the host's mounts. */
@@ -210,6 +216,9 @@ void jail_enter(struct jailer_args *a)
 	make_device(dev, "kvm", "/dev/kvm", 10, 232, a);
 	make_device(net, "tun", "/dev/net/tun", 10, 200, a);
 	make_device(dev, "urandom", "/dev/urandom", 1, 9, a);
+	if (a->userfaultfd_dev)
+		make_device(dev, "userfaultfd", "/dev/userfaultfd", major(a->userfaultfd_dev),
+			    minor(a->userfaultfd_dev), a);
 	close(net);
 	close(dev);
 #ifdef __SANITIZE_ADDRESS__

@@ -24,6 +24,7 @@ setup() {
 	BASE="$D/jails"
 	JAIL="$BASE/ember/$ID/root"
 	EMBER_PID=
+	HANDLER_PID=
 	NETNS=
 	BIND_MOUNT=
 }
@@ -41,6 +42,7 @@ teardown() {
 		/sys/fs/cgroup/*/"$CG_PARENT" /sys/fs/cgroup/"$CG_PARENT"; do
 		[ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
 	done
+	[ -n "$HANDLER_PID" ] && kill "$HANDLER_PID" 2>/dev/null || true
 	[ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null || true
 	[ -n "$BIND_MOUNT" ] && umount "$BIND_MOUNT" 2>/dev/null || true
 	rm -rf "$D"
@@ -117,6 +119,13 @@ has_v1() {
 		[ "$(stat -c '%F %u:%g %a' "$JAIL/dev/$1")" = "character special file $JUID:$JGID 600" ]
 		[ "$(stat -c '%t %T' "$JAIL/dev/$1")" = "$(printf '%x %x' "$2" "$3")" ]
 	done
+	# /dev/userfaultfd (Linux 6.1+) with the host's numbers, where the host has one.
+	if [ -c /dev/userfaultfd ]; then
+		[ "$(stat -c '%F %u:%g %a %t %T' "$JAIL/dev/userfaultfd")" = \
+			"character special file $JUID:$JGID 600 $(stat -c '%t %T' /dev/userfaultfd)" ]
+	else
+		[ ! -e "$JAIL/dev/userfaultfd" ]
+	fi
 }
 
 @test "every thread of the jailed ember: Uid/Gid, no capabilities, NoNewPrivs 1, Seccomp 2" {
@@ -465,8 +474,10 @@ refused() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"hello from the guest"* ]]
+	local uffd=
+	[ -c /dev/userfaultfd ] && uffd="./dev/userfaultfd "
 	[ "$(cd "$JAIL" && find . -mindepth 1 | sort | tr '\n' ' ')" = \
-		"./dev ./dev/kvm ./dev/net ./dev/net/tun ./dev/urandom ./ember ./guest.elf ./vm.json " ]
+		"./dev ./dev/kvm ./dev/net ./dev/net/tun ./dev/urandom ${uffd}./ember ./guest.elf ./vm.json " ]
 }
 
 @test "a dynamically linked exec file without its libraries fails at exec with a message that says so" {
@@ -525,4 +536,51 @@ last_count() {
 	grep -q "snapshot /vm.state loaded in [0-9]* us, vCPUs running" "$D/out2"
 	run grep -q "bad syscall" "$D/out" "$D/out2"
 	[ "$status" -eq 1 ]
+}
+
+@test "a Uffd snapshot load under the jailer: the jailed uid gets its userfaultfd through the jail's /dev/userfaultfd" {
+	[ -c /dev/userfaultfd ] || skip "this kernel has no /dev/userfaultfd (Linux 6.1+)"
+	[ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] ||
+		skip "vm.unprivileged_userfaultfd is 1 here: the jailed uid would not need the device"
+	# The snapshot: the counting guest, directly (the jail's part is the load).
+	SOCK="$D/api.sock"
+	"$EMBER" --api-sock "$SOCK" >"$D/out" 2>&1 &
+	EMBER_PID=$!
+	for _ in $(seq 250); do [ -S "$SOCK" ] && break; sleep 0.02; done
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 200); do [ "$(last_count "$D/out")" -ge 2 ] && break; sleep 0.05; done
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$D/vm.state\", \"mem_file_path\": \"$D/vm.mem\"}"
+	saved=$(last_count "$D/out")
+	kill -KILL "$EMBER_PID"
+	wait "$EMBER_PID" 2>/dev/null || true
+
+	mkdir -p "$JAIL"
+	jail_libs "$JAIL" "$EMBER"
+	install -m 0644 "$D/vm.state" "$JAIL/vm.state"
+	cat >"$JAIL/vm.json" <<'JSON'
+{"snapshot-load": {"snapshot_path": "/vm.state", "mem_backend": {"backend_type": "Uffd", "backend_path": "/uffd.sock"}, "resume_vm": true}}
+JSON
+	# The handler runs on the host, as root; its socket in the jail is the jailed uid's.
+	"${EMBER_BUILD:-$EMBER_ROOT/build}/ember-uffd-handler" "$JAIL/uffd.sock" "$D/vm.mem" >"$D/handler" 2>&1 &
+	HANDLER_PID=$!
+	for _ in $(seq 250); do [ -S "$JAIL/uffd.sock" ] && break; sleep 0.02; done
+	chown "$JUID:$JGID" "$JAIL/uffd.sock"
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --no-api --config-file /vm.json >"$D/out2" 2>&1 &
+	EMBER_PID=$!
+	for _ in $(seq 200); do [ "$(last_count "$D/out2")" -ge $((saved + 2)) ] && break; sleep 0.05; done
+	cat "$D/out2"
+	[ "$(last_count "$D/out2")" -ge $((saved + 2)) ]
+	run grep -q "bad syscall" "$D/out2"
+	[ "$status" -eq 1 ]
+	kill -TERM "$EMBER_PID"
+	wait "$EMBER_PID" 2>/dev/null || true
+	EMBER_PID=
+	wait "$HANDLER_PID" 2>/dev/null || true
+	HANDLER_PID=
+	cat "$D/handler"
+	grep -Eq "done: [1-9][0-9]* faults served" "$D/handler"
 }
