@@ -54,7 +54,7 @@ struct jailer_args {
 
 	char chroot_dir[PATH_MAX]; /* <chroot_base>/<exec_name>/<id>/root */
 	int dev_null_fd;	   /* --daemonize: opened before the jail hides /dev/null */
-	dev_t userfaultfd_dev; /* the host's /dev/userfaultfd, or 0 where it has none */
+	dev_t userfaultfd_dev;	   /* the host's /dev/userfaultfd, or 0 where it has none */
 };
 
 /* Prints "ember-jailer: <message>" on stderr and exits with status 1. */
