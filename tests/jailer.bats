@@ -5,6 +5,7 @@
 # jailer, and every refusal of bad input with its message. Needs root, as the jailer does.
 
 load lib/common
+load lib/counting
 source "$EMBER_ROOT/tests/lib/host-kind.sh"
 source "$EMBER_ROOT/tests/lib/jail-libs.sh"
 
@@ -487,13 +488,6 @@ refused() {
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"exec /true: its ELF interpreter or a shared library is missing inside the jail"* ]]
-}
-
-# last_count FILE: the counting guest's last complete "count=N" in FILE (0 if none).
-last_count() {
-	local n
-	n=$(grep -ao 'count=[0-9]*'$'\r' "$1" | tail -1 | tr -dc 0-9)
-	echo "${n:-0}"
 }
 
 @test "snapshots under the jailer: created inside one jail (paths in its root), loaded with --snapshot in another" {

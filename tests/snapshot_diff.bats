@@ -5,6 +5,7 @@
 # own bitmap); merged onto its base it is the memory of that moment, and it loads.
 
 load lib/common
+load lib/counting
 
 DATAPAGES="$EMBER_ROOT/tests/helpers/datapages.py"
 SNAPFILE="$EMBER_ROOT/tests/helpers/snapfile.py"
@@ -19,24 +20,6 @@ setup() {
 teardown() {
 	api_stop
 	rm -rf "$D"
-}
-
-# last_count FILE: the guest's last complete "count=N" in FILE (0 if none).
-last_count() {
-	local n
-	n=$(grep -ao 'count=[0-9]*'$'\r' "$1" | tail -1 | tr -dc 0-9)
-	echo "${n:-0}"
-}
-
-# wait_count FILE N: until the guest printed count N or more (10 s at most).
-wait_count() {
-	for _ in $(seq 200); do
-		[ "$(last_count "$1")" -ge "$2" ] && return 0
-		sleep 0.05
-	done
-	echo "the guest never counted to $2:" >&2
-	cat "$1" >&2
-	return 1
 }
 
 # boot WORDS [DEVICE_REQUESTS...]: a 1-vCPU, 128 MiB test guest with dirty page tracking,

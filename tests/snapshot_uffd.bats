@@ -6,6 +6,7 @@
 # and the API never hangs.
 
 load lib/common
+load lib/counting
 
 HANDLER="${EMBER_BUILD:-$EMBER_ROOT/build}/ember-uffd-handler"
 SILENT="$EMBER_ROOT/tests/helpers/uffd_silent.py"
@@ -29,46 +30,6 @@ teardown() {
 		wait "$HANDLER_PID" 2>/dev/null || true
 	fi
 	rm -rf "$D"
-}
-
-# last_count FILE: the guest's last complete "count=N" in FILE (0 if none).
-last_count() {
-	local n
-	n=$(grep -ao 'count=[0-9]*'$'\r' "$1" | tail -1 | tr -dc 0-9)
-	echo "${n:-0}"
-}
-
-first_count() {
-	grep -ao 'count=[0-9]*'$'\r' "$1" | head -1 | tr -dc 0-9
-}
-
-# wait_count FILE N: until the guest printed count N or more (10 s at most).
-wait_count() {
-	for _ in $(seq 200); do
-		[ "$(last_count "$1")" -ge "$2" ] && return 0
-		sleep 0.05
-	done
-	echo "the guest never counted to $2:" >&2
-	cat "$1" >&2
-	return 1
-}
-
-# good_snapshot: the counting guest (1 vCPU, 128 MiB) snapshotted in $D/good.*, then a fresh
-# ember; SAVED is the last count before the snapshot.
-good_snapshot() {
-	api_start
-	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 128}'
-	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count\"}"
-	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	wait_count "$D/ember.out" 2
-	expect_api 204 PATCH /vm '{"state": "Paused"}'
-	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$D/good.state\", \"mem_file_path\": \"$D/good.mem\"}"
-	SAVED=$(last_count "$D/ember.out")
-	kill -KILL "$EMBER_PID"
-	wait "$EMBER_PID" 2>/dev/null || true
-	mv "$D/ember.out" "$D/ember.out.first"
-	rm -f "$D/api.sock"
-	api_start
 }
 
 # uffd_body NAME SOCKET RESUME: a Uffd load request for $D/NAME.state.
