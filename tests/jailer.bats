@@ -490,6 +490,24 @@ refused() {
 	[[ "$output" == *"exec /true: its ELF interpreter or a shared library is missing inside the jail"* ]]
 }
 
+# count_and_snapshot KERNEL STATE MEM: through the API at $SOCK (ember's output in $D/out),
+# the counting guest (1 vCPU, 64 MiB) from KERNEL, paused and snapshotted into STATE and MEM
+# (paths as that ember sees them), then ember killed; SAVED is the last count before.
+count_and_snapshot() {
+	for _ in $(seq 250); do [ -S "$SOCK" ] && break; sleep 0.02; done
+	# "count" is only the guest's word: its output, count=N, is not on the command line.
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$1\", \"boot_args\": \"count\"}"
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 200); do [ "$(last_count "$D/out")" -ge 2 ] && break; sleep 0.05; done
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$2\", \"mem_file_path\": \"$3\"}"
+	SAVED=$(last_count "$D/out")
+	kill -KILL "$EMBER_PID"
+	wait "$EMBER_PID" 2>/dev/null || true
+	[ "$SAVED" -ge 2 ]
+}
+
 @test "snapshots under the jailer: created inside one jail (paths in its root), loaded with --snapshot in another" {
 	mkdir -p "$JAIL"
 	jail_libs "$JAIL" "$EMBER"
@@ -498,21 +516,11 @@ refused() {
 		--chroot-base-dir "$BASE" -- --api-sock /api.sock >"$D/out" 2>&1 &
 	EMBER_PID=$!
 	SOCK="$JAIL/api.sock"
-	for _ in $(seq 250); do [ -S "$SOCK" ] && break; sleep 0.02; done
-	# "count" is only the guest's word: its output, count=N, is not on the command line.
-	expect_api 204 PUT /boot-source '{"kernel_image_path": "/guest.elf", "boot_args": "count"}'
-	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 200); do [ "$(last_count "$D/out")" -ge 2 ] && break; sleep 0.05; done
-	expect_api 204 PATCH /vm '{"state": "Paused"}'
-	expect_api 204 PUT /snapshot/create '{"snapshot_path": "/vm.state", "mem_file_path": "/vm.mem"}'
-	saved=$(last_count "$D/out")
-	[ "$saved" -ge 2 ]
+	count_and_snapshot /guest.elf /vm.state /vm.mem
+	saved=$SAVED
 	# Written by the jailed uid, in the jail's root.
 	[ "$(stat -c %u "$JAIL/vm.state")" -eq "$JUID" ]
 	[ "$(stat -c %u "$JAIL/vm.mem")" -eq "$JUID" ]
-	kill -KILL "$EMBER_PID"
-	wait "$EMBER_PID" 2>/dev/null || true
 
 	# A second jail gets the two files (as a user would hard-link or copy them in).
 	local jail2="$BASE/ember/$ID-b/root"
@@ -540,16 +548,8 @@ refused() {
 	SOCK="$D/api.sock"
 	"$EMBER" --api-sock "$SOCK" >"$D/out" 2>&1 &
 	EMBER_PID=$!
-	for _ in $(seq 250); do [ -S "$SOCK" ] && break; sleep 0.02; done
-	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count\"}"
-	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
-	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 200); do [ "$(last_count "$D/out")" -ge 2 ] && break; sleep 0.05; done
-	expect_api 204 PATCH /vm '{"state": "Paused"}'
-	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$D/vm.state\", \"mem_file_path\": \"$D/vm.mem\"}"
-	saved=$(last_count "$D/out")
-	kill -KILL "$EMBER_PID"
-	wait "$EMBER_PID" 2>/dev/null || true
+	count_and_snapshot "$TEST_GUEST" "$D/vm.state" "$D/vm.mem"
+	saved=$SAVED
 
 	mkdir -p "$JAIL"
 	jail_libs "$JAIL" "$EMBER"
