@@ -207,7 +207,7 @@ blk_counts() {
 	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
 }
 
-@test "create: refused before boot, while running, for a kind without hooks, and for Diff" {
+@test "create: refused before boot, while running, and for Diff" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"not supported before starting the microVM"
@@ -219,11 +219,9 @@ blk_counts() {
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\", \"snapshot_type\": \"Diff\"}" \
 		"Full snapshots only"
-	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
-		"vsock"
-	out=$(api PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}")
-	[[ "$out" == *"cannot be snapshotted yet"* ]]
 	[ ! -e "$D/s" ] && [ ! -e "$D/m" ]
+	# Every kind of device has its hooks now (snapshot_devices.bats): this one is taken.
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}"
 	expect_api 204 PATCH /vm '{"state": "Resumed"}'
 }
 
@@ -259,7 +257,8 @@ refused() {
 	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 0 0x58
 	refused "not an ember snapshot: bad magic"
 	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 8 2
-	refused "snapshot format version 2.0: this ember reads version 1.x only"
+	refused "snapshot format version 2." # the minor is this ember's
+	refused "this ember reads version 1.x only"
 	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 500 0x5a
 	refused "snapshot checksum mismatch: the file is corrupt"
 	# Valid checksums over wrong content: the checks behind the checksum.

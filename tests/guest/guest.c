@@ -129,6 +129,8 @@ void guest_main(const uint8_t *boot_params)
 	vsock_run(cmdline);
 	/* rng-* words read the virtio-rng device and break its queue (rng.c). */
 	rng_run(cmdline);
+	/* dev-count counts through virtio-net and virtio-vsock, for snapshots (snap.c). */
+	snap_run(cmdline);
 
 	if (has_word(cmdline, "boot-timer-repeat"))
 		for (unsigned i = 0; i < 1000; i++)
