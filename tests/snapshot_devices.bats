@@ -262,3 +262,37 @@ refused() {
 	expect_api 204 PUT /snapshot/load "$(load_body s "$extra")"
 	wait_echoes "$D/ember.out" 3
 }
+
+# clock_ms FILE first|last: the count-clock guest's kvmclock (ms) in its first or last line.
+clock_ms() {
+	local n
+	n=$(sed -n 's/.*clock: count=[0-9]* ms=\([0-9]*\).*/\1/p' "$1" | { if [ "$2" = first ]; then head -1; else tail -1; fi; })
+	echo "${n:-0}"
+}
+
+@test "clock_realtime advances the guest's kvmclock by the time the snapshot waited; without it the clock goes on from the snapshot" {
+	ns_api_start
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	# "count-clock" is only the guest's word: its output is "clock: count=N ms=M".
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count-clock\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do [ "$(clock_ms "$D/ember.out" last)" -gt 0 ] && break; sleep 0.05; done
+	snapshot s
+	saved=$(clock_ms "$D/ember.out" last)
+	[ "$saved" -gt 0 ]
+	sleep 3
+	fresh_ember
+	expect_api 400 PUT /snapshot/load "$(load_body s ', "clock_realtime": "yes"')" "clock_realtime"
+	expect_api 204 PUT /snapshot/load "$(load_body s ', "clock_realtime": true')"
+	for _ in $(seq 100); do [ "$(clock_ms "$D/ember.out" first)" -gt 0 ] && break; sleep 0.05; done
+	with=$(clock_ms "$D/ember.out" first)
+	grep -q "clock_realtime: kvmclock advanced by [0-9]* ms" "$D/ember.out"
+	fresh_ember
+	expect_api 204 PUT /snapshot/load "$(load_body s)"
+	for _ in $(seq 100); do [ "$(clock_ms "$D/ember.out" first)" -gt 0 ] && break; sleep 0.05; done
+	without=$(clock_ms "$D/ember.out" first)
+	echo "kvmclock $saved ms at the snapshot; first after a load 3+ s later: $with ms with clock_realtime, $without ms without"
+	[ $((with - saved)) -ge 3000 ]
+	[ $((without - saved)) -lt 1500 ]
+	! grep -q "clock_realtime" "$D/ember.out"
+}

@@ -7,8 +7,10 @@
  * it runs code where no memory is). "smp" and "high-mem" test the CPUs and memory (cpu.c);
  * words that start with "blk-" or "net-" exercise the virtio-blk or virtio-net devices by
  * polling (virtio.c), "vsock-" words the virtio-vsock device (vsock.c), "rng-" words the
- * virtio-rng device (rng.c). "uart-flood" prints 16 KiB of lines before it goes on, for the
- * console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more. */
+ * virtio-rng device (rng.c); "dev-count" counts through virtio-net and virtio-vsock (snap.c),
+ * "count-clock" with the kvmclock's time (clock.c). "uart-flood" prints 16 KiB of lines before it
+ * goes on, for the console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000
+ * times more. */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -163,6 +165,7 @@ void guest_main(const uint8_t *boot_params)
 		puts_uart("ember test guest: jumping into the MMIO gap\n");
 		((void (*)(void))0xd0000000UL)();
 	}
+	clock_run(cmdline); /* count-clock (clock.c) */
 	if (has_word(cmdline, "count-timer"))
 		cpu_count_timer();
 	if (has_word(cmdline, "count")) {

@@ -92,6 +92,8 @@ void vsock_run(const char *cmdline);
 void rng_run(const char *cmdline);
 /* The dev-count word: counts through virtio-net and virtio-vsock for ever (snap.c). */
 void snap_run(const char *cmdline);
+/* The count-clock word: counts for ever with the kvmclock's time (clock.c). */
+void clock_run(const char *cmdline);
 /* virtio.c's transmit-only virtio-net driver for snap.c. */
 bool net_count_init(void);
 int net_count_send(uint64_t n);
