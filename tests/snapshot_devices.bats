@@ -173,7 +173,8 @@ OVERRIDES=', "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}
 	# The count goes on from the snapshot: nothing restarted.
 	first=$(grep -ao 'dev: count=[0-9]*' "$D/ember.out" | head -1 | tr -dc 0-9)
 	echo "saved at count $saved (last echo n$saved_echo), first count after the load $first"
-	[ "$first" -gt "$saved_echo" ] && [ "$first" -le $((saved + 2)) ]
+	[ "$first" -gt "$saved_echo" ]
+	[ "$first" -le $((saved + 2)) ]
 	# Frames go to the new TAP, none to the old one.
 	sleep 0.3
 	echo "tap0 $tap0_before -> $(tap_frames tap0), tap1 $tap1_before -> $(tap_frames tap1)"
@@ -248,12 +249,15 @@ refused() {
 	# virtio-net in slot 0: has_mac, the MAC, the MTU, then the limiters' buckets.
 	"$SNAPFILE" "$D/s.state" own 0 1 0x07
 	refused "$extra" "network interface eth0: the saved device's MAC or MTU is not its configuration's"
-	cp "$D/orig.state" "$D/s.state" && "$SNAPFILE" "$D/s.state" own 0 9 0x10
+	cp "$D/orig.state" "$D/s.state"
+	"$SNAPFILE" "$D/s.state" own 0 9 0x10
 	refused "$extra" "network interface eth0: the saved rate limiter state does not fit its configuration"
 	# virtio-vsock in slot 1: the guest CID, then the host port counter.
-	cp "$D/orig.state" "$D/s.state" && "$SNAPFILE" "$D/s.state" own 1 0 7
+	cp "$D/orig.state" "$D/s.state"
+	"$SNAPFILE" "$D/s.state" own 1 0 7
 	refused "$extra" "vsock: the saved device has guest CID 7, its configuration 42"
-	cp "$D/orig.state" "$D/s.state" && "$SNAPFILE" "$D/s.state" own 1 11 0
+	cp "$D/orig.state" "$D/s.state"
+	"$SNAPFILE" "$D/s.state" own 1 11 0
 	refused "$extra" "vsock: saved host port counter"
 	# The failed loads left neither the socket nor the TAP taken.
 	[ ! -e "$UDIR/b.sock" ]

@@ -40,7 +40,8 @@ teardown() {
 	before=$(value HOST-LAST-COUNT-BEFORE) after=$(value HOST-FIRST-COUNT-AFTER)
 	echo "count $before before the snapshot, $after first after the load"
 	[ "$before" -ge 3 ]
-	[ "$after" -gt "$before" ] && [ "$after" -le $((before + 2)) ]
+	[ "$after" -gt "$before" ]
+	[ "$after" -le $((before + 2)) ]
 	# The tmpfs file, a ping over the new TAP, the disk, and vsock each way.
 	local tmpfs
 	tmpfs=$(value GUEST-TMPFS-BEFORE)
@@ -61,8 +62,11 @@ teardown() {
 	local o0 o1 oc
 	o0=$(value HOST-CLOCK-OFFSET-BEFORE) o1=$(value HOST-CLOCK-OFFSET-AFTER) oc=$(value HOST-CLOCK-OFFSET-CLONE1)
 	echo "guest clock minus host clock: $o0 s before, $o1 s after the load with clock_realtime, $oc s in clone 1"
-	[ -n "$o0" ] && [ -n "$o1" ] && [ -n "$oc" ]
-	[ $((o1 - o0)) -ge -3 ] && [ $((o1 - o0)) -le 3 ]
+	[ -n "$o0" ]
+	[ -n "$o1" ]
+	[ -n "$oc" ]
+	[ $((o1 - o0)) -ge -3 ]
+	[ $((o1 - o0)) -le 3 ]
 	[ $((oc - o0)) -le -6 ]
 	# The clones.
 	[ "$(value HOST-CLONES-LOADED)" = "$CLONES" ]
