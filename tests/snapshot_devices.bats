@@ -113,9 +113,10 @@ last_count() {
 	echo "${n:-0}"
 }
 
-# wait_echoes FILE N: until the guest made N working echo connections (20 s at most).
+# wait_echoes FILE N: until the guest made N working echo connections (30 s at most: a
+# sanitized ember on a busy host is slow).
 wait_echoes() {
-	for _ in $(seq 400); do
+	for _ in $(seq 600); do
 		[ "$(echoes "$1" | wc -l)" -ge "$2" ] && return 0
 		sleep 0.05
 	done
@@ -140,7 +141,7 @@ boot_devices() {
 	if [ "${1-}" = vsock ]; then
 		wait_echoes "$D/ember.out" 3
 	else
-		for _ in $(seq 200); do [ "$(last_count "$D/ember.out")" -ge 3 ] && break; sleep 0.05; done
+		for _ in $(seq 600); do [ "$(last_count "$D/ember.out")" -ge 3 ] && break; sleep 0.05; done
 		[ "$(last_count "$D/ember.out")" -ge 3 ]
 	fi
 }
@@ -235,7 +236,7 @@ refused() {
 	refused ', "vsock_overrides": {}' "unknown field 'vsock_overrides'"
 	# A null override is none at all; then the good one.
 	expect_api 204 PUT /snapshot/load "$(load_body s ', "vsock_override": null, "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}]')"
-	for _ in $(seq 200); do [ "$(last_count "$D/ember.out")" -ge $((saved + 3)) ] && break; sleep 0.05; done
+	for _ in $(seq 600); do [ "$(last_count "$D/ember.out")" -ge $((saved + 3)) ] && break; sleep 0.05; done
 	[ "$(last_count "$D/ember.out")" -ge $((saved + 3)) ]
 	grep -q "vsock: no virtio-vsock device" "$D/ember.out.$(ls "$D" | sed -n 's/^ember.out.//p')"
 }
@@ -280,23 +281,25 @@ clock_ms() {
 	# "count-clock" is only the guest's word: its output is "clock: count=N ms=M".
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count-clock\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do [ "$(clock_ms "$D/ember.out" last)" -gt 0 ] && break; sleep 0.05; done
+	for _ in $(seq 400); do [ "$(clock_ms "$D/ember.out" last)" -gt 0 ] && break; sleep 0.05; done
 	snapshot s
 	saved=$(clock_ms "$D/ember.out" last)
 	[ "$saved" -gt 0 ]
-	sleep 3
+	sleep 5
 	fresh_ember
 	expect_api 400 PUT /snapshot/load "$(load_body s ', "clock_realtime": "yes"')" "clock_realtime"
 	expect_api 204 PUT /snapshot/load "$(load_body s ', "clock_realtime": true')"
-	for _ in $(seq 100); do [ "$(clock_ms "$D/ember.out" first)" -gt 0 ] && break; sleep 0.05; done
+	for _ in $(seq 400); do [ "$(clock_ms "$D/ember.out" first)" -gt 0 ] && break; sleep 0.05; done
 	with=$(clock_ms "$D/ember.out" first)
 	grep -q "clock_realtime: kvmclock advanced by [0-9]* ms" "$D/ember.out"
 	fresh_ember
 	expect_api 204 PUT /snapshot/load "$(load_body s)"
-	for _ in $(seq 100); do [ "$(clock_ms "$D/ember.out" first)" -gt 0 ] && break; sleep 0.05; done
+	for _ in $(seq 400); do [ "$(clock_ms "$D/ember.out" first)" -gt 0 ] && break; sleep 0.05; done
 	without=$(clock_ms "$D/ember.out" first)
-	echo "kvmclock $saved ms at the snapshot; first after a load 3+ s later: $with ms with clock_realtime, $without ms without"
-	[ $((with - saved)) -ge 3000 ]
-	[ $((without - saved)) -lt 1500 ]
+	echo "kvmclock $saved ms at the snapshot; first after a load 5+ s later: $with ms with clock_realtime, $without ms without"
+	[ $((with - saved)) -ge 5000 ]
+	# The first line after the load comes within a loop's time (milliseconds; more on a
+	# busy host) of the resume.
+	[ $((without - saved)) -lt 2500 ]
 	! grep -q "clock_realtime" "$D/ember.out"
 }
