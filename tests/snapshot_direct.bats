@@ -211,7 +211,7 @@ blk_counts() {
 	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
 }
 
-@test "create: refused before boot, while running, and for Diff" {
+@test "create: refused before boot, while running, and for Diff without tracking" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"not supported before starting the microVM"
@@ -222,7 +222,7 @@ blk_counts() {
 		"Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\", \"snapshot_type\": \"Diff\"}" \
-		"Full snapshots only"
+		"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
 	[ ! -e "$D/s" ]
 	[ ! -e "$D/m" ]
 	# Every kind of device has its hooks now (snapshot_devices.bats): this one is taken.

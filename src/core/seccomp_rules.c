@@ -176,6 +176,7 @@ static const struct seccomp_rule vmm[] = {
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_MSRS),
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_CPUID2),
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_VCPU_EVENTS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_DIRTY_LOG), /* with track_dirty_pages (snapshot_mem.c) */
 	ALLOW(mincore),
 	ALLOW(sysinfo),
 	ALLOW(ftruncate),
