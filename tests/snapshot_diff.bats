@@ -226,7 +226,7 @@ load_tracking() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "snapshot: $D/full.state" ]
-	[ "${lines[1]}" = "format version: 1.1" ]
+	[ "${lines[1]}" = "format version: 1.2" ]
 	[ "${lines[2]}" = "type: Full" ]
 	[ "${lines[3]}" = "vcpus: 1" ]
 	[ "${lines[4]}" = "memory: 128 MiB" ]

@@ -150,7 +150,7 @@ blk_counts() {
 	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
 }
 
-@test "create: refused before boot, while running, for a kind without hooks, and for Diff without tracking" {
+@test "create: refused before boot, while running, and for Diff without tracking" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"not supported before starting the microVM"
@@ -162,12 +162,10 @@ blk_counts() {
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\", \"snapshot_type\": \"Diff\"}" \
 		"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
-	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
-		"vsock"
-	out=$(api PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}")
-	[[ "$out" == *"cannot be snapshotted yet"* ]]
 	[ ! -e "$D/s" ]
 	[ ! -e "$D/m" ]
+	# Every kind of device has its hooks now (snapshot_devices.bats): this one is taken.
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}"
 	expect_api 204 PATCH /vm '{"state": "Resumed"}'
 }
 
@@ -205,7 +203,8 @@ refused() {
 	refused "not an ember snapshot: bad magic"
 	cp "$D/orig.state" "$D/good.state"
 	"$SNAPFILE" "$D/good.state" poke 8 2
-	refused "snapshot format version 2.1: this ember reads version 1.x only"
+	refused "snapshot format version 2." # the minor is this ember's
+	refused "this ember reads version 1.x only"
 	cp "$D/orig.state" "$D/good.state"
 	"$SNAPFILE" "$D/good.state" poke 500 0x5a
 	refused "snapshot checksum mismatch: the file is corrupt"

@@ -55,6 +55,14 @@ struct device_kind {
 	 * cannot be snapshotted yet, and a snapshot of a VM with one is refused. */
 	int (*save)(struct virtio_dev *dev, struct snap_writer *w, char *err);
 	int (*restore)(struct virtio_dev *dev, struct snap_reader *r, char *err);
+
+	/* Snapshot load: override_key is a key of the load request's body (Firecracker's
+	 * "network_overrides") whose value, untrusted, override applies to this kind's
+	 * configuration as the snapshot saved it (saved: the kind's value in GET /vm/config's
+	 * shape, JSON null when the snapshot has none), before load checks it and the devices
+	 * are made. NULL: this kind takes no override. */
+	const char *override_key;
+	int (*override)(json_t *saved, json_t *value, char *err);
 };
 
 #endif

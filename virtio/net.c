@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rate_limiter.h"
+#include "core/snapbuf.h"
 #include "virtio/tap.h"
 
 #define NET_CONFIG_LEN	12 /* mac[6], status, max_virtqueue_pairs, mtu */
@@ -469,4 +470,56 @@ int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err)
 	}
 	pthread_mutex_unlock(&n->vdev.lock);
 	return rc;
+}
+
+int net_save(struct virtio_dev *dev, struct snap_writer *w, char *err)
+{
+	struct net_dev *n = to_net(dev);
+	(void)err;
+	pthread_mutex_lock(&dev->lock);
+	snapw_u8(w, (dev->device_features & VIRTIO_NET_F_MAC) != 0);
+	snapw_bytes(w, n->config, 6);
+	snapw_u16(w, n->mtu);
+	uint64_t now = monotonic_ns();
+	rate_limiter_save(&n->rx_rl, now, w);
+	rate_limiter_save(&n->tx_rl, now, w);
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+int net_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
+{
+	struct net_dev *n = to_net(dev);
+	bool has_mac = snapr_u8(r) != 0;
+	uint8_t mac[6];
+	snapr_bytes(r, mac, sizeof(mac));
+	uint16_t mtu = snapr_u16(r);
+	if (r->bad)
+		return errf(err, -EINVAL, "network interface %s: snapshot state truncated", n->id);
+	if (has_mac != ((dev->device_features & VIRTIO_NET_F_MAC) != 0) ||
+	    (has_mac && memcmp(mac, n->config, 6) != 0) || mtu != n->mtu)
+		return errf(err, -EINVAL,
+			    "network interface %s: the saved device's MAC or MTU is not its "
+			    "configuration's",
+			    n->id);
+	pthread_mutex_lock(&dev->lock);
+	uint64_t now = monotonic_ns();
+	struct rate_limiter rx = n->rx_rl, tx = n->tx_rl;
+	int rc = rate_limiter_restore(&rx, r, now);
+	if (!rc)
+		rc = rate_limiter_restore(&tx, r, now);
+	if (!rc && !snapr_done(r))
+		rc = -EINVAL;
+	if (!rc) {
+		n->rx_rl = rx;
+		n->tx_rl = tx;
+	}
+	pthread_mutex_unlock(&dev->lock);
+	if (rc)
+		return errf(err, rc,
+			    "network interface %s: the saved rate limiter state does not fit its "
+			    "configuration",
+			    n->id);
+	log_debug("network interface %s: restored on TAP %s", n->id, n->tap_name);
+	return 0;
 }

@@ -62,4 +62,14 @@ int net_create_on_fd(struct machine *machine, const struct net_config *cfg, int 
 /* PATCH /network-interfaces/{id} on the running device dev: new rx/tx rate limiters. */
 int net_update(struct virtio_dev *dev, const struct net_config *cfg, char *err);
 
+/* Snapshots (the VM paused). The TAP's name, the MAC and the limits are the configuration's
+ * (the snapshot keeps it, network_overrides may name another TAP); the device saves its
+ * MAC and MTU, which net_restore requires of the device made from that configuration, and
+ * the levels of its rx and tx limiters. A frame read from the TAP and not yet delivered is
+ * lost, as on a wire. */
+struct snap_writer;
+struct snap_reader;
+int net_save(struct virtio_dev *dev, struct snap_writer *w, char *err);
+int net_restore(struct virtio_dev *dev, struct snap_reader *r, char *err);
+
 #endif

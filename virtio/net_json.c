@@ -201,6 +201,49 @@ static int kind_update(void *store, struct virtio_dev *dev, const char *id, json
 	return rc;
 }
 
+/* network_overrides: [{iface_id, host_dev_name}] onto the saved interfaces. Each names one
+ * of them and the TAP it uses from now on; load then checks that TAP as a PUT would (it
+ * exists, ember can attach to it, no other interface uses it). */
+static int kind_override(json_t *saved, json_t *value, char *err)
+{
+	static const char *const keys[] = { "iface_id", "host_dev_name", NULL };
+	if (!json_is_array(value))
+		return cfg_fail(err, "network_overrides: expected an array");
+	size_t i;
+	json_t *o;
+	json_array_foreach (value, i, o) {
+		char what[48];
+		const char *id, *tap;
+		snprintf(what, sizeof(what), "network_overrides[%zu]", i);
+		if (!json_is_object(o))
+			return cfg_fail(err, "%s: expected an object", what);
+		if (cfg_check_keys(o, what, keys, err) ||
+		    cfg_get_str(o, what, "iface_id", true, &id, err) ||
+		    cfg_get_str(o, what, "host_dev_name", true, &tap, err))
+			return -EINVAL;
+		json_t *iface = NULL, *it;
+		size_t j;
+		if (json_is_array(saved))
+			json_array_foreach (saved, j, it) {
+				json_t *sid = json_object_get(it, "iface_id");
+				if (json_is_string(sid) &&
+				    strcmp(json_string_value(sid), id) == 0) {
+					iface = it;
+					break;
+				}
+			}
+		/* Firecracker's words for it: "Unknown Network Interface." */
+		if (!json_is_object(iface))
+			return cfg_fail(
+				err,
+				"%s: Unknown Network Interface: the snapshot has no network "
+				"interface '%.64s'",
+				what, id);
+		json_object_set_new(iface, "host_dev_name", json_string(tap));
+	}
+	return 0;
+}
+
 const struct device_kind net_kind = {
 	.key = "network-interfaces",
 	.metric = "network",
@@ -213,4 +256,8 @@ const struct device_kind net_kind = {
 	.free = kind_free,
 	.create = kind_create,
 	.update = kind_update,
+	.save = net_save,
+	.restore = net_restore,
+	.override_key = "network_overrides",
+	.override = kind_override,
 };

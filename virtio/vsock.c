@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/snapbuf.h"
 #include "virtio/vsock_internal.h"
 
 struct metric vsock_metrics[VSOCK_METRIC_COUNT] = {
@@ -249,5 +250,44 @@ int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct
 	*out = &v->vdev;
 	log_debug("vsock: guest CID %llu, host socket %s", (unsigned long long)v->conns.guest_cid,
 		  v->uds_path);
+	return 0;
+}
+
+int vsock_save(struct virtio_dev *dev, struct snap_writer *w, char *err)
+{
+	struct vsock_dev *v = (struct vsock_dev *)dev;
+	(void)err;
+	pthread_mutex_lock(&dev->lock);
+	snapw_u64(w, v->conns.guest_cid);
+	snapw_u32(w, v->conns.next_local_port);
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+int vsock_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
+{
+	struct vsock_dev *v = (struct vsock_dev *)dev;
+	uint64_t cid = snapr_u64(r);
+	uint32_t port = snapr_u32(r);
+	if (!snapr_done(r))
+		return errf(err, -EINVAL, "vsock: snapshot state truncated or too long");
+	if (cid != v->conns.guest_cid)
+		return errf(err, -EINVAL,
+			    "vsock: the saved device has guest CID %llu, its "
+			    "configuration %llu",
+			    (unsigned long long)cid, (unsigned long long)v->conns.guest_cid);
+	if (port < VSOCK_LOCAL_PORT_LO || port == UINT32_MAX)
+		return errf(err, -EINVAL, "vsock: saved host port counter %u out of range", port);
+	pthread_mutex_lock(&dev->lock);
+	v->conns.next_local_port = port;
+	/* Firecracker queues the event when it saves (the source VM's guest loses its
+	 * connections too, if it runs on); here the restored device owes it, and the source
+	 * keeps its connections. A driver with no event buffer yet gets it with its next one. */
+	bool running = virtio_dev_running(dev);
+	v->was_active = running;
+	v->event_owed = running;
+	pthread_mutex_unlock(&dev->lock);
+	if (running)
+		virtio_queue_kick(dev, VSOCK_EVENT_QUEUE);
 	return 0;
 }

@@ -85,4 +85,16 @@ extern struct metric vsock_metrics[VSOCK_METRIC_COUNT];
 int vsock_create(struct machine *machine, const struct vsock_config *cfg, struct virtio_dev **out,
 		 char *err);
 
+/* Snapshots (the VM paused). The guest CID and uds_path are the configuration's (the
+ * snapshot keeps it, vsock_override may name another uds_path); the device saves the CID
+ * again, which vsock_restore requires of the device made from that configuration, and the
+ * counter it hands host ports out from. Connections are not saved: their host ends belong
+ * to this process. A restored running device owes the guest VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+ * on its event queue, so that the driver drops the connections it had and reads the CID
+ * again; its listening sockets stay. */
+struct snap_writer;
+struct snap_reader;
+int vsock_save(struct virtio_dev *dev, struct snap_writer *w, char *err);
+int vsock_restore(struct virtio_dev *dev, struct snap_reader *r, char *err);
+
 #endif

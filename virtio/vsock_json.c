@@ -155,6 +155,24 @@ static int kind_create(struct machine *machine, const void *store, struct device
 	return rc;
 }
 
+/* vsock_override: {uds_path} in place of the saved one; load then binds it as a PUT would. */
+static int kind_override(json_t *saved, json_t *value, char *err)
+{
+	static const char *const keys[] = { "uds_path", NULL };
+	const char *path;
+	if (!json_is_object(value))
+		return cfg_fail(err, "vsock_override: expected an object");
+	if (cfg_check_keys(value, "vsock_override", keys, err) ||
+	    cfg_get_str(value, "vsock_override", "uds_path", true, &path, err))
+		return -EINVAL;
+	/* Firecracker's words for it: "Unknown Vsock Device." */
+	if (!json_is_object(saved))
+		return cfg_fail(err, "vsock_override: Unknown Vsock Device: the snapshot has no "
+				     "vsock device");
+	json_object_set_new(saved, "uds_path", json_string(path));
+	return 0;
+}
+
 const struct device_kind vsock_kind = {
 	.key = "vsock",
 	.metric = "vsock",
@@ -165,4 +183,8 @@ const struct device_kind vsock_kind = {
 	.to_json = kind_to_json,
 	.free = kind_free,
 	.create = kind_create,
+	.save = vsock_save,
+	.restore = vsock_restore,
+	.override_key = "vsock_override",
+	.override = kind_override,
 };

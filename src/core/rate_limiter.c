@@ -2,6 +2,7 @@
  * transfer runs at size/refill_time exactly instead of drifting by rounding. */
 #include "core/rate_limiter.h"
 #include "core/machine.h"
+#include "core/snapbuf.h"
 
 #include <errno.h>
 #include <string.h>
@@ -159,4 +160,56 @@ void rate_limiter_timer_event(struct rate_limiter *rl)
 	ssize_t r = read(rl->timer_fd, &expirations, sizeof(expirations));
 	(void)r; /* EAGAIN: a stale wake-up after an update; retrying is harmless */
 	rl->blocked = false;
+}
+
+/* How far below zero a restored budget may be: one request larger than the bucket leaves
+ * it negative by at most that request (a 64 KiB frame, a 1 MiB block request). */
+#define RESTORED_DEBT_MAX (1LL << 40)
+
+static void bucket_save(const struct token_bucket *b, uint64_t now_ns, struct snap_writer *w)
+{
+	snapw_u64(w, b->size);
+	snapw_u64(w, b->refill_ns);
+	snapw_u64(w, b->one_time_burst);
+	snapw_u64(w, (uint64_t)b->budget);
+	snapw_u64(w, b->remainder);
+	snapw_u64(w, now_ns > b->last_ns ? now_ns - b->last_ns : 0); /* refill not yet counted */
+}
+
+void rate_limiter_save(const struct rate_limiter *rl, uint64_t now_ns, struct snap_writer *w)
+{
+	bucket_save(&rl->bandwidth, now_ns, w);
+	bucket_save(&rl->ops, now_ns, w);
+}
+
+static int bucket_restore(struct token_bucket *b, struct snap_reader *r, uint64_t now_ns)
+{
+	uint64_t size = snapr_u64(r), refill_ns = snapr_u64(r), burst = snapr_u64(r);
+	int64_t budget = (int64_t)snapr_u64(r);
+	uint64_t remainder = snapr_u64(r), elapsed = snapr_u64(r);
+	if (r->bad || size != b->size || refill_ns != b->refill_ns)
+		return -EINVAL;
+	if (size == 0)
+		return burst || budget || remainder ? -EINVAL : 0;
+	if (burst > b->one_time_burst || budget > (int64_t)size || budget < -RESTORED_DEBT_MAX ||
+	    remainder >= refill_ns)
+		return -EINVAL;
+	b->one_time_burst = burst;
+	b->budget = budget;
+	b->remainder = remainder;
+	/* More than a whole refill period fills the bucket anyway. */
+	if (elapsed > refill_ns)
+		elapsed = refill_ns;
+	b->last_ns = now_ns > elapsed ? now_ns - elapsed : 0;
+	return 0;
+}
+
+int rate_limiter_restore(struct rate_limiter *rl, struct snap_reader *r, uint64_t now_ns)
+{
+	struct rate_limiter next = *rl;
+	if (bucket_restore(&next.bandwidth, r, now_ns) || bucket_restore(&next.ops, r, now_ns))
+		return -EINVAL;
+	next.blocked = false;
+	*rl = next;
+	return 0;
 }

@@ -57,6 +57,16 @@ bool rate_limiter_active(const struct rate_limiter *rl);
 bool rate_limiter_consume(struct rate_limiter *rl, uint64_t ops, uint64_t bytes, uint64_t now_ns);
 /* The timerfd fired (call from its event handler): grants resume. */
 void rate_limiter_timer_event(struct rate_limiter *rl);
+/* Snapshots: the buckets' levels, so that a restored device goes on from the budget it had
+ * rather than from full ones (Firecracker saves its token buckets too); time spent in the
+ * snapshot file does not refill them. restore takes them onto rl, made from the same
+ * configuration: the saved bytes are untrusted, and another bucket size, refill time, or
+ * a level beyond what that configuration allows is -EINVAL. A blocked limiter comes back
+ * unblocked: the device's next try arms its timer again. */
+struct snap_writer;
+struct snap_reader;
+void rate_limiter_save(const struct rate_limiter *rl, uint64_t now_ns, struct snap_writer *w);
+int rate_limiter_restore(struct rate_limiter *rl, struct snap_reader *r, uint64_t now_ns);
 /* One bucket alone, for a device that drops what the bucket refuses instead of waiting (the
  * serial console, as Firecracker's): full at first; size or refill_time_ms 0 never limits. */
 void token_bucket_init(struct token_bucket *b, const struct token_bucket_config *cfg,

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/json_fields.h"
@@ -191,6 +192,32 @@ int vmm_start(struct vm *vm, char *err)
 	return rc;
 }
 
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* A snapshot load's clock_realtime: clock, read at wall-clock time then_ns, goes forward by
+ * the wall-clock time since (never back). A kernel with KVM_CLOCK_REALTIME in
+ * KVM_CAP_ADJUST_CLOCK (5.16 and later; PVM's too) does it in KVM_SET_CLOCK against its own
+ * reading of the time; an older one gets the sum. */
+static void advance_by_realtime(struct machine *m, struct kvm_clock_data *clock, uint64_t then_ns)
+{
+	uint64_t now = realtime_ns(), gap = now > then_ns ? now - then_ns : 0;
+	int caps = ioctl(m->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK);
+	if (caps > 0 && (caps & KVM_CLOCK_REALTIME)) {
+		clock->flags = KVM_CLOCK_REALTIME;
+		clock->realtime = then_ns;
+	} else {
+		clock->clock += gap;
+	}
+	log_info("clock_realtime: kvmclock advanced by %llu ms, the wall-clock time since the "
+		 "snapshot%s",
+		 (unsigned long long)(gap / 1000000), clock->flags ? " (KVM_CLOCK_REALTIME)" : "");
+}
+
 int vmm_pause(struct vm *vm, char *err)
 {
 	struct machine *m = &vm->m;
@@ -209,6 +236,10 @@ int vmm_pause(struct vm *vm, char *err)
 	pthread_mutex_unlock(&m->pause_lock);
 	/* kvmclock would otherwise jump forward by the paused time at resume. */
 	vm->clock_saved = ioctl(m->vm_fd, KVM_GET_CLOCK, &vm->saved_clock) == 0;
+	/* A snapshot keeps the wall-clock time of that reading: the kernel gives it with the
+	 * clock where it can (KVM_CLOCK_REALTIME, a stable TSC), else it is taken here. */
+	if (!(vm->saved_clock.flags & KVM_CLOCK_REALTIME))
+		vm->saved_clock.realtime = realtime_ns();
 	vm->state = VM_PAUSED;
 	log_info("VM paused");
 	return 0;
@@ -222,6 +253,9 @@ int vmm_resume(struct vm *vm, char *err)
 	if (vm->state != VM_PAUSED)
 		return 0; /* resuming a running VM succeeds, as in Firecracker */
 	struct kvm_clock_data clock = { .clock = vm->saved_clock.clock };
+	if (vm->clock_saved && vm->clock_realtime)
+		advance_by_realtime(m, &clock, vm->saved_clock.realtime);
+	vm->clock_realtime = false; /* once, for the time the snapshot was on disk */
 	if (vm->clock_saved && ioctl(m->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 		log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));
 	pthread_mutex_lock(&m->pause_lock);

@@ -79,7 +79,10 @@ static int save_state(struct vm *vm, struct snap_writer *w, unsigned *nr, char *
 	s = snapw_begin(w, SNAP_KVM_VM, 0);
 	int rc = vm_kvm_state_save(&vm->m, &vm->saved_clock, w, err);
 	snapw_end(w, s);
-	*nr = 3;
+	s = snapw_begin(w, SNAP_WALL_CLOCK, 0);
+	snapw_u64(w, vm->saved_clock.realtime); /* see vmm_pause */
+	snapw_end(w, s);
+	*nr = 4;
 	for (unsigned i = 0; !rc && i < vm->m.nr_vcpus; i++, ++*nr) {
 		s = snapw_begin(w, SNAP_VCPU, i);
 		rc = vcpu_state_save(&vm->vcpus[i], w, err);
@@ -218,6 +221,9 @@ struct loaded {
 	struct snap_mem_record mem;
 	const char *uffd_path;	    /* the Uffd backend: its handler's socket */
 	struct snapshot_uffd *uffd; /* and the hand-off, once made */
+	json_t *overrides; /* the load request's body, for the kinds' override keys; or NULL */
+	bool has_realtime; /* the snapshot says when it was taken (SNAP_WALL_CLOCK) */
+	uint64_t realtime_ns;
 };
 
 static const struct snap_section *need(const struct snap_file *f, uint32_t tag, uint32_t inst,
@@ -287,7 +293,17 @@ static int parse_config(struct vm_config *cfg, const struct loaded *l, char *err
 	const char *key;
 	json_t *val;
 	int rc = 0;
+	for (int k = 0; l->overrides && device_kinds[k] && !rc; k++) {
+		const struct device_kind *kind = device_kinds[k];
+		json_t *ov = kind->override_key ? json_object_get(l->overrides, kind->override_key)
+						: NULL;
+		json_t *saved = json_object_get(root, kind->key);
+		if (ov && !json_is_null(ov))
+			rc = kind->override(saved ? saved : json_null(), ov, err);
+	}
 	json_object_foreach (root, key, val) {
+		if (rc)
+			break;
 		int k = device_kind_find(key);
 		if (k < 0) {
 			rc = errf(err, -EINVAL, "the snapshot has devices of unknown kind '%.64s'",
@@ -316,6 +332,13 @@ static int parse_state(struct vm_config *cfg, struct loaded *l, const uint8_t *b
 	struct snap_reader r = section_reader(s);
 	if ((rc = vm_kvm_state_parse(&r, &l->kvm, err)))
 		return rc;
+	if ((s = snapshot_file_find(&l->file, SNAP_WALL_CLOCK, 0))) {
+		r = section_reader(s);
+		l->realtime_ns = snapr_u64(&r);
+		if (!snapr_done(&r))
+			return errf(err, -EINVAL, "the snapshot's wall-clock section is malformed");
+		l->has_realtime = true;
+	}
 	l->vcpus = calloc(l->nr_vcpus, sizeof(*l->vcpus));
 	if (!l->vcpus)
 		return errf(err, -ENOMEM, "out of memory");
@@ -488,22 +511,37 @@ struct load_request {
 	const char *state_path, *mem_path; /* mem_path: the handler's socket with uffd */
 	bool resume, uffd;
 	bool track; /* track_dirty_pages, or the deprecated enable_diff_snapshots */
+	bool clock_realtime;
+	json_t *body; /* for the device kinds' override keys */
 };
+
+/* cfg_check_keys with the device kinds' override keys allowed too: parse_config hands each
+ * to its kind. */
+static int check_load_keys(json_t *body, const char *const *keys, char *err)
+{
+	json_t *rest = json_copy(body);
+	if (!rest)
+		return errf(err, -ENOMEM, "out of memory");
+	for (int k = 0; device_kinds[k]; k++)
+		if (device_kinds[k]->override_key)
+			json_object_del(rest, device_kinds[k]->override_key);
+	int rc = cfg_check_keys(rest, "snapshot", keys, err);
+	json_decref(rest);
+	return rc;
+}
 
 static int parse_load_body(json_t *body, struct load_request *req, char *err)
 {
-	static const char *const keys[] = { "snapshot_path",
-					    "mem_backend",
-					    "mem_file_path",
-					    "enable_diff_snapshots",
-					    "track_dirty_pages",
-					    "resume_vm",
-					    NULL };
+	static const char *const keys[] = { "snapshot_path",	 "mem_backend",
+					    "mem_file_path",	 "enable_diff_snapshots",
+					    "track_dirty_pages", "resume_vm",
+					    "clock_realtime",	 NULL };
 	static const char *const backend_keys[] = { "backend_type", "backend_path", NULL };
 	bool diff = false, dirty = false;
 	const char *type = NULL;
-	*req = (struct load_request){ 0 };
-	if (cfg_check_keys(body, "snapshot", keys, err) ||
+	*req = (struct load_request){ .body = body };
+	if (check_load_keys(body, keys, err) ||
+	    cfg_get_bool(body, "snapshot", "clock_realtime", false, &req->clock_realtime, err) ||
 	    cfg_get_str(body, "snapshot", "snapshot_path", true, &req->state_path, err) ||
 	    cfg_get_str(body, "snapshot", "mem_file_path", false, &req->mem_path, err) ||
 	    cfg_get_bool(body, "snapshot", "enable_diff_snapshots", false, &diff, err) ||
@@ -539,9 +577,14 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 	int mem_fd = -1;
 	if (!l)
 		return errf(err, -ENOMEM, "out of memory");
+	l->overrides = req->body;
 	int rc = read_state_file(req->state_path, &buf, &len, err);
 	if (!rc)
 		rc = parse_state(&vm->cfg, l, buf, len, err);
+	if (!rc && req->clock_realtime && !l->has_realtime)
+		rc = errf(err, -EINVAL,
+			  "clock_realtime: the snapshot does not say when it was "
+			  "taken (made by an older ember)");
 	int max_vcpus =
 		vm->kvm_ready ? ioctl(vm->m.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS) : 0;
 	if (!rc && max_vcpus > 0 && l->nr_vcpus > (unsigned)max_vcpus)
@@ -577,7 +620,9 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 		vm_config_init(&vm->cfg);
 	} else {
 		vm->saved_clock = l->kvm.clock;
+		vm->saved_clock.realtime = l->realtime_ns;
 		vm->clock_saved = true; /* set when the vCPUs resume */
+		vm->clock_realtime = req->clock_realtime;
 	}
 	free(l->vcpus);
 	free(l);

@@ -18,7 +18,7 @@
 
 #define SNAP_MAGIC	  "EMBERSNP"
 #define SNAP_MAJOR	  1
-#define SNAP_MINOR	  1 /* 1.1: MEMF, the memory file's record (vmm/snapshot_mem.h) */
+#define SNAP_MINOR	  2 /* 1.1: MEMF, the memory file's record (vmm/snapshot_mem.h); 1.2: WALL */
 #define SNAP_HEADER_LEN	  32
 #define SNAP_SECTIONS_MAX 256
 #define SNAP_FILE_MAX	  (64u << 20) /* far beyond 32 vCPUs and every device */
@@ -30,6 +30,9 @@
 #define SNAP_SERIAL  SNAP_TAG('S', 'E', 'R', 'L')
 #define SNAP_I8042   SNAP_TAG('I', '8', '4', '2')
 #define SNAP_VIRTIO  SNAP_TAG('V', 'D', 'E', 'V') /* instance: virtio-mmio slot */
+/* Since 1.2: CLOCK_REALTIME, in ns, when the kvmclock of SNAP_KVM_VM was read (load's
+ * clock_realtime advances the clock by the time since). */
+#define SNAP_WALL_CLOCK SNAP_TAG('W', 'A', 'L', 'L')
 
 struct snap_section {
 	uint32_t tag, instance;

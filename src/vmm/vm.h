@@ -47,9 +47,13 @@ struct vm {
 	struct boot_timer *boot_timer;	    /* with --boot-timer */
 	struct device_set devices;	    /* virtio devices in slot order */
 	int device_kind_of[VIRTIO_DEV_MAX]; /* each device's row in the device table */
-	struct kvm_clock_data saved_clock;  /* kvmclock while paused, if clock_saved */
-	struct snapshot_uffd *uffd;	    /* loaded with the Uffd backend: its handler */
+	/* kvmclock while paused, if clock_saved; realtime: CLOCK_REALTIME when it was read. */
+	struct kvm_clock_data saved_clock;
+	struct snapshot_uffd *uffd; /* loaded with the Uffd backend: its handler */
 	bool clock_saved;
+	/* A snapshot load's clock_realtime: the next resume advances kvmclock by the wall-clock
+	 * time since saved_clock.realtime. */
+	bool clock_realtime;
 	/* Something besides the logger and metrics was configured: a snapshot load, which
 	 * brings its own configuration, is no longer allowed. */
 	bool configured;

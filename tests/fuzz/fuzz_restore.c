@@ -4,13 +4,25 @@
  * block, on an entropy device over guest memory from the input. A restored running device
  * activates its queues and is kicked, so a driver script (fuzz_dev.h) then goes on from the
  * state the input claimed. The script starts with four blocks, each a u16 length and its
- * bytes: serial, i8042, transport, the device's own. */
+ * bytes: serial, i8042, transport, the device's own; then a byte picks the device (modulo
+ * 3): the entropy device, virtio-net (its "TAP" one end of a socketpair; rate-limited both
+ * ways, so that the saved bucket levels meet buckets to be checked against) or
+ * virtio-vsock (bound at a path of its own; its restore owes the guest a TRANSPORT_RESET).
+ * Inputs without that byte restore the entropy device, as before it existed. */
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "legacy/i8042.h"
 #include "legacy/serial.h"
+#include "virtio/net.h"
+#include "virtio/net_json.h"
 #include "virtio/rng.h"
 #include "virtio/rng_json.h"
+#include "virtio/vsock.h"
+#include "virtio/vsock_json.h"
 #include "fuzz_dev.h"
 
 /* The UART and the i8042 on a machine of their own, whose loop lives as long as they do
@@ -18,6 +30,14 @@
 static struct machine legacy;
 static struct serial *uart;
 static struct i8042 *kbd;
+static int net_peer = -1;
+static char dir[64], uds[96];
+
+static void remove_dir(void)
+{
+	unlink(uds);
+	rmdir(dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -31,6 +51,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	kbd = i8042_create(&legacy);
 	if (out < 0 || !uart || !kbd)
 		abort();
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof(dir), "%s/ember-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir))
+		abort();
+	atexit(remove_dir);
+	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
 	return 0;
 }
 
@@ -47,18 +73,51 @@ static bool create(struct fin *f)
 	serial_restore(uart, &r, err);
 	r = block(f);
 	i8042_restore(kbd, &r, err);
-	struct entropy_config cfg = { .configured = true };
-	if (rng_create(&fuzz_dev()->m, &cfg, &fuzz_dev()->dev, err))
-		return false;
 	struct snap_reader transport = block(f), own = block(f);
+	const struct device_kind *kind = &rng_kind;
+	struct virtio_dev **dev = &fuzz_dev()->dev;
+	int rc, sv[2];
+	switch (fin8(f) % 3) {
+	case 1: {
+		struct net_config cfg = { .iface_id = "eth0",
+					  .host_dev_name = "socketpair",
+					  .has_mac = true,
+					  .guest_mac = { 6, 0, 0xac, 0x10, 0, 2 },
+					  .mtu = 1400 };
+		cfg.rx_rate_limiter.bandwidth = (struct token_bucket_config){ 4096, 0, 1000 };
+		cfg.tx_rate_limiter.ops = (struct token_bucket_config){ 8, 100, 1000 };
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+			abort();
+		net_peer = sv[1];
+		rc = net_create_on_fd(&fuzz_dev()->m, &cfg, sv[0], dev, err);
+		kind = &net_kind;
+		break;
+	}
+	case 2: {
+		struct vsock_config cfg = { .guest_cid = 3, .uds_path = uds };
+		rc = vsock_create(&fuzz_dev()->m, &cfg, dev, err);
+		kind = &vsock_kind;
+		break;
+	}
+	default: {
+		struct entropy_config cfg = { .configured = true };
+		rc = rng_create(&fuzz_dev()->m, &cfg, dev, err);
+		break;
+	}
+	}
+	if (rc)
+		return false;
 	/* A refused block leaves the device as created: the script drives it from there. */
-	if (virtio_mmio_restore(fuzz_dev()->dev, &transport, err) == 0)
-		rng_kind.restore(fuzz_dev()->dev, &own, err);
+	if (virtio_mmio_restore(*dev, &transport, err) == 0)
+		kind->restore(*dev, &own, err);
 	return true;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fuzz_dev_run(data, size, create);
+	if (net_peer >= 0)
+		close(net_peer);
+	net_peer = -1;
 	return 0;
 }

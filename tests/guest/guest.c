@@ -10,7 +10,8 @@
  * virtio-rng device (rng.c). "uart-flood" prints 16 KiB of lines before it goes on, for the
  * console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more.
  * "dirty-pages" (or "dirty-pages=N") counts like "count" and writes a known set of pages
- * (Diff snapshots). */
+ * (Diff snapshots); "dev-count" counts through virtio-net and virtio-vsock (snap.c),
+ * "count-clock" with the kvmclock's time (clock.c). */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -187,6 +188,8 @@ void guest_main(const uint8_t *boot_params)
 	vsock_run(cmdline);
 	/* rng-* words read the virtio-rng device and break its queue (rng.c). */
 	rng_run(cmdline);
+	/* dev-count counts through virtio-net and virtio-vsock, for snapshots (snap.c). */
+	snap_run(cmdline);
 
 	if (has_word(cmdline, "boot-timer-repeat"))
 		for (unsigned i = 0; i < 1000; i++)
@@ -219,6 +222,7 @@ void guest_main(const uint8_t *boot_params)
 		puts_uart("ember test guest: jumping into the MMIO gap\n");
 		((void (*)(void))0xd0000000UL)();
 	}
+	clock_run(cmdline); /* count-clock (clock.c) */
 	if (has_word(cmdline, "dirty-pages") || word_value(cmdline, "dirty-pages=", 0))
 		dirty_pages(word_value(cmdline, "dirty-pages=", 37));
 	if (has_word(cmdline, "count-timer"))

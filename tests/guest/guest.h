@@ -90,6 +90,13 @@ void virtio_run(const char *cmdline);
 void vsock_run(const char *cmdline);
 /* Reads the virtio-rng device and sends it broken chains as the rng-* words ask (rng.c). */
 void rng_run(const char *cmdline);
+/* The dev-count word: counts through virtio-net and virtio-vsock for ever (snap.c). */
+void snap_run(const char *cmdline);
+/* The count-clock word: counts for ever with the kvmclock's time (clock.c). */
+void clock_run(const char *cmdline);
+/* virtio.c's transmit-only virtio-net driver for snap.c. */
+bool net_count_init(void);
+int net_count_send(uint64_t n);
 /* The smp and high-mem words (cpu.c). */
 void cpu_run(const char *cmdline, const uint8_t *boot_params);
 /* Routes the IOAPIC's pin irq to vector on this CPU, through an IDT whose handler counts

@@ -150,9 +150,15 @@ bool vs_init(void)
 
 /* The next used entry of queue q: 1 (and its id and len), 0 when the device set
  * DEVICE_NEEDS_RESET instead, -1 on timeout. */
+bool vs_watch_events;
+
 int wait_used(unsigned q, uint32_t *id, uint32_t *len)
 {
 	for (unsigned long i = 0; i < SPINS; i++) {
+		/* A TRANSPORT_RESET ends every connection: the packet awaited will not come.
+		 * Transmit chains still come back, so only a receive wait gives up. */
+		if (vs_watch_events && q == RXQ && vqs[EVQ].used.idx != last_used[EVQ])
+			return -1;
 		if (vqs[q].used.idx != last_used[q]) {
 			mb(); /* the used index before the entry it covers */
 			*id = vqs[q].used.ring[last_used[q] % VQ_SIZE].id;
@@ -435,6 +441,36 @@ static void vsock_many(void)
 static void vsock_deaf(void)
 {
 	line("deaf: ready\n");
+}
+
+/* dev-count (snap.c): the device found on the command line and set up; false, with a
+ * line, when there is none or it refused. */
+bool vs_start(const char *cmdline)
+{
+	if (!(base = virtio_find_device(cmdline, VSOCK_ID))) {
+		line("no virtio-vsock device on the command line\n");
+		return false;
+	}
+	return vs_init();
+}
+
+/* The next event the device put in the event queue (its id: 0 is TRANSPORT_RESET), its
+ * buffer posted again; -1 when there is none. */
+int vs_event(void)
+{
+	if (vqs[EVQ].used.idx == last_used[EVQ])
+		return -1;
+	mb(); /* the used index before the entry it covers */
+	uint32_t id = vqs[EVQ].used.ring[last_used[EVQ] % VQ_SIZE].id;
+	last_used[EVQ]++;
+	vqs[EVQ].avail.used_event = last_used[EVQ];
+	if (id >= NR_EVENT)
+		return 0x7fffffff;
+	int ev = (int)events[id];
+	events[id] = 0xffffffff;
+	post(EVQ, (uint16_t)id, 1);
+	notify(EVQ);
+	return ev;
 }
 
 /* Malformed packets, in the order they run. The first group must be dropped, the second

@@ -95,6 +95,11 @@ int reply_to(uint32_t sport, uint32_t dport, bool skip_credit, unsigned *more);
 int next_for(uint32_t sport, uint32_t dport);
 int connect(uint32_t sport, uint32_t dport);
 void echo_conn(const char *name, uint32_t sport);
+/* dev-count (snap.c). With vs_watch_events, a receive wait gives up (as a timeout) when
+ * the event queue has an event. */
+extern bool vs_watch_events;
+bool vs_start(const char *cmdline);
+int vs_event(void);
 
 /* Scenarios in vsock_hostile.c. */
 void vsock_hostile(void);

@@ -5,6 +5,8 @@
   snapfile.py FILE section TAG INST OFFSET BYTE
                                            one byte inside a section's payload, then the
                                            checksum recomputed, so only the content is wrong
+  snapfile.py FILE own SLOT OFFSET BYTE    one byte of the virtio device in SLOT's own state
+                                           (the last blob of its VDEV section), resealed
   snapfile.py FILE reseal                  recomputes the checksum
 """
 import struct
@@ -50,6 +52,17 @@ def main():
         if at >= n:
             sys.exit("offset %d beyond the section's %d bytes" % (at, n))
         buf[start + at] = int(args[3], 0)
+        reseal(buf)
+    elif cmd == "own":
+        start, n = section(buf, "VDEV", int(args[0]))
+        off = start
+        for _ in range(3):  # key, label, transport
+            off += 4 + struct.unpack_from("<I", buf, off)[0]
+        size = struct.unpack_from("<I", buf, off)[0]
+        at = int(args[1], 0)
+        if at >= size:
+            sys.exit("offset %d beyond the device's %d bytes of state" % (at, size))
+        buf[off + 4 + at] = int(args[2], 0)
         reseal(buf)
     elif cmd == "reseal":
         reseal(buf)

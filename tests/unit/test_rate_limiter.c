@@ -5,6 +5,7 @@
 #include <sys/timerfd.h>
 
 #include "core/rate_limiter.h"
+#include "core/snapbuf.h"
 
 #define MS  1000000ULL
 #define SEC 1000000000ULL
@@ -202,6 +203,59 @@ static void lone_bucket_takes_or_refuses(void **state)
 		assert_true(token_bucket_try_take(&b, 1, T0));
 }
 
+/* A snapshot keeps the levels: restored in another process (another clock), the bucket
+ * goes on from its budget, burst and refill progress, not from full; hostile levels and
+ * another configuration are refused, leaving the limiter as it was. */
+static void save_restore_keeps_levels(void **state)
+{
+	(void)state;
+	init(1000, 5000, 1000, 10, 1000);
+	assert_true(rate_limiter_consume(rl(), 3, 5400, T0));	  /* burst gone, budget 600 */
+	token_bucket_wait_ns(&rl()->bandwidth, 1, T0 + 100 * MS); /* 700, 100 ms counted */
+	struct snap_writer w = { 0 };
+	rate_limiter_save(rl(), T0 + 150 * MS, &w); /* 50 ms not yet counted */
+	assert_false(w.oom);
+
+	/* The same limits in a process whose clock reads 5 s. */
+	struct rate_limiter_config cfg = { .bandwidth = { 1000, 5000, 1000 },
+					   .ops = { 10, 0, 1000 } };
+	struct rate_limiter r = { .timer_fd = -1 };
+	assert_int_equal(rate_limiter_update(&r, &cfg, 5 * SEC), 0);
+	struct snap_reader rd = snapr_init(w.buf, w.len);
+	assert_int_equal(rate_limiter_restore(&r, &rd, 5 * SEC), 0);
+	assert_true(snapr_done(&rd));
+	assert_int_equal(r.bandwidth.one_time_burst, 0);
+	assert_int_equal(r.bandwidth.budget, 700);
+	assert_int_equal(r.ops.budget, 7);
+	/* The 50 ms since the last refill count: 750 bytes now, not 1000. */
+	assert_int_equal(token_bucket_wait_ns(&r.bandwidth, 750, 5 * SEC), 0);
+	assert_int_equal(token_bucket_wait_ns(&r.bandwidth, 751, 5 * SEC), 1 * MS);
+
+	/* Another bucket size (the configuration changed): refused, r untouched. */
+	struct rate_limiter other = { .timer_fd = -1 };
+	cfg.bandwidth.size = 2000;
+	assert_int_equal(rate_limiter_update(&other, &cfg, 5 * SEC), 0);
+	rd = snapr_init(w.buf, w.len);
+	assert_int_equal(rate_limiter_restore(&other, &rd, 5 * SEC), -EINVAL);
+	assert_int_equal(other.bandwidth.budget, 2000);
+	rate_limiter_destroy(&other, NULL);
+
+	/* A budget above the bucket, and a truncated state: refused. */
+	cfg.bandwidth.size = 1000;
+	struct rate_limiter fresh = { .timer_fd = -1 };
+	assert_int_equal(rate_limiter_update(&fresh, &cfg, 5 * SEC), 0);
+	uint64_t too_much = 1001;
+	memcpy(w.buf + 24, &too_much, 8); /* bandwidth: size, refill, burst, then budget */
+	rd = snapr_init(w.buf, w.len);
+	assert_int_equal(rate_limiter_restore(&fresh, &rd, 5 * SEC), -EINVAL);
+	assert_int_equal(fresh.bandwidth.budget, 1000);
+	rd = snapr_init(w.buf, w.len - 1);
+	assert_int_equal(rate_limiter_restore(&fresh, &rd, 5 * SEC), -EINVAL);
+	rate_limiter_destroy(&fresh, NULL);
+	rate_limiter_destroy(&r, NULL);
+	snapw_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,7 +264,7 @@ int main(void)
 		RL_TEST(larger_than_the_bucket),       RL_TEST(both_buckets_must_agree),
 		RL_TEST(refusal_arms_the_timer),       RL_TEST(long_run_rate_is_exact),
 		RL_TEST(update_replaces_limits),       RL_TEST(huge_refill_time_does_not_wrap),
-		RL_TEST(lone_bucket_takes_or_refuses),
+		RL_TEST(lone_bucket_takes_or_refuses), RL_TEST(save_restore_keeps_levels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
