@@ -72,8 +72,9 @@ static void add_device_endpoints(void)
 		const struct device_kind *kind = device_kinds[k];
 		/* PATCH goes to the running device: the kinds with an update hook have it. */
 		endpoints[nr_endpoints++] = (struct endpoint_row){
-			kind->key, NULL, kind->per_id, kind->subpaths, kind->metric,
-			M_PUT | (kind->update ? M_PATCH : 0) | (kind->get ? M_GET : 0)
+			kind->key,    NULL,
+			kind->per_id, kind->subpaths,
+			kind->metric, M_PUT | (kind->update ? M_PATCH : 0) | (kind->get ? M_GET : 0)
 		};
 	}
 }

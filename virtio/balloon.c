@@ -17,7 +17,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 
-#define PAGE_4K (1ULL << BALLOON_PAGE_SHIFT)
+#define PAGE_4K	  (1ULL << BALLOON_PAGE_SHIFT)
 #define STAT_SIZE 10 /* le16 tag, le64 value, packed */
 
 /* What each queue is: the statistics and reporting queues exist only when negotiated, and the
@@ -130,16 +130,17 @@ static void inflate(struct balloon_dev *b, const uint32_t *pfns, unsigned n)
 static bool pfn_request(struct balloon_dev *b, enum balloon_role role)
 {
 	struct virtq_chain *c = &b->chain;
-	const char *what = role == ROLE_INFLATE ? "inflate" : "deflate";
+	const char *what = role == ROLE_INFLATE ? "an inflate" : "a deflate";
 	char why[96];
 	if (c->nr_wr) {
-		snprintf(why, sizeof(why), "device-writable buffer in a %s request", what);
+		snprintf(why, sizeof(why), "device-writable buffer in %s request", what);
 		fail(b, why);
 		return false;
 	}
 	if (c->rd_len % 4 || c->rd_len > 4 * BALLOON_PFNS_MAX) {
-		snprintf(why, sizeof(why), "%s request of %llu bytes (4-byte PFNs, at most %u)",
-			 what, (unsigned long long)c->rd_len, BALLOON_PFNS_MAX);
+		snprintf(why, sizeof(why),
+			 "%s request of %llu bytes (4-byte PFNs, at most %u of them)", what,
+			 (unsigned long long)c->rd_len, BALLOON_PFNS_MAX);
 		fail(b, why);
 		return false;
 	}
@@ -234,7 +235,7 @@ static void process_queue(struct balloon_dev *b, unsigned qi)
 			metric_inc(&balloon_metrics[BM_EVENT_FAILS]);
 		if (rc <= 0)
 			break;
-		bool ok = role == ROLE_STATS    ? stats_request(b, qi, &pushed)
+		bool ok = role == ROLE_STATS	? stats_request(b, qi, &pushed)
 			  : role == ROLE_REPORT ? report_request(b)
 						: pfn_request(b, role);
 		if (!ok)
@@ -381,9 +382,9 @@ int balloon_create(struct machine *machine, const struct balloon_config *cfg,
 	int rc = 0;
 	if (b->interval_s) {
 		b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		rc = b->timer_fd < 0 ? -errno
-				     : evloop_add(&machine->loop, b->timer_fd, EPOLLIN,
-						  on_stats_timer, b);
+		rc = b->timer_fd < 0
+			     ? -errno
+			     : evloop_add(&machine->loop, b->timer_fd, EPOLLIN, on_stats_timer, b);
 		if (rc) {
 			snprintf(err, ERR_LEN, "balloon: statistics timer: %s", strerror(-rc));
 			balloon_destroy(&b->vdev);

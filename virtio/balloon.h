@@ -14,17 +14,17 @@
 #include "core/snapbuf.h"
 #include "virtio/virtio.h"
 
-#define VIRTIO_ID_BALLOON	       5
-#define BALLOON_QUEUE_SIZE	       256
-#define BALLOON_PAGE_SHIFT	       12 /* PFNs count 4 KiB pages, whatever the guest's page size */
-#define BALLOON_PAGES_PER_MIB	       256
+#define VIRTIO_ID_BALLOON     5
+#define BALLOON_QUEUE_SIZE    256
+#define BALLOON_PAGE_SHIFT    12 /* PFNs count 4 KiB pages, whatever the guest's page size */
+#define BALLOON_PAGES_PER_MIB 256
 /* An inflate or deflate request holds at most this many PFNs: Linux sends at most 256 at a
  * time, as Firecracker accepts. */
-#define BALLOON_PFNS_MAX	       256
-#define BALLOON_STATS_INTERVAL_MAX     65535 /* Firecracker's u16 */
-#define VIRTIO_BALLOON_F_STATS_VQ      1
+#define BALLOON_PFNS_MAX		256
+#define BALLOON_STATS_INTERVAL_MAX	65535 /* Firecracker's u16 */
+#define VIRTIO_BALLOON_F_STATS_VQ	1
 #define VIRTIO_BALLOON_F_DEFLATE_ON_OOM 2
-#define VIRTIO_BALLOON_F_REPORTING     5
+#define VIRTIO_BALLOON_F_REPORTING	5
 
 /* The statistics tags (virtio 1.x, "Memory Statistics Tags"), in Firecracker's order. */
 enum balloon_stat {

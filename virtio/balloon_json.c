@@ -21,9 +21,10 @@ static const char what[] = "balloon";
 
 int balloon_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
-	static const char *const keys[] = { "amount_mib",	   "deflate_on_oom",
-					    "stats_polling_interval_s", "free_page_reporting",
-					    "free_page_hinting",	   NULL };
+	static const char *const keys[] = {
+		"amount_mib",	       "deflate_on_oom",    "stats_polling_interval_s",
+		"free_page_reporting", "free_page_hinting", NULL
+	};
 	(void)path_id; /* Firecracker's PUT looks at /balloon only */
 	if (!json_is_object(body))
 		return cfg_fail(err, "%s: expected a JSON object", what);
@@ -40,8 +41,9 @@ int balloon_config_put(void *store, const char *path_id, json_t *body, char *err
 	    cfg_get_bool(body, what, "free_page_hinting", false, &hinting, err))
 		return -EINVAL;
 	if (hinting)
-		return cfg_fail(err, "%s: free_page_hinting is not supported (ember implements "
-				     "Firecracker's API of v1.10, which has no hinting)",
+		return cfg_fail(err,
+				"%s: free_page_hinting is not supported (ember implements "
+				"Firecracker's API of v1.10, which has no hinting)",
 				what);
 	/* The target in 4 KiB pages must fit the configuration space's u32. */
 	if (amount > UINT32_MAX / BALLOON_PAGES_PER_MIB)
@@ -64,9 +66,9 @@ static int kind_load(void *store, json_t *value, char *err)
 static json_t *config_json(uint32_t amount_mib, bool deflate_on_oom, unsigned interval,
 			   bool reporting)
 {
-	json_t *obj = json_pack("{s:I, s:b, s:I}", "amount_mib", (json_int_t)amount_mib,
-				"deflate_on_oom", deflate_on_oom, "stats_polling_interval_s",
-				(json_int_t)interval);
+	json_t *obj =
+		json_pack("{s:I, s:b, s:I}", "amount_mib", (json_int_t)amount_mib, "deflate_on_oom",
+			  deflate_on_oom, "stats_polling_interval_s", (json_int_t)interval);
 	if (obj && reporting)
 		json_object_set_new(obj, "free_page_reporting", json_true());
 	return obj;
@@ -109,8 +111,7 @@ static int unrecognized(char *err, const char *method, const char *id)
 }
 
 /* PATCH /balloon {amount_mib} and PATCH /balloon/statistics {stats_polling_interval_s}. */
-static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body,
-		       char *err)
+static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err)
 {
 	static const char *const target_keys[] = { "amount_mib", NULL };
 	static const char *const stats_keys[] = { "stats_polling_interval_s", NULL };

@@ -131,6 +131,32 @@ def rng():
     write("fuzz_rng", "throttled", device_input(b"\x01\x64\x00", ops, m))
 
 
+def balloon():
+    # Queue i's rings at ring(i): inflate 0, deflate 1, statistics 2, reporting 3 with every
+    # feature on (first byte 7), the target 16 pages. Buffers after the last ring, at 0x1000.
+    buf = 0x1000
+    m = Mem()
+    # An inflate of three PFNs (pages 0xd-0xf of the 64 KiB memory), a deflate of one.
+    m.put(buf, struct.pack("<3I", 0xD, 0xE, 0xF))
+    m.chain(0, 0, [(buf, 12, 0)])
+    m.put(buf + 0x20, struct.pack("<I", 0xD))
+    m.chain(1, 0, [(buf + 0x20, 4, 0)])
+    # Statistics: total and free memory, held until the host asks (a new interval).
+    m.put(buf + 0x40, struct.pack("<HQHQ", 5, 64 << 10, 4, 16 << 10))
+    m.chain(2, 0, [(buf + 0x40, 20, 0)])
+    # A free page report of two pages.
+    m.chain(3, 0, [(0xB000, 0x2000, F_WRITE)])
+    # The driver writes "actual" (configuration offset 4, register 0x104).
+    ops = [op_init(), op_avail(0, 0), op_notify(0), op_avail(1, 0), op_notify(1),
+           op_avail(2, 0), op_notify(2), op_avail(3, 0), op_notify(3), op_write(0x104, 3),
+           bytes([HOST, 1, 2, HOST, 2, HOST, 3, HOST, 0]) + struct.pack("<H", 32)]
+    write("fuzz_balloon", "all-queues", device_input(b"\x07\x10", ops, m))
+    # Without statistics or reporting: the two queues only.
+    ops = [op_init(), op_avail(0, 0), op_notify(0), op_avail(1, 0), op_notify(1),
+           op_read(0x100), op_read(0x104)]
+    write("fuzz_balloon", "inflate-deflate", device_input(b"\x02\x04", ops, m))
+
+
 def virtio_mmio():
     # Linux's probe: magic, version, device id, features; then set-up by hand, register by
     # register, a request, a reset, and the reads of the configuration space.
@@ -401,7 +427,7 @@ def api_server():
 
 TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
-           "virtq": virtq, "rng": rng}
+           "virtq": virtq, "rng": rng, "balloon": balloon}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:
