@@ -280,6 +280,8 @@ static void request_stats(struct balloon_dev *b)
 	virtio_queue_interrupt(&b->vdev, (unsigned)q);
 }
 
+/* The timer runs from creation, whether or not a driver listens (request_stats looks):
+ * activation and resets happen on vCPU threads, whose seccomp filter has no timer calls. */
 static void arm_timer(struct balloon_dev *b, bool on)
 {
 	if (b->timer_fd < 0)
@@ -314,7 +316,6 @@ static int balloon_activate(struct virtio_dev *dev)
 		b->role[n++] = ROLE_STATS;
 	if (dev->driver_features & (1ULL << VIRTIO_BALLOON_F_REPORTING))
 		b->role[n++] = ROLE_REPORT;
-	arm_timer(b, stats_queue(b) >= 0);
 	return 0;
 }
 
@@ -323,7 +324,6 @@ static int balloon_activate(struct virtio_dev *dev)
 static void balloon_reset(struct virtio_dev *dev)
 {
 	struct balloon_dev *b = to_balloon(dev);
-	arm_timer(b, false);
 	memset(b->role, 0, sizeof(b->role));
 	b->stats_held = false;
 	b->space.actual = 0;
@@ -385,6 +385,8 @@ int balloon_create(struct machine *machine, const struct balloon_config *cfg,
 		rc = b->timer_fd < 0
 			     ? -errno
 			     : evloop_add(&machine->loop, b->timer_fd, EPOLLIN, on_stats_timer, b);
+		if (!rc)
+			arm_timer(b, true);
 		if (rc) {
 			snprintf(err, ERR_LEN, "balloon: statistics timer: %s", strerror(-rc));
 			balloon_destroy(&b->vdev);
@@ -473,7 +475,7 @@ int balloon_set_stats_interval(struct virtio_dev *dev, unsigned interval_s)
 		 * period. */
 		if (b->stats_held)
 			request_stats(b);
-		arm_timer(b, stats_queue(b) >= 0);
+		arm_timer(b, true);
 	}
 	pthread_mutex_unlock(&dev->lock);
 	return rc;

@@ -90,6 +90,8 @@ void virtio_run(const char *cmdline);
 void vsock_run(const char *cmdline);
 /* Reads the virtio-rng device and sends it broken chains as the rng-* words ask (rng.c). */
 void rng_run(const char *cmdline);
+/* Drives the virtio-balloon device as the balloon-* words ask (balloon.c). */
+void balloon_run(const char *cmdline);
 /* The smp and high-mem words (cpu.c). */
 void cpu_run(const char *cmdline, const uint8_t *boot_params);
 /* Routes the IOAPIC's pin irq to vector on this CPU, through an IDT whose handler counts
