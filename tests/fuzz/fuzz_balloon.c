@@ -1,8 +1,8 @@
 /* virtio-balloon's request path (virtio/balloon.c): a driver script (fuzz_dev.h) against a
  * balloon device whose inflate requests, statistics and free page reports point wherever
  * the guest memory image says. The script's first byte picks the features the device offers
- * (bit 0 statistics, bit 1 deflate on OOM, bit 2 free page reporting) and its target in 4 KiB
- * pages (the next byte). HOST is the API's side: 0 a new target, 1 a new statistics interval
+ * (bit 0 statistics, bit 1 deflate on OOM, bit 2 free page reporting). HOST is the API's
+ * side: 0 a new target (within guest memory, as the API checks), 1 a new statistics interval
  * (which returns a held statistics buffer at once), 2 the state as GET /balloon/statistics
  * shows it, 3 a snapshot of the device's state restored onto it. */
 #include "core/log.h"
@@ -15,7 +15,8 @@ static void host_op(struct fuzz_dev *s, struct fin *f)
 	struct virtio_dev *dev = s->dev;
 	switch (fin8(f) % 4) {
 	case 0:
-		balloon_set_target(dev, fin16(f));
+		/* The API checks a target against guest memory before it gets here. */
+		balloon_set_target(dev, fin16(f) % (FUZZ_MEM / 4096 + 1));
 		break;
 	case 1:
 		balloon_set_stats_interval(dev, fin8(f) % 4);
@@ -59,7 +60,6 @@ static bool create(struct fin *f)
 	char err[ERR_LEN];
 	if (balloon_create(&fuzz_dev()->m, &cfg, &fuzz_dev()->dev, err))
 		return false;
-	balloon_set_target(fuzz_dev()->dev, fin8(f));
 	return true;
 }
 
