@@ -4,7 +4,8 @@
  * (bit 0 statistics, bit 1 deflate on OOM, bit 2 free page reporting). HOST is the API's
  * side: 0 a new target (within guest memory, as the API checks), 1 a new statistics interval
  * (which returns a held statistics buffer at once), 2 the state as GET /balloon/statistics
- * shows it, 3 a snapshot of the device's state restored onto it. */
+ * shows it, 3 a snapshot of the device's state restored onto it (which must load), 4 a state
+ * block from the input restored onto it (balloon_restore's checks). */
 #include "core/log.h"
 #include "virtio/balloon.h"
 #include "virtio/balloon_json.h"
@@ -13,7 +14,7 @@
 static void host_op(struct fuzz_dev *s, struct fin *f)
 {
 	struct virtio_dev *dev = s->dev;
-	switch (fin8(f) % 4) {
+	switch (fin8(f) % 5) {
 	case 0:
 		/* The API checks a target against guest memory before it gets here. */
 		balloon_set_target(dev, fin16(f) % (FUZZ_MEM / 4096 + 1));
@@ -35,6 +36,15 @@ static void host_op(struct fuzz_dev *s, struct fin *f)
 		if (!w.oom && balloon_restore(dev, &r, err))
 			abort(); /* its own state must always load back */
 		snapw_free(&w);
+		break;
+	}
+	case 4: {
+		/* A hostile state block (u8 length, bytes): refused, or taken whole. */
+		size_t n;
+		const uint8_t *p = fin_bytes(f, fin8(f), &n);
+		struct snap_reader r = snapr_init(p, n);
+		char err[ERR_LEN];
+		balloon_restore(dev, &r, err);
 		break;
 	}
 	}

@@ -155,6 +155,12 @@ def balloon():
     ops = [op_init(), op_avail(0, 0), op_notify(0), op_avail(1, 0), op_notify(1),
            op_read(0x100), op_read(0x104)]
     write("fuzz_balloon", "inflate-deflate", device_input(b"\x02", ops, m))
+    # A state block restored onto the running device (HOST 4): version 1, target 8 pages,
+    # actual 3, interval 1 s, the statistics buffer (head 0) held, total memory reported.
+    state = struct.pack("<IIIIBHI", 1, 8, 3, 1, 1, 0, 1 << 5) + struct.pack("<10Q", *([0] * 5 + [64 << 10] + [0] * 4))
+    ops = [op_init(), op_avail(2, 0), op_notify(2), bytes([HOST, 4, len(state)]) + state,
+           bytes([HOST, 2, HOST, 1, 3])]
+    write("fuzz_balloon", "restore", device_input(b"\x01", ops, m))
 
 
 def virtio_mmio():
