@@ -281,7 +281,8 @@ def http():
 def router():
     paths = ["/", "/version", "/machine-config", "/boot-source", "/drives/rootfs", "/drives/d1",
              "/network-interfaces/eth0", "/network-interfaces/eth1", "/vsock", "/logger",
-             "/metrics", "/serial", "/actions", "/vm", "/vm/config"]
+             "/metrics", "/serial", "/actions", "/vm", "/vm/config", "/drives", "/drives/", "/mmds",
+             "/balloon", "/balloon/statistics"]
     GET, PUT, PATCH = 0, 1, 2
     START = b"\xff"
 
@@ -314,6 +315,9 @@ def router():
         req(PUT, "/logger", {"log_path": "/log", "level": "Debug", "show_level": True,
                              "show_log_origin": True}),
         req(PUT, "/metrics", {"metrics_path": "/metrics"}),
+        req(PUT, "/balloon", {"amount_mib": 0, "deflate_on_oom": True,
+                              "stats_polling_interval_s": 1, "free_page_reporting": True}),
+        req(GET, "/balloon"), req(GET, "/balloon/statistics"),
         req(GET, "/vm/config"),
     ]
     write("fuzz_router", "configure", b"".join(configure))
@@ -327,9 +331,12 @@ def router():
         req(PUT, "/actions", {"action_type": "SendCtrlAltDel"}),
         req(PUT, "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64}),
         req(GET, "/vm/config"), req(GET, "/machine-config"),
+        req(PATCH, "/balloon", {"amount_mib": 4}), req(GET, "/balloon"),
+        req(PATCH, "/balloon/statistics", {"stats_polling_interval_s": 2}),
+        req(GET, "/balloon/statistics"),
     ]
     write("fuzz_router", "start-then-running",
-          b"".join(configure[6:8] + configure[10:11] + configure[13:14] + running))
+          b"".join(configure[6:8] + configure[10:11] + configure[13:15] + running))
     bad = [req(PUT, "/actions", {"action_type": "InstanceStart"}),
            req(PUT, "/machine-config", {"vcpu_count": 0}), req(PATCH, "/vm", {"state": "x"}),
            req(GET, "/actions"), req(PUT, "/drives/rootfs", None),
