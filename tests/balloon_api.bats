@@ -133,7 +133,8 @@ metric() {
 	sleep 3
 	n1=$(grep -ac "balloon: stats sent" "$D/ember.out")
 	echo "statistics rounds in 3 s: $((n1 - n0))"
-	[ $((n1 - n0)) -ge 2 ] && [ $((n1 - n0)) -le 4 ]
+	[ $((n1 - n0)) -ge 2 ]
+	[ $((n1 - n0)) -le 4 ]
 	expect_api 204 PATCH /balloon '{"amount_mib": 0}'
 	wait_out "balloon: deflated actual=0"
 	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
