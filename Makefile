@@ -37,7 +37,13 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fn
 .PHONY: all test demo bench kernel rootfs vmhost-kernel deps clean unit-tests
 # The jailer is a separate, small binary: it never links the VMM.
 JAILER_SRC := $(wildcard jailer/*.c)
-all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer) $(BUILD)/ember-vsock
+all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer) $(BUILD)/ember-vsock \
+	$(BUILD)/ember-snap
+
+# The snapshot tool (inspect a state file, merge a Diff memory file onto its base): it runs
+# the loader's own checks, so it links the VMM's library.
+$(BUILD)/ember-snap: $(BUILD)/obj/snap/ember_snap.o $(BUILD)/libember.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcap
@@ -158,7 +164,8 @@ bench: deps
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a \
+		$(BUILD)/ember-snap \
 		$(BUILD)/test-tmp $(BUILD)/san $(FUZZ_BUILD)
 
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
--include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)
+-include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(BUILD)/obj/snap/ember_snap.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -22,3 +22,6 @@ bench/net.sh -n 3 -m 8
 echo
 echo "== 8-11. virtio-vsock: connect latency each way, throughput each way, ember vs QEMU vhost-vsock"
 bench/vsock.sh -n 3 -m 64
+echo
+echo "== 12. snapshot create: Full of a 256 MiB guest that touched 20 MiB, Diff against the pages dirtied"
+bench/snapshot-create.sh 5

@@ -10,6 +10,7 @@
 
 #include "api/api.h"
 #include "core/log.h"
+#include "vmm/config_json.h"
 #include "core/seccomp.h"
 #include "core/version.h"
 #include "vmm/controller.h"
@@ -43,6 +44,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: ember [--api-sock PATH] [--config-file FILE] [options]\n"
 		"       ember --no-api --config-file FILE [options]\n"
+		"       ember [--no-api] --snapshot STATE --snapshot-mem MEM [options]\n"
 		"\n"
 		"  --api-sock PATH       the API's Unix socket (default " API_DEFAULT_SOCKET ")\n"
 		"  --http-api-max-payload-size N\n"
@@ -52,7 +54,12 @@ static void usage(FILE *out)
 		"                        network-interfaces, vsock, serial, logger, metrics):\n"
 		"                        the VM starts at once, the API stays open unless "
 		"--no-api\n"
-		"  --no-api              no API socket: --config-file is the whole configuration\n"
+		"  --no-api              no API socket: --config-file or --snapshot is the whole\n"
+		"                        configuration\n"
+		"  --snapshot STATE      start from a snapshot (PUT /snapshot/create's state "
+		"file)\n"
+		"  --snapshot-mem MEM    ... and its memory file: loaded as PUT /snapshot/load\n"
+		"                        with the File backend, vCPUs resumed\n"
 		"  --boot-timer          log Guest-boot-time when the guest writes the boot timer\n"
 		"  --log-path PATH       write the log to PATH (file or FIFO) instead of stderr\n"
 		"  --metrics-path PATH   write metrics to PATH (file or FIFO), as PUT /metrics\n"
@@ -92,11 +99,14 @@ int main(int argc, char **argv)
 		{ "dump-seccomp", required_argument, NULL, 'd' },
 		{ "start-time-us", required_argument, NULL, 't' },
 		{ "start-time-cpu-us", required_argument, NULL, 'T' },
+		{ "snapshot", required_argument, NULL, 'S' },
+		{ "snapshot-mem", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool no_api = false;
 	const char *config_path = NULL;
+	const char *snapshot_path = NULL, *snapshot_mem = NULL;
 	const char *metrics_path = NULL;
 	const char *api_sock = API_DEFAULT_SOCKET;
 	const char *instance_id = "anonymous-instance";
@@ -106,6 +116,12 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'N':
 			no_api = true;
+			break;
+		case 'S':
+			snapshot_path = optarg;
+			break;
+		case 'M':
+			snapshot_mem = optarg;
 			break;
 		case 'c':
 			config_path = optarg;
@@ -184,13 +200,18 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		die("unexpected argument '%s' (see --help)", argv[optind]);
-	if (no_api && !config_path)
-		die("--no-api needs --config-file FILE");
+	if (no_api && !config_path && !snapshot_path)
+		die("--no-api needs --config-file FILE or --snapshot STATE");
+	if (!snapshot_path != !snapshot_mem)
+		die("--snapshot and --snapshot-mem come together");
+	if (snapshot_path && config_path)
+		die("--snapshot and --config-file exclude each other (a config file names its "
+		    "snapshot with \"" SNAPSHOT_LOAD_KEY "\")");
 
 	char err[ERR_LEN] = "";
 	/* With a config file the VM starts at once; through the API, its slow parts are built
 	 * while the client configures it. */
-	builder_init(&vm, !config_path);
+	builder_init(&vm, !config_path && !snapshot_path);
 	api_metrics_init();
 	struct api_ctx ctx = { .vm = &vm, .instance_id = instance_id };
 	if (config_path && vmm_load_config_file(&vm, config_path, err))
@@ -204,8 +225,13 @@ int main(int argc, char **argv)
 			die("%s", err);
 	}
 	/* A config file starts the VM at once, as Firecracker does; the API, if any, stays. */
-	if (config_path && vmm_start(&vm, err))
+	if (config_path && vmm_start_configured(&vm, err))
 		die("%s", err);
+	if (snapshot_path && vmm_load_snapshot_files(&vm, snapshot_path, snapshot_mem, err))
+		die("--snapshot %s: %s", snapshot_path, err);
+	if (no_api && vm.state == VM_PAUSED)
+		die("--no-api: the snapshot was loaded paused (resume_vm false) and nothing could "
+		    "resume it");
 	builder_prepare(&vm);
 	make_terminal_raw();
 	int code = vmm_run(&vm);

@@ -304,7 +304,8 @@ sys.stdout.write(out.split(b"\r\n\r\n", 1)[1].decode())
 PY
 	[ "$(jq -r .fault_message <<<"$output")" = 'Invalid request method and/or path: GET \x80.' ]
 	# No raw ESC, BEL or SOH byte anywhere in the log, and no line split by the body's newline.
-	! LC_ALL=C grep -q $'[\x1b\x07\x01]' "$D/log"
+	run env LC_ALL=C grep -q $'[\x1b\x07\x01]' "$D/log"
+	[ "$status" -eq 1 ]
 	! grep -q '^y' "$D/log"
 }
 

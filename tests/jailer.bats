@@ -477,3 +477,52 @@ refused() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"exec /true: its ELF interpreter or a shared library is missing inside the jail"* ]]
 }
+
+# last_count FILE: the counting guest's last complete "count=N" in FILE (0 if none).
+last_count() {
+	local n
+	n=$(grep -ao 'count=[0-9]*'$'\r' "$1" | tail -1 | tr -dc 0-9)
+	echo "${n:-0}"
+}
+
+@test "snapshots under the jailer: created inside one jail (paths in its root), loaded with --snapshot in another" {
+	mkdir -p "$JAIL"
+	jail_libs "$JAIL" "$EMBER"
+	install -m 0644 "$TEST_GUEST" "$JAIL/guest.elf"
+	"$JAILER" --id "$ID" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --api-sock /api.sock >"$D/out" 2>&1 &
+	EMBER_PID=$!
+	SOCK="$JAIL/api.sock"
+	for _ in $(seq 250); do [ -S "$SOCK" ] && break; sleep 0.02; done
+	# "count" is only the guest's word: its output, count=N, is not on the command line.
+	expect_api 204 PUT /boot-source '{"kernel_image_path": "/guest.elf", "boot_args": "count"}'
+	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 200); do [ "$(last_count "$D/out")" -ge 2 ] && break; sleep 0.05; done
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create '{"snapshot_path": "/vm.state", "mem_file_path": "/vm.mem"}'
+	saved=$(last_count "$D/out")
+	[ "$saved" -ge 2 ]
+	# Written by the jailed uid, in the jail's root.
+	[ "$(stat -c %u "$JAIL/vm.state")" -eq "$JUID" ]
+	[ "$(stat -c %u "$JAIL/vm.mem")" -eq "$JUID" ]
+	kill -KILL "$EMBER_PID"
+	wait "$EMBER_PID" 2>/dev/null || true
+
+	# A second jail gets the two files (as a user would hard-link or copy them in).
+	local jail2="$BASE/ember/$ID-b/root"
+	mkdir -p "$jail2"
+	jail_libs "$jail2" "$EMBER"
+	cp "$JAIL/vm.state" "$JAIL/vm.mem" "$jail2/"
+	chown "$JUID:$JGID" "$jail2/vm.state" "$jail2/vm.mem"
+	"$JAILER" --id "$ID-b" --exec-file "$EMBER" --uid "$JUID" --gid "$JGID" \
+		--chroot-base-dir "$BASE" -- --no-api --snapshot /vm.state --snapshot-mem /vm.mem \
+		>"$D/out2" 2>&1 &
+	EMBER_PID=$!
+	for _ in $(seq 200); do [ "$(last_count "$D/out2")" -ge $((saved + 2)) ] && break; sleep 0.05; done
+	cat "$D/out2"
+	[ "$(last_count "$D/out2")" -ge $((saved + 2)) ]
+	grep -q "snapshot /vm.state loaded in [0-9]* us, vCPUs running" "$D/out2"
+	run grep -q "bad syscall" "$D/out" "$D/out2"
+	[ "$status" -eq 1 ]
+}

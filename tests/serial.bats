@@ -43,13 +43,15 @@ JSON
 	[ "$DROPPED" -eq 0 ]
 	# 1000 bytes, refilled over an hour: a run of a second or so earns under one more.
 	flood_run "{ \"serial_out_path\": \"$D/console\", \"rate_limiter\": { \"size\": 1000, \"refill_time\": 3600000 } }"
-	[ "$CONSOLE" -ge 1000 ] && [ "$CONSOLE" -le 1005 ]
+	[ "$CONSOLE" -ge 1000 ]
+	[ "$CONSOLE" -le 1005 ]
 	[ "$WRITTEN" -eq "$CONSOLE" ]
 	[ $((WRITTEN + DROPPED)) -eq "$total" ]
 	grep -q "hello from the guest" "$D/console" # the first bytes went out, the rest did not
 	# one_time_burst comes on top, once.
 	flood_run "{ \"serial_out_path\": \"$D/console\", \"rate_limiter\": { \"size\": 1000, \"one_time_burst\": 500, \"refill_time\": 3600000 } }"
-	[ "$CONSOLE" -ge 1500 ] && [ "$CONSOLE" -le 1505 ]
+	[ "$CONSOLE" -ge 1500 ]
+	[ "$CONSOLE" -le 1505 ]
 	[ $((WRITTEN + DROPPED)) -eq "$total" ]
 	# size 0 or refill_time 0: no limit, as in Firecracker.
 	flood_run "{ \"serial_out_path\": \"$D/console\", \"rate_limiter\": { \"size\": 0, \"refill_time\": 100 } }"
@@ -78,7 +80,8 @@ JSON
 	grep -q "hello from the guest" "$D/ember.out"
 	# 1000 bytes hold the hello line and 14 lines of 65 bytes, not the 256 the guest printed.
 	flood=$(grep -c "ember test guest: flood" "$D/ember.out")
-	[ "$flood" -ge 14 ] && [ "$flood" -le 15 ]
+	[ "$flood" -ge 14 ]
+	[ "$flood" -le 15 ]
 	! grep -q halting "$D/ember.out"
 }
 

@@ -87,7 +87,8 @@ good_snapshot() {
 	first=$(first_count "$D/ember.out")
 	echo "saved at $SAVED, restored guest printed $first first"
 	# The pause may have caught the guest between its increment and its line.
-	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
+	[ "$first" -gt "$SAVED" ]
+	[ "$first" -le $((SAVED + 2)) ]
 	grep -q "snapshot $D/good.state loaded in [0-9]* us, vCPUs running" "$D/ember.out"
 }
 
@@ -172,7 +173,8 @@ blk_counts() {
 	snapshot s
 	saved=$(blk_counts "$D/ember.out" | tail -1)
 	[ -n "$saved" ]
-	! grep -a "blk0: count=.* ok=0" "$D/ember.out"
+	run grep -a "blk0: count=.* ok=0" "$D/ember.out"
+	[ "$status" -eq 1 ]
 	fresh_ember
 	truncate -s 2M "$D/data.img"
 	expect_api 400 PUT /snapshot/load "$(load_body s true)" "the snapshot's disk had 2048"
@@ -182,9 +184,11 @@ blk_counts() {
 	cat "$D/ember.out"
 	# Every request after the load completed once, with the data written read back.
 	[ "$(blk_counts "$D/ember.out" | wc -l)" -ge 5 ]
-	! grep -a "blk0: count=.* ok=0" "$D/ember.out"
+	run grep -a "blk0: count=.* ok=0" "$D/ember.out"
+	[ "$status" -eq 1 ]
 	first=$(blk_counts "$D/ember.out" | head -1)
-	[ "$first" -gt "$saved" ] && [ "$first" -le $((saved + 2)) ]
+	[ "$first" -gt "$saved" ]
+	[ "$first" -le $((saved + 2)) ]
 	expect_api 200 GET /vm/config "" "\"path_on_host\":\"$D/data.img\""
 }
 
@@ -207,7 +211,7 @@ blk_counts() {
 	[ "$first" -gt "$SAVED" ] && [ "$first" -le $((SAVED + 2)) ]
 }
 
-@test "create: refused before boot, while running, for a kind without hooks, and for Diff" {
+@test "create: refused before boot, while running, for a kind without hooks, and for Diff without tracking" {
 	api_start
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"not supported before starting the microVM"
@@ -218,12 +222,13 @@ blk_counts() {
 		"Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\", \"snapshot_type\": \"Diff\"}" \
-		"Full snapshots only"
+		"Diff snapshots are not allowed on uVMs with dirty page tracking disabled."
 	expect_api 400 PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}" \
 		"vsock"
 	out=$(api PUT /snapshot/create "{\"snapshot_path\": \"$D/s\", \"mem_file_path\": \"$D/m\"}")
 	[[ "$out" == *"cannot be snapshotted yet"* ]]
-	[ ! -e "$D/s" ] && [ ! -e "$D/m" ]
+	[ ! -e "$D/s" ]
+	[ ! -e "$D/m" ]
 	expect_api 204 PATCH /vm '{"state": "Resumed"}'
 }
 
@@ -256,21 +261,28 @@ refused() {
 	refused "snapshot truncated: 1000 of its"
 	{ cat "$D/orig.state"; printf 'x'; } >"$D/good.state"
 	refused "snapshot has 1 bytes after its end"
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 0 0x58
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" poke 0 0x58
 	refused "not an ember snapshot: bad magic"
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 8 2
-	refused "snapshot format version 2.0: this ember reads version 1.x only"
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" poke 500 0x5a
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" poke 8 2
+	refused "snapshot format version 2.1: this ember reads version 1.x only"
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" poke 500 0x5a
 	refused "snapshot checksum mismatch: the file is corrupt"
 	# Valid checksums over wrong content: the checks behind the checksum.
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" section MACH 0 0 33
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" section MACH 0 0 33
 	refused "the snapshot has 33 vCPUs (1 to 32)"
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" section MACH 0 4 0x81
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" section MACH 0 4 0x81
 	refused "the snapshot's memory layout is not the one this ember builds for 129 MiB"
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" section CONF 0 0 0x5b
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" section CONF 0 0 0x5b
 	refused "device configuration is not a JSON object"
 	# The serial FIFO count: found only once the VM is half built, which is then undone.
-	cp "$D/orig.state" "$D/good.state" && "$SNAPFILE" "$D/good.state" section SERL 0 8 200
+	cp "$D/orig.state" "$D/good.state"
+	"$SNAPFILE" "$D/good.state" section SERL 0 8 200
 	refused "serial: 200 bytes in a 64-byte FIFO"
 	# The memory file: missing, and of another size.
 	cp "$D/orig.state" "$D/good.state"
@@ -298,4 +310,67 @@ refused() {
 	wait_count "$D/ember.out" $((saved + 1))
 	first=$(first_count "$D/ember.out")
 	[ "$first" -gt "$saved" ] && [ "$first" -le $((saved + 2)) ]
+}
+
+# cli_snapshot: the counting guest's snapshot in $D/good.*, and no ember running.
+cli_snapshot() {
+	good_snapshot
+	api_stop
+}
+
+@test "ember --no-api --snapshot STATE --snapshot-mem MEM starts the snapshot's guest running" {
+	cli_snapshot
+	"$EMBER" --no-api --snapshot "$D/good.state" --snapshot-mem "$D/good.mem" >"$D/ember.out" 2>&1 &
+	EMBER_PID=$!
+	wait_count "$D/ember.out" $((SAVED + 2))
+	first=$(first_count "$D/ember.out")
+	[ "$first" -gt "$SAVED" ]
+	[ "$first" -le $((SAVED + 2)) ]
+	grep -q "snapshot $D/good.state loaded in [0-9]* us, vCPUs running" "$D/ember.out"
+}
+
+@test "a config file's snapshot-load (the body of PUT /snapshot/load) starts from the snapshot, logger first" {
+	cli_snapshot
+	cat >"$D/vm.json" <<JSON
+{"snapshot-load": $(load_body good true), "logger": {"log_path": "$D/log", "level": "Info"}}
+JSON
+	"$EMBER" --no-api --config-file "$D/vm.json" >"$D/ember.out" 2>&1 &
+	EMBER_PID=$!
+	wait_count "$D/ember.out" $((SAVED + 2))
+	# The logger came before the load, wherever its key stands: the load's line is in its file.
+	grep -q "snapshot $D/good.state loaded in [0-9]* us, vCPUs running" "$D/log"
+}
+
+@test "a snapshot loaded paused through a config file waits for PATCH /vm Resumed on the API" {
+	cli_snapshot
+	echo "{\"snapshot-load\": $(load_body good false)}" >"$D/vm.json"
+	api_start --config-file "$D/vm.json"
+	expect_api 200 GET / "" '"state":"Paused"'
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	wait_count "$D/ember.out" $((SAVED + 1))
+}
+
+@test "starting from a snapshot without the API: each misuse is refused with its own message" {
+	cli_snapshot
+	run "$EMBER" --no-api --snapshot "$D/good.state"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--snapshot and --snapshot-mem come together"* ]]
+	run "$EMBER" --no-api --snapshot "$D/none.state" --snapshot-mem "$D/good.mem"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--snapshot $D/none.state: Load snapshot error: snapshot_path $D/none.state: No such file or directory"* ]]
+	echo "{\"snapshot-load\": $(load_body good true), \"boot-source\": {\"kernel_image_path\": \"$TEST_GUEST\"}}" >"$D/vm.json"
+	run "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"'snapshot-load' and 'boot-source' exclude each other"* ]]
+	echo "{\"snapshot-load\": $(load_body good false)}" >"$D/vm.json"
+	run "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"loaded paused (resume_vm false) and nothing could resume it"* ]]
+	echo "{\"snapshot-load\": {\"snapshot_path\": \"$D/good.state\"}}" >"$D/vm.json"
+	run "$EMBER" --no-api --config-file "$D/vm.json"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"snapshot-load: Load snapshot error: snapshot: mem_backend is required"* ]]
+	run "$EMBER" --no-api --config-file "$D/vm.json" --snapshot "$D/good.state" --snapshot-mem "$D/good.mem"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--snapshot and --config-file exclude each other"* ]]
 }

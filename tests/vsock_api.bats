@@ -27,7 +27,8 @@ teardown() {
 	# Firecracker: the second PUT replaces the whole object (vsock_id included).
 	expect_api 204 PUT /vsock "{\"guest_cid\": 4294967295, \"uds_path\": \"$D/w.sock\"}"
 	expect_api 200 GET /vm/config "" "\"vsock\":{\"guest_cid\":4294967295,\"uds_path\":\"$D/w.sock\"}"
-	[ ! -e "$D/v.sock" ] && [ -S "$D/w.sock" ]
+	[ ! -e "$D/v.sock" ]
+	[ -S "$D/w.sock" ]
 	expect_api 400 GET /vsock "" "Invalid request method and/or path: GET vsock."
 }
 

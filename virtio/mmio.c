@@ -30,6 +30,9 @@
 
 void virtio_dev_warn(struct virtio_dev *dev, const char *fmt, ...)
 {
+	/* A guest that keeps doing wrong costs no formatting once its lines are used up. */
+	if (dev->warnings >= DEV_WARN_MAX)
+		return;
 	char msg[ERR_LEN];
 	va_list ap;
 	va_start(ap, fmt);

@@ -118,7 +118,9 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 
 		/* Zero-length buffers carry nothing; skipping them keeps iov[] short. */
 		if (d.len) {
-			void *hva = guest_mem_ptr(q->mem, d.addr, d.len);
+			void *hva = d.flags & VIRTQ_DESC_F_WRITE
+					    ? guest_mem_ptr_w(q->mem, d.addr, d.len)
+					    : guest_mem_ptr(q->mem, d.addr, d.len);
 			if (!hva)
 				return broken(q, "buffer address outside guest memory");
 			if (nr == VIRTQ_MAX_SIZE)
@@ -185,8 +187,52 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	virtq_push_batch(q, &e, 1);
 }
 
+/* With dirty page tracking: the writable buffers of the chain at head marked dirty again
+ * as it goes back to the driver. Popping marked them already, but a chain popped before a
+ * snapshot may be written after it. The walk is walk_chain's, bounded the same way, but
+ * silent: the chain was checked when it was popped, and if the driver rewrote it since, it
+ * has only its own snapshot to blame. */
+static void mark_chain(const struct virtq *q, uint16_t head)
+{
+	const uint8_t *table = (const uint8_t *)q->desc;
+	uint32_t table_len = q->num, idx = head, total = 0;
+	bool in_indirect = false;
+	while (idx < table_len && ++total <= q->num) {
+		struct virtq_desc d;
+		memcpy(&d, table + (uint64_t)idx * sizeof(d), sizeof(d));
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			if (in_indirect || d.len % sizeof(d) ||
+			    d.len / sizeof(d) > VIRTQ_MAX_SIZE ||
+			    !(table = guest_mem_ptr(q->mem, d.addr, d.len)))
+				return;
+			table_len = d.len / sizeof(d);
+			in_indirect = true;
+			idx = 0;
+			continue;
+		}
+		if (d.flags & VIRTQ_DESC_F_WRITE)
+			guest_mem_mark_dirty(q->mem, d.addr, d.len);
+		if (!(d.flags & VIRTQ_DESC_F_NEXT))
+			return;
+		idx = d.next;
+	}
+}
+
+/* The used ring, avail_event included: the device writes it. */
+static void mark_used(const struct virtq *q)
+{
+	if (q->mem->dirty)
+		guest_mem_mark_dirty(q->mem, q->used_gpa, 6 + 8 * (uint64_t)q->num);
+}
+
 void virtq_push_batch(struct virtq *q, const struct virtq_used_elem *elems, unsigned nr)
 {
+	if (q->mem->dirty) {
+		for (unsigned i = 0; i < nr; i++)
+			if (elems[i].id < q->num)
+				mark_chain(q, (uint16_t)elems[i].id);
+		mark_used(q);
+	}
 	for (unsigned i = 0; i < nr; i++) {
 		struct virtq_used_elem *e =
 			&q->used->ring[(uint16_t)(q->used_idx + i) & (q->num - 1)];
@@ -229,6 +275,7 @@ bool virtq_need_interrupt(struct virtq *q)
 static bool notify_past(struct virtq *q, uint16_t at)
 {
 	if (q->event_idx) {
+		mark_used(q);
 		store16((uint16_t *)&q->used->ring[q->num], at);
 		/* Orders the avail_event store before re-reading avail->idx: a chain the driver
 		 * added before it could see avail_event is found by the re-read below. */

@@ -2,6 +2,7 @@
 #include "core/guest_mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,7 +11,7 @@
 
 #include "x86/layout.h"
 
-#define PAGE_SIZE  4096ULL
+#define PAGE_SIZE  GUEST_PAGE_SIZE
 #define DUMP_CHUNK (64ULL << 20) /* mincore() a chunk at a time: a 16 KiB vector */
 
 static int map_region(struct mem_region *r, uint64_t gpa, uint64_t size)
@@ -51,6 +52,7 @@ void guest_mem_free(struct guest_mem *mem)
 	mem->nr_regions = 0;
 	mem->size = 0;
 	mem->file_backed = false;
+	guest_mem_track(mem, false);
 }
 
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
@@ -85,11 +87,66 @@ int guest_mem_discard(const struct guest_mem *mem, void *hva, uint64_t len, uint
 			return 0;
 		if (madvise((void *)first, end - first, MADV_DONTNEED) < 0)
 			return -errno;
+		/* The pages now read as zeros: a Diff snapshot must say so, as a Full does. */
+		guest_mem_mark_dirty(mem, r->gpa + (first - base), end - first);
 		if (discarded)
 			*discarded = end - first;
 		return 0;
 	}
 	return -EFAULT;
+}
+
+void *guest_mem_ptr_w(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	void *p = guest_mem_ptr(mem, gpa, len);
+	if (p)
+		guest_mem_mark_dirty(mem, gpa, len);
+	return p;
+}
+
+int guest_mem_track(struct guest_mem *mem, bool on)
+{
+	free(mem->dirty);
+	mem->dirty = NULL;
+	mem->nr_pages = 0;
+	if (!on)
+		return 0;
+	uint64_t pages = mem->size / PAGE_SIZE;
+	mem->dirty = calloc((pages + 63) / 64, sizeof(uint64_t));
+	if (!mem->dirty)
+		return -ENOMEM;
+	mem->nr_pages = pages;
+	return 0;
+}
+
+void guest_mem_mark_dirty(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	if (!mem->dirty || !len)
+		return;
+	uint64_t end = len > UINT64_MAX - gpa ? UINT64_MAX : gpa + len, first_page = 0;
+	for (unsigned i = 0; i < mem->nr_regions;
+	     first_page += mem->regions[i].size / PAGE_SIZE, i++) {
+		const struct mem_region *r = &mem->regions[i];
+		uint64_t lo = gpa > r->gpa ? gpa : r->gpa;
+		uint64_t hi = end < r->gpa + r->size ? end : r->gpa + r->size;
+		if (lo >= hi)
+			continue;
+		uint64_t last = first_page + (hi - 1 - r->gpa) / PAGE_SIZE;
+		for (uint64_t p = first_page + (lo - r->gpa) / PAGE_SIZE; p <= last; p++)
+			__atomic_fetch_or(&mem->dirty[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+	}
+}
+
+void guest_mem_take_dirty(const struct guest_mem *mem, uint64_t *bitmap)
+{
+	for (uint64_t w = 0; mem->dirty && w < (mem->nr_pages + 63) / 64; w++)
+		bitmap[w] |= __atomic_exchange_n(&mem->dirty[w], 0, __ATOMIC_ACQ_REL);
+}
+
+void guest_mem_return_dirty(const struct guest_mem *mem, const uint64_t *bitmap)
+{
+	for (uint64_t w = 0; mem->dirty && w < (mem->nr_pages + 63) / 64; w++)
+		__atomic_fetch_or(&mem->dirty[w], bitmap[w], __ATOMIC_RELAXED);
 }
 
 int guest_mem_init_file(struct guest_mem *mem, uint64_t size, int fd)
@@ -145,11 +202,8 @@ static int write_run(int fd, const uint8_t *hva, uint64_t off, uint64_t len, uin
 	return 0;
 }
 
-/* A page mincore() reports absent may still hold data: swapped out (anonymous memory), or
- * evicted from the page cache of the file a restored VM maps. Only without swap, for
- * anonymous memory, is absent the same as never touched; otherwise absent pages are read
- * (which brings them back) and written when they are not zeros. */
-int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
+/* fd's size to the memory's, all of it a hole; -EBUSY for the file the memory comes from. */
+static int truncate_dump(const struct guest_mem *mem, int fd)
 {
 	struct stat st;
 	if (fstat(fd, &st) < 0)
@@ -158,6 +212,18 @@ int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
 		return -EBUSY;
 	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)mem->size) < 0)
 		return -errno;
+	return 0;
+}
+
+/* A page mincore() reports absent may still hold data: swapped out (anonymous memory), or
+ * evicted from the page cache of the file a restored VM maps. Only without swap, for
+ * anonymous memory, is absent the same as never touched; otherwise absent pages are read
+ * (which brings them back) and written when they are not zeros. */
+int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
+{
+	int rc = truncate_dump(mem, fd);
+	if (rc)
+		return rc;
 	struct sysinfo si;
 	bool check_absent = mem->file_backed || sysinfo(&si) < 0 || si.totalswap > 0;
 	static unsigned char vec[DUMP_CHUNK / PAGE_SIZE];
@@ -177,9 +243,9 @@ int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
 				if (data)
 					continue;
 				if (p > run) {
-					int rc = write_run(fd, hva + run * PAGE_SIZE,
-							   file_off + c + run * PAGE_SIZE,
-							   (p - run) * PAGE_SIZE, written);
+					rc = write_run(fd, hva + run * PAGE_SIZE,
+						       file_off + c + run * PAGE_SIZE,
+						       (p - run) * PAGE_SIZE, written);
 					if (rc)
 						return rc;
 				}
@@ -187,6 +253,48 @@ int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written)
 			}
 		}
 		file_off += r->size;
+	}
+	return 0;
+}
+
+static bool bit(const uint64_t *bitmap, uint64_t i)
+{
+	return bitmap[i / 64] >> (i % 64) & 1;
+}
+
+/* Every page whose bit is set is written, zeros too: merged onto its base, a page the guest
+ * cleared must clear the base's. */
+int guest_mem_dump_dirty(const struct guest_mem *mem, int fd, const uint64_t *bitmap,
+			 uint64_t *pages)
+{
+	int rc = truncate_dump(mem, fd);
+	if (rc)
+		return rc;
+	uint64_t first_page = 0, written = 0;
+	*pages = 0;
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		uint64_t npages = r->size / PAGE_SIZE;
+		for (uint64_t p = 0; p < npages;) {
+			uint64_t idx = first_page + p;
+			if (idx % 64 == 0 && npages - p >= 64 && !bitmap[idx / 64]) {
+				p += 64; /* a whole clear word */
+				continue;
+			}
+			if (!bit(bitmap, idx)) {
+				p++;
+				continue;
+			}
+			uint64_t run = p;
+			while (p < npages && bit(bitmap, first_page + p))
+				p++;
+			rc = write_run(fd, r->hva + run * PAGE_SIZE, (first_page + run) * PAGE_SIZE,
+				       (p - run) * PAGE_SIZE, &written);
+			if (rc)
+				return rc;
+			*pages += p - run;
+		}
+		first_page += npages;
 	}
 	return 0;
 }

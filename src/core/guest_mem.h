@@ -22,7 +22,15 @@ struct guest_mem {
 	bool file_backed;
 	dev_t file_dev;
 	ino_t file_ino;
+	/* Dirty page tracking (guest_mem_track): one bit per page, in file order (the regions
+	 * back to back), set for every page the VMM writes (device buffers, used rings, the
+	 * loader). KVM logs only what the guest writes; a Diff snapshot needs both. NULL when
+	 * tracking is off. Set from any thread, atomically. */
+	uint64_t *dirty;
+	uint64_t nr_pages;
 };
+
+#define GUEST_PAGE_SIZE 4096ULL
 
 /* Maps size bytes (MAP_NORESERVE: pages cost host memory once touched). -errno. */
 int guest_mem_init(struct guest_mem *mem, uint64_t size);
@@ -39,9 +47,27 @@ int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written);
  * (overflow, the gap, beyond the end). */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Gives the whole host pages inside [hva, hva+len) back to the host (MADV_DONTNEED: the
- * mappings are private, so the next touch reads zeros, or the snapshot file's page). The
- * range must lie inside one RAM region: -EFAULT otherwise, and nothing is discarded.
- * *discarded (may be NULL): the bytes given back. 0 or -errno. */
+ * mappings are private, so the next touch reads zeros, or the snapshot file's page) and
+ * marks them dirty. The range must lie inside one RAM region: -EFAULT otherwise, and
+ * nothing is discarded. *discarded (may be NULL): the bytes given back. 0 or -errno. */
 int guest_mem_discard(const struct guest_mem *mem, void *hva, uint64_t len, uint64_t *discarded);
+/* The same for memory the VMM is about to write: the pages are marked dirty when tracking
+ * is on. */
+void *guest_mem_ptr_w(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+/* Turns the VMM's own dirty bitmap on (all clear) or off. -ENOMEM. */
+int guest_mem_track(struct guest_mem *mem, bool on);
+/* Marks the pages of [gpa, gpa+len) that are RAM dirty (nothing when tracking is off). */
+void guest_mem_mark_dirty(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Moves the VMM's dirty bits into bitmap (ORed in: one bit per page in file order, the
+ * bitmap nr_pages bits long) and clears them. */
+void guest_mem_take_dirty(const struct guest_mem *mem, uint64_t *bitmap);
+/* Puts bits back (a snapshot that failed after it took them). */
+void guest_mem_return_dirty(const struct guest_mem *mem, const uint64_t *bitmap);
+/* Writes the pages set in bitmap (file order), zeros included, at their offsets in fd
+ * (truncated to the memory size first): a Diff memory file, its other pages holes.
+ * *pages: pages written. -errno, -EBUSY as guest_mem_dump. */
+int guest_mem_dump_dirty(const struct guest_mem *mem, int fd, const uint64_t *bitmap,
+			 uint64_t *pages);
 
 #endif

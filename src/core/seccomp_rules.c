@@ -156,7 +156,6 @@ static const struct seccomp_rule vmm[] = {
 	/* virtio-mmio wires queue notifiers and interrupts when a driver (re)activates a device */
 	ALLOW_IF_EQ(ioctl, 1, KVM_IOEVENTFD),
 	ALLOW_IF_EQ(ioctl, 1, KVM_IRQFD),
-	ALLOW_IF_EQ(ioctl, 1, KVM_IRQ_LINE),
 	/* PATCH /vm: the guest clock is held while paused (vm_pause, vm_resume). */
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_CLOCK),
 	ALLOW_IF_EQ(ioctl, 1, KVM_SET_CLOCK),
@@ -177,6 +176,7 @@ static const struct seccomp_rule vmm[] = {
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_MSRS),
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_CPUID2),
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_VCPU_EVENTS),
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_DIRTY_LOG), /* with track_dirty_pages (snapshot_mem.c) */
 	ALLOW(mincore),
 	ALLOW(sysinfo),
 	ALLOW(ftruncate),

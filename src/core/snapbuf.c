@@ -6,7 +6,8 @@
 
 void snapw_bytes(struct snap_writer *w, const void *data, size_t n)
 {
-	if (w->oom)
+	/* n == 0: an empty blob, whose data may be NULL (memcpy's arguments must not be). */
+	if (w->oom || n == 0)
 		return;
 	if (n > w->cap - w->len) {
 		size_t cap = w->cap ? w->cap : 4096;

@@ -113,12 +113,15 @@ static void *make_pit_and_filters(void *arg)
 	return NULL;
 }
 
+/* With dirty page tracking (the VMM's bitmap exists: track_dirty) KVM logs the guest's
+ * writes to each slot too; KVM takes a flags-only change of a slot as it is. */
 static void set_memory_slots(struct machine *m, bool remove)
 {
 	for (unsigned i = 0; i < m->mem.nr_regions; i++) {
 		const struct mem_region *r = &m->mem.regions[i];
 		struct kvm_userspace_memory_region region = {
 			.slot = i,
+			.flags = m->mem.dirty && !remove ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 			.guest_phys_addr = r->gpa,
 			.memory_size = remove ? 0 : r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
@@ -359,6 +362,13 @@ static void release(struct vm *vm)
 	vm->kvm_ready = false;
 }
 
+/* machine-config's track_dirty_pages (or the snapshot load's): the VMM's dirty bitmap, before
+ * anything writes guest memory and before the slots are registered with KVM's log. */
+static int track_dirty(struct vm *vm)
+{
+	return vm->cfg.machine.track_dirty_pages ? guest_mem_track(&vm->m.mem, true) : 0;
+}
+
 /* Guest memory for a snapshot load: the memory file mapped copy-on-write, registered here
  * (the KVM VM is fresh: no slot and no memory thread yet). */
 static int map_memory_file(struct vm *vm, int fd, char *err)
@@ -371,6 +381,8 @@ static int map_memory_file(struct vm *vm, int fd, char *err)
 		guest_mem_free(&vm->m.mem);
 	}
 	vm->mem_rc = guest_mem_init_file(&vm->m.mem, size, fd);
+	if (!vm->mem_rc)
+		vm->mem_rc = track_dirty(vm);
 	if (vm->mem_rc)
 		return errf(err, vm->mem_rc, "cannot map the memory file: %s",
 			    strerror(-vm->mem_rc));
@@ -404,8 +416,13 @@ static int build(struct vm *vm, const struct builder_snapshot *from, char *err)
 	} else if (vm->build_ahead) {
 		builder_resize_memory(vm); /* no machine-config came: the default size */
 		join_helper(vm->mem_thread, &vm->mem_pending);
+		/* Registered without the log ahead of time: the flag now. */
+		if (!vm->mem_rc && cfg->machine.track_dirty_pages &&
+		    !(vm->mem_rc = track_dirty(vm)))
+			set_memory_slots(m, false);
 	} else if (!(vm->mem_rc =
-			     guest_mem_init(&m->mem, (uint64_t)cfg->machine.mem_size_mib << 20))) {
+			     guest_mem_init(&m->mem, (uint64_t)cfg->machine.mem_size_mib << 20)) &&
+		   !(vm->mem_rc = track_dirty(vm))) {
 		vm->mem_bytes = m->mem.size;
 		start_helper(vm, &vm->mem_thread, &vm->mem_pending, map_memory);
 	}

@@ -196,7 +196,12 @@ int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_
 	const char *key;
 	json_t *val;
 	int kind;
+	const char *vm_key = NULL; /* a key that configures the VM itself */
 	json_object_foreach (root, key, val) {
+		bool own = strcmp(key, "logger") == 0 || strcmp(key, "metrics") == 0 ||
+			   strcmp(key, SNAPSHOT_LOAD_KEY) == 0;
+		if (!own && !(json_is_null(val) && null_is_absent(key)))
+			vm_key = key;
 		if (strcmp(key, "boot-source") == 0)
 			rc = config_put_boot_source(cfg, val, inner);
 		else if (strcmp(key, "machine-config") == 0)
@@ -207,14 +212,19 @@ int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_
 			rc = device_kinds[kind]->load(cfg->devices[kind], val, inner);
 		else if (json_is_null(val) && null_is_absent(key))
 			rc = 0; /* what GET /vm/config shows for an unconfigured object */
-		else if (own_key && (strcmp(key, "logger") == 0 || strcmp(key, "metrics") == 0))
+		else if (own_key && own)
 			rc = own_key(opaque, key, val, inner);
 		else
 			rc = cfg_fail(inner, "unknown key '%s'", key);
 		if (rc)
 			goto out;
 	}
-	if (!json_object_get(root, "boot-source"))
+	if (json_object_get(root, SNAPSHOT_LOAD_KEY) && vm_key)
+		rc = cfg_fail(inner,
+			      "'%s' and '%.64s' exclude each other: the snapshot brings the VM's "
+			      "configuration (only 'logger' and 'metrics' may come with it)",
+			      SNAPSHOT_LOAD_KEY, vm_key);
+	else if (!json_object_get(root, SNAPSHOT_LOAD_KEY) && !json_object_get(root, "boot-source"))
 		rc = cfg_fail(inner, "missing 'boot-source'");
 out:
 	if (rc)

@@ -21,12 +21,19 @@ int config_put_serial(struct vm_config *cfg, json_t *body, char *err);
 /* Checks the combination (e.g. smt with an odd vcpu_count, a kernel configured). */
 int config_validate_for_start(const struct vm_config *cfg, char *err);
 
+/* A config file's key whose value is a PUT /snapshot/load body: the VM comes from that
+ * snapshot instead of the file's own configuration. */
+#define SNAPSHOT_LOAD_KEY "snapshot-load"
+
 /* Keys of a config file that configure ember itself rather than the VM ("logger",
- * "metrics"): the caller's handler takes them (0 or -errno with err set). */
+ * "metrics") or that name a snapshot to start from (SNAPSHOT_LOAD_KEY): the caller's handler
+ * takes them (0 or -errno with err set). */
 typedef int (*config_key_fn)(void *opaque, const char *key, json_t *val, char *err);
 
 /* Reads a Firecracker-style config file: an object whose keys name the objects above;
- * "logger" and "metrics" go to own_key (NULL: they are refused as unknown). */
+ * "logger", "metrics" and SNAPSHOT_LOAD_KEY go to own_key (NULL: they are refused as
+ * unknown). A file with SNAPSHOT_LOAD_KEY has no other key for the VM, one without it has
+ * "boot-source". */
 int config_load_file(const char *path, struct vm_config *cfg, config_key_fn own_key, void *opaque,
 		     char *err);
 

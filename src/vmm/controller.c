@@ -18,6 +18,7 @@
 #include "virtio/virtio.h"
 #include "vmm/config_json.h"
 #include "vmm/device_table.h"
+#include "vmm/snapshot.h"
 #include "x86/vcpu.h"
 
 #define METRICS_PERIOD_S 60
@@ -167,12 +168,41 @@ static int config_file_key(void *opaque, const char *key, json_t *val, char *err
 	struct vm *vm = opaque;
 	if (!json_is_object(val))
 		return cfg_fail(err, "%s: expected a JSON object", key);
+	if (strcmp(key, SNAPSHOT_LOAD_KEY) == 0) {
+		/* Loaded by vmm_start_configured, after the logger and the API socket. */
+		json_decref(vm->config_snapshot);
+		vm->config_snapshot = json_incref(val);
+		return 0;
+	}
 	return strcmp(key, "logger") == 0 ? put_logger(vm, val, err) : put_metrics(vm, val, err);
 }
 
 int vmm_load_config_file(struct vm *vm, const char *path, char *err)
 {
 	return config_load_file(path, &vm->cfg, config_file_key, vm, err);
+}
+
+int vmm_start_configured(struct vm *vm, char *err)
+{
+	if (!vm->config_snapshot)
+		return vmm_start(vm, err);
+	char why[ERR_LEN];
+	int rc = vmm_snapshot_load(vm, vm->config_snapshot, why);
+	if (rc)
+		errf(err, rc, "%s: %.400s", SNAPSHOT_LOAD_KEY, why);
+	json_decref(vm->config_snapshot);
+	vm->config_snapshot = NULL;
+	return rc;
+}
+
+int vmm_load_snapshot_files(struct vm *vm, const char *state_path, const char *mem_path, char *err)
+{
+	json_t *body =
+		json_pack("{s:s, s:{s:s, s:s}, s:b}", "snapshot_path", state_path, "mem_backend",
+			  "backend_type", "File", "backend_path", mem_path, "resume_vm", 1);
+	int rc = body ? vmm_snapshot_load(vm, body, err) : errf(err, -ENOMEM, "out of memory");
+	json_decref(body);
+	return rc;
 }
 
 int vmm_start(struct vm *vm, char *err)

@@ -23,8 +23,14 @@ int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, 
 /* GET on a device kind's object (key "balloon", id its second path segment or NULL): a new
  * reference in *out. */
 int vmm_device_get(struct vm *vm, const char *key, const char *id, json_t **out, char *err);
-/* A Firecracker config file: every object, then InstanceStart. */
+/* A Firecracker config file: every object, or with SNAPSHOT_LOAD_KEY (config_json.h) the
+ * logger, the metrics and the snapshot to load; vmm_start_configured then starts the VM. */
 int vmm_load_config_file(struct vm *vm, const char *path, char *err);
+/* After vmm_load_config_file: InstanceStart, or the file's snapshot loaded (the VM paused
+ * or running, as the body's resume_vm says). */
+int vmm_start_configured(struct vm *vm, char *err);
+/* The command line's --snapshot: PUT /snapshot/load with the File backend, resumed. */
+int vmm_load_snapshot_files(struct vm *vm, const char *state_path, const char *mem_path, char *err);
 /* --metrics-path: as PUT /metrics. */
 int vmm_open_metrics(struct vm *vm, const char *path, char *err);
 

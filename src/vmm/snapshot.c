@@ -18,6 +18,7 @@
 #include "vmm/controller.h"
 #include "vmm/device_table.h"
 #include "vmm/snapshot_file.h"
+#include "vmm/snapshot_mem.h"
 #include "x86/layout.h"
 #include "x86/vcpu_state.h"
 
@@ -133,27 +134,6 @@ static int write_file(const char *path, const void *buf, size_t len, char *err)
 	return rc;
 }
 
-static int write_memory(struct vm *vm, const char *path, char *err)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return errf(err, -errno, "mem_file_path %s: %s", path, strerror(errno));
-	uint64_t written = 0;
-	int rc = guest_mem_dump(&vm->m.mem, fd, &written);
-	close(fd);
-	if (rc == -EBUSY)
-		return errf(err, rc,
-			    "mem_file_path %s is the file this VM's memory was loaded from; "
-			    "write the snapshot elsewhere",
-			    path);
-	if (rc)
-		return errf(err, rc, "mem_file_path %s: %s", path, strerror(-rc));
-	log_info("snapshot: %llu KiB of %llu MiB of guest memory written to %s",
-		 (unsigned long long)(written >> 10), (unsigned long long)(vm->m.mem.size >> 20),
-		 path);
-	return 0;
-}
-
 static int create(struct vm *vm, json_t *body, char *err)
 {
 	static const char *const keys[] = { "snapshot_path", "mem_file_path", "snapshot_type",
@@ -165,9 +145,11 @@ static int create(struct vm *vm, json_t *body, char *err)
 	    cfg_get_str(body, "snapshot", "snapshot_type", false, &type, err) ||
 	    cfg_get_str(body, "snapshot", "version", false, &version, err))
 		return -EINVAL;
-	if (type && strcmp(type, "Full") != 0)
-		return cfg_fail(err, "snapshot_type '%.32s': ember makes Full snapshots only",
-				type);
+	bool diff = type && strcmp(type, "Diff") == 0;
+	if (type && !diff && strcmp(type, "Full") != 0)
+		return cfg_fail(err, "snapshot_type '%.32s': Full or Diff", type);
+	if (diff && !vm->m.mem.dirty)
+		return cfg_fail(err, DIFF_NEEDS_TRACKING);
 	if (vm->state == VM_RUNNING)
 		return cfg_fail(err, "Cannot save the microVM state: Operation not allowed: "
 				     "save/restore unavailable while running");
@@ -178,21 +160,37 @@ static int create(struct vm *vm, json_t *body, char *err)
 					"%s '%s': this kind of device cannot be snapshotted yet",
 					kind->key, vm->devices.devs[i]->label);
 	}
-	uint64_t t0 = monotonic_ns();
+	/* The CPU time too: on a busy host the wall time is mostly waiting for a core (vCPUs
+	 * are parked, so the process's CPU time is this thread's). */
+	uint64_t t0 = monotonic_ns(), cpu0 = process_cpu_ns();
 	struct snap_writer w = { 0 };
 	unsigned nr = 0;
+	/* With tracking, every snapshot starts the next Diff afresh: the log is taken (and
+	 * cleared) now, and given back if the snapshot fails. */
+	struct snap_dirty dirty = { 0 };
+	int rc = vm->m.mem.dirty ? snapshot_mem_collect(&vm->m, &dirty, err) : 0;
 	snapshot_file_start(&w);
-	int rc = save_state(vm, &w, &nr, err);
+	if (!rc)
+		rc = save_state(vm, &w, &nr, err);
 	if (!rc) {
-		snapshot_file_seal(&w, nr);
+		size_t sec = snapw_begin(&w, SNAP_MEMORY, 0);
+		snapshot_mem_save(&vm->m.mem, diff ? &dirty : NULL, &w);
+		snapw_end(&w, sec);
+		snapshot_file_seal(&w, nr + 1);
 		/* Memory first: a state file on disk means its memory file is complete. */
-		rc = write_memory(vm, mem_path, err);
+		rc = w.oom ? errf(err, -ENOMEM, "out of memory")
+			   : snapshot_mem_write(&vm->m, mem_path, diff ? &dirty : NULL, err);
 	}
 	if (!rc)
 		rc = write_file(state_path, w.buf, w.len, err);
 	if (!rc)
-		log_info("snapshot: %zu-byte state written to %s in %llu us", w.len, state_path,
-			 (unsigned long long)((monotonic_ns() - t0) / 1000));
+		log_info("snapshot: %s, %zu-byte state written to %s in %llu us (%llu us of CPU)",
+			 diff ? "Diff" : "Full", w.len, state_path,
+			 (unsigned long long)((monotonic_ns() - t0) / 1000),
+			 (unsigned long long)((process_cpu_ns() - cpu0) / 1000));
+	if (rc)
+		snapshot_mem_restore_dirty(&vm->m, &dirty);
+	snapshot_mem_free(&dirty);
 	snapw_free(&w);
 	return rc;
 }
@@ -214,6 +212,7 @@ struct loaded {
 	bool smt;
 	struct vm_kvm_state kvm;
 	struct vcpu_state *vcpus;
+	struct snap_mem_record mem;
 };
 
 static const struct snap_section *need(const struct snap_file *f, uint32_t tag, uint32_t inst,
@@ -303,7 +302,8 @@ static int parse_state(struct vm_config *cfg, struct loaded *l, const uint8_t *b
 		       char *err)
 {
 	int rc = snapshot_file_parse(buf, len, &l->file, err);
-	if (rc || (rc = parse_machine(l, err)))
+	if (rc || (rc = parse_machine(l, err)) ||
+	    (rc = snapshot_mem_parse(&l->file, l->mem_mib, &l->mem, err)))
 		return rc;
 	const struct snap_section *s = need(&l->file, SNAP_KVM_VM, 0, "KVM VM", err);
 	if (!s)
@@ -328,17 +328,58 @@ static int parse_state(struct vm_config *cfg, struct loaded *l, const uint8_t *b
 	return parse_config(cfg, l, err);
 }
 
-int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err)
+/* A name from the file as printable text (the file is hostile: no terminal escapes). */
+static void printable(char *out, size_t size, const struct snap_reader *blob)
+{
+	size_t n = 0;
+	for (; n + 1 < size && n < blob->len; n++) {
+		char c = (char)blob->p[n];
+		out[n] = c >= 0x20 && c < 0x7f ? c : '?';
+	}
+	out[n] = '\0';
+}
+
+/* The saved devices, as the sections of a checked file name them (restore_device matches
+ * them against the configuration's). */
+static void describe(const struct loaded *l, struct snapshot_info *info)
+{
+	info->major = l->file.major;
+	info->minor = l->file.minor;
+	info->nr_vcpus = l->nr_vcpus;
+	info->mem_mib = l->mem_mib;
+	info->mem = l->mem;
+	info->nr_devices = 0;
+	for (unsigned i = 0; i < l->file.nr && info->nr_devices < VIRTIO_DEV_MAX; i++) {
+		const struct snap_section *s = &l->file.sec[i];
+		if (s->tag != SNAP_VIRTIO)
+			continue;
+		struct snap_reader r = section_reader(s);
+		struct snap_reader key = snapr_blob(&r), label = snapr_blob(&r);
+		struct snapshot_device *d = &info->devices[info->nr_devices++];
+		d->slot = s->instance;
+		printable(d->kind, sizeof(d->kind), &key);
+		printable(d->id, sizeof(d->id), &label);
+	}
+}
+
+int vmm_snapshot_inspect(const uint8_t *buf, size_t len, struct snapshot_info *info, char *err)
 {
 	struct loaded *l = calloc(1, sizeof(*l));
 	struct vm_config cfg;
 	vm_config_init(&cfg);
 	int rc = l ? parse_state(&cfg, l, buf, len, err) : errf(err, -ENOMEM, "out of memory");
+	if (!rc && info)
+		describe(l, info);
 	vm_config_free(&cfg);
 	if (l)
 		free(l->vcpus);
 	free(l);
 	return rc;
+}
+
+int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err)
+{
+	return vmm_snapshot_inspect(buf, len, NULL, err);
 }
 
 static int restore_device(struct vm *vm, unsigned i, const struct loaded *l, char *err)
@@ -431,6 +472,7 @@ static int open_memory(const char *path, uint64_t size, int *fd, char *err)
 struct load_request {
 	const char *state_path, *mem_path;
 	bool resume;
+	bool track; /* track_dirty_pages, or the deprecated enable_diff_snapshots */
 };
 
 static int parse_load_body(json_t *body, struct load_request *req, char *err)
@@ -469,9 +511,7 @@ static int parse_load_body(json_t *body, struct load_request *req, char *err)
 	if (type && strcmp(type, "File") != 0)
 		return cfg_fail(
 			err, "mem_backend: backend_type '%.32s' is not supported yet (File)", type);
-	if (diff || dirty)
-		return cfg_fail(err, "snapshot: diff snapshots and dirty page tracking are not "
-				     "supported yet");
+	req->track = diff || dirty;
 	return 0;
 }
 
@@ -497,6 +537,11 @@ static int load(struct vm *vm, const struct load_request *req, char *err)
 		vm->cfg.machine.vcpu_count = l->nr_vcpus;
 		vm->cfg.machine.mem_size_mib = l->mem_mib;
 		vm->cfg.machine.smt = l->smt;
+		vm->cfg.machine.track_dirty_pages = req->track;
+		if (l->mem.diff)
+			log_warn("snapshot %s is a Diff: its memory file must be merged onto its "
+				 "base first (ember-snap merge BASE_MEM DIFF_MEM)",
+				 req->state_path);
 		struct builder_snapshot from = { mem_fd, apply, l };
 		rc = builder_restore(vm, &from, err);
 		/* The mapping keeps the file; the descriptor is not needed any more. */

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/snapshot_mem.h"
 #include "vmm/vm.h"
 
 int vmm_snapshot_create(struct vm *vm, json_t *body, char *err);
@@ -19,5 +20,20 @@ int vmm_snapshot_load(struct vm *vm, json_t *body, char *err);
  * KVM and vCPU sections, the devices' configuration), on a byte buffer and without a VM:
  * for the fuzz and unit tests. 0 or -errno with err. */
 int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err);
+
+/* What a checked state file holds, for ember-snap inspect. */
+struct snapshot_device {
+	char kind[32]; /* its device table key: "drives", "network-interfaces", ... */
+	char id[72];
+	unsigned slot; /* virtio-mmio slot */
+};
+struct snapshot_info {
+	unsigned major, minor, nr_vcpus, mem_mib;
+	struct snap_mem_record mem;
+	unsigned nr_devices;
+	struct snapshot_device devices[VIRTIO_DEV_MAX];
+};
+/* vmm_snapshot_check, and on success what the file holds into info (NULL: only the check). */
+int vmm_snapshot_inspect(const uint8_t *buf, size_t len, struct snapshot_info *info, char *err);
 
 #endif

@@ -18,7 +18,7 @@
 
 #define SNAP_MAGIC	  "EMBERSNP"
 #define SNAP_MAJOR	  1
-#define SNAP_MINOR	  0
+#define SNAP_MINOR	  1 /* 1.1: MEMF, the memory file's record (vmm/snapshot_mem.h) */
 #define SNAP_HEADER_LEN	  32
 #define SNAP_SECTIONS_MAX 256
 #define SNAP_FILE_MAX	  (64u << 20) /* far beyond 32 vCPUs and every device */

@@ -51,6 +51,8 @@ struct vm {
 	/* Something besides the logger and metrics was configured: a snapshot load, which
 	 * brings its own configuration, is no longer allowed. */
 	bool configured;
+	/* A config file's snapshot-load body (jansson), until vmm_start_configured loads it. */
+	struct json_t *config_snapshot;
 
 	/* ember's own outputs, configured with the VM (PUT /logger, /metrics). */
 	char *log_path;

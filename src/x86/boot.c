@@ -95,9 +95,9 @@ static void put32(uint8_t *zp, unsigned off, uint32_t v)
 int boot_write_params(const struct guest_mem *mem, const struct kernel_image *k,
 		      const char *cmdline, uint64_t initrd_gpa, uint64_t initrd_size, char *err)
 {
-	uint8_t *zp = guest_mem_ptr(mem, ZERO_PAGE_ADDR, 4096);
+	uint8_t *zp = guest_mem_ptr_w(mem, ZERO_PAGE_ADDR, 4096);
 	size_t cmd_len = strlen(cmdline);
-	char *cmd_dst = guest_mem_ptr(mem, CMDLINE_ADDR, cmd_len + 1);
+	char *cmd_dst = guest_mem_ptr_w(mem, CMDLINE_ADDR, cmd_len + 1);
 	if (!zp || !cmd_dst)
 		return errf(err, -ENOMEM, "guest memory too small for the boot parameters");
 	if (cmd_len > k->cmdline_max)
@@ -137,11 +137,11 @@ int boot_write_params(const struct guest_mem *mem, const struct kernel_image *k,
 
 int boot_write_page_tables(const struct guest_mem *mem)
 {
-	uint64_t *pml4 = guest_mem_ptr(mem, PML4_ADDR, 4096);
-	uint64_t *pdpt = guest_mem_ptr(mem, PDPT_ADDR, 4096);
-	uint64_t *pd = guest_mem_ptr(mem, PD_ADDR, 4 * 4096);
-	uint64_t *gdt = guest_mem_ptr(mem, GDT_ADDR, BOOT_GDT_ENTRIES * 8);
-	uint64_t *idt = guest_mem_ptr(mem, IDT_ADDR, 8);
+	uint64_t *pml4 = guest_mem_ptr_w(mem, PML4_ADDR, 4096);
+	uint64_t *pdpt = guest_mem_ptr_w(mem, PDPT_ADDR, 4096);
+	uint64_t *pd = guest_mem_ptr_w(mem, PD_ADDR, 4 * 4096);
+	uint64_t *gdt = guest_mem_ptr_w(mem, GDT_ADDR, BOOT_GDT_ENTRIES * 8);
+	uint64_t *idt = guest_mem_ptr_w(mem, IDT_ADDR, 8);
 	if (!pml4 || !pdpt || !pd || !gdt || !idt)
 		return -ENOMEM;
 	memset(pml4, 0, 4096);

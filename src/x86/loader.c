@@ -128,7 +128,7 @@ static int load_elf(const struct guest_mem *mem, int fd, const char *path, uint6
 				    "kernel %s: segment %u at 0x%llx would overwrite the boot "
 				    "structures below 1 MiB",
 				    path, i, (unsigned long long)p->p_paddr);
-		uint8_t *dst = guest_mem_ptr(mem, p->p_paddr, p->p_memsz);
+		uint8_t *dst = guest_mem_ptr_w(mem, p->p_paddr, p->p_memsz);
 		if (!dst)
 			return errf(err, -EINVAL,
 				    "kernel %s: segment %u (0x%llx, %llu bytes) does not fit in "
@@ -196,7 +196,7 @@ static int load_bzimage(const struct guest_mem *mem, int fd, const char *path, u
 	uint64_t need = init_size > pm_size ? init_size : pm_size;
 	/* A relocatable kernel would move itself up to its preferred address anyway, so a
 	 * guest without room there cannot run it. */
-	uint8_t *dst = load >= HIMEM_START ? guest_mem_ptr(mem, load, need) : NULL;
+	uint8_t *dst = load >= HIMEM_START ? guest_mem_ptr_w(mem, load, need) : NULL;
 	if (!dst)
 		return errf(err, -EINVAL,
 			    "kernel %s: needs %llu MiB of guest memory (%llu bytes at 0x%llx), the "
@@ -274,7 +274,7 @@ int loader_load_initrd(const struct guest_mem *mem, const char *path, const stru
 		top = (uint64_t)k->initrd_addr_max + 1;
 	uint64_t start = top >= len ? (top - len) & ~0xfffULL : 0;
 	/* Only a range check: the read below happens after the size checks. */
-	void *dst = guest_mem_ptr(mem, start, len);
+	void *dst = guest_mem_ptr_w(mem, start, len);
 	int rc = 0;
 	if (!S_ISREG(st.st_mode) || len == 0)
 		rc = errf(err, -EINVAL, "initrd %s: not a non-empty regular file", path);

@@ -101,7 +101,7 @@ int mptable_write(const struct guest_mem *mem, uint64_t gpa, uint64_t limit, uns
 	size_t size = mptable_size(nr_cpus);
 	if (nr_cpus == 0 || nr_cpus > 254 || gpa + size > limit)
 		return -E2BIG;
-	uint8_t *base = guest_mem_ptr(mem, gpa, size);
+	uint8_t *base = guest_mem_ptr_w(mem, gpa, size);
 	if (!base)
 		return -ENOMEM;
 	memset(base, 0, size);

@@ -1,6 +1,7 @@
 /* The snapshot state file as PUT /snapshot/load reads it before it builds anything
- * (vmm_snapshot_check in src/vmm/snapshot.c: the framing, the machine, KVM VM and vCPU
- * sections, and the devices' configuration through their kinds): the input is the file.
+ * (vmm_snapshot_check in src/vmm/snapshot.c: the framing, the machine, memory record, KVM VM
+ * and vCPU sections, and the devices' configuration through their kinds), and what
+ * ember-snap inspect describes of a file that passes: the input is the file.
  *
  * A mutated file would almost always stop at the checksum, so the target seals its copy the
  * way a writer does (the header's file length and CRC-32C) before the check; the checksum
@@ -38,7 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(buf + OFF_CRC, &crc, sizeof(crc));
 	}
 	char err[ERR_LEN];
-	vmm_snapshot_check(buf, size, err);
+	/* inspect: the check, and on success what ember-snap prints from it. */
+	static struct snapshot_info info;
+	vmm_snapshot_inspect(buf, size, &info, err);
 	free(buf);
 	return 0;
 }

@@ -9,7 +9,8 @@
  * polling (virtio.c), "vsock-" words the virtio-vsock device (vsock.c), "rng-" words the
  * virtio-rng device (rng.c), "balloon-" words the virtio-balloon device (balloon.c).
  * "uart-flood" prints 16 KiB of lines before it goes on, for the console's rate limiter;
- * "boot-timer-repeat" writes the boot-timer byte 1000 times more. */
+ * "boot-timer-repeat" writes the boot-timer byte 1000 times more. "dirty-pages" (or
+ * "dirty-pages=N") counts like "count" and writes a known set of pages (Diff snapshots). */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -113,6 +114,62 @@ bool has_word(const char *cmdline, const char *word)
 	return false;
 }
 
+/* The number after "key" (which ends in '=') in a word of the command line, or dflt. */
+static unsigned long word_value(const char *cmdline, const char *key, unsigned long dflt)
+{
+	for (const char *p = cmdline; *p; p++) {
+		if (p != cmdline && p[-1] != ' ')
+			continue;
+		const char *k = key, *q = p;
+		while (*k && *q == *k) {
+			k++;
+			q++;
+		}
+		if (*k)
+			continue;
+		unsigned long v = 0;
+		while (*q >= '0' && *q <= '9')
+			v = v * 10 + (unsigned long)(*q++ - '0');
+		return v;
+	}
+	return dflt;
+}
+
+/* dirty-pages: counts like "count", and at each count writes it into every one of npages
+ * pages (37, or N with dirty-pages=N, at most 32768) from DIRTY_BASE. Between two snapshots
+ * a second apart these pages, the count's and the stack's are all that the guest dirties
+ * (tests/snapshot_diff.bats, bench/snapshot-create.sh); its first line says where they
+ * are, in decimal. */
+#define DIRTY_BASE 0x2000000UL /* 32 MiB */
+static void __attribute__((noreturn)) dirty_pages(unsigned long npages)
+{
+	extern char stack_top[];
+	static volatile uint64_t count;
+	if (npages > 32768)
+		npages = 32768;
+	puts_uart("dirty: base=");
+	put_dec(DIRTY_BASE);
+	puts_uart(" pages=");
+	put_dec(npages);
+	puts_uart(" count_at=");
+	put_dec((uintptr_t)&count);
+	puts_uart(" stack=");
+	put_dec((uintptr_t)stack_top - 16384);
+	puts_uart("-");
+	put_dec((uintptr_t)stack_top);
+	puts_uart("\n");
+	for (;;) {
+		for (volatile unsigned long i = 0; i < 20000; i++)
+			;
+		count++;
+		for (unsigned long p = 0; p < npages; p++)
+			*(volatile uint64_t *)(DIRTY_BASE + p * 4096UL + 8 * (count % 512)) = count;
+		puts_uart("ember test guest: count=");
+		put_dec(count);
+		puts_uart("\n");
+	}
+}
+
 void guest_main(const uint8_t *boot_params)
 {
 	uint32_t cmd_ptr = *(const volatile uint32_t *)(boot_params + BP_CMD_LINE_PTR);
@@ -164,6 +221,8 @@ void guest_main(const uint8_t *boot_params)
 		puts_uart("ember test guest: jumping into the MMIO gap\n");
 		((void (*)(void))0xd0000000UL)();
 	}
+	if (has_word(cmdline, "dirty-pages") || word_value(cmdline, "dirty-pages=", 0))
+		dirty_pages(word_value(cmdline, "dirty-pages=", 37));
 	if (has_word(cmdline, "count-timer"))
 		cpu_count_timer();
 	if (has_word(cmdline, "count")) {

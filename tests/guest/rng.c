@@ -9,6 +9,8 @@
  *   rng-long-chain    broken chains: the device needs a reset, after it a read works
  *   rng-count         counts forever, each count one 64-byte read that must come back full
  *                     and differ from the one before (snapshot tests: "rng: count=N")
+ *   rng-dirty         counts the same way, each count a read of a whole page into the next
+ *                     of 8 pages from 48 MiB that only the device writes (Diff snapshots)
  * The last line, "rng: totals ...", counts the requests served and their bytes, for the
  * metrics. */
 #include "guest.h"
@@ -353,6 +355,29 @@ static void rng_count(void)
 	}
 }
 
+/* rng-dirty: the guest only reads these pages, so KVM's dirty log never sees them written:
+ * a Diff snapshot holds them only if the VMM marks what its devices write. */
+#define RNG_DIRTY_BASE	0x3000000UL
+#define RNG_DIRTY_PAGES 8
+static void rng_dirty(void)
+{
+	for (uint64_t n = 1;; n++) {
+		for (volatile unsigned long i = 0; i < 20000; i++)
+			;
+		uint8_t *page = (uint8_t *)(RNG_DIRTY_BASE + (n % RNG_DIRTY_PAGES) * 4096UL);
+		uint32_t used = request(page, 4096);
+		if (used != 4096 || all(page, 64, 0)) {
+			line("count failed");
+			kv("used", used);
+			puts_uart("\n");
+			return;
+		}
+		line("count=");
+		put_dec(n);
+		puts_uart("\n");
+	}
+}
+
 void rng_run(const char *cmdline)
 {
 	static const struct {
@@ -368,6 +393,7 @@ void rng_run(const char *cmdline)
 		{ "rng-avail-ahead", rng_avail_ahead },
 		{ "rng-long-chain", rng_long_chain },
 		{ "rng-count", rng_count },
+		{ "rng-dirty", rng_dirty },
 	};
 	bool any = false;
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -13,5 +13,6 @@ _start:
 	.section .bss
 	.align 16
 	.space 16384
+	.globl stack_top        /* the dirty-pages word prints where the stack is */
 stack_top:
 	.section .note.GNU-stack, "", @progbits
