@@ -145,6 +145,25 @@ static void inflate_gives_pages_back_and_skips_pfns_outside_memory(void **state)
 	assert_true(atomic_load(&t()->dev->irq_status) & VIRTIO_INT_USED_RING);
 }
 
+static void discarded_pages_are_marked_dirty(void **state)
+{
+	(void)state;
+	start((struct balloon_config){ 0 }, 0, true);
+	assert_int_equal(guest_mem_track(&t()->vm->mem, true), 0);
+	memset(page(PAGES), FILL, 0x4000);
+	offer_pfns(0, 0, (uint32_t[]){ 0x800, 0x802 }, 2);
+	unit_queue_notify(t()->dev, 0);
+	assert_int_equal(used(0)->idx, 1);
+	static uint64_t bits[MEM_BYTES / 4096 / 64];
+	memset(bits, 0, sizeof(bits));
+	guest_mem_take_dirty(&t()->vm->mem, bits);
+	/* A Diff snapshot must record that these pages read as zeros now, as a Full would. */
+	assert_true(bits[0x800 / 64] & (1ULL << (0x800 % 64)));
+	assert_true(bits[0x802 / 64] & (1ULL << (0x802 % 64)));
+	assert_false(bits[0x801 / 64] & (1ULL << (0x801 % 64)));
+	guest_mem_track(&t()->vm->mem, false);
+}
+
 static void malformed_requests_break_the_device(void **state)
 {
 	(void)state;
@@ -386,6 +405,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		BALLOON_TEST(inflate_gives_pages_back_and_skips_pfns_outside_memory),
+		BALLOON_TEST(discarded_pages_are_marked_dirty),
 		BALLOON_TEST(malformed_requests_break_the_device),
 		BALLOON_TEST(the_driver_writes_actual_and_only_actual),
 		BALLOON_TEST(a_target_needs_a_started_driver),
