@@ -102,8 +102,9 @@ mt0=\$(meminfo MemTotal)
 fill \$((\$(meminfo MemFree) / 1024 - 24)) >/dev/null
 rm /mnt/fill/f
 echo GUEST-TOUCHED memtotal=\$mt0 avail=\$(meminfo MemAvailable)
-# Without deflate_on_oom the driver takes inflated pages off MemTotal.
-for i in \$(seq 240); do [ \$(meminfo MemTotal) -le \$((mt0 - 120 * 1024)) ] && break; sleep 1; done
+# Without deflate_on_oom the driver takes inflated pages off MemTotal: wait for all 128 MiB
+# (the driver inflates in steps of 1 MiB).
+for i in \$(seq 240); do [ \$(meminfo MemTotal) -le \$((mt0 - 128 * 1024)) ] && break; sleep 1; done
 echo GUEST-INFLATED memtotal=\$(meminfo MemTotal) avail=\$(meminfo MemAvailable)
 for i in \$(seq 240); do [ \$(meminfo MemTotal) -ge \$((mt0 - 4096)) ] && break; sleep 1; done
 echo GUEST-DEFLATED memtotal=\$(meminfo MemTotal) avail=\$(meminfo MemAvailable)
