@@ -34,27 +34,28 @@ enum endpoint {
  * trailing slash changes nothing. */
 struct endpoint_row {
 	const char *name;   /* the first segment, "" for / */
-	const char *sub;    /* a second segment it needs ("config"), or NULL */
+	const char *need;   /* a second segment it needs ("config"), or NULL */
 	bool takes_id;	    /* /name/{id} */
+	bool sub;	    /* a device kind with parts: the second segment goes to it */
 	const char *metric; /* Firecracker's name in the *_api_requests metrics groups */
 	unsigned methods;
 };
 
 #define ENDPOINTS_MAX 32
 static struct endpoint_row endpoints[ENDPOINTS_MAX] = {
-	[EP_ROOT] = { "", NULL, false, "instance_info", M_GET },
-	[EP_VERSION] = { "version", NULL, false, "vmm_version", M_GET },
-	[EP_MACHINE_CONFIG] = { "machine-config", NULL, false, "machine_cfg",
+	[EP_ROOT] = { "", NULL, false, false, "instance_info", M_GET },
+	[EP_VERSION] = { "version", NULL, false, false, "vmm_version", M_GET },
+	[EP_MACHINE_CONFIG] = { "machine-config", NULL, false, false, "machine_cfg",
 				M_GET | M_PUT | M_PATCH },
-	[EP_ACTIONS] = { "actions", NULL, false, "actions", M_PUT },
-	[EP_VM] = { "vm", NULL, false, "vm", M_PATCH },
-	[EP_VM_CONFIG] = { "vm", "config", false, "vm_config", M_GET },
-	[EP_SNAPSHOT_CREATE] = { "snapshot", "create", false, "snapshot_create", M_PUT },
-	[EP_SNAPSHOT_LOAD] = { "snapshot", "load", false, "snapshot_load", M_PUT },
-	{ "boot-source", NULL, false, "boot_source", M_PUT },
-	{ "logger", NULL, false, "logger", M_PUT },
-	{ "metrics", NULL, false, "metrics", M_PUT },
-	{ "serial", NULL, false, "serial", M_PUT },
+	[EP_ACTIONS] = { "actions", NULL, false, false, "actions", M_PUT },
+	[EP_VM] = { "vm", NULL, false, false, "vm", M_PATCH },
+	[EP_VM_CONFIG] = { "vm", "config", false, false, "vm_config", M_GET },
+	[EP_SNAPSHOT_CREATE] = { "snapshot", "create", false, false, "snapshot_create", M_PUT },
+	[EP_SNAPSHOT_LOAD] = { "snapshot", "load", false, false, "snapshot_load", M_PUT },
+	{ "boot-source", NULL, false, false, "boot_source", M_PUT },
+	{ "logger", NULL, false, false, "logger", M_PUT },
+	{ "metrics", NULL, false, false, "metrics", M_PUT },
+	{ "serial", NULL, false, false, "serial", M_PUT },
 };
 static unsigned nr_endpoints;
 
@@ -70,9 +71,11 @@ static void add_device_endpoints(void)
 	for (unsigned k = 0; device_kinds[k] && nr_endpoints < ENDPOINTS_MAX; k++) {
 		const struct device_kind *kind = device_kinds[k];
 		/* PATCH goes to the running device: the kinds with an update hook have it. */
-		endpoints[nr_endpoints++] =
-			(struct endpoint_row){ kind->key, NULL, kind->per_id, kind->metric,
-					       M_PUT | (kind->update ? M_PATCH : 0) };
+		endpoints[nr_endpoints++] = (struct endpoint_row){
+			kind->key,    NULL,
+			kind->per_id, kind->subpaths,
+			kind->metric, M_PUT | (kind->update ? M_PATCH : 0) | (kind->get ? M_GET : 0)
+		};
 	}
 }
 
@@ -233,6 +236,12 @@ static unsigned handle(struct api_ctx *ctx, unsigned ep, unsigned method, const 
 		/* PUT and PATCH configure it as every other object: */
 		/* fall through */
 	default:
+		if (method == M_GET) { /* a device kind's object */
+			json_t *obj;
+			if (!(rc = vmm_device_get(ctx->vm, endpoints[ep].name, id, &obj, err)))
+				reply->body = json_text(obj);
+			break;
+		}
 		rc = vmm_configure(ctx->vm, endpoints[ep].name, id, body, method == M_PATCH, err);
 		break;
 	}
@@ -275,7 +284,7 @@ static int route(unsigned method, const char *a, const char *b, bool has_b)
 		const struct endpoint_row *r = &endpoints[e];
 		if (!(r->methods & method) || strcmp(a, r->name) != 0)
 			continue;
-		if (r->sub && !(has_b && strcmp(b, r->sub) == 0))
+		if (r->need && !(has_b && strcmp(b, r->need) == 0))
 			continue;
 		return (int)e;
 	}
@@ -358,8 +367,9 @@ void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, con
 		if (endpoints[ep].takes_id && (bad_id = id_problem(id, has_id)))
 			fault(reply, 400, bad_id);
 		else if (m == M_GET || (json = parse_body(body, body_len, reply)))
-			handle(ctx, (unsigned)ep, m, endpoints[ep].takes_id ? id : NULL, json,
-			       reply);
+			handle(ctx, (unsigned)ep, m,
+			       endpoints[ep].takes_id || (endpoints[ep].sub && has_id) ? id : NULL,
+			       json, reply);
 		if (reply->status >= 400)
 			metric_inc(request_metric(m, (unsigned)ep, true));
 	}

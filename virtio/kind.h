@@ -28,6 +28,10 @@ struct device_kind {
 	const char *key;    /* config-file key, API path (/drives) and GET /vm/config key */
 	const char *metric; /* the API's request metrics: "drive" counts drive_count/_fails */
 	bool per_id;	    /* /drives/{id}: objects with ids; else one object at /vsock */
+	/* A kind without ids whose object has parts (/balloon/statistics): the path's second
+	 * segment reaches its hooks as id (NULL for /balloon itself). false: the second
+	 * segment is ignored, as Firecracker ignores it. */
+	bool subpaths;
 	/* A field Firecracker deprecated in this object: a PUT that gives it is answered with
 	 * "Deprecation: true" and logged, as Firecracker does. NULL: none. */
 	const char *deprecated_field;
@@ -46,8 +50,14 @@ struct device_kind {
 	int (*create)(struct machine *machine, const void *store, struct device_set *set,
 		      char *err);
 	/* PATCH on the running VM: applies body to dev (the device with this id), and only
-	 * when the device took it, commits it to *store. */
+	 * when the device took it, commits it to *store. A kind without ids gets dev NULL when
+	 * none was configured, and answers that itself. */
 	int (*update)(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err);
+	/* GET /key (and /key/{id}): a new reference in *out. dev is the running device, NULL
+	 * before start or when none was configured. -EPERM with err left empty: not in this
+	 * phase, and the controller answers Firecracker's message for it. NULL: no GET. */
+	int (*get)(const void *store, struct virtio_dev *dev, bool started, const char *id,
+		   json_t **out, char *err);
 
 	/* Snapshots, on a paused VM. save: the device's own state, after the transport's
 	 * (virtio_mmio_save). restore: onto the device create made from the saved

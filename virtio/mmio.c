@@ -321,8 +321,14 @@ static void mmio_access(void *opaque, uint64_t off, uint8_t *data, unsigned len,
 	struct virtio_dev *dev = opaque;
 	if (off >= VIRTIO_MMIO_CONFIG) {
 		uint64_t at = off - VIRTIO_MMIO_CONFIG;
-		if (is_write)
+		if (is_write) {
+			if (dev->ops->config_write) {
+				pthread_mutex_lock(&dev->lock);
+				dev->ops->config_write(dev, at, data, len);
+				pthread_mutex_unlock(&dev->lock);
+			}
 			return;
+		}
 		memset(data, 0, len);
 		pthread_mutex_lock(&dev->lock);
 		if (at < dev->config_len)

@@ -78,6 +78,10 @@ struct virtio_dev_ops {
 	/* The driver reset the device: forget requests in flight (their completions must not
 	 * touch the rings any more). */
 	void (*reset)(struct virtio_dev *dev);
+	/* The driver wrote len bytes at off of the configuration space (a vCPU thread). NULL:
+	 * the space is read-only, and writes are dropped. */
+	void (*config_write)(struct virtio_dev *dev, uint64_t off, const uint8_t *data,
+			     unsigned len);
 	/* Queue q may have new chains (VMM thread). */
 	void (*queue_notify)(struct virtio_dev *dev, unsigned q);
 	void (*destroy)(struct virtio_dev *dev);
@@ -99,8 +103,8 @@ struct virtio_dev {
 	uint64_t mmio_base;
 	unsigned irq;
 	char cmdline[64]; /* virtio_mmio.device=4K@0x...:IRQ */
-	/* Device-specific configuration space (from 0x100), read-only for the driver; reads
-	 * beyond config_len are 0. */
+	/* Device-specific configuration space (from 0x100); reads beyond config_len are 0.
+	 * Writes go to ops->config_write, where the device has one. */
 	const uint8_t *config;
 	unsigned config_len;
 

@@ -71,6 +71,32 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+int guest_mem_discard(const struct guest_mem *mem, void *hva, uint64_t len, uint64_t *discarded)
+{
+	uintptr_t start = (uintptr_t)hva;
+	if (discarded)
+		*discarded = 0;
+	for (unsigned i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+		uintptr_t base = (uintptr_t)r->hva;
+		if (start < base || start - base >= r->size || len > r->size - (start - base))
+			continue;
+		/* Inward to whole pages: a partial page may hold data the guest still uses. */
+		uintptr_t first = (start + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1);
+		uintptr_t end = (start + len) & ~(uintptr_t)(PAGE_SIZE - 1);
+		if (end <= first)
+			return 0;
+		if (madvise((void *)first, end - first, MADV_DONTNEED) < 0)
+			return -errno;
+		/* The pages now read as zeros: a Diff snapshot must say so, as a Full does. */
+		guest_mem_mark_dirty(mem, r->gpa + (first - base), end - first);
+		if (discarded)
+			*discarded = end - first;
+		return 0;
+	}
+	return -EFAULT;
+}
+
 void *guest_mem_ptr_w(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
 	void *p = guest_mem_ptr(mem, gpa, len);

@@ -49,6 +49,11 @@ int guest_mem_dump(const struct guest_mem *mem, int fd, uint64_t *written);
 /* A host pointer for [gpa, gpa+len) if it lies entirely in one RAM region, NULL otherwise
  * (overflow, the gap, beyond the end). */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Gives the whole host pages inside [hva, hva+len) back to the host (MADV_DONTNEED: the
+ * mappings are private, so the next touch reads zeros, or the snapshot file's page) and
+ * marks them dirty. The range must lie inside one RAM region: -EFAULT otherwise, and
+ * nothing is discarded. *discarded (may be NULL): the bytes given back. 0 or -errno. */
+int guest_mem_discard(const struct guest_mem *mem, void *hva, uint64_t len, uint64_t *discarded);
 /* The same for memory the VMM is about to write: the pages are marked dirty when tracking
  * is on. */
 void *guest_mem_ptr_w(const struct guest_mem *mem, uint64_t gpa, uint64_t len);

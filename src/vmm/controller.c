@@ -87,6 +87,15 @@ static int put_metrics(struct vm *vm, json_t *body, char *err)
 	return vmm_open_metrics(vm, json_string_value(path), err);
 }
 
+/* The first running device of kind k (the only one, for a kind without ids), or NULL. */
+static struct virtio_dev *running_device(const struct vm *vm, int k)
+{
+	for (unsigned i = 0; i < vm->devices.nr; i++)
+		if (vm->device_kind_of[i] == k)
+			return vm->devices.devs[i];
+	return NULL;
+}
+
 /* A device kind's object: the configuration before start, the running device after. */
 static int configure_device(struct vm *vm, int k, const char *id, json_t *body, bool patch,
 			    char *err)
@@ -102,12 +111,29 @@ static int configure_device(struct vm *vm, int k, const char *id, json_t *body, 
 	}
 	if (!patch || !kind->update)
 		return errf(err, -EPERM, PRE_BOOT_ONLY);
+	if (!kind->per_id) /* the one device, or NULL: the kind says what that means */
+		return kind->update(store, running_device(vm, k), id, body, err);
 	for (unsigned i = 0; i < vm->devices.nr; i++) {
 		struct virtio_dev *dev = vm->devices.devs[i];
 		if (vm->device_kind_of[i] == k && id && strcmp(dev->label, id) == 0)
 			return kind->update(store, dev, id, body, err);
 	}
 	return errf(err, -ENOENT, "%s '%.64s' does not exist", kind->key, id ? id : "");
+}
+
+int vmm_device_get(struct vm *vm, const char *key, const char *id, json_t **out, char *err)
+{
+	int k = device_kind_find(key);
+	*out = NULL;
+	err[0] = '\0';
+	if (k < 0 || !device_kinds[k]->get)
+		return cfg_fail(err, "no GET for '%s'", key);
+	bool started = vm->state != VM_CONFIGURING;
+	int rc = device_kinds[k]->get(vm->cfg.devices[k], started ? running_device(vm, k) : NULL,
+				      started, id, out, err);
+	if (rc == -EPERM && !err[0])
+		snprintf(err, ERR_LEN, "%s", started ? PRE_BOOT_ONLY : POST_BOOT_ONLY);
+	return rc;
 }
 
 int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, bool patch,

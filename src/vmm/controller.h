@@ -20,6 +20,9 @@
  * on a running VM only a device kind's PATCH is allowed, and it updates the device. */
 int vmm_configure(struct vm *vm, const char *key, const char *id, json_t *body, bool patch,
 		  char *err);
+/* GET on a device kind's object (key "balloon", id its second path segment or NULL): a new
+ * reference in *out. */
+int vmm_device_get(struct vm *vm, const char *key, const char *id, json_t **out, char *err);
 /* A Firecracker config file: every object, or with SNAPSHOT_LOAD_KEY (config_json.h) the
  * logger, the metrics and the snapshot to load; vmm_start_configured then starts the VM. */
 int vmm_load_config_file(struct vm *vm, const char *path, char *err);

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "virtio/balloon_json.h"
 #include "virtio/blk_json.h"
 #include "virtio/net_json.h"
 #include "virtio/rng_json.h"
@@ -9,7 +10,7 @@
 #include "vmm/config.h"
 
 const struct device_kind *const device_kinds[] = {
-	&blk_kind, &net_kind, &vsock_kind, &rng_kind, NULL,
+	&blk_kind, &net_kind, &vsock_kind, &rng_kind, &balloon_kind, NULL,
 };
 
 _Static_assert(sizeof(device_kinds) / sizeof(device_kinds[0]) <= DEVICE_KINDS_MAX + 1,

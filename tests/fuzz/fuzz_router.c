@@ -42,6 +42,8 @@ static const char *const paths[] = {
 	"/drives",
 	"/drives/",
 	"/mmds",
+	"/balloon",
+	"/balloon/statistics",
 };
 static const char *const methods[] = { "GET", "PUT", "PATCH", "DELETE", "POST" };
 

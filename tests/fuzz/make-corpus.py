@@ -131,6 +131,38 @@ def rng():
     write("fuzz_rng", "throttled", device_input(b"\x01\x64\x00", ops, m))
 
 
+def balloon():
+    # Queue i's rings at ring(i): inflate 0, deflate 1, statistics 2, reporting 3 with every
+    # feature on (first byte 7). Buffers after the last ring, at 0x1000.
+    buf = 0x1000
+    m = Mem()
+    # An inflate of three PFNs (pages 0xd-0xf of the 64 KiB memory), a deflate of one.
+    m.put(buf, struct.pack("<3I", 0xD, 0xE, 0xF))
+    m.chain(0, 0, [(buf, 12, 0)])
+    m.put(buf + 0x20, struct.pack("<I", 0xD))
+    m.chain(1, 0, [(buf + 0x20, 4, 0)])
+    # Statistics: total and free memory, held until the host asks (a new interval).
+    m.put(buf + 0x40, struct.pack("<HQHQ", 5, 64 << 10, 4, 16 << 10))
+    m.chain(2, 0, [(buf + 0x40, 20, 0)])
+    # A free page report of two pages.
+    m.chain(3, 0, [(0xB000, 0x2000, F_WRITE)])
+    # The driver writes "actual" (configuration offset 4, register 0x104).
+    ops = [op_init(), op_avail(0, 0), op_notify(0), op_avail(1, 0), op_notify(1),
+           op_avail(2, 0), op_notify(2), op_avail(3, 0), op_notify(3), op_write(0x104, 3),
+           bytes([HOST, 1, 2, HOST, 2, HOST, 3, HOST, 0]) + struct.pack("<H", 32)]
+    write("fuzz_balloon", "all-queues", device_input(b"\x07", ops, m))
+    # Without statistics or reporting: the two queues only.
+    ops = [op_init(), op_avail(0, 0), op_notify(0), op_avail(1, 0), op_notify(1),
+           op_read(0x100), op_read(0x104)]
+    write("fuzz_balloon", "inflate-deflate", device_input(b"\x02", ops, m))
+    # A state block restored onto the running device (HOST 4): version 1, target 8 pages,
+    # actual 3, interval 1 s, the statistics buffer (head 0) held, total memory reported.
+    state = struct.pack("<IIIIBHI", 1, 8, 3, 1, 1, 0, 1 << 5) + struct.pack("<10Q", *([0] * 5 + [64 << 10] + [0] * 4))
+    ops = [op_init(), op_avail(2, 0), op_notify(2), bytes([HOST, 4, len(state)]) + state,
+           bytes([HOST, 2, HOST, 1, 3])]
+    write("fuzz_balloon", "restore", device_input(b"\x01", ops, m))
+
+
 def virtio_mmio():
     # Linux's probe: magic, version, device id, features; then set-up by hand, register by
     # register, a request, a reset, and the reads of the configuration space.
@@ -249,7 +281,8 @@ def http():
 def router():
     paths = ["/", "/version", "/machine-config", "/boot-source", "/drives/rootfs", "/drives/d1",
              "/network-interfaces/eth0", "/network-interfaces/eth1", "/vsock", "/logger",
-             "/metrics", "/serial", "/actions", "/vm", "/vm/config"]
+             "/metrics", "/serial", "/actions", "/vm", "/vm/config", "/drives", "/drives/", "/mmds",
+             "/balloon", "/balloon/statistics"]
     GET, PUT, PATCH = 0, 1, 2
     START = b"\xff"
 
@@ -282,6 +315,9 @@ def router():
         req(PUT, "/logger", {"log_path": "/log", "level": "Debug", "show_level": True,
                              "show_log_origin": True}),
         req(PUT, "/metrics", {"metrics_path": "/metrics"}),
+        req(PUT, "/balloon", {"amount_mib": 0, "deflate_on_oom": True,
+                              "stats_polling_interval_s": 1, "free_page_reporting": True}),
+        req(GET, "/balloon"), req(GET, "/balloon/statistics"),
         req(GET, "/vm/config"),
     ]
     write("fuzz_router", "configure", b"".join(configure))
@@ -295,9 +331,12 @@ def router():
         req(PUT, "/actions", {"action_type": "SendCtrlAltDel"}),
         req(PUT, "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64}),
         req(GET, "/vm/config"), req(GET, "/machine-config"),
+        req(PATCH, "/balloon", {"amount_mib": 4}), req(GET, "/balloon"),
+        req(PATCH, "/balloon/statistics", {"stats_polling_interval_s": 2}),
+        req(GET, "/balloon/statistics"),
     ]
     write("fuzz_router", "start-then-running",
-          b"".join(configure[6:8] + configure[10:11] + configure[13:14] + running))
+          b"".join(configure[6:8] + configure[10:11] + configure[13:15] + running))
     bad = [req(PUT, "/actions", {"action_type": "InstanceStart"}),
            req(PUT, "/machine-config", {"vcpu_count": 0}), req(PATCH, "/vm", {"state": "x"}),
            req(GET, "/actions"), req(PUT, "/drives/rootfs", None),
@@ -401,7 +440,7 @@ def api_server():
 
 TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
-           "virtq": virtq, "rng": rng}
+           "virtq": virtq, "rng": rng, "balloon": balloon}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:

@@ -7,7 +7,8 @@
  * it runs code where no memory is). "smp" and "high-mem" test the CPUs and memory (cpu.c);
  * words that start with "blk-" or "net-" exercise the virtio-blk or virtio-net devices by
  * polling (virtio.c), "vsock-" words the virtio-vsock device (vsock.c), "rng-" words the
- * virtio-rng device (rng.c). "uart-flood" prints 16 KiB of lines before it goes on, for the
+ * virtio-rng device (rng.c), "balloon-" words the virtio-balloon device (balloon.c).
+ * "uart-flood" prints 16 KiB of lines before it goes on, for the
  * console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more.
  * "dirty-pages" (or "dirty-pages=N") counts like "count" and writes a known set of pages
  * (Diff snapshots); "dev-count" counts through virtio-net and virtio-vsock (snap.c),
@@ -190,6 +191,8 @@ void guest_main(const uint8_t *boot_params)
 	rng_run(cmdline);
 	/* dev-count counts through virtio-net and virtio-vsock, for snapshots (snap.c). */
 	snap_run(cmdline);
+	/* balloon-* words follow the balloon's target (balloon.c); balloon-driver never ends. */
+	balloon_run(cmdline);
 
 	if (has_word(cmdline, "boot-timer-repeat"))
 		for (unsigned i = 0; i < 1000; i++)

@@ -97,6 +97,8 @@ void clock_run(const char *cmdline);
 /* virtio.c's transmit-only virtio-net driver for snap.c. */
 bool net_count_init(void);
 int net_count_send(uint64_t n);
+/* Drives the virtio-balloon device as the balloon-* words ask (balloon.c). */
+void balloon_run(const char *cmdline);
 /* The smp and high-mem words (cpu.c). */
 void cpu_run(const char *cmdline, const uint8_t *boot_params);
 /* Routes the IOAPIC's pin irq to vector on this CPU, through an IDT whose handler counts
