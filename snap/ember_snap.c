@@ -92,6 +92,8 @@ static int inspect(const char *path)
 	else
 		printf("type: Full\n");
 	printf("vcpus: %u\n", info.nr_vcpus);
+	if (info.tsc_khz)
+		printf("tsc: %u kHz\n", info.tsc_khz);
 	printf("memory: %u MiB\n", info.mem_mib);
 	for (unsigned i = 0; i < m->nr_regions; i++)
 		printf("  region %u: guest 0x%llx-0x%llx (%llu MiB) at memory file offset 0x%llx\n",

@@ -226,14 +226,15 @@ load_tracking() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "snapshot: $D/full.state" ]
-	[ "${lines[1]}" = "format version: 1.2" ]
+	[ "${lines[1]}" = "format version: 1.3" ]
 	[ "${lines[2]}" = "type: Full" ]
 	[ "${lines[3]}" = "vcpus: 1" ]
-	[ "${lines[4]}" = "memory: 128 MiB" ]
-	[ "${lines[5]}" = "  region 0: guest 0x0-0x7ffffff (128 MiB) at memory file offset 0x0" ]
-	[ "${lines[6]}" = "devices: 2" ]
-	[ "${lines[7]}" = "  slot 0: drives 'data'" ]
-	[ "${lines[8]}" = "  slot 1: entropy 'entropy'" ]
+	[[ "${lines[4]}" =~ ^tsc:\ [1-9][0-9]*\ kHz$ ]]
+	[ "${lines[5]}" = "memory: 128 MiB" ]
+	[ "${lines[6]}" = "  region 0: guest 0x0-0x7ffffff (128 MiB) at memory file offset 0x0" ]
+	[ "${lines[7]}" = "devices: 2" ]
+	[ "${lines[8]}" = "  slot 0: drives 'data'" ]
+	[ "${lines[9]}" = "  slot 1: entropy 'entropy'" ]
 	run "$SNAP" inspect "$D/diff.state"
 	echo "$output"
 	[ "$status" -eq 0 ]

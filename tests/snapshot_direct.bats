@@ -312,3 +312,44 @@ JSON
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"--snapshot and --config-file exclude each other"* ]]
 }
+
+@test "a resumed guest's kvmclock says it was stopped (KVM_KVMCLOCK_CTRL), after a pause and after a load" {
+	api_start
+	# "count-clock" is only the guest's word: its output is "clock: count=N ms=M".
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"count-clock\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	for _ in $(seq 100); do grep -q "clock: count=3 " "$D/ember.out" && break; sleep 0.05; done
+	run grep -c "clock: guest-stopped" "$D/ember.out"
+	[ "$output" = 0 ]
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PATCH /vm '{"state": "Resumed"}'
+	for _ in $(seq 100); do grep -q "clock: guest-stopped" "$D/ember.out" && break; sleep 0.05; done
+	grep -q "clock: guest-stopped" "$D/ember.out"
+	snapshot s
+	fresh_ember
+	expect_api 204 PUT /snapshot/load "$(load_body s true)"
+	for _ in $(seq 100); do grep -q "clock: guest-stopped" "$D/ember.out" && break; sleep 0.05; done
+	grep -q "clock: guest-stopped" "$D/ember.out"
+}
+
+@test "a snapshot's TSC frequency: shown by ember-snap, checked at load; one this host cannot run is refused naming both" {
+	good_snapshot
+	run "${EMBER_BUILD:-$EMBER_ROOT/build}/ember-snap" inspect "$D/good.state"
+	khz=$(sed -n 's/^tsc: \([0-9]*\) kHz$/\1/p' <<<"$output")
+	[ "$khz" -gt 0 ]
+	# Half the rate: the top byte of the little-endian u32 that ends vCPU 0's section.
+	half=$((khz / 2))
+	for i in 0 1 2 3; do
+		"$SNAPFILE" "$D/good.state" section VCPU 0 $((i - 4)) $(((half >> (8 * i)) & 255))
+	done
+	run "${EMBER_BUILD:-$EMBER_ROOT/build}/ember-snap" inspect "$D/good.state"
+	[[ "$output" == *"tsc: $half kHz"* ]]
+	if grep -qw constant_tsc /proc/cpuinfo && [ -e /sys/module/kvm_pvm ]; then
+		# PVM scales no TSC: the load is refused and the process can load again.
+		expect_api 400 PUT /snapshot/load "$(load_body good true)" \
+			"vCPU 0: the snapshot's TSC runs at $half kHz, this host's at $khz kHz, and its KVM cannot scale it"
+	else
+		# A KVM with TSC scaling runs the guest at the saved rate.
+		expect_api 204 PUT /snapshot/load "$(load_body good true)"
+	fi
+}

@@ -159,6 +159,8 @@ static const struct seccomp_rule vmm[] = {
 	/* PATCH /vm: the guest clock is held while paused (vm_pause, vm_resume). */
 	ALLOW_IF_EQ(ioctl, 1, KVM_GET_CLOCK),
 	ALLOW_IF_EQ(ioctl, 1, KVM_SET_CLOCK),
+	ALLOW_IF_EQ(ioctl, 1, KVM_KVMCLOCK_CTRL), /* each vCPU, before it resumes */
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_TSC_KHZ),	  /* a snapshot's vCPU state */
 	/* PUT /snapshot/create on the paused VM (vmm/snapshot.c): the KVM state of the VM
 	 * and each vCPU, and the sparse memory file (mincore, sysinfo for swap, ftruncate). */
 	ALLOW_IF_EQ(ioctl, 1, KVM_CHECK_EXTENSION),

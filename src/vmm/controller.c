@@ -284,6 +284,8 @@ int vmm_resume(struct vm *vm, char *err)
 	vm->clock_realtime = false; /* once, for the time the snapshot was on disk */
 	if (vm->clock_saved && ioctl(m->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 		log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		vcpu_kvmclock_paused(&vm->vcpus[i]);
 	pthread_mutex_lock(&m->pause_lock);
 	m->paused = false;
 	pthread_cond_broadcast(&m->pause_cond);

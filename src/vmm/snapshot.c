@@ -374,6 +374,7 @@ static void describe(const struct loaded *l, struct snapshot_info *info)
 	info->major = l->file.major;
 	info->minor = l->file.minor;
 	info->nr_vcpus = l->nr_vcpus;
+	info->tsc_khz = l->vcpus[0].tsc_khz;
 	info->mem_mib = l->mem_mib;
 	info->mem = l->mem;
 	info->nr_devices = 0;

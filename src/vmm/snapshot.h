@@ -29,6 +29,7 @@ struct snapshot_device {
 };
 struct snapshot_info {
 	unsigned major, minor, nr_vcpus, mem_mib;
+	unsigned tsc_khz; /* vCPU 0's TSC frequency; 0: not in the file (before 1.3) */
 	struct snap_mem_record mem;
 	unsigned nr_devices;
 	struct snapshot_device devices[VIRTIO_DEV_MAX];

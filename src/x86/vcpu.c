@@ -322,6 +322,13 @@ void vcpu_kick(struct vcpu *vcpu)
 	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 }
 
+void vcpu_kvmclock_paused(struct vcpu *vcpu)
+{
+	/* EINVAL: the guest registered no kvmclock page, so there is nothing to flag. */
+	if (ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0) < 0 && errno != EINVAL)
+		log_warn("vCPU %u: KVM_KVMCLOCK_CTRL: %s", vcpu->index, strerror(errno));
+}
+
 void vcpu_stop(struct vcpu *vcpu)
 {
 	if (!vcpu->started)

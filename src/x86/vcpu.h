@@ -27,6 +27,9 @@ void vcpu_setup_long_mode(struct vcpu *vcpu, uint64_t entry);
 int vcpu_start(struct vcpu *vcpu);
 /* Makes a running KVM_RUN return soon (the thread then rechecks pause and exit). */
 void vcpu_kick(struct vcpu *vcpu);
+/* Before a paused vCPU resumes: KVM sets PVCLOCK_GUEST_STOPPED in the guest's kvmclock
+ * page, so that the guest's watchdogs do not take the pause for a lock-up. */
+void vcpu_kvmclock_paused(struct vcpu *vcpu);
 /* Makes a running KVM_RUN return and the thread finish; then joins it. */
 void vcpu_stop(struct vcpu *vcpu);
 void vcpu_destroy(struct vcpu *vcpu);

@@ -117,6 +117,13 @@ int vcpu_state_save(struct vcpu *vcpu, struct snap_writer *w, char *err)
 	if ((rc = GET(vcpu, KVM_GET_CPUID2, &cpuid, err)) ||
 	    (rc = GET(vcpu, KVM_GET_VCPU_EVENTS, &st->events, err)))
 		goto out;
+	/* The TSC's rate is the guest's clock: a host that runs another one must scale it. */
+	int khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
+	if (khz <= 0) {
+		rc = errf(err, khz < 0 ? -errno : -EIO, "vCPU %u: KVM_GET_TSC_KHZ: %s", vcpu->index,
+			  khz < 0 ? strerror(errno) : "no frequency");
+		goto out;
+	}
 
 	if (vcpu->index == 0)
 		log_debug("snapshot: %u of %u MSRs listed by this host's KVM, %s, %s", n,
@@ -143,6 +150,7 @@ int vcpu_state_save(struct vcpu *vcpu, struct snap_writer *w, char *err)
 	snapw_blob(w, &st->events, sizeof(st->events));
 	snapw_u32(w, cpuid.hdr.nent);
 	snapw_bytes(w, cpuid.e, cpuid.hdr.nent * sizeof(cpuid.e[0]));
+	snapw_u32(w, (uint32_t)khz);
 out:
 	free(st);
 	return rc;
@@ -183,12 +191,35 @@ int vcpu_state_parse(struct snap_reader *r, struct vcpu_state *st, char *err)
 		return errf(err, -EINVAL, "vCPU state: %u CPUID entries (at most %u)", st->nr_cpuid,
 			    VCPU_STATE_CPUID_MAX);
 	snapr_bytes(r, st->cpuid, st->nr_cpuid * sizeof(st->cpuid[0]));
+	/* Format 1.3 and later end with the TSC frequency; older files have none. */
+	if (!r->bad && r->len - r->off == 4 && !(st->tsc_khz = snapr_u32(r)))
+		return errf(err, -EINVAL, "vCPU state: a TSC frequency of 0 kHz");
 	if (!snapr_done(r))
 		return errf(err, -EINVAL, "vCPU state: truncated or with trailing bytes");
 	return 0;
 }
 
 #define SET(vcpu, req, arg, err) GET(vcpu, req, (void *)(arg), err)
+
+/* The saved TSC frequency onto this host's vCPU: nothing to do within Firecracker's
+ * tolerance of 250 parts per million, else KVM scales it (KVM_SET_TSC_KHZ) or the load
+ * fails, naming both rates (a guest whose clock ran at another speed would drift). */
+static int set_tsc_khz(struct vcpu *vcpu, const struct vcpu_state *st, char *err)
+{
+	int host = ioctl(vcpu->fd, KVM_GET_TSC_KHZ, 0);
+	if (!st->tsc_khz || host <= 0)
+		return 0;
+	uint64_t diff = st->tsc_khz > (uint32_t)host ? st->tsc_khz - (uint32_t)host
+						     : (uint32_t)host - st->tsc_khz;
+	if (diff * 4000 <= (uint64_t)host)
+		return 0;
+	if (ioctl(vcpu->fd, KVM_SET_TSC_KHZ, (unsigned long)st->tsc_khz) == 0)
+		return 0;
+	return errf(err, -EINVAL,
+		    "vCPU %u: the snapshot's TSC runs at %u kHz, this host's at %d kHz, and its "
+		    "KVM cannot scale it (KVM_SET_TSC_KHZ: %s)",
+		    vcpu->index, st->tsc_khz, host, strerror(errno));
+}
 
 int vcpu_state_restore(struct vcpu *vcpu, const struct vcpu_state *st, char *err)
 {
@@ -203,7 +234,7 @@ int vcpu_state_restore(struct vcpu *vcpu, const struct vcpu_state *st, char *err
 	} msrs = { .hdr.nmsrs = st->nr_msrs };
 	memcpy(msrs.e, st->msrs, st->nr_msrs * sizeof(st->msrs[0]));
 	int rc;
-	if ((rc = SET(vcpu, KVM_SET_CPUID2, &cpuid, err)) ||
+	if ((rc = SET(vcpu, KVM_SET_CPUID2, &cpuid, err)) || (rc = set_tsc_khz(vcpu, st, err)) ||
 	    (rc = SET(vcpu, KVM_SET_MP_STATE, &st->mp_state, err)) ||
 	    (rc = SET(vcpu, KVM_SET_REGS, &st->regs, err)) ||
 	    (rc = SET(vcpu, KVM_SET_SREGS, &st->sregs, err)) ||

@@ -29,6 +29,7 @@ struct vcpu_state {
 	struct kvm_vcpu_events events;
 	unsigned nr_cpuid;
 	struct kvm_cpuid_entry2 cpuid[VCPU_STATE_CPUID_MAX];
+	uint32_t tsc_khz; /* the guest's TSC frequency; 0: not saved (format 1.2 and older) */
 };
 
 struct vm_kvm_state {

@@ -1,10 +1,12 @@
 /* count-clock: the count word's loop, each line with the guest's kvmclock in ms
  * ("clock: count=N ms=M"), for clock_realtime in tests/snapshot_devices.bats. The vCPU's
  * pvclock page is registered through MSR_KVM_SYSTEM_TIME_NEW and read as a Linux guest
- * reads it: system_time plus the scaled TSC ticks since tsc_timestamp. */
+ * reads it: system_time plus the scaled TSC ticks since tsc_timestamp. A line "clock:
+ * guest-stopped" says the host flagged a pause (PVCLOCK_GUEST_STOPPED). */
 #include "guest.h"
 
 #define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
+#define PVCLOCK_GUEST_STOPPED	(1 << 1)
 
 struct pvclock {
 	uint32_t version, pad0;
@@ -52,6 +54,11 @@ void clock_run(const char *cmdline)
 	/* The count lives in memory: a restored guest goes on from it. */
 	static volatile uint64_t count;
 	for (;;) {
+		/* KVM_KVMCLOCK_CTRL before a resume: said once, then cleared as Linux does. */
+		if (pvti.flags & PVCLOCK_GUEST_STOPPED) {
+			pvti.flags &= (uint8_t)~PVCLOCK_GUEST_STOPPED;
+			puts_uart("clock: guest-stopped\n");
+		}
 		for (volatile unsigned long i = 0; i < 2000; i++)
 			;
 		count++;

@@ -5,6 +5,7 @@
   snapfile.py FILE section TAG INST OFFSET BYTE
                                            one byte inside a section's payload, then the
                                            checksum recomputed, so only the content is wrong
+                                           (a negative OFFSET counts from the section's end)
   snapfile.py FILE own SLOT OFFSET BYTE    one byte of the virtio device in SLOT's own state
                                            (the last blob of its VDEV section), resealed
   snapfile.py FILE reseal                  recomputes the checksum
@@ -49,7 +50,8 @@ def main():
     elif cmd == "section":
         start, n = section(buf, args[0], int(args[1]))
         at = int(args[2], 0)
-        if at >= n:
+        at = n + at if at < 0 else at
+        if not 0 <= at < n:
             sys.exit("offset %d beyond the section's %d bytes" % (at, n))
         buf[start + at] = int(args[3], 0)
         reseal(buf)
