@@ -168,7 +168,9 @@ median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (
 value() { # value VMM MODE QD FIELD(1: MB/s, 2: IOPS, 3: interrupts per request)
     for ((r = 1; r <= rounds; r++)); do
         local x=${results[$1,$2,$3,$r]:-}
-        [[ -n "$x" ]] && awk -v x="$x" -v k="$4" 'BEGIN { split(x, a, " "); print a[k] }'
+        if [[ -n "$x" ]]; then
+            awk -v x="$x" -v k="$4" 'BEGIN { split(x, a, " "); print a[k] }'
+        fi
     done | median
 }
 

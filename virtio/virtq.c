@@ -114,6 +114,10 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 			in_indirect = true;
 			idx = 0;
 			seen = 0;
+			/* The pointer to the table is no buffer of the chain: a driver may fill a
+			 * table with a queue's worth (Linux virtio-blk: seg_max data buffers, the
+			 * header and the status, 256 with ember's seg_max). */
+			total--;
 			continue;
 		}
 

@@ -268,6 +268,22 @@ static void chain_longer_than_the_queue(void **state)
 	expect_broken("longer than the queue");
 }
 
+/* A full queue's worth of buffers in one indirect table is a chain of the queue size: the
+ * descriptor pointing at the table does not count (Linux's virtio-blk sends seg_max + 2). */
+static void indirect_table_of_the_queue_size(void **state)
+{
+	(void)state;
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	set_desc(vm, DESC_GPA, 0, IND_GPA, NUM * 16, VIRTQ_DESC_F_INDIRECT, 0);
+	for (unsigned i = 0; i < NUM; i++)
+		set_desc(vm, IND_GPA, i, BUF_GPA, 16, i + 1 < NUM ? VIRTQ_DESC_F_NEXT : 0,
+			 (uint16_t)(i + 1));
+	offer(vm, 0, 1);
+	assert_int_equal(virtq_pop(q(), chain()), 1);
+	assert_int_equal(chain()->nr_rd, NUM);
+	assert_int_equal(chain()->rd_len, 16 * NUM);
+}
+
 static void buffer_outside_memory(void **state)
 {
 	(void)state;
@@ -638,6 +654,7 @@ int main(void)
 		UNIT_TEST(descriptor_loop),
 		UNIT_TEST(loop_inside_an_indirect_table),
 		UNIT_TEST(chain_longer_than_the_queue),
+		UNIT_TEST(indirect_table_of_the_queue_size),
 		UNIT_TEST(buffer_outside_memory),
 		UNIT_TEST(avail_index_running_ahead),
 		UNIT_TEST(head_and_next_beyond_the_table),
