@@ -38,6 +38,9 @@ for row in "write 131072" "read 131072" "randread 4096"; do
         echo "$line irqs=$(($(irqs) - before))"
     done
 done
+# What the guest's timers and interrupts were (for bench/blk.sh -v).
+for c in /sys/devices/system/clockevents/clockevent*/current_device; do echo "GUEST clockevent $(cat $c)"; done
+sed 's/^/GUEST /' /proc/interrupts
 SH
 chmod 0755 "$stage/blk-bench.sh"
 find "$stage" -exec touch -h -d @0 {} +
