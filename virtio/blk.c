@@ -34,8 +34,11 @@ struct blk_dev {
 
 	struct blk_req *reqs; /* BLK_QUEUE_SIZE of them: one per chain in flight */
 	struct blk_req *free_reqs;
-	unsigned epoch; /* bumped by every reset: older completions leave the rings alone */
-	bool pushed;	/* used entries added since the last interrupt decision */
+	unsigned epoch;	    /* bumped by every reset: older completions leave the rings alone */
+	unsigned in_flight; /* requests the engine holds (any epoch) */
+	bool pushed;	    /* used entries added since the last interrupt decision */
+	/* For the log line at exit: how the requests came and went. */
+	uint64_t nr_notify, nr_reqs, nr_batches, nr_irqs;
 };
 
 static struct blk_dev *to_blk(struct virtio_dev *dev)
@@ -49,19 +52,36 @@ static void put_req(struct blk_dev *b, struct blk_req *req)
 	b->free_reqs = req;
 }
 
-/* Writes the status byte and gives the chain back to the driver. */
+/* Writes the status byte and gives the chain back to the driver, unpublished: the run that
+ * completed it publishes everything it completed at once (end_run). */
 static void finish(struct blk_dev *b, struct blk_req *req, uint8_t status, uint32_t used_len)
 {
 	if (req->status)
 		*req->status = status;
-	virtq_push(&b->vdev.queues[0], req->chain.head, used_len);
+	virtq_add_used(&b->vdev.queues[0], req->chain.head, used_len);
 	b->pushed = true;
+	b->nr_reqs++;
 	put_req(b, req);
+}
+
+/* Ends a run of completions: one used->idx update for all of them and at most one
+ * interrupt, when the driver's used_event (or its flags) asks for it. */
+static void end_run(struct blk_dev *b)
+{
+	if (!b->pushed)
+		return;
+	b->pushed = false;
+	b->nr_batches++;
+	if (virtq_need_interrupt(&b->vdev.queues[0])) {
+		b->nr_irqs++;
+		virtio_interrupt(&b->vdev, VIRTIO_INT_USED_RING);
+	}
 }
 
 void blk_req_done(struct blk_req *req, int64_t result)
 {
 	struct blk_dev *b = req->blk;
+	b->in_flight--;
 	if (req->epoch != b->epoch) {
 		put_req(b, req); /* the driver reset the device meanwhile */
 		return;
@@ -157,22 +177,27 @@ static int parse(struct blk_dev *b, struct blk_req *req, uint64_t *bytes)
 	return PARSE_SUBMIT;
 }
 
-/* Runs the queue until it is empty, the request pool is, or the rate limiter says wait.
- * A guest that keeps the queue full does not keep the VMM thread: after a queue's worth of
- * chains the run yields and its own notification brings it back after the other events. */
-static void process_queue(struct blk_dev *b)
+#define RUN_EMPTY   0 /* the ring is empty */
+#define RUN_STOPPED 1 /* no request left, the rate limiter, the budget, or a broken ring */
+
+/* Takes chains and starts them until the ring is empty or something stops the run. */
+static int take_chains(struct blk_dev *b, unsigned *budget)
 {
-	unsigned budget = BLK_QUEUE_SIZE;
+	struct virtq *q = &b->vdev.queues[0];
 	/* An empty pool refills on completions, which run the queue again. */
 	while (b->free_reqs && !b->rl.blocked) {
-		if (budget-- == 0) {
+		if ((*budget)-- == 0) {
 			virtio_queue_kick(&b->vdev, 0);
-			break;
+			return RUN_STOPPED;
 		}
 		struct blk_req *req = b->free_reqs;
-		int rc = virtio_queue_pop(&b->vdev, 0, &req->chain);
-		if (rc <= 0)
-			break; /* empty (the driver notifies the next one), or broken */
+		int rc = virtq_pop(q, &req->chain);
+		if (rc < 0) {
+			virtio_needs_reset(&b->vdev, q->fault);
+			return RUN_STOPPED;
+		}
+		if (rc == 0)
+			return RUN_EMPTY;
 		b->free_reqs = req->next_free;
 		uint64_t bytes;
 		int status = parse(b, req, &bytes);
@@ -182,24 +207,47 @@ static void process_queue(struct blk_dev *b)
 			continue;
 		if (!rate_limiter_consume(&b->rl, 1, bytes, monotonic_ns())) {
 			/* The timer brings us back; the chain stays in the ring till then. */
-			virtq_unpop(&b->vdev.queues[0]);
+			virtq_unpop(q);
 			put_req(b, req);
-			break;
+			return RUN_STOPPED;
 		}
+		b->in_flight++; /* blk_req_done counts it out, maybe before submit returns */
 		rc = b->engine->ops->submit(b->engine, req);
 		if (rc)
 			blk_req_done(req, rc);
 	}
-	b->engine->ops->flush_batch(b->engine);
-	if (b->pushed) {
-		b->pushed = false;
-		virtio_queue_interrupt(&b->vdev, 0);
+	return RUN_STOPPED;
+}
+
+/* Runs the queue until it is empty, the request pool is, or the rate limiter says wait,
+ * then completes the run with one used-ring update and at most one interrupt. A guest that
+ * keeps the queue full does not keep the VMM thread: after a queue's worth of chains the
+ * run yields and its own notification brings it back after the other events.
+ *
+ * While the engine holds requests, their completions run the queue again: the driver need
+ * not notify new chains meanwhile, so the device leaves avail_event behind (event index)
+ * and the guest adds requests without an exit. Only a run that leaves nothing in flight
+ * asks for the next notification. */
+static void process_queue(struct blk_dev *b)
+{
+	struct virtq *q = &b->vdev.queues[0];
+	unsigned budget = BLK_QUEUE_SIZE;
+	for (;;) {
+		int rc = take_chains(b, &budget);
+		/* The whole batch goes to the kernel in one call. */
+		b->engine->ops->flush_batch(b->engine);
+		if (rc != RUN_EMPTY || b->in_flight)
+			break;
+		if (!virtq_enable_notify(q))
+			break;
 	}
+	end_run(b);
 }
 
 static void blk_queue_notify(struct virtio_dev *dev, unsigned q)
 {
 	(void)q;
+	to_blk(dev)->nr_notify++;
 	process_queue(to_blk(dev));
 }
 
@@ -212,10 +260,8 @@ static void on_engine_event(void *opaque, uint32_t events)
 	b->engine->ops->reap(b->engine);
 	if (virtio_dev_running(&b->vdev))
 		process_queue(b);
-	else if (b->pushed) {
-		b->pushed = false;
-		virtio_queue_interrupt(&b->vdev, 0);
-	}
+	else
+		end_run(b);
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 
@@ -240,6 +286,11 @@ static void blk_reset(struct virtio_dev *dev)
 static void blk_destroy(struct virtio_dev *dev)
 {
 	struct blk_dev *b = to_blk(dev);
+	if (b->nr_reqs)
+		log_debug("drive %s: %llu requests in %llu batches, %llu notifications, %llu "
+			  "interrupts",
+			  b->id, (unsigned long long)b->nr_reqs, (unsigned long long)b->nr_batches,
+			  (unsigned long long)b->nr_notify, (unsigned long long)b->nr_irqs);
 	if (b->engine) {
 		if (b->engine->event_fd >= 0)
 			evloop_remove(&dev->machine->loop, b->engine->event_fd);

@@ -18,7 +18,8 @@ struct uring_engine {
 	struct blk_engine e;
 	struct io_uring ring;
 	bool ring_live;
-	unsigned pending; /* SQEs prepared but not yet submitted */
+	unsigned pending;	  /* SQEs prepared but not yet submitted */
+	unsigned submit_warnings; /* failed submits logged (a few at most) */
 };
 
 static struct uring_engine *to_uring(struct blk_engine *e)
@@ -34,11 +35,16 @@ static void submit_pending(struct uring_engine *u)
 	do
 		rc = io_uring_submit(&u->ring);
 	while (rc == -EINTR);
-	/* On other failures the SQEs stay queued and go with the next submit. */
-	if (rc < 0)
-		log_warn("virtio-blk: io_uring_submit: %s", strerror(-rc));
-	else
+	/* On other failures the SQEs stay queued and go with the next submit. The device
+	 * asks for no notification while it has requests in flight, so nothing else would
+	 * bring that submit: the engine's own eventfd does, after the other events. */
+	if (rc < 0) {
+		log_warn_limited(&u->submit_warnings, 8, "virtio-blk: io_uring_submit: %s",
+				 strerror(-rc));
+		eventfd_write(u->e.event_fd, 1);
+	} else {
 		u->pending = 0;
+	}
 }
 
 /* Submits the batch, then takes what already completed: on filesystems that serve cached

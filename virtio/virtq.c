@@ -52,6 +52,7 @@ int virtq_activate(struct virtq *q, const struct guest_mem *mem, uint64_t featur
 	/* The driver starts both indexes at 0 (the device was reset or is new). */
 	q->next_avail = 0;
 	q->used_idx = 0;
+	q->used_added = 0;
 	q->signalled_used = 0;
 	q->signalled_valid = false;
 	q->fault = NULL;
@@ -113,6 +114,10 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_chain *c)
 			in_indirect = true;
 			idx = 0;
 			seen = 0;
+			/* The pointer to the table is no buffer of the chain: a driver may fill a
+			 * table with a queue's worth (Linux virtio-blk: seg_max data buffers, the
+			 * header and the status, 256 with ember's seg_max). */
+			total--;
 			continue;
 		}
 
@@ -227,23 +232,43 @@ static void mark_used(const struct virtq *q)
 
 void virtq_push_batch(struct virtq *q, const struct virtq_used_elem *elems, unsigned nr)
 {
+	for (unsigned i = 0; i < nr; i++)
+		virtq_add_used(q, (uint16_t)elems[i].id, elems[i].len);
+	virtq_publish_used(q);
+}
+
+void virtq_add_used(struct virtq *q, uint16_t head, uint32_t len)
+{
+	/* A device has at most a queue's worth of chains to give back between two looks at
+	 * the ring; one that adds more (a driver that offered a head again while it was in
+	 * flight) gets the older ones published before their slots are reused. */
+	if (q->used_added >= q->num)
+		virtq_publish_used(q);
+	/* Snapshots: the chain's writable buffers and the used ring are the device's writes. */
 	if (q->mem->dirty) {
-		for (unsigned i = 0; i < nr; i++)
-			if (elems[i].id < q->num)
-				mark_chain(q, (uint16_t)elems[i].id);
+		if (head < q->num)
+			mark_chain(q, head);
 		mark_used(q);
 	}
-	for (unsigned i = 0; i < nr; i++) {
-		struct virtq_used_elem *e =
-			&q->used->ring[(uint16_t)(q->used_idx + i) & (q->num - 1)];
-		__atomic_store_n(&e->id, elems[i].id, __ATOMIC_RELAXED);
-		__atomic_store_n(&e->len, elems[i].len, __ATOMIC_RELAXED);
-	}
+	struct virtq_used_elem *e =
+		&q->used->ring[(uint16_t)(q->used_idx + q->used_added) & (q->num - 1)];
+	__atomic_store_n(&e->id, (uint32_t)head, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
+	q->used_added++;
+}
+
+unsigned virtq_publish_used(struct virtq *q)
+{
+	unsigned nr = q->used_added;
+	if (!nr)
+		return 0;
 	q->used_idx = (uint16_t)(q->used_idx + nr);
+	q->used_added = 0;
 	/* Orders the used elements (and the data and status bytes the device wrote into the
 	 * chains' buffers before this call) before the used->idx store that publishes them. */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	store16(&q->used->idx, q->used_idx);
+	return nr;
 }
 
 /* Virtio's "has the index moved past event since old?", in 16-bit wrapping arithmetic. */
@@ -256,7 +281,8 @@ bool virtq_need_interrupt(struct virtq *q)
 {
 	if (!q->active)
 		return false;
-	/* Orders the used->idx store (virtq_push) before reading used_event or the flags:
+	virtq_publish_used(q);
+	/* Orders the used->idx store (virtq_publish_used) before reading used_event or the flags:
 	 * otherwise the driver could raise used_event after we read it but before it sees the
 	 * new index, and wait forever for an interrupt. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

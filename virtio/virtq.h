@@ -76,7 +76,8 @@ struct virtq {
 	struct virtq_avail *avail;
 	struct virtq_used *used;
 	uint16_t next_avail;	 /* next avail ring slot the device reads */
-	uint16_t used_idx;	 /* the device's copy of used->idx */
+	uint16_t used_idx;	 /* the device's copy of used->idx: what the driver can see */
+	uint16_t used_added;	 /* elements written past used_idx, not yet published */
 	uint16_t signalled_used; /* used_idx when the last interrupt decision was made */
 	bool signalled_valid;
 };
@@ -102,8 +103,18 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
  * before used->idx moves, once, so the driver never sees some of them without the rest
  * (virtio-net's merged receive buffers: num_buffers in the first counts them all). */
 void virtq_push_batch(struct virtq *q, const struct virtq_used_elem *elems, unsigned nr);
-/* After one or more pushes: whether the driver wants an interrupt now (event index or
- * NO_INTERRUPT flag). */
+/* Batched completion, for a device that finishes many chains in one run: virtq_add_used
+ * writes the element into the used ring but leaves used->idx alone, so the driver does not
+ * see it yet; virtq_publish_used then moves used->idx once over everything added (one
+ * release fence, one store) and returns how many it published. A queue's worth of
+ * unpublished elements publishes by itself, so none is ever overwritten unseen.
+ * virtq_push, virtq_push_batch and virtq_need_interrupt publish what was added first. */
+void virtq_add_used(struct virtq *q, uint16_t head, uint32_t len);
+unsigned virtq_publish_used(struct virtq *q);
+/* After one or more pushes: publishes what was added, then says whether the driver wants
+ * an interrupt now (event index or NO_INTERRUPT flag). With the event index, a batch of
+ * completions published together gets one interrupt at most, and only if used_event lies
+ * within what the batch published since the last interrupt decision. */
 bool virtq_need_interrupt(struct virtq *q);
 /* Asks the driver for a notification on the next new chain (event index) and says whether
  * chains arrived meanwhile, in which case the device must keep going. */

@@ -48,6 +48,13 @@ void cpuid_filter(struct kvm_cpuid_entry2 *entries, unsigned nr, unsigned cpu_in
 		switch (e->function) {
 		case 1:
 			e->ecx |= 1u << 31; /* running under a hypervisor */
+			/* TSC-deadline timer: KVM's in-kernel LAPIC emulates it on every host
+			 * (KVM_CAP_TSC_DEADLINE_TIMER) but leaves it out of the supported CPUID for
+			 * the VMM to set. Without it Linux calibrates the LAPIC timer against the
+			 * PIT, and where that fails (a busy or emulated host) it keeps the PIT as
+			 * its clock: a timer interrupt through the IOAPIC and KVM's PIT thread at
+			 * every tick. */
+			e->ecx |= 1u << 24;
 			e->ebx = (e->ebx & 0x0000ffffu) | (cpu_index << 24) |
 				 ((nr_cpus & 0xff) << 16);
 			/* HTT: the package holds several logical CPUs */

@@ -86,7 +86,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		case 2:
-			virtq_push(&q, fin16(&script), fin32(&script));
+			/* Now and then added for a later publication instead. */
+			if (op & 0x80)
+				virtq_add_used(&q, fin16(&script), fin32(&script));
+			else
+				virtq_push(&q, fin16(&script), fin32(&script));
 			popped = 0;
 			break;
 		case 3:
@@ -96,6 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		case 4: {
+			if (op & 0x80)
+				virtq_publish_used(&q);
 			uint16_t n = fin8(&script) % (popped + 1);
 			virtq_unpop_n(&q, n);
 			popped -= n;

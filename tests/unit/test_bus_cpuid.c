@@ -205,7 +205,8 @@ static void cpuid_leaf1(void **state)
 	(void)state;
 	struct kvm_cpuid_entry2 e[NR_LEAVES];
 	filtered(e, 2, 4, false);
-	assert_int_equal(e[L1].ecx >> 31, 1); /* hypervisor */
+	assert_int_equal(e[L1].ecx >> 31, 1);	    /* hypervisor */
+	assert_int_equal((e[L1].ecx >> 24) & 1, 1); /* TSC-deadline timer */
 	assert_int_equal(e[L1].ebx >> 24, 2);
 	assert_int_equal((e[L1].ebx >> 16) & 0xff, 4);
 	assert_int_equal(e[L1].ebx & 0xffff, 0x1234);
@@ -213,6 +214,12 @@ static void cpuid_leaf1(void **state)
 	assert_int_equal(e[L1].eax, 0x806c1);
 	assert_int_equal(e[L0].eax, 0x1f); /* leaves it does not know are left alone */
 	assert_int_equal(e[L0].ebx, 0x756e6547);
+
+	/* KVM does not report the TSC-deadline timer; ember sets it. */
+	host_cpuid(e);
+	e[L1].ecx &= ~(1u << 24);
+	cpuid_filter(e, NR_LEAVES, 0, 1, false);
+	assert_int_equal((e[L1].ecx >> 24) & 1, 1);
 
 	filtered(e, 0, 1, false);
 	assert_int_equal(e[L1].ebx >> 24, 0);

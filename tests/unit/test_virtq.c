@@ -268,6 +268,22 @@ static void chain_longer_than_the_queue(void **state)
 	expect_broken("longer than the queue");
 }
 
+/* A full queue's worth of buffers in one indirect table is a chain of the queue size: the
+ * descriptor pointing at the table does not count (Linux's virtio-blk sends seg_max + 2). */
+static void indirect_table_of_the_queue_size(void **state)
+{
+	(void)state;
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	set_desc(vm, DESC_GPA, 0, IND_GPA, NUM * 16, VIRTQ_DESC_F_INDIRECT, 0);
+	for (unsigned i = 0; i < NUM; i++)
+		set_desc(vm, IND_GPA, i, BUF_GPA, 16, i + 1 < NUM ? VIRTQ_DESC_F_NEXT : 0,
+			 (uint16_t)(i + 1));
+	offer(vm, 0, 1);
+	assert_int_equal(virtq_pop(q(), chain()), 1);
+	assert_int_equal(chain()->nr_rd, NUM);
+	assert_int_equal(chain()->rd_len, 16 * NUM);
+}
+
 static void buffer_outside_memory(void **state)
 {
 	(void)state;
@@ -438,6 +454,88 @@ static void push_batch_wraps_at_the_ring_end(void **state)
 	assert_int_equal(used(vm)->idx, 3);
 }
 
+/* Completions added one by one stay invisible to the driver until the batch publishes:
+ * then used->idx moves once, after every element. */
+static void add_used_publishes_once(void **state)
+{
+	(void)state;
+	struct machine *vm = setup_queue(0);
+	unit_watch_start(used(vm));
+	for (uint16_t i = 0; i < 5; i++)
+		virtq_add_used(q(), i, 10u * i);
+	assert_int_equal(used(vm)->idx, 0); /* the driver sees nothing yet */
+	assert_int_equal(q()->used_idx, 0);
+	assert_int_equal(virtq_publish_used(q()), 5);
+	unsigned stores = unit_watch_stop();
+	assert_int_equal(used(vm)->idx, 5);
+	for (uint16_t i = 0; i < 5; i++) {
+		assert_int_equal(used(vm)->ring[i].id, i);
+		assert_int_equal(used(vm)->ring[i].len, 10u * i);
+	}
+	assert_int_equal(unit_watch_count(&used(vm)->idx, 2), 1);
+	assert_true(unit_watch()->addr[stores - 1] == (uintptr_t)&used(vm)->idx);
+	assert_int_equal(virtq_publish_used(q()), 0); /* nothing more to publish */
+
+	/* The interrupt decision publishes first: it never looks at a stale index. */
+	virtq_add_used(q(), 6, 1);
+	assert_true(virtq_need_interrupt(q()));
+	assert_int_equal(used(vm)->idx, 6);
+	/* A push publishes what was added before it, in order. */
+	virtq_add_used(q(), 1, 2);
+	virtq_push(q(), 3, 4);
+	assert_int_equal(used(vm)->idx, 8);
+	assert_int_equal(used(vm)->ring[6].id, 1);
+	assert_int_equal(used(vm)->ring[7].id, 3);
+	/* A queue's worth of unpublished elements publishes before a slot is reused. */
+	for (uint16_t i = 0; i < NUM + 1; i++)
+		virtq_add_used(q(), i, 0);
+	assert_int_equal(used(vm)->idx, 8 + NUM);
+	assert_int_equal(virtq_publish_used(q()), 1);
+	assert_int_equal(used(vm)->idx, 8 + NUM + 1);
+	/* A reset forgets what was added and not published. */
+	virtq_add_used(q(), 2, 0);
+	virtq_reset(q());
+	assert_int_equal(q()->used_added, 0);
+}
+
+/* With the event index a batch of completions gets one interrupt decision: one interrupt
+ * if used_event lies inside what the batch published, none if it lies beyond. */
+static void event_index_one_interrupt_per_batch(void **state)
+{
+	(void)state;
+	struct machine *vm = setup_queue(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	uint16_t *used_event = &avail(vm)->ring[NUM];
+	*used_event = 0;
+	virtq_add_used(q(), 0, 0);
+	assert_true(virtq_need_interrupt(q())); /* idx 1: the first decision interrupts */
+
+	/* The driver asks to hear once entry 3 is used (idx passes 3): a batch of four
+	 * (idx 1 to 5) crosses it; one decision, one interrupt. */
+	*used_event = 3;
+	for (int i = 0; i < 4; i++)
+		virtq_add_used(q(), 0, 0);
+	assert_true(virtq_need_interrupt(q()));
+	assert_int_equal(used(vm)->idx, 5);
+	/* Entry 3 was signalled already: the next batch (idx 5 to 8) stays quiet. */
+	for (int i = 0; i < 3; i++)
+		virtq_add_used(q(), 0, 0);
+	assert_false(virtq_need_interrupt(q()));
+	/* The driver moves used_event beyond what is published: quiet until the batch that
+	 * reaches it (entry 12: idx passes 12 at 13). */
+	*used_event = 12;
+	for (int i = 0; i < 4; i++)
+		virtq_add_used(q(), 0, 0);
+	assert_false(virtq_need_interrupt(q())); /* idx 12 */
+	virtq_add_used(q(), 0, 0);
+	assert_true(virtq_need_interrupt(q())); /* idx 13 */
+	/* Near the 16-bit wrap the window still counts right. */
+	q()->used_idx = q()->signalled_used = 65534;
+	*used_event = 0;
+	for (int i = 0; i < 4; i++)
+		virtq_add_used(q(), 0, 0);
+	assert_true(virtq_need_interrupt(q())); /* 65534 -> 2 crosses entry 0 */
+}
+
 static void unpop_n_chains(void **state)
 {
 	(void)state;
@@ -556,6 +654,7 @@ int main(void)
 		UNIT_TEST(descriptor_loop),
 		UNIT_TEST(loop_inside_an_indirect_table),
 		UNIT_TEST(chain_longer_than_the_queue),
+		UNIT_TEST(indirect_table_of_the_queue_size),
 		UNIT_TEST(buffer_outside_memory),
 		UNIT_TEST(avail_index_running_ahead),
 		UNIT_TEST(head_and_next_beyond_the_table),
@@ -565,6 +664,8 @@ int main(void)
 		UNIT_TEST(event_index),
 		UNIT_TEST(wrapping_indexes),
 		UNIT_TEST(push_batch_wraps_at_the_ring_end),
+		UNIT_TEST(add_used_publishes_once),
+		UNIT_TEST(event_index_one_interrupt_per_batch),
 		UNIT_TEST(unpop_n_chains),
 		UNIT_TEST(enable_notify_beyond),
 		UNIT_TEST(enable_notify_beyond_without_event_index),

@@ -651,6 +651,131 @@ static void event_index_asks_for_the_next_request(void **state)
 	assert_int_equal(*status_of(1), VIRTIO_BLK_S_OK);
 }
 
+/* How many interrupts the device raised since the last call. */
+static uint64_t irqs_raised(void)
+{
+	uint64_t v = 0;
+	if (read(t()->dev->irq_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		return 0;
+	return v;
+}
+
+/* Queues n reads of one sector each (sector i into DATA_GPA + 512 * i) behind one
+ * notification and runs until they are used. */
+static void read_batch(unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		queue_req(i, VIRTIO_BLK_T_IN, i, DATA_GPA + 512 * i, 512);
+	notify();
+	run_loop(2000, true);
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(*status_of(i), VIRTIO_BLK_S_OK);
+		assert_memory_equal(unit_gpa(t()->vm, DATA_GPA + 512 * i, 512),
+				    t()->pattern + 512 * i, 512);
+	}
+}
+
+/* A run that completes many requests updates used->idx once and raises one interrupt at
+ * most; with the event index, only when used_event lies within what the run published. */
+static void completions_are_batched(enum drive_io_engine engine)
+{
+	struct drive_config d = drive(engine, false);
+	start(&d);
+	const struct unit_ring r = { NUM, DESC_GPA, AVAIL_GPA, USED_GPA };
+	unit_driver_init(t()->vm, t()->dev,
+			 (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX), &r, 1);
+	t()->avail_idx = 0;
+	uint16_t *used_event =
+		(uint16_t *)unit_gpa(t()->vm, AVAIL_GPA + 4 + 2 * NUM, sizeof(uint16_t));
+	irqs_raised();
+
+	/* Eight requests, one notification: one interrupt (the first decision always
+	 * interrupts), and with the Sync engine one store to used->idx for all eight. */
+	unit_watch_start(used());
+	read_batch(8);
+	unit_watch_stop();
+	assert_int_equal(used()->idx, 8);
+	if (engine == DRIVE_ENGINE_SYNC)
+		assert_int_equal(unit_watch_count(&used()->idx, 2), 1);
+	assert_int_equal(irqs_raised(), 1);
+
+	/* The driver wants to hear only once entry 100 is used: eight more, no interrupt. */
+	*used_event = 100;
+	t()->avail_idx = 8;
+	read_batch(8);
+	assert_int_equal(used()->idx, 16);
+	assert_int_equal(irqs_raised(), 0);
+
+	/* It wants entry 20: the run that uses entries 16 to 23 interrupts, once. */
+	*used_event = 20;
+	read_batch(8);
+	assert_int_equal(used()->idx, 24);
+	assert_int_equal(irqs_raised(), 1);
+}
+
+static void sync_completions_are_batched(void **state)
+{
+	(void)state;
+	completions_are_batched(DRIVE_ENGINE_SYNC);
+}
+
+static void async_completions_are_batched(void **state)
+{
+	(void)state;
+	char why[ERR_LEN];
+	if (blk_uring_probe(why))
+		skip();
+	completions_are_batched(DRIVE_ENGINE_ASYNC);
+}
+
+/* Dirty data behind the image, so that a flush takes a while (io_uring hands fsync to a
+ * worker): the request stays in flight. */
+static void dirty_the_image(void)
+{
+	int fd = open(t()->img, O_WRONLY);
+	assert_true(fd >= 0);
+	uint8_t *junk = calloc(1, 8 << 20);
+	assert_non_null(junk);
+	assert_int_equal(pwrite(fd, junk, 8 << 20, IMG_SECTORS * 512), 8 << 20);
+	free(junk);
+	close(fd);
+}
+
+/* While the Async engine holds requests, the device does not ask for notifications (with
+ * the event index, avail_event stays behind): a request the driver adds meanwhile, without
+ * notifying, is taken when the requests in flight complete. Once nothing is in flight the
+ * device asks for the next notification again. */
+static void requests_in_flight_need_no_notification(void **state)
+{
+	(void)state;
+	char why[ERR_LEN];
+	if (blk_uring_probe(why))
+		skip();
+	struct drive_config d = drive(DRIVE_ENGINE_ASYNC, false);
+	start(&d);
+	const struct unit_ring r = { NUM, DESC_GPA, AVAIL_GPA, USED_GPA };
+	unit_driver_init(t()->vm, t()->dev,
+			 (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX), &r, 1);
+	t()->avail_idx = 0;
+	uint16_t *avail_event = (uint16_t *)&used()->ring[NUM];
+	dirty_the_image();
+	queue_req(0, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	pthread_mutex_lock(&t()->dev->lock);
+	t()->dev->ops->queue_notify(t()->dev, 0);
+	pthread_mutex_unlock(&t()->dev->lock);
+	assert_int_equal(used()->idx, 0); /* still in flight */
+	assert_int_equal(get16(avail_event), 0);
+	/* The driver adds a read and, avail_event being behind, does not notify. */
+	queue_req(1, VIRTIO_BLK_T_IN, 2, DATA_GPA, 512);
+	run_loop(5000, true);
+	assert_int_equal(used()->idx, 2);
+	assert_int_equal(*status_of(0), VIRTIO_BLK_S_OK);
+	assert_int_equal(*status_of(1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(unit_gpa(t()->vm, DATA_GPA, 512), t()->pattern + 2 * 512, 512);
+	/* Nothing in flight: the next request must notify. */
+	assert_int_equal(get16(avail_event), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -667,6 +792,9 @@ int main(void)
 		BLK_TEST(malformed_requests),
 		BLK_TEST(write_past_the_end),
 		BLK_TEST(event_index_asks_for_the_next_request),
+		BLK_TEST(sync_completions_are_batched),
+		BLK_TEST(async_completions_are_batched),
+		BLK_TEST(requests_in_flight_need_no_notification),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
