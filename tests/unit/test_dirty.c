@@ -177,6 +177,12 @@ static void virtq_marks_what_the_device_writes(void **state)
 	virtq_push(&q, 0, 16);
 	virtq_push(&q, 200, 16); /* a head beyond the table marks only the used ring */
 	assert_int_equal(take(vm), 2);
+	/* virtio-blk's batched completions (added, published later) mark the same. */
+	d[1] = (struct virtq_desc){ WR_GPA + PAGE - 8, 16, VIRTQ_DESC_F_WRITE, 0 };
+	virtq_add_used(&q, 0, 16);
+	assert_int_equal(take(vm), 3);
+	assert_true(is_set(bits(), WR_GPA / PAGE + 1) && is_set(bits(), USED_GPA / PAGE));
+	virtq_publish_used(&q);
 }
 
 /* A state file with a machine-independent MEMF section: type, size, pages, regions. */
