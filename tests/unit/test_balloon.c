@@ -32,12 +32,7 @@ static struct t *t(void)
 
 static int balloon_teardown(void **state)
 {
-	if (t()->vm) {
-		if (t()->dev)
-			virtio_dev_destroy(t()->dev);
-		io_bus_free(&t()->vm->mmio_bus);
-		evloop_close(&t()->vm->loop);
-	}
+	unit_device_machine_free(t()->vm, t()->dev);
 	memset(t(), 0, sizeof(*t()));
 	return unit_teardown(state);
 }

@@ -38,12 +38,7 @@ static const struct unit_ring rings[2] = {
 
 static int net_teardown(void **state)
 {
-	if (t()->vm) {
-		if (t()->dev)
-			virtio_dev_destroy(t()->dev);
-		io_bus_free(&t()->vm->mmio_bus);
-		evloop_close(&t()->vm->loop);
-	}
+	unit_device_machine_free(t()->vm, t()->dev);
 	if (t()->peer > 0)
 		close(t()->peer);
 	memset(t(), 0, sizeof(*t()));

@@ -91,6 +91,17 @@ static inline const char *unit_missing_path(void)
 	return p;
 }
 
+/* A device test's machine taken down: the device (if any), the MMIO bus, the event loop. */
+static inline void unit_device_machine_free(struct machine *vm, struct virtio_dev *dev)
+{
+	if (!vm)
+		return;
+	if (dev)
+		virtio_dev_destroy(dev);
+	io_bus_free(&vm->mmio_bus);
+	evloop_close(&vm->loop);
+}
+
 /* Per-test teardown: frees guest memory and removes the test's files. */
 static inline int unit_teardown(void **state)
 {
