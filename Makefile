@@ -38,7 +38,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic -fn
 # The jailer is a separate, small binary: it never links the VMM.
 JAILER_SRC := $(wildcard jailer/*.c)
 all: $(BUILD)/ember $(GUEST_ELF) $(if $(JAILER_SRC),$(BUILD)/ember-jailer) $(BUILD)/ember-vsock \
-	$(BUILD)/ember-snap
+	$(BUILD)/ember-snap $(BUILD)/ember-agent $(BUILD)/ember-run
 
 # The snapshot tool (inspect a state file, merge a Diff memory file onto its base): it runs
 # the loader's own checks, so it links the VMM's library.
@@ -53,6 +53,19 @@ $(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/ember-vsock: rootfs/ember-vsock.c
 	@mkdir -p $(dir $@)
 	$(CC) -static -O2 -s -Wall -Wextra -Werror -o $@ $<
+
+# The guest agent of ember-run (rootfs/build-rootfs.sh installs it in both guest images):
+# static and stripped like ember-vsock; it shares the wire format's code with ember-run.
+AGENT_PROTO := run/agent_proto.c run/agent_proto.h
+$(BUILD)/ember-agent: rootfs/ember-agent.c $(AGENT_PROTO)
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -s -Wall -Wextra -Werror -I. -o $@ rootfs/ember-agent.c run/agent_proto.c
+
+# ember-run: one command in a fresh microVM. A client of ember's API like any other: it runs
+# build/ember as a child and never links the VMM (tests/layering.sh checks its includes).
+RUN_SRC := $(wildcard run/*.c)
+$(BUILD)/ember-run: $(RUN_SRC:%.c=$(BUILD)/obj/%.o)
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson
 
 # The page fault handler that serves a memory file to a VM loaded with the Uffd backend: a
 # program of its own, without the VMM (it runs outside ember, with its own rights).
@@ -141,7 +154,7 @@ kernel: deps
 vmhost-kernel: deps
 	rootfs/build-kernel.sh vmhost
 
-rootfs: deps $(BUILD)/ember-vsock
+rootfs: deps $(BUILD)/ember-vsock $(BUILD)/ember-agent
 	rootfs/build-rootfs.sh
 
 # The sanitized build (ASan+UBSan) and the fuzz targets run in tests/run-all.sh too.
@@ -171,8 +184,8 @@ bench: deps
 # Keeps build/guest and build/vmhost: they are copies of cached kernels and images.
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/ember $(BUILD)/ember.debug $(BUILD)/libember.a \
-		$(BUILD)/ember-snap $(BUILD)/ember-uffd-handler \
+		$(BUILD)/ember-snap $(BUILD)/ember-uffd-handler $(BUILD)/ember-agent $(BUILD)/ember-run \
 		$(BUILD)/test-tmp $(BUILD)/san $(FUZZ_BUILD)
 
 -include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
--include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(BUILD)/obj/snap/ember_snap.d $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)
+-include $(CORE_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(BUILD)/obj/snap/ember_snap.d $(RUN_SRC:%.c=$(BUILD)/obj/%.d) $(UNIT_BIN:=.d) $(JAILER_SRC:%.c=$(BUILD)/obj/%.d)

@@ -2,8 +2,9 @@
 # Build the guest userspace from Debian's busybox-static:
 #   build/guest/initramfs.cpio.gz  (for initrd_path)
 #   build/guest/rootfs.ext4        (64 MiB, for a virtio-blk root: root=/dev/vda)
-# Both carry rootfs/init as /init and /sbin/init, and build/ember-vsock (rootfs/ember-vsock.c,
-# built here through make when missing or stale) as /bin/ember-vsock. Cached under
+# Both carry rootfs/init as /init and /sbin/init, build/ember-vsock (rootfs/ember-vsock.c,
+# built here through make when missing or stale) as /bin/ember-vsock, and ember-run's guest
+# agent (rootfs/ember-agent.c) as /bin/ember-agent. Cached under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ember/rootfs-<hash>/. No root privileges needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,14 +18,16 @@ if [[ ! -x "$busybox" ]]; then
     echo "build-rootfs: $busybox missing; run 'make deps'" >&2
     exit 1
 fi
-# The vsock tool's bytes go into the cache key: a change to it rebuilds the images.
+# The guest programs' bytes go into the cache key: a change to one rebuilds the images.
 vsock_tool=build/ember-vsock
-make --no-print-directory -s "$vsock_tool"
+agent=build/ember-agent
+make --no-print-directory -s "$vsock_tool" "$agent"
 bbver=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
 key=$( {
     cat "$0" rootfs/init
     echo "$bbver $(stat -c %s "$busybox")"
     sha256sum <"$vsock_tool"
+    sha256sum <"$agent"
 } | sha256sum | cut -c1-16)
 result=$cache/rootfs-$key
 
@@ -55,6 +58,7 @@ cp "$busybox" "$stage/bin/busybox"
 install -m 0755 rootfs/init "$stage/init"
 ln -s /init "$stage/sbin/init"
 install -m 0755 "$vsock_tool" "$stage/bin/ember-vsock"
+install -m 0755 "$agent" "$stage/bin/ember-agent"
 
 # Busybox reports where each applet belongs (bin/ls, usr/sbin/chroot, ...).
 while read -r applet; do
