@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int fail(char *why, size_t why_len, const char *fmt, ...)
+static int proto_fail(char *why, size_t why_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -78,8 +78,8 @@ int agent_frame_check(enum agent_side side, uint32_t type, uint32_t len, char *w
 	bool agent_type = type >= AGENT_READY && type <= AGENT_ERROR;
 
 	if (side == AGENT_SIDE_AGENT ? !host_type : !agent_type)
-		return fail(why, why_len, "frame type 0x%x is not one the %s receives", type,
-			    side == AGENT_SIDE_AGENT ? "agent" : "host");
+		return proto_fail(why, why_len, "frame type 0x%x is not one the %s receives", type,
+				  side == AGENT_SIDE_AGENT ? "agent" : "host");
 	switch (type) {
 	case AGENT_REQUEST:
 		min = AGENT_REQ_FIXED + 3, max = AGENT_FRAME_MAX; /* workdir, argv[0], 1 char */
@@ -106,8 +106,8 @@ int agent_frame_check(enum agent_side side, uint32_t type, uint32_t len, char *w
 		break;
 	}
 	if (len < min || len > max)
-		return fail(why, why_len, "%s frame of %u bytes (allowed: %u to %u)",
-			    agent_type_name(type), len, min, max);
+		return proto_fail(why, why_len, "%s frame of %u bytes (allowed: %u to %u)",
+				  agent_type_name(type), len, min, max);
 	return 0;
 }
 
@@ -176,7 +176,7 @@ int agent_request_parse(const uint8_t *p, uint32_t len, struct agent_request *r,
 			size_t why_len)
 {
 	if (len < AGENT_REQ_FIXED || len > AGENT_FRAME_MAX)
-		return fail(why, why_len, "REQUEST of %u bytes", len);
+		return proto_fail(why, why_len, "REQUEST of %u bytes", len);
 	r->version = get32(p);
 	r->argc = get32(p + 4);
 	r->envc = get32(p + 8);
@@ -186,43 +186,47 @@ int agent_request_parse(const uint8_t *p, uint32_t len, struct agent_request *r,
 	/* p + 28: four bytes reserved, zero */
 	memcpy(r->entropy, p + 32, AGENT_ENTROPY_SIZE);
 	if (r->version != AGENT_PROTO_VERSION)
-		return fail(why, why_len, "protocol version %u (this side speaks %u)", r->version,
-			    AGENT_PROTO_VERSION);
+		return proto_fail(why, why_len, "protocol version %u (this side speaks %u)",
+				  r->version, AGENT_PROTO_VERSION);
 	if (r->flags || get32(p + 28))
-		return fail(why, why_len, "unknown flags 0x%x in the request", r->flags);
+		return proto_fail(why, why_len, "unknown flags 0x%x in the request", r->flags);
 	if (r->argc < 1 || r->argc > AGENT_ARGC_MAX)
-		return fail(why, why_len, "argc %u (allowed: 1 to %u)", r->argc, AGENT_ARGC_MAX);
+		return proto_fail(why, why_len, "argc %u (allowed: 1 to %u)", r->argc,
+				  AGENT_ARGC_MAX);
 	if (r->envc > AGENT_ENVC_MAX)
-		return fail(why, why_len, "envc %u (allowed: up to %u)", r->envc, AGENT_ENVC_MAX);
+		return proto_fail(why, why_len, "envc %u (allowed: up to %u)", r->envc,
+				  AGENT_ENVC_MAX);
 	if (r->realtime_sec < 0 || r->realtime_nsec >= 1000000000)
-		return fail(why, why_len, "a wall-clock time of %lld s %u ns",
-			    (long long)r->realtime_sec, r->realtime_nsec);
+		return proto_fail(why, why_len, "a wall-clock time of %lld s %u ns",
+				  (long long)r->realtime_sec, r->realtime_nsec);
 	uint32_t pos = AGENT_REQ_FIXED;
 	r->workdir = next_str(p, len, &pos);
 	if (!r->workdir || (r->workdir[0] && r->workdir[0] != '/'))
-		return fail(why, why_len, "the workdir is missing, too long or not absolute");
+		return proto_fail(why, why_len, "the workdir is missing, too long or not absolute");
 	for (uint32_t i = 0; i < r->argc; i++) {
 		r->argv[i] = next_str(p, len, &pos);
 		if (!r->argv[i])
-			return fail(why, why_len, "argv[%u] is missing or longer than %u bytes", i,
-				    AGENT_STR_MAX);
+			return proto_fail(why, why_len,
+					  "argv[%u] is missing or longer than %u bytes", i,
+					  AGENT_STR_MAX);
 	}
 	r->argv[r->argc] = NULL;
 	if (!r->argv[0][0])
-		return fail(why, why_len, "argv[0] is empty");
+		return proto_fail(why, why_len, "argv[0] is empty");
 	for (uint32_t i = 0; i < r->envc; i++) {
 		const char *e = next_str(p, len, &pos);
 		if (!e)
-			return fail(why, why_len, "env[%u] is missing or longer than %u bytes", i,
-				    AGENT_STR_MAX);
+			return proto_fail(why, why_len,
+					  "env[%u] is missing or longer than %u bytes", i,
+					  AGENT_STR_MAX);
 		const char *eq = strchr(e, '=');
 		if (!eq || eq == e)
-			return fail(why, why_len, "env[%u] is not KEY=VALUE", i);
+			return proto_fail(why, why_len, "env[%u] is not KEY=VALUE", i);
 		r->envp[i] = e;
 	}
 	r->envp[r->envc] = NULL;
 	if (pos != len)
-		return fail(why, why_len, "%u bytes after the last string", len - pos);
+		return proto_fail(why, why_len, "%u bytes after the last string", len - pos);
 	return 0;
 }
 
@@ -230,21 +234,22 @@ int agent_file_parse(const uint8_t *p, uint32_t len, struct agent_file *f, char 
 		     size_t why_len)
 {
 	if (len < AGENT_FILE_FIXED)
-		return fail(why, why_len, "FILE of %u bytes", len);
+		return proto_fail(why, why_len, "FILE of %u bytes", len);
 	f->size = get64(p);
 	f->mode = get32(p + 8);
 	uint32_t plen = get32(p + 12);
 	if (f->size > AGENT_FILE_SIZE_MAX)
-		return fail(why, why_len, "a file of %llu bytes (at most %llu)",
-			    (unsigned long long)f->size, (unsigned long long)AGENT_FILE_SIZE_MAX);
+		return proto_fail(why, why_len, "a file of %llu bytes (at most %llu)",
+				  (unsigned long long)f->size,
+				  (unsigned long long)AGENT_FILE_SIZE_MAX);
 	if (f->mode & ~07777u)
-		return fail(why, why_len, "file mode 0%o", f->mode);
+		return proto_fail(why, why_len, "file mode 0%o", f->mode);
 	if (plen < 2 || plen > AGENT_STR_MAX || plen != len - AGENT_FILE_FIXED)
-		return fail(why, why_len, "a path of %u bytes in a FILE of %u", plen, len);
+		return proto_fail(why, why_len, "a path of %u bytes in a FILE of %u", plen, len);
 	memcpy(f->path, p + AGENT_FILE_FIXED, plen);
 	f->path[plen] = 0;
 	if (f->path[0] != '/' || memchr(f->path, 0, plen) || f->path[plen - 1] == '/')
-		return fail(why, why_len, "the path is not an absolute file name");
+		return proto_fail(why, why_len, "the path is not an absolute file name");
 	return 0;
 }
 
@@ -252,13 +257,13 @@ int agent_exit_parse(const uint8_t *p, uint32_t len, struct agent_exit *e, char 
 		     size_t why_len)
 {
 	if (len != AGENT_EXIT_SIZE)
-		return fail(why, why_len, "EXIT of %u bytes", len);
+		return proto_fail(why, why_len, "EXIT of %u bytes", len);
 	e->how = get32(p), e->value = get32(p + 4);
 	if (e->how == AGENT_EXIT_CODE && e->value <= 255)
 		return 0;
 	if (e->how == AGENT_EXIT_SIGNAL && e->value >= 1 && e->value <= 64)
 		return 0;
-	return fail(why, why_len, "exit status kind %u value %u", e->how, e->value);
+	return proto_fail(why, why_len, "exit status kind %u value %u", e->how, e->value);
 }
 
 void agent_hdr_put(uint8_t *out, uint32_t type, uint32_t len)
@@ -353,7 +358,7 @@ int agent_in_step(struct agent_in_order *o, uint32_t type, const uint8_t *p, uin
 		if (o->phase != 1 || o->file_left)
 			break;
 		if (++o->files > AGENT_FILES_MAX)
-			return fail(why, why_len, "more than %u files", AGENT_FILES_MAX);
+			return proto_fail(why, why_len, "more than %u files", AGENT_FILES_MAX);
 		r = agent_file_parse(p, len, &f, why, why_len);
 		if (r)
 			return r;
@@ -379,8 +384,8 @@ int agent_in_step(struct agent_in_order *o, uint32_t type, const uint8_t *p, uin
 		o->phase = 3;
 		return 0;
 	}
-	return fail(why, why_len, "%s frame out of order (phase %d, %llu file bytes due)",
-		    agent_type_name(type), o->phase, (unsigned long long)o->file_left);
+	return proto_fail(why, why_len, "%s frame out of order (phase %d, %llu file bytes due)",
+			  agent_type_name(type), o->phase, (unsigned long long)o->file_left);
 }
 
 int agent_out_step(struct agent_out_order *o, uint32_t type, const uint8_t *p, uint32_t len,
@@ -419,6 +424,6 @@ int agent_out_step(struct agent_out_order *o, uint32_t type, const uint8_t *p, u
 		o->phase = 3;
 		return 0;
 	}
-	return fail(why, why_len, "%s frame out of order (%s)", agent_type_name(type),
-		    phases[o->phase >= 0 && o->phase <= 3 ? o->phase : 3]);
+	return proto_fail(why, why_len, "%s frame out of order (%s)", agent_type_name(type),
+			  phases[o->phase >= 0 && o->phase <= 3 ? o->phase : 3]);
 }

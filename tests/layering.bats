@@ -22,3 +22,18 @@
 	[[ "$output" == *'src/core/x.c: #include "log.h" does not name its folder'* ]]
 	[[ "$output" == *"4 includes checked, 2 wrong"* ]]
 }
+
+@test "ember-run and the guest programs include only run/ headers" {
+	tree=$(mktemp -d)
+	mkdir -p "$tree/src/core" "$tree/run" "$tree/rootfs"
+	printf '#include "core/log.h"\n' >"$tree/src/core/x.c"
+	printf '#include "run/run.h"\n#include "vmm/vm.h"\n' >"$tree/run/x.c"
+	printf '#include "run/agent_proto.h"\n#include "core/log.h"\n' >"$tree/rootfs/agent.c"
+	run tests/layering.sh "$tree"
+	rm -rf "$tree"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'run/x.c: #include "vmm/vm.h": ember-run and the guest programs include only run/ headers'* ]]
+	[[ "$output" == *'rootfs/agent.c: #include "core/log.h": ember-run'* ]]
+	[[ "$output" == *"5 includes checked, 2 wrong"* ]]
+}

@@ -438,9 +438,28 @@ def api_server():
         write("fuzz_api_server", "stream-%d" % i, bytes([(i * 29) % 256]) + st)
 
 
+def agent():
+    """ember-run's agent protocol (run/agent_proto.h): a whole conversation each way."""
+    def frame(t, payload=b""):
+        return struct.pack("<II", t, len(payload)) + payload
+    strs = [b"/tmp", b"sh", b"-c", b"cat /data/f; echo $A", b"A=1", b"PATH=/bin"]
+    req = struct.pack("<IIIIqII", 1, 3, 2, 0, 1800000000, 5, 0) + bytes(range(64)) + \
+        b"".join(x + b"\0" for x in strs)
+    path = b"/data/f"
+    guest = frame(1, req) + frame(2, struct.pack("<QII", 6, 0o644, len(path)) + path) + \
+        frame(3, b"hel") + frame(3, b"lo\n") + frame(4) + frame(5, b"stdin data\n") + frame(6)
+    write("fuzz_agent_guest", "request-file-stdin", b"\x05" + guest)
+    write("fuzz_agent_guest", "request-bytewise", b"\x00" + frame(1, req) + frame(4) + frame(6))
+    host = frame(0x80) + frame(0x81) + frame(0x82, b"out\n") + frame(0x83, b"err\n") + \
+        frame(0x84, struct.pack("<II", 0, 3))
+    write("fuzz_agent_host", "run-exit-3", b"\x03" + host)
+    write("fuzz_agent_host", "killed", b"\x00" + frame(0x80) + frame(0x81) + frame(0x84, struct.pack("<II", 1, 9)))
+    write("fuzz_agent_host", "error", b"\x09" + frame(0x80) + frame(0x85, b"copy-in /x: No space left"))
+
+
 TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
-           "virtq": virtq, "rng": rng, "balloon": balloon}
+           "virtq": virtq, "rng": rng, "balloon": balloon, "agent": agent}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:
