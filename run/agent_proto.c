@@ -55,6 +55,8 @@ const char *agent_type_name(uint32_t type)
 		return "STDIN";
 	case AGENT_STDIN_EOF:
 		return "STDIN_EOF";
+	case AGENT_PING:
+		return "PING";
 	case AGENT_READY:
 		return "READY";
 	case AGENT_STARTED:
@@ -74,7 +76,7 @@ const char *agent_type_name(uint32_t type)
 int agent_frame_check(enum agent_side side, uint32_t type, uint32_t len, char *why, size_t why_len)
 {
 	uint32_t min = 0, max = 0;
-	bool host_type = type >= AGENT_REQUEST && type <= AGENT_STDIN_EOF;
+	bool host_type = type >= AGENT_REQUEST && type <= AGENT_PING;
 	bool agent_type = type >= AGENT_READY && type <= AGENT_ERROR;
 
 	if (side == AGENT_SIDE_AGENT ? !host_type : !agent_type)
@@ -95,6 +97,7 @@ int agent_frame_check(enum agent_side side, uint32_t type, uint32_t len, char *w
 		break;
 	case AGENT_START:
 	case AGENT_STDIN_EOF:
+	case AGENT_PING:
 	case AGENT_READY:
 	case AGENT_STARTED:
 		break;
@@ -349,6 +352,8 @@ int agent_in_step(struct agent_in_order *o, uint32_t type, const uint8_t *p, uin
 	int r;
 
 	switch (type) {
+	case AGENT_PING:
+		return 0;
 	case AGENT_REQUEST:
 		if (o->phase != 0)
 			break;

@@ -4,14 +4,17 @@
  *
  * A frame is an 8-byte header, then its payload:
  *     u32 type, u32 length (little-endian), length bytes.
- * On accept the agent sends READY; the host waits for it before it sends anything: a
- * restored guest's vsock driver resets the connections it had when it handles the restore's
- * TRANSPORT_RESET event, which can come after the host's connect, and the host connects again
- * when the connection ends before READY. The host sends REQUEST, then FILE (each followed by
- * FILE_DATA frames that add up to the file's size exactly), then START, then STDIN frames and one
- * STDIN_EOF. The agent answers STARTED (the command runs) or ERROR (it could not set it up), then
- * STDOUT and STDERR frames, then one EXIT; then it closes. Anything out of this order, a type
- * unknown in its direction, or a length beyond its type's bound ends the connection. */
+ * On accept the agent sends READY; the host waits for it before it sends anything else. A
+ * restored guest's vsock driver resets the connections it has when it handles the restore's
+ * TRANSPORT_RESET event, which can come after the host's connect, and tells the host
+ * nothing; the guest answers the next packet for such a connection with a reset, though. So
+ * the host sends PING (ignored by the agent, in any phase) while it waits, learns of a reset
+ * connection as its end, and starts over on a new one while nothing has run (before
+ * STARTED; it reads its own stdin only after STARTED). The host sends REQUEST, then FILE (each
+ * followed by FILE_DATA frames that add up to the file's size exactly), then START, then STDIN
+ * frames and one STDIN_EOF. The agent answers STARTED (the command runs) or ERROR (it could not set
+ * it up), then STDOUT and STDERR frames, then one EXIT; then it closes. Anything out of this order,
+ * a type unknown in its direction, or a length beyond its type's bound ends the connection. */
 #ifndef EMBER_RUN_AGENT_PROTO_H
 #define EMBER_RUN_AGENT_PROTO_H
 
@@ -49,6 +52,7 @@ enum agent_type {
 	AGENT_START = 4,
 	AGENT_STDIN = 5,
 	AGENT_STDIN_EOF = 6,
+	AGENT_PING = 7,
 	/* agent -> host */
 	AGENT_READY = 0x80,
 	AGENT_STARTED = 0x81,

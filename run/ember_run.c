@@ -285,7 +285,20 @@ static int run(struct run_opts *o, struct run_result *res)
 	if (conn < 0)
 		goto fail;
 	res->t_connect = now_s() - t0 - res->t_restore;
-	session_run(&vm, conn, o, res);
+	/* A connection the guest reset before the command started: connect again. */
+	for (int attempt = 1; session_run(&vm, conn, o, res) == 1; attempt++) {
+		close(conn);
+		if (attempt == 10) {
+			snprintf(err, sizeof(err), "the guest reset %d connections in a row",
+				 attempt);
+			goto fail;
+		}
+		double tc = now_s();
+		conn = session_connect(&vm, o->port, run_deadline_ms, err);
+		if (conn < 0)
+			goto fail;
+		res->t_connect += now_s() - tc;
+	}
 	close(conn);
 	double td = now_s();
 	vm_destroy(&vm);

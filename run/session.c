@@ -35,6 +35,8 @@ struct sess {
 	uint8_t *obuf; /* frames not yet written to the agent */
 	size_t olen, ooff, ocap;
 	bool request_sent, start_sent, stdin_open, conn_wr_closed, stdout_gone, stderr_gone;
+	bool retry, got_output;
+	uint64_t next_ping;
 	unsigned next_file;
 	int file_fd;
 	uint64_t file_left;
@@ -245,11 +247,13 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *p, uint32_t len)
 		res->started = true;
 		break;
 	case AGENT_STDOUT:
+		s->got_output = true;
 		if (s->o->json)
 			return keep(s, &res->out, &res->out_len, p, len);
 		write_out(1, &s->stdout_gone, p, len);
 		break;
 	case AGENT_STDERR:
+		s->got_output = true;
 		if (s->o->json)
 			return keep(s, &res->errout, &res->err_len, p, len);
 		write_out(2, &s->stderr_gone, p, len);
@@ -276,6 +280,10 @@ static int read_agent(struct sess *s)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
+	if (n <= 0 && !s->res->started && !s->got_output) {
+		s->retry = true; /* a connection the guest reset: nothing ran, start over */
+		return -1;
+	}
 	if (n <= 0) {
 		char tail[200];
 		vm_log_tail(s->vm, tail, sizeof(tail));
@@ -333,8 +341,20 @@ static int wait_ready(struct vm *vm, int conn, uint64_t deadline_ms, char *err)
 	uint8_t hdr[AGENT_HDR_SIZE];
 	size_t have = 0;
 
+	static const uint8_t ping[AGENT_HDR_SIZE] = { AGENT_PING };
+	uint64_t next_ping = now_ms() + 50;
+
 	while (have < sizeof(hdr)) {
-		int r = vm_poll(vm, conn, POLLIN, deadline_ms);
+		uint64_t until = deadline_ms && deadline_ms < next_ping ? deadline_ms : next_ping;
+		int r = vm_poll(vm, conn, POLLIN, until);
+		if (r == 0 && until == next_ping) {
+			/* A reset connection answers a packet with its end (agent_proto.h). */
+			if (send(conn, ping, sizeof(ping), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+			    errno != EAGAIN)
+				return 1;
+			next_ping = now_ms() + 100;
+			continue;
+		}
 		if (r <= 0)
 			return vm_wait_error(vm, r, "waiting for the guest agent", err);
 		ssize_t n = read(conn, hdr + have, sizeof(hdr) - have);
@@ -364,12 +384,12 @@ static int wait_ready(struct vm *vm, int conn, uint64_t deadline_ms, char *err)
 
 /* A restored guest's vsock driver resets the connections it has when it handles the
  * restore's TRANSPORT_RESET event, and tells the host nothing: a connection made just before
- * that never gets READY. So each attempt waits a while (longer each time: an emulated guest
- * is slow), then connects again; the guest's agent drops a connection whose READY went
- * nowhere. */
+ * that never gets READY. wait_ready's pings make the guest end it; an attempt that hears
+ * nothing at all for a while (longer each time: an emulated guest is slow) connects again
+ * too. The agent drops a connection whose READY went nowhere. */
 int session_connect(struct vm *vm, unsigned port, uint64_t deadline_ms, char *err)
 {
-	uint64_t wait = 100;
+	uint64_t wait = 2000;
 
 	for (;;) {
 		int conn = vm_vsock_connect(vm, "v.sock", port, deadline_ms, err);
@@ -382,7 +402,7 @@ int session_connect(struct vm *vm, unsigned port, uint64_t deadline_ms, char *er
 			return conn;
 		close(conn);
 		if (r == -ETIMEDOUT && (!deadline_ms || now_ms() < deadline_ms)) {
-			wait = wait < 3200 ? wait * 2 : wait;
+			wait = wait < 16000 ? wait * 2 : wait;
 			continue;
 		}
 		if (r < 0)
@@ -410,6 +430,7 @@ int session_run(struct vm *vm, int conn, const struct run_opts *o, struct run_re
 	bool eof_queued = false;
 	int result = -1;
 	s->t_sent = now_s();
+	s->next_ping = now_ms() + 100;
 	for (;;) {
 		if (refill(s))
 			break;
@@ -418,24 +439,32 @@ int session_run(struct vm *vm, int conn, const struct run_opts *o, struct run_re
 			if (queue_frame(s, AGENT_STDIN_EOF, NULL, 0))
 				break;
 		}
+		/* PING: a reset connection answers with its end (see agent_proto.h). */
+		uint64_t now = now_ms();
+		if (now >= s->next_ping && !s->conn_wr_closed) {
+			if (queue_frame(s, AGENT_PING, NULL, 0))
+				break;
+			s->next_ping = now + (res->started ? 1000 : 100);
+		}
 		bool want_out = s->olen > s->ooff && !s->conn_wr_closed;
-		bool want_in = s->start_sent && s->stdin_open && s->olen - s->ooff < OUT_LOW;
+		/* Our stdin only once the command runs: before, the run may start over. */
+		bool want_in = res->started && s->stdin_open && s->olen - s->ooff < OUT_LOW;
 		struct pollfd p[4] = {
 			{ conn, (short)(POLLIN | (want_out ? POLLOUT : 0)), 0 },
 			{ want_in ? 0 : -1, POLLIN, 0 },
 			{ vm->pidfd, POLLIN, 0 },
 			{ run_sigfd, POLLIN, 0 },
 		};
-		int timeout = -1;
+		int timeout = s->conn_wr_closed ? -1 : (int)(s->next_ping - now);
 		if (run_deadline_ms) {
-			uint64_t now = now_ms();
 			if (now >= run_deadline_ms) {
 				res->timed_out = true;
 				set_err(res, RUN_TIMEOUT, "timed out after %g s; the VM was killed",
 					o->timeout_s);
 				break;
 			}
-			timeout = (int)(run_deadline_ms - now);
+			if (run_deadline_ms - now < (uint64_t)timeout)
+				timeout = (int)(run_deadline_ms - now);
 		}
 		int n = poll(p, 4, timeout);
 		if (n < 0 && errno != EINTR) {
@@ -472,6 +501,8 @@ int session_run(struct vm *vm, int conn, const struct run_opts *o, struct run_re
 			break;
 		}
 	}
+	if (s->retry)
+		result = 1;
 	res->t_command = now_s() - s->t_sent;
 	if (stdin_flags >= 0)
 		fcntl(0, F_SETFL, stdin_flags);
