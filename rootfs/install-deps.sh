@@ -12,6 +12,7 @@ PKGS=(
     liburing-dev libseccomp-dev libcap-dev
     cpio flex bison bc libelf-dev libssl-dev socat curl kmod jq clang-format python3
     iproute2 strace
+    bubblewrap # bench/ember-run.sh: a container-style peer (no VM boundary) as the floor
     clang clang-tools libclang-rt-dev # the fuzz targets (libFuzzer is in libclang-rt-dev), scan-build
 )
 
