@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 int template_cold_boot(struct vm *vm, const struct run_opts *o, char *err);
-int jail_spawn(struct vm *vm, const struct run_opts *o, const char *cfg, char *err);
 
 static void usage(int status)
 {
@@ -23,7 +22,9 @@ static void usage(int status)
 	      "                 [--cpus N] [--net tap:NAME] [--append ARGS]\n"
 	      "       ember-run [--template DIR] [--timeout S] [--net none|tap:NAME]\n"
 	      "                 [--env K=V]... [--workdir D] [--copy-in HOST:GUEST]...\n"
-	      "                 [--json] [--max-output BYTES] [--jail] -- CMD [ARGS...]\n"
+	      "                 [--json] [--max-output BYTES]\n"
+	      "                 [--jail [--jail-uid U] [--jail-gid G] [--cgroup F=V]...]\n"
+	      "                 -- CMD [ARGS...]\n"
 	      "Runs CMD in a fresh microVM restored from the template DIR (without --template:\n"
 	      "booted cold from the default guest) and exits with its status: 128+N when a\n"
 	      "signal N killed it, 124 on --timeout (the VM killed), 125 when ember-run, ember\n"
@@ -89,6 +90,9 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "max-output", required_argument, NULL, 'O' },
 		{ "jail", no_argument, NULL, 'J' },
+		{ "jail-uid", required_argument, NULL, 'u' },
+		{ "jail-gid", required_argument, NULL, 'g' },
+		{ "cgroup", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -130,7 +134,7 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'n':
 			if (!strcmp(optarg, "none"))
-				o->net_tap = NULL;
+				o->net_tap = NULL, o->net_none = true;
 			else if (!strncmp(optarg, "tap:", 4) && optarg[4] &&
 				 strlen(optarg + 4) < 16)
 				o->net_tap = optarg + 4;
@@ -168,6 +172,17 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
 		case 'J':
 			o->jail = true;
 			break;
+		case 'u':
+			o->jail_uid = parse_uint(optarg, "--jail-uid", 0, 0xfffffffe);
+			break;
+		case 'g':
+			o->jail_gid = parse_uint(optarg, "--jail-gid", 0, 0xfffffffe);
+			break;
+		case 'G':
+			if (!strchr(optarg, '=') || o->ncgroups >= 16)
+				die("--cgroup wants FILE=VALUE (at most 16)");
+			o->cgroups[o->ncgroups++] = optarg;
+			break;
 		case 'h':
 			usage(0);
 			break;
@@ -185,6 +200,10 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
 		die("--make-template runs no command");
 	if (o->argc > AGENT_ARGC_MAX)
 		die("too many arguments");
+	if (o->jail && !o->template_dir)
+		die("--jail runs from a template (--template DIR)");
+	if (o->jail && geteuid() != 0)
+		die("--jail needs root (ember-jailer makes the jail, then drops to --jail-uid)");
 }
 
 /* Where build/ember and the default guest (build/guest/) are: our own directory. */
@@ -199,15 +218,13 @@ static void find_bindir(struct run_opts *o)
 	snprintf(o->bindir, sizeof(o->bindir), "%s", dirname(self));
 }
 
-/* The config of a restore: the template's snapshot with this run's vsock socket (and TAP). */
-static int write_restore_config(struct vm *vm, const struct template *t, const char *tap, char *err)
+/* The config of a restore, at cfg: the template's snapshot (state and mem as ember sees
+ * them) with this run's vsock socket (and TAP). */
+int write_restore_config(const char *cfg, const char *state, const char *mem, const char *vsock,
+			 const char *tap, char *err)
 {
-	char cfg[PATH_MAX], vsock[PATH_MAX];
-
-	vm_path(vm, "restore.json", cfg);
-	vm_path(vm, "v.sock", vsock);
-	json_t *load = json_pack("{s:s, s:{s:s, s:s}, s:b, s:{s:s}}", "snapshot_path", t->state,
-				 "mem_backend", "backend_type", "File", "backend_path", t->mem,
+	json_t *load = json_pack("{s:s, s:{s:s, s:s}, s:b, s:{s:s}}", "snapshot_path", state,
+				 "mem_backend", "backend_type", "File", "backend_path", mem,
 				 "resume_vm", 1, "vsock_override", "uds_path", vsock);
 	if (load && tap)
 		json_object_set_new(
@@ -223,9 +240,17 @@ static int write_restore_config(struct vm *vm, const struct template *t, const c
 
 static int restore(struct vm *vm, const struct run_opts *o, const struct template *t, char *err)
 {
-	char cfg[PATH_MAX], ember[PATH_MAX + 16];
+	char cfg[PATH_MAX], vsock[PATH_MAX], ember[PATH_MAX + 16];
 	const char *tap = t->tap[0] ? (o->net_tap ? o->net_tap : t->tap) : NULL;
+	int r;
 
+	if (o->net_none && t->tap[0]) {
+		snprintf(err, ERR_MAX,
+			 "--net none: the template has a network interface (on TAP %s when it was "
+			 "made); give each run a TAP of its own with --net tap:NAME",
+			 t->tap);
+		return -EINVAL;
+	}
 	if (o->net_tap && !t->tap[0]) {
 		snprintf(err, ERR_MAX,
 			 "--net tap:%s: the template has no network interface "
@@ -233,13 +258,14 @@ static int restore(struct vm *vm, const struct run_opts *o, const struct templat
 			 o->net_tap);
 		return -EINVAL;
 	}
-	int r = write_restore_config(vm, t, tap, err);
-	if (r)
-		return r;
-	vm_path(vm, "restore.json", cfg);
-	if (o->jail)
-		r = jail_spawn(vm, o, cfg, err);
-	else {
+	if (o->jail) {
+		r = jail_spawn(vm, o, t, tap, err);
+	} else {
+		vm_path(vm, "restore.json", cfg);
+		vm_path(vm, "v.sock", vsock);
+		r = write_restore_config(cfg, t->state, t->mem, vsock, tap, err);
+		if (r)
+			return r;
 		snprintf(ember, sizeof(ember), "%s/ember", o->bindir);
 		char *args[] = { ember, "--no-api", "--config-file", cfg, NULL };
 		r = vm_spawn(vm, args, err);
@@ -322,9 +348,12 @@ fail:
 
 int main(int argc, char **argv)
 {
-	struct run_opts o = {
-		.mem_mib = 128, .cpus = 1, .boot_timeout_s = 300, .max_output = 64u << 20
-	};
+	struct run_opts o = { .mem_mib = 128,
+			      .cpus = 1,
+			      .boot_timeout_s = 300,
+			      .max_output = 64u << 20,
+			      .jail_uid = 65534,
+			      .jail_gid = 65534 };
 	struct run_result res = { 0 };
 	char err[ERR_MAX], kernel[PATH_MAX + 32], rootfs[PATH_MAX + 32];
 

@@ -63,6 +63,7 @@ void output_json(const struct run_result *res)
 	put_output(o, "stderr", res->errout, res->err_len);
 	if (res->error[0])
 		json_object_set_new(o, "error", json_string(res->error));
+	json_object_set_new(o, "connections", json_integer(run_connects));
 	json_object_set_new(o, "timings_ms",
 			    json_pack("{s:o, s:o, s:o, s:o, s:o}", "restore", ms(res->t_restore),
 				      "connect", ms(res->t_connect), "command", ms(res->t_command),

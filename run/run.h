@@ -24,7 +24,8 @@ struct run_opts {
 	const char *kernel, *rootfs, *append;
 	unsigned mem_mib, cpus, port;
 	double timeout_s, boot_timeout_s;
-	const char *net_tap; /* NULL: no network */
+	const char *net_tap; /* NULL: no network (or the template's TAP) */
+	bool net_none;	     /* --net none said so */
 	const char *workdir;
 	const char **env;
 	unsigned nenv;
@@ -32,6 +33,9 @@ struct run_opts {
 	unsigned ncopies;
 	size_t max_output;
 	bool json, jail, quiet;
+	unsigned jail_uid, jail_gid;
+	const char *cgroups[16]; /* --cgroup FILE=VALUE, for ember-jailer */
+	unsigned ncgroups;
 	char **argv;
 	int argc;
 	/* where build/ember and the default guest are: the directory of this program */
@@ -41,7 +45,9 @@ struct run_opts {
 /* --- vm.c: one ember child process, its private directory, its vsock socket --- */
 
 struct vm {
-	char dir[128]; /* private, 0700, removed with everything in it (short: sockets) */
+	char dir[128];		/* private, 0700, removed with everything in it (short: sockets) */
+	char sockdir[PATH_MAX]; /* where ember's vsock socket appears: dir, or the jail's root */
+	char cgroup[PATH_MAX];	/* a jail's cgroup (v2) to remove after ember, or "" */
 	pid_t pid;
 	int pidfd;
 	int status; /* ember's wait status once it ended */
@@ -60,6 +66,8 @@ int run_signals_init(char *err);
 int vm_init(struct vm *vm, char *err);
 /* Starts args[0] (ember) with its output in the VM's directory, killed if we die. */
 int vm_spawn(struct vm *vm, char *const args[], char *err);
+/* The same, with prep(ctx) run in the child before the exec. */
+int vm_spawn_prep(struct vm *vm, char *const args[], int (*prep)(void *ctx), void *ctx, char *err);
 /* Waits until NAME exists in the VM's directory; -ETIMEDOUT, -ECHILD (ember ended), -EINTR
  * (a signal), 0. */
 int vm_wait_file(struct vm *vm, const char *name, uint64_t deadline_ms, char *err);
@@ -82,6 +90,15 @@ int write_file(const char *path, const char *data, char *err);
 struct sockaddr_un;
 /* sa for path: 0, or -ENAMETOOLONG */
 int unix_addr(struct sockaddr_un *sa, const char *path);
+
+/* --- ember_run.c, jail.c --- */
+int write_restore_config(const char *cfg, const char *state, const char *mem, const char *vsock,
+			 const char *tap, char *err);
+struct template;
+/* Starts ember under ember-jailer (found next to ember) in a jail under vm->dir, with the
+ * template's files bound read-only into it; sets vm->sockdir. */
+int jail_spawn(struct vm *vm, const struct run_opts *o, const struct template *t, const char *tap,
+	       char *err);
 
 /* --- template.c --- */
 
@@ -110,6 +127,7 @@ struct run_result {
 
 /* Connects to the agent on PORT through the VM's vsock socket and waits for its READY,
  * connecting again while the guest resets connections: the fd, or a negative errno. */
+extern unsigned run_connects; /* connections made to the agent (resets make more) */
 int session_connect(struct vm *vm, unsigned port, uint64_t deadline_ms, char *err);
 int session_run(struct vm *vm, int conn, const struct run_opts *o, struct run_result *res);
 

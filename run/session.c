@@ -342,7 +342,7 @@ static int wait_ready(struct vm *vm, int conn, uint64_t deadline_ms, char *err)
 	size_t have = 0;
 
 	static const uint8_t ping[AGENT_HDR_SIZE] = { AGENT_PING };
-	uint64_t next_ping = now_ms() + 50;
+	uint64_t next_ping = now_ms() + 10;
 
 	while (have < sizeof(hdr)) {
 		uint64_t until = deadline_ms && deadline_ms < next_ping ? deadline_ms : next_ping;
@@ -352,7 +352,7 @@ static int wait_ready(struct vm *vm, int conn, uint64_t deadline_ms, char *err)
 			if (send(conn, ping, sizeof(ping), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
 			    errno != EAGAIN)
 				return 1;
-			next_ping = now_ms() + 100;
+			next_ping = now_ms() + 20;
 			continue;
 		}
 		if (r <= 0)
@@ -387,6 +387,8 @@ static int wait_ready(struct vm *vm, int conn, uint64_t deadline_ms, char *err)
  * that never gets READY. wait_ready's pings make the guest end it; an attempt that hears
  * nothing at all for a while (longer each time: an emulated guest is slow) connects again
  * too. The agent drops a connection whose READY went nowhere. */
+unsigned run_connects;
+
 int session_connect(struct vm *vm, unsigned port, uint64_t deadline_ms, char *err)
 {
 	uint64_t wait = 2000;
@@ -395,6 +397,7 @@ int session_connect(struct vm *vm, unsigned port, uint64_t deadline_ms, char *er
 		int conn = vm_vsock_connect(vm, "v.sock", port, deadline_ms, err);
 		if (conn < 0)
 			return conn;
+		run_connects++;
 		uint64_t until = now_ms() + wait;
 		int r = wait_ready(vm, conn,
 				   deadline_ms && deadline_ms < until ? deadline_ms : until, err);
@@ -430,7 +433,7 @@ int session_run(struct vm *vm, int conn, const struct run_opts *o, struct run_re
 	bool eof_queued = false;
 	int result = -1;
 	s->t_sent = now_s();
-	s->next_ping = now_ms() + 100;
+	s->next_ping = now_ms() + 20;
 	for (;;) {
 		if (refill(s))
 			break;
@@ -444,7 +447,7 @@ int session_run(struct vm *vm, int conn, const struct run_opts *o, struct run_re
 		if (now >= s->next_ping && !s->conn_wr_closed) {
 			if (queue_frame(s, AGENT_PING, NULL, 0))
 				break;
-			s->next_ping = now + (res->started ? 1000 : 100);
+			s->next_ping = now + (res->started ? 1000 : 20);
 		}
 		bool want_out = s->olen > s->ooff && !s->conn_wr_closed;
 		/* Our stdin only once the command runs: before, the run may start over. */

@@ -232,6 +232,9 @@ int template_make(const struct run_opts *o, char *err)
 	if (r < 0)
 		goto fail_vm;
 	vm_destroy(&vm);
+	/* Readable by the unprivileged user of a --jail run (the files are the same for all). */
+	chmod(state, 0644);
+	chmod(mem, 0644);
 	json_t *m = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "format", TEMPLATE_FORMAT,
 			      "snapshot", "vm.state", "memory", "vm.mem", "rootfs", "rootfs.ext4",
 			      "kernel", kernel, "agent_port", (int)o->port, "mem_mib",

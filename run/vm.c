@@ -119,10 +119,16 @@ int vm_init(struct vm *vm, char *err)
 		vm->dir[0] = 0;
 		return fail(err, -e, "cannot make a directory in %s: %s", tmp, strerror(e));
 	}
+	snprintf(vm->sockdir, sizeof(vm->sockdir), "%s", vm->dir);
 	return 0;
 }
 
 int vm_spawn(struct vm *vm, char *const args[], char *err)
+{
+	return vm_spawn_prep(vm, args, NULL, NULL, err);
+}
+
+int vm_spawn_prep(struct vm *vm, char *const args[], int (*prep)(void *ctx), void *ctx, char *err)
 {
 	char log[PATH_MAX];
 	pid_t parent = getpid();
@@ -148,6 +154,8 @@ int vm_spawn(struct vm *vm, char *const args[], char *err)
 		int nul = open("/dev/null", O_RDONLY);
 		if (nul < 0 || dup2(nul, 0) < 0 || dup2(lfd, 1) < 0 || dup2(lfd, 2) < 0)
 			_exit(127);
+		if (prep && prep(ctx) < 0)
+			_exit(127); /* prep said why on stderr: the log */
 		execv(args[0], args);
 		dprintf(2, "ember-run: cannot run %s: %s\n", args[0], strerror(errno));
 		_exit(127);
@@ -227,12 +235,12 @@ int vm_wait_file(struct vm *vm, const char *name, uint64_t deadline_ms, char *er
 	char path[PATH_MAX];
 	int r = 0;
 
-	vm_path(vm, name, path);
+	snprintf(path, sizeof(path), "%.3000s/%s", vm->sockdir, name);
 	int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (in < 0)
 		return fail(err, -errno, "inotify: %s", strerror(errno));
-	if (inotify_add_watch(in, vm->dir, IN_CREATE | IN_MOVED_TO) < 0) {
-		r = fail(err, -errno, "inotify on %s: %s", vm->dir, strerror(errno));
+	if (inotify_add_watch(in, vm->sockdir, IN_CREATE | IN_MOVED_TO) < 0) {
+		r = fail(err, -errno, "inotify on %s: %s", vm->sockdir, strerror(errno));
 		goto out;
 	}
 	/* Looked at after the watch is in place: a file made in between is not missed. */
@@ -308,7 +316,7 @@ int vm_vsock_connect(struct vm *vm, const char *name, unsigned port, uint64_t de
 {
 	char path[PATH_MAX];
 
-	vm_path(vm, name, path);
+	snprintf(path, sizeof(path), "%.3000s/%s", vm->sockdir, name);
 	for (;;) {
 		int fd = -1;
 		int r = connect_once(vm, path, port, deadline_ms, &fd, err);
@@ -374,6 +382,9 @@ void vm_destroy(struct vm *vm)
 	if (vm->pidfd >= 0)
 		close(vm->pidfd);
 	vm->pidfd = -1;
+	if (vm->cgroup[0])
+		rmdir(vm->cgroup); /* empty now: its one process was ember */
+	vm->cgroup[0] = 0;
 	if (vm->dir[0])
 		nftw(vm->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 	vm->dir[0] = 0;

@@ -81,6 +81,7 @@ nothing_left() {
 	[ "$((h - m))" -ge 8 ]
 	[ "$((g - h))" -ge -2 ]
 	[ "$((g - h))" -le 1 ]
+	[ "$(value RUN-NET-NO-IFACE)" = "rc=125 ember-run: --net tap:run-x: the template has no network interface (make it with --net tap:NAME)" ]
 	[ "$(value RUN-COLD)" = "cold rc=5" ]
 	nothing_left
 }
@@ -119,5 +120,28 @@ nothing_left() {
 	[[ "$(value RUN-HOSTILE-after-exit)" == "rc=0 "*"out= err=" ]]
 	[ "$(value RUN-HOSTILE-endless)" = 'rc=125 {"exit_code":125,"error":"the command'"'"'s output passed 1000000 bytes (--max-output); the VM was killed"}' ]
 	[ "$(value RUN-HOSTILE-NORMAL)" = "fine rc=0" ]
+	nothing_left
+}
+
+@test "ember-run --net tap:NAME: a template with an interface, a run on a TAP of its own pings the host; --net none and a missing TAP are refused" {
+	run ember_on_linux_host "$EMBER_ROOT/tests/run/l1-run.sh" net "$D"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(value RUN-NET-PING)" = "ping-ok rc=0" ]
+	[ "$(value RUN-NET-NONE)" = "rc=125 ember-run: --net none: the template has a network interface (on TAP run-tap0 when it was made); give each run a TAP of its own with --net tap:NAME" ]
+	[[ "$(value RUN-NET-MISSING)" == "rc=125 "*"TAP device run-nope does not exist"* ]]
+	nothing_left
+}
+
+@test "ember-run --jail: ember under ember-jailer as another user in a cgroup, the template bound in read-only; root only; no cgroup or mount left" {
+	run ember_on_linux_host "$EMBER_ROOT/tests/run/l1-run.sh" jail "$D"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(value RUN-JAIL-IDS)" = " 4242 4243" ]
+	[ "$(value RUN-JAIL-CGROUP)" = "pids.max=64 member=1" ]
+	[ "$(value RUN-JAIL-ROOT)" = "dev ember restore.json v.sock vm.mem vm.state work " ]
+	[ "$(value RUN-JAIL-RUN)" = "jailed rc=0" ]
+	[ "$(value RUN-JAIL-NOT-ROOT)" = "ember-run: --jail needs root (ember-jailer makes the jail, then drops to --jail-uid)" ]
+	[ "$(value RUN-JAIL-LEFT)" = "cgroups=0 mounts=0" ]
 	nothing_left
 }

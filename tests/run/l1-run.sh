@@ -1,7 +1,7 @@
 #!/bin/bash
 # ember-run's checks where /dev/kvm boots a Linux guest (in the emulated KVM host here, or
 # directly on a hardware KVM host), one group per call, each from a template made here:
-#   l1-run.sh basics|parallel|hostile|net DIR
+#   l1-run.sh basics|parallel|hostile|net|jail DIR
 # Prints RUN-<KEY>=<value> lines for tests/run_linux.bats. DIR (in the repository) holds
 # the templates and files; ember-run's own temporary directories go to this host's /tmp,
 # where the group checks that nothing is left behind.
@@ -106,6 +106,8 @@ basics() {
 	out=$("$ER" --template "$T" --timeout 60 -- date +%s)
 	now=$(date +%s)
 	say CLOCK "guest=$out host=$now made=$made"
+	"$ER" --template "$T" --timeout 60 --net tap:run-x -- true 2>"$D/err"
+	say NET-NO-IFACE "rc=$? $(cat "$D/err")"
 	# No template: a cold boot of the default guest.
 	out=$("$ER" --timeout 300 -- sh -c 'echo cold; exit 5')
 	say COLD "$out rc=$?"
@@ -156,10 +158,59 @@ hostile() {
 	say LEFT "$(leftovers)"
 }
 
+# --net tap:NAME: a template with an interface, runs each on a TAP of their own.
+net() {
+	local T=$D/net out
+	ip link set lo up
+	ip tuntap add dev run-tap0 mode tap && ip link set run-tap0 up || return 1
+	make_template "$T" --net tap:run-tap0 || return 1
+	ip link del run-tap0
+	ip tuntap add dev run-tap1 mode tap && ip addr add 172.31.0.1/24 dev run-tap1 &&
+		ip link set run-tap1 up || return 1
+	out=$("$ER" --template "$T" --timeout 60 --net tap:run-tap1 -- sh -c \
+		'ip link set eth0 up && ip addr add 172.31.0.2/24 dev eth0 && ping -c 1 -W 10 172.31.0.1 >/dev/null && echo ping-ok' 2>&1)
+	say NET-PING "$out rc=$?"
+	"$ER" --template "$T" --timeout 60 --net none -- true 2>"$D/err"
+	say NET-NONE "rc=$? $(cat "$D/err")"
+	"$ER" --template "$T" --timeout 60 --net tap:run-nope -- true 2>"$D/err"
+	say NET-MISSING "rc=$? $(head -c 300 "$D/err")"
+	ip link del run-tap1
+	say LEFT "$(leftovers)"
+}
+
+# --jail: ember under ember-jailer as another user, with a cgroup limit; nothing left.
+jail() {
+	local T=$D/jail out pid i
+	make_template "$T" || return 1
+	"$ER" --template "$T" --timeout 120 --jail --jail-uid 4242 --jail-gid 4243 \
+		--cgroup pids.max=64 -- sh -c 'echo jailed; sleep 6' >"$D/j.out" 2>&1 &
+	local run=$!
+	for ((i = 0; i < 200; i++)); do
+		pid=$(pgrep -x ember | head -n1)
+		[ -n "$pid" ] && [ -S "$(ls -d "$TMPDIR"/ember-run.*/ember/run-*/root 2>/dev/null)/v.sock" ] && break
+		sleep 0.1
+	done
+	say JAIL-IDS "$(ps -o uid=,gid= -p "$pid" | tr -s ' ')"
+	say JAIL-CGROUP "pids.max=$(cat /sys/fs/cgroup/ember/run-*/pids.max 2>&1) member=$(grep -cx "$pid" /sys/fs/cgroup/ember/run-*/cgroup.procs 2>&1)"
+	say JAIL-ROOT "$(cd /proc/"$pid"/root && ls | tr '\n' ' ')"
+	wait "$run"
+	say JAIL-RUN "$(cat "$D/j.out") rc=$?"
+	say JAIL-NOT-ROOT "$(HOME=/ setpriv --reuid 1000 "$ER" --template "$T" --jail -- true 2>&1)"
+	say JAIL-LEFT "cgroups=$(find /sys/fs/cgroup/ember -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l) mounts=$(grep -c ember-run /proc/mounts)"
+	say LEFT "$(leftovers)"
+}
+
 case "$group" in
-basics | parallel | hostile) "$group" ;;
+basics | parallel | hostile | jail) "$group" ;;
+net)
+	# A network namespace of its own: its TAPs go with it.
+	if [ -z "${RUN_NS_INNER:-}" ]; then
+		RUN_NS_INNER=1 exec unshare --net -- "$0" "$@"
+	fi
+	net
+	;;
 *)
-	echo "usage: $0 basics|parallel|hostile DIR" >&2
+	echo "usage: $0 basics|parallel|hostile|net|jail DIR" >&2
 	exit 2
 	;;
 esac
