@@ -63,9 +63,10 @@ $(BUILD)/ember-agent: rootfs/ember-agent.c $(AGENT_PROTO)
 
 # ember-run: one command in a fresh microVM. A client of ember's API like any other: it runs
 # build/ember as a child and never links the VMM (tests/layering.sh checks its includes).
+# Static like ember: a run's own start is part of every run's latency.
 RUN_SRC := $(wildcard run/*.c)
 $(BUILD)/ember-run: $(RUN_SRC:%.c=$(BUILD)/obj/%.o)
-	$(CC) $(LDFLAGS) -o $@ $^ -ljansson
+	$(CC) $(LDFLAGS) $(EMBER_LDFLAGS) -o $@ $^ -ljansson
 
 # The page fault handler that serves a memory file to a VM loaded with the Uffd backend: a
 # program of its own, without the VMM (it runs outside ember, with its own rights).

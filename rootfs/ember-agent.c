@@ -35,8 +35,6 @@
 
 #define STDIN_PENDING_MAX (1 << 20) /* stop reading the host while this much waits */
 
-extern char **environ;
-
 static bool test_hostile;
 
 struct session {
@@ -210,8 +208,7 @@ static void child_exec(struct session *s, int in_r, int out_w, int err_w)
 		dprintf(2, "ember-agent: workdir %s: %s\n", wd, strerror(errno));
 		_exit(126);
 	}
-	environ = (char **)s->req.envp;
-	execvp(s->req.argv[0], (char **)s->req.argv);
+	execvpe(s->req.argv[0], (char **)s->req.argv, (char **)s->req.envp);
 	int e = errno;
 	dprintf(2, "ember-agent: %s: %s\n", s->req.argv[0], strerror(e));
 	_exit(e == ENOENT ? 127 : 126);
@@ -225,7 +222,9 @@ static int spawn(struct session *s)
 		setup_fail(s, "pipe: %s", strerror(errno));
 		return -1;
 	}
-	s->pid = fork();
+	/* vfork: no copy of the agent's page tables (see main). The child only makes
+	 * system calls before its exec; it writes nothing the agent reads. */
+	s->pid = vfork();
 	if (s->pid < 0) {
 		setup_fail(s, "fork: %s", strerror(errno));
 		return -1;
@@ -289,7 +288,7 @@ static int queue_stdin(struct session *s, const uint8_t *p, uint32_t len)
 	return 0;
 }
 
-static void hostile(struct session *s);
+static bool hostile(struct session *s);
 
 static int on_frame(void *ctx, uint32_t type, const uint8_t *p, uint32_t len)
 {
@@ -310,8 +309,8 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *p, uint32_t len)
 			send_error(s, why);
 			return -EPROTO;
 		}
-		if (test_hostile)
-			hostile(s);
+		if (test_hostile && hostile(s))
+			return -ECANCELED;
 		take_entropy(s);
 		set_clock(s);
 		break;
@@ -388,6 +387,9 @@ static void serve(int conn)
 	static uint8_t buf[AGENT_FRAME_MAX];
 	char why[256];
 
+	free(s->req_copy);
+	free(s->pend);
+	memset(s, 0, sizeof(*s));
 	s->conn = conn;
 	s->file_fd = s->in_w = s->out_r = s->err_r = s->pidfd = -1;
 	s->pid = -1;
@@ -439,12 +441,17 @@ static void serve(int conn)
 			}
 		}
 	}
-	if (s->pid > 0 && !s->ended)
+	if (s->pid > 0 && !s->ended) {
 		kill(-s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+	}
+	close_fd(&s->in_w), close_fd(&s->out_r), close_fd(&s->err_r), close_fd(&s->pidfd);
+	close_fd(&s->file_fd);
 }
 
-/* --test-hostile: argv[0] of the request picks how the reply breaks the protocol. */
-static void hostile(struct session *s)
+/* --test-hostile: argv[0] of the request picks how the reply breaks the protocol; true when
+ * it did (the connection then ends). */
+static bool hostile(struct session *s)
 {
 	const char *how = s->req.argv[0];
 	static uint8_t junk[AGENT_FRAME_MAX];
@@ -463,12 +470,12 @@ static void hostile(struct session *s)
 		agent_hdr_put(hdr, AGENT_STDOUT, 1000);
 		write_all(s->conn, hdr, sizeof(hdr));
 		write_all(s->conn, junk, 10);
-		_exit(0);
+		return true;
 	} else if (!strcmp(how, "endless")) { /* output that never ends */
 		send_frame(s->conn, AGENT_STARTED, NULL, 0);
 		while (send_frame(s->conn, AGENT_STDOUT, junk, sizeof(junk)) == 0)
 			;
-		_exit(0);
+		return true;
 	} else if (!strcmp(how, "stall")) { /* started, then nothing for ever */
 		send_frame(s->conn, AGENT_STARTED, NULL, 0);
 		for (;;)
@@ -476,7 +483,7 @@ static void hostile(struct session *s)
 	} else if (!strcmp(how, "no-exit")) { /* output, then the end without a status */
 		send_frame(s->conn, AGENT_STARTED, NULL, 0);
 		send_frame(s->conn, AGENT_STDOUT, "partial\n", 8);
-		_exit(0);
+		return true;
 	} else if (!strcmp(how, "garbage")) { /* a frame type nobody knows */
 		send_frame(s->conn, AGENT_STARTED, NULL, 0);
 		send_frame(s->conn, 0x4242, "??", 2);
@@ -490,16 +497,7 @@ static void hostile(struct session *s)
 		for (;;)
 			pause();
 	}
-}
-
-static void reap(int sig)
-{
-	int e = errno;
-
-	(void)sig;
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	errno = e;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -519,8 +517,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	struct sigaction sa = { .sa_handler = reap, .sa_flags = SA_RESTART | SA_NOCLDSTOP };
-	sigaction(SIGCHLD, &sa, NULL);
 
 	int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_vm addr = { .svm_family = AF_VSOCK,
@@ -540,13 +536,10 @@ int main(int argc, char **argv)
 			sleep(1);
 			continue;
 		}
-		pid_t pid = fork();
-		if (pid == 0) {
-			close(lfd);
-			signal(SIGCHLD, SIG_DFL); /* the command's status is serve()'s to collect */
-			serve(conn);
-			_exit(0);
-		}
+		/* Served here, not in a child: a fork of the agent costs a guest that was just
+		 * restored (every page it touches is new to it) more than the command's own.
+		 * The VM serves one request; a connection the guest reset ends at once. */
+		serve(conn);
 		close(conn);
 	}
 }
