@@ -28,3 +28,6 @@ bench/snapshot-create.sh 5
 echo
 echo "== 13. snapshot load to vCPUs running, File and Uffd, against a cold start (this host's /dev/kvm)"
 bench/snapshot-load.sh 30
+echo
+echo "== 14. ember-run: a template run of true against a cold one, phases, runs/s, bwrap as the floor"
+bench/ember-run.sh -n 10 -c 3 -t 16
