@@ -102,7 +102,7 @@ echo "== sanitized build (ASan+UBSan): unit tests and direct-host suites"
 SAN=build/san
 SAN_SUITES=(api boot_direct blk_direct vsock_direct seccomp net_api vsock_api snapshot_direct
 	entropy_direct entropy_api fc_compat serial snapshot_diff snapshot_uffd snapshot_devices
-	balloon_api)
+	balloon_api run_args)
 echo "# not run sanitized: jailer.bats (the jail has no /proc, which the sanitizers' runtime"
 echo "# needs), the *_linux and linux_guest suites (ember inside the emulated host: minutes"
 echo "# each), format and layering (no ember binary)"
