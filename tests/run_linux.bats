@@ -25,7 +25,7 @@ nothing_left() {
 	[ "$(value RUN-LEFT)" = "procs=0 dirs=0 taps=0" ]
 }
 
-@test "ember-run from a template: output, exit codes, stdin, env, workdir, 4 MiB out, copy-in, overlay, --json, timeout, entropy, clock, cold boot" {
+@test "ember-run from a template: output, exit codes, stdin, env, workdir, 4 MiB out, copy-in, overlay, --json, timeout, SIGTERM, entropy, clock, cold boot" {
 	run ember_on_linux_host "$EMBER_ROOT/tests/run/l1-run.sh" basics "$D"
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -69,6 +69,8 @@ nothing_left() {
 	[ "$ms" -ge 3000 ]
 	[ "$ms" -lt 6000 ]
 	[ "$(value RUN-TIMEOUT-JSON)" = '{"exit_code":124,"timed_out":true}' ]
+	# SIGTERM while the command runs: 128+15, the VM killed, nothing left.
+	[ "$(value RUN-SIGTERM)" = "rc=143 out=started ember-run: interrupted by signal 15; the VM was killed procs=0 dirs=0 taps=0" ]
 	# Two runs of one template: different random UUIDs (the agent reseeded the CRNG).
 	local u
 	u=$(value RUN-UUIDS)

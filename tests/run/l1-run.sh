@@ -94,6 +94,18 @@ basics() {
 	local rc=$?
 	t1=$(date +%s%N)
 	say TIMEOUT "rc=$rc ms=$(((t1 - t0) / 1000000)) $(cat "$D/err") $(leftovers)"
+	# SIGTERM to ember-run: 143, the VM killed, nothing left.
+	"$ER" --template "$T" --timeout 120 -- sh -c 'echo started; sleep 100' >"$D/term.out" \
+		2>"$D/err" &
+	local p=$! i
+	for ((i = 0; i < 600; i++)); do
+		[ -s "$D/term.out" ] && break
+		sleep 0.1
+	done
+	kill -TERM "$p"
+	wait "$p"
+	rc=$?
+	say SIGTERM "rc=$rc out=$(cat "$D/term.out") $(cat "$D/err") $(leftovers)"
 	"$ER" --template "$T" --timeout 3 --json -- sleep 100 >"$D/t.json" 2>/dev/null
 	say TIMEOUT-JSON "$(jq -c '{exit_code, timed_out}' "$D/t.json")"
 	# Each run: fresh entropy, the host's time.
