@@ -64,6 +64,10 @@ struct device_kind {
 	 * configuration, with the transport restored; the bytes are untrusted. NULL: this kind
 	 * cannot be snapshotted yet, and a snapshot of a VM with one is refused. */
 	int (*save)(struct virtio_dev *dev, struct snap_writer *w, char *err);
+	/* Before anything is saved (the dirty log, the vCPUs' interrupt state): the device
+	 * finishes the work it holds, so that save finds it idle and the guest memory and
+	 * interrupts that finishing writes are in the snapshot. NULL: nothing to finish. */
+	int (*quiesce)(struct virtio_dev *dev, char *err);
 	int (*restore)(struct virtio_dev *dev, struct snap_reader *r, char *err);
 
 	/* Snapshot load: override_key is a key of the load request's body (Firecracker's

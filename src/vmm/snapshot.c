@@ -169,6 +169,12 @@ static int create(struct vm *vm, json_t *body, char *err)
 	/* The CPU time too: on a busy host the wall time is mostly waiting for a core (vCPUs
 	 * are parked, so the process's CPU time is this thread's). */
 	uint64_t t0 = monotonic_ns(), cpu0 = process_cpu_ns();
+	for (unsigned i = 0; i < vm->devices.nr; i++) {
+		const struct device_kind *kind = device_kinds[vm->device_kind_of[i]];
+		int rc = kind->quiesce ? kind->quiesce(vm->devices.devs[i], err) : 0;
+		if (rc)
+			return rc;
+	}
 	struct snap_writer w = { 0 };
 	unsigned nr = 0;
 	/* With tracking, every snapshot starts the next Diff afresh: the log is taken (and
