@@ -44,6 +44,9 @@ static const char *const paths[] = {
 	"/mmds",
 	"/balloon",
 	"/balloon/statistics",
+	"/entropy",
+	"/snapshot/create",
+	"/snapshot/load",
 };
 static const char *const methods[] = { "GET", "PUT", "PATCH", "DELETE", "POST" };
 
