@@ -7,8 +7,6 @@
 #include "unit_util.h"
 
 #include <fcntl.h>
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -154,40 +152,17 @@ static inline void queue_req(unsigned slot, uint32_t type, uint64_t sector, uint
 	a->idx = ++t()->avail_idx;
 }
 
-struct tick {
-	int fd;
-	uint64_t deadline_ns;
-	bool until_done;
-};
-
-static inline void on_tick(void *opaque, uint32_t events)
+static inline bool all_used(void *arg)
 {
-	struct tick *tk = opaque;
-	(void)events;
-	uint64_t n;
-	ssize_t r = read(tk->fd, &n, sizeof(n));
-	(void)r;
-	if ((tk->until_done && used()->idx == t()->avail_idx) || monotonic_ns() >= tk->deadline_ns)
-		t()->vm->loop.stop = true;
+	(void)arg;
+	return used()->idx == t()->avail_idx;
 }
 
 /* Runs the VMM event loop until every queued request is used (until_done) or ms passed.
  * Returns the milliseconds it ran. */
 static inline uint64_t run_loop(unsigned ms, bool until_done)
 {
-	uint64_t t0 = monotonic_ns();
-	struct tick tk = { .deadline_ns = t0 + (uint64_t)ms * 1000000, .until_done = until_done };
-	tk.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	assert_true(tk.fd >= 0);
-	struct itimerspec its = { .it_interval = { 0, 2000000 }, .it_value = { 0, 2000000 } };
-	assert_int_equal(timerfd_settime(tk.fd, 0, &its, NULL), 0);
-	struct evloop *loop = &t()->vm->loop;
-	assert_int_equal(evloop_add(loop, tk.fd, EPOLLIN, on_tick, &tk), 0);
-	loop->stop = false;
-	assert_int_equal(evloop_run(loop), 0);
-	evloop_remove(loop, tk.fd);
-	close(tk.fd);
-	return (monotonic_ns() - t0) / 1000000;
+	return unit_run_loop(&t()->vm->loop, ms, until_done ? all_used : NULL, NULL);
 }
 
 static inline void notify(void)

@@ -119,13 +119,7 @@ static void reset_drops_requests_in_flight(void **state)
 	start(&d);
 	/* A flush with dirty data behind it: io_uring always hands fsync to a worker, and the
 	 * writeback takes a while, so the completion arrives after the reset below. */
-	int fd = open(t()->img, O_WRONLY);
-	assert_true(fd >= 0);
-	uint8_t *junk = calloc(1, 8 << 20);
-	assert_non_null(junk);
-	assert_int_equal(pwrite(fd, junk, 8 << 20, IMG_SECTORS * 512), 8 << 20);
-	free(junk);
-	close(fd);
+	dirty_the_image();
 	queue_req(0, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
 	pthread_mutex_lock(&t()->dev->lock);
 	t()->dev->ops->queue_notify(t()->dev, 0);
