@@ -17,50 +17,24 @@ for f in build/ember build/tests/guest.elf; do
 	[ -f "$f" ] || { echo "$f missing: run 'make'" >&2; exit 1; }
 done
 exec python3 - "$@" <<'PY'
-import http.client, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
+import os, re, shutil, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, "bench")
+from emberapi import EMBER, GUEST, UnixHTTP, request, start_ember as fresh_ember
 
 K = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 NS = [int(a) for a in sys.argv[2:]] or [256, 4096]
-EMBER, GUEST = os.path.abspath("build/ember"), os.path.abspath("build/tests/guest.elf")
 tmp = tempfile.mkdtemp(prefix="ember-clonebench.", dir=os.path.abspath("build"))
 procs = []
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=30)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
-
 def req(conn, method, path, body):
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status != 204:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
+    request(conn, method, path, body)
 
 
 def start_ember(name):
-    sock, out = f"{tmp}/{name}.sock", f"{tmp}/{name}.out"
-    proc = subprocess.Popen([EMBER, "--api-sock", sock], stdout=open(out, "w"),
-                            stderr=subprocess.STDOUT)
+    proc, sock, log, _ = fresh_ember(tmp, name)
     procs.append(proc)
-    t0 = time.monotonic()
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
-            s.close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() - t0 > 10:
-                raise RuntimeError(f"{sock} never accepted")
-            time.sleep(0.001)
-    return proc, UnixHTTP(sock), out
+    return proc, UnixHTTP(sock, timeout=30), log.name
 
 
 def counts(out):
