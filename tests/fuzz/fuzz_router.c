@@ -44,6 +44,9 @@ static const char *const paths[] = {
 	"/mmds",
 	"/balloon",
 	"/balloon/statistics",
+	"/balloon/hinting/start",
+	"/balloon/hinting/stop",
+	"/balloon/hinting/status",
 };
 static const char *const methods[] = { "GET", "PUT", "PATCH", "DELETE", "POST" };
 
