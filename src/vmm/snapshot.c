@@ -290,8 +290,8 @@ int snapshot_config_apply(struct vm_config *cfg, json_t *root, json_t *overrides
 	int rc = 0;
 	for (int k = 0; json_is_object(overrides) && device_kinds[k] && !rc; k++) {
 		const struct device_kind *kind = device_kinds[k];
-		json_t *ov = kind->override_key ? json_object_get(overrides, kind->override_key)
-						: NULL;
+		json_t *ov =
+			kind->override_key ? json_object_get(overrides, kind->override_key) : NULL;
 		json_t *saved = json_object_get(root, kind->key);
 		if (ov && !json_is_null(ov))
 			rc = kind->override(saved ? saved : json_null(), ov, err);

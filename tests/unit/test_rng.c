@@ -3,7 +3,6 @@
  * a throttled queue back. */
 #include "unit_util.h"
 
-
 #include "core/log.h"
 #include "virtio/rng.h"
 
