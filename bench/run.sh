@@ -28,3 +28,6 @@ bench/snapshot-create.sh 5
 echo
 echo "== 13. snapshot load to vCPUs running, File and Uffd, against a cold start (this host's /dev/kvm)"
 bench/snapshot-load.sh 30
+echo
+echo "== 14. a Linux guest's snapshot load until it answers over vsock: against a cold boot and QEMU's -incoming"
+bench/snapshot-linux.sh -n 5
