@@ -39,11 +39,11 @@ struct vsock_dev {
 	char *uds_path;
 	bool was_active, event_owed; /* event_owed: TRANSPORT_RESET */
 	/* After a restore the TRANSPORT_RESET holds the receive queue (see process_event):
-	 * reset_holds_rx until it goes, then rx_held until the driver posts an event buffer
-	 * past reset_avail, or until rx_held_until_ns. */
+	 * reset_holds_rx until it goes, then rx_held (since rx_held_since_ns) until the driver
+	 * posts an event buffer past reset_avail, or for VSOCK_RESET_ACK_MS. */
 	bool reset_holds_rx, rx_held;
 	uint16_t reset_avail;
-	uint64_t rx_held_until_ns;
+	uint64_t rx_held_since_ns;
 	struct vsock_conns conns;
 	struct vsock_host host;
 
@@ -70,9 +70,12 @@ static bool rx_held(struct vsock_dev *v)
 {
 	if (!v->rx_held)
 		return false;
+	uint64_t now = v->conns.ops->now_ns(v->conns.host);
 	if (virtq_avail_idx(&v->vdev.queues[VSOCK_EVENT_QUEUE]) != v->reset_avail) {
 		v->rx_held = false;
-	} else if (v->conns.ops->now_ns(v->conns.host) >= v->rx_held_until_ns) {
+		log_debug("virtio-vsock %s: the driver took TRANSPORT_RESET after %llu us",
+			  v->vdev.label, (unsigned long long)(now - v->rx_held_since_ns) / 1000);
+	} else if (now - v->rx_held_since_ns >= VSOCK_RESET_ACK_MS * 1000000ULL) {
 		v->rx_held = false;
 		vsock_conns_warn(
 			&v->conns,
@@ -194,8 +197,7 @@ static void process_event(struct vsock_dev *v)
 		v->reset_holds_rx = false;
 		v->rx_held = true;
 		v->reset_avail = avail;
-		v->rx_held_until_ns =
-			v->conns.ops->now_ns(v->conns.host) + VSOCK_RESET_ACK_MS * 1000000ULL;
+		v->rx_held_since_ns = v->conns.ops->now_ns(v->conns.host);
 		virtq_enable_notify_beyond(q);
 	}
 	virtio_queue_interrupt(&v->vdev, VSOCK_EVENT_QUEUE);
