@@ -45,11 +45,12 @@ if [[ "$(ember_host_kind)" == vmhost ]]; then
 fi
 
 exec python3 - "$runs" <<'PY'
-import http.client, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, "bench")
+from emberapi import EMBER, ROOT, UnixHTTP, request
 
 RUNS = int(sys.argv[1])
-ROOT = os.getcwd()
-EMBER = f"{ROOT}/build/ember"
 KERNEL, INITRD = f"{ROOT}/build/guest/vmlinux", f"{ROOT}/build/guest/initramfs.cpio.gz"
 CID, PORT = 3, 5000
 ARGS = "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
@@ -73,23 +74,8 @@ tmp = tempfile.mkdtemp(prefix="ember-snaplinux.", dir="/tmp")
 procs = []
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=LIMIT)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
-
 def req(conn, method, path, body):
-    conn.request(method, path, body=json.dumps(body),
-                 headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status != 204:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
+    request(conn, method, path, json.dumps(body))
 
 
 class QMP:
@@ -166,7 +152,7 @@ def start_ember(name):
     proc = spawn([EMBER, "--api-sock", api], name)
     wait_accepting(api, proc)
     time.sleep(AHEAD)
-    return proc, UnixHTTP(api)
+    return proc, UnixHTTP(api, timeout=LIMIT)
 
 
 def start_qemu(name, *extra):

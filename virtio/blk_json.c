@@ -240,5 +240,6 @@ const struct device_kind blk_kind = {
 	.create = kind_create,
 	.update = kind_update,
 	.save = blk_save,
+	.quiesce = blk_quiesce,
 	.restore = blk_restore,
 };

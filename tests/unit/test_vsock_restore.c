@@ -97,22 +97,23 @@ static void create(unsigned i)
 		fail_msg("vsock_create: %s", err);
 }
 
-/* Runs the VMM's event loop for ms milliseconds. */
 static void run_loop(unsigned ms)
 {
-	uint64_t end = monotonic_ns() + ms * 1000000ULL;
-	while (monotonic_ns() < end)
-		assert_true(evloop_poll(&t()->vm->loop, 5) >= 0);
+	unit_run_loop(&t()->vm->loop, ms, NULL, NULL);
+}
+
+static bool rx_used(void *arg)
+{
+	(void)arg;
+	return used(RX)->idx != 0;
 }
 
 /* Runs the event loop until the receive queue used a buffer (5 s at most); the ms it took. */
 static uint64_t run_until_rx(void)
 {
-	uint64_t t0 = monotonic_ns();
-	while (used(RX)->idx == 0 && monotonic_ns() - t0 < 5000000000ULL)
-		assert_true(evloop_poll(&t()->vm->loop, 5) >= 0);
+	uint64_t ms = unit_run_loop(&t()->vm->loop, 5000, rx_used, NULL);
 	assert_int_equal(used(RX)->idx, 1);
-	return (monotonic_ns() - t0) / 1000000;
+	return ms;
 }
 
 /* A driver that started the device and posted its buffers; saved; its device gone; a new
