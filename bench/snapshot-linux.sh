@@ -47,6 +47,7 @@ fi
 exec python3 - "$runs" <<'PY'
 import json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the tree
 sys.path.insert(0, "bench")
 from emberapi import EMBER, ROOT, UnixHTTP, request
 
