@@ -31,3 +31,6 @@ bench/snapshot-load.sh 30
 echo
 echo "== 14. memory per clone: 8 clones of one snapshot, the pages each guest wrote against its private memory"
 bench/snapshot-clones.sh 8 256 4096
+echo
+echo "== 15. a Linux guest's snapshot load until it answers over vsock: against a cold boot and QEMU's -incoming"
+bench/snapshot-linux.sh -n 5
