@@ -105,10 +105,16 @@ metric() {
 	expect_api 200 GET /balloon "" '{"amount_mib":5,"deflate_on_oom":true,"stats_polling_interval_s":0}'
 }
 
-@test "before boot: PATCH /balloon, /balloon/statistics, /balloon/hinting/*, GET /balloon/statistics and /balloon/hinting/status are post-boot operations; other sub-paths are unknown" {
+@test "before boot: PATCH /balloon sets the configured target; /balloon/statistics, /balloon/hinting/*, GET /balloon/statistics and /balloon/hinting/status are post-boot operations; other sub-paths are unknown" {
 	api_start
+	expect_api 400 PATCH /balloon '{"amount_mib": 1}' "Balloon config error: No balloon device found."
 	expect_api 204 PUT /balloon '{"amount_mib": 5, "deflate_on_oom": true, "stats_polling_interval_s": 1, "free_page_hinting": true}'
-	expect_api 400 PATCH /balloon '{"amount_mib": 1}' "$PRE_BOOT"
+	expect_api 204 PATCH /balloon '{"amount_mib": 3}'
+	expect_api 200 GET /balloon "" '"amount_mib":3'
+	expect_api 200 GET /vm/config "" '"amount_mib":3'
+	expect_api 400 PATCH /balloon '{"amount_mib": 2, "deflate_on_oom": false}' "balloon: unknown field 'deflate_on_oom'"
+	expect_api 400 PATCH /balloon '{"amount_mib": -1}' "amount_mib"
+	expect_api 204 PATCH /balloon '{"amount_mib": 5}'
 	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 2}' "$PRE_BOOT"
 	expect_api 400 GET /balloon/statistics "" "$PRE_BOOT"
 	expect_bodiless 400 PATCH /balloon/hinting/start "$PRE_BOOT"

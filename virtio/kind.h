@@ -46,7 +46,9 @@ struct device_kind {
 	 * kinds, NULL otherwise and for the config file. */
 	size_t store_size;
 	int (*put)(void *store, const char *id, json_t *body, char *err);
-	int (*patch)(void *store, const char *id, json_t *body, char *err); /* NULL: no PATCH */
+	/* PATCH before start, on the configuration; -EPERM with err empty, or NULL: refused
+	 * with Firecracker's "not supported before starting" (drives and interfaces). */
+	int (*patch)(void *store, const char *id, json_t *body, char *err);
 	int (*load)(void *store, json_t *value, char *err); /* the config file's value */
 	json_t *(*to_json)(const void *store);		    /* GET /vm/config */
 	void (*free)(void *store); /* what the store points to, not the store */
