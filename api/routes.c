@@ -277,6 +277,33 @@ static void segments(const char *path, char *a, size_t a_len, char *b, size_t b_
 	}
 }
 
+/* What follows the path's first segment and its slash, without a trailing slash
+ * ("hinting/start" of /balloon/hinting/start/), cut at len: a device kind with parts gets
+ * it whole. */
+static void after_first(const char *path, char *out, size_t len)
+{
+	while (*path == '/')
+		path++;
+	const char *slash = strchr(path, '/');
+	const char *rest = slash ? slash + 1 : "";
+	size_t n = strlen(rest);
+	if (n && rest[n - 1] == '/')
+		n--;
+	snprintf(out, len, "%.*s", (int)n, rest);
+}
+
+/* Whether a PATCH of row ep may come without a body: the kind names the part (rest's first
+ * segment) that takes none. */
+static bool bodiless_patch(int ep, const char *rest)
+{
+	if (ep < 0 || !endpoints[ep].sub)
+		return false;
+	int k = device_kind_find(endpoints[ep].name);
+	const char *part = k >= 0 ? device_kinds[k]->bodiless_patch : NULL;
+	size_t n = part ? strlen(part) : 0;
+	return part && strncmp(rest, part, n) == 0 && (rest[n] == '\0' || rest[n] == '/');
+}
+
 /* The row for method on segment a (and b), or -1. */
 static int route(unsigned method, const char *a, const char *b, bool has_b)
 {
@@ -355,20 +382,24 @@ void api_dispatch(struct api_ctx *ctx, const char *method, const char *path, con
 		     : strcmp(method, "PUT") == 0   ? M_PUT
 		     : strcmp(method, "PATCH") == 0 ? M_PATCH
 						    : 0;
-	char a[SEGMENT_MAX], id[SEGMENT_MAX];
+	char a[SEGMENT_MAX], id[SEGMENT_MAX], rest[SEGMENT_MAX];
 	bool has_id;
 	segments(path, a, sizeof(a), id, sizeof(id), &has_id);
+	after_first(path, rest, sizeof(rest));
 	bool has_body = body && body_len > 0;
 	int ep = m ? route(m, a, id, has_id) : -1;
+	bool bodiless = m == M_PATCH && !has_body && bodiless_patch(ep, rest);
 	json_t *json = NULL;
 	const char *bad_id;
-	if (!check_request(method, m, a, has_body, ep, reply)) {
+	if (!check_request(method, m, a, has_body || bodiless, ep, reply)) {
 		metric_inc(request_metric(m, (unsigned)ep, false));
 		if (endpoints[ep].takes_id && (bad_id = id_problem(id, has_id)))
 			fault(reply, 400, bad_id);
-		else if (m == M_GET || (json = parse_body(body, body_len, reply)))
+		else if (m == M_GET || bodiless || (json = parse_body(body, body_len, reply)))
 			handle(ctx, (unsigned)ep, m,
-			       endpoints[ep].takes_id || (endpoints[ep].sub && has_id) ? id : NULL,
+			       endpoints[ep].takes_id	     ? id
+			       : endpoints[ep].sub && has_id ? rest
+							     : NULL,
 			       json, reply);
 		if (reply->status >= 400)
 			metric_inc(request_metric(m, (unsigned)ep, true));

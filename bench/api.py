@@ -10,56 +10,15 @@
     as many in flight as the machine has cores
 One Python process drives everything over the Unix socket, so no curl process is timed.
 Usage: bench/api.py [RUNS]"""
-import http.client
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMBER = os.path.join(ROOT, "build", "ember")
-GUEST = os.path.join(ROOT, "build", "tests", "guest.elf")
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def request(conn, method, path, body=None):
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status >= 300:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
-    return data
-
-
-def start_ember(tmp, name, *args):
-    sock = os.path.join(tmp, name + ".sock")
-    log = open(os.path.join(tmp, name + ".out"), "w+")
-    t0 = time.monotonic()
-    proc = subprocess.Popen([EMBER, "--api-sock", sock, *args], stdout=log, stderr=log)
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
-            s.close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() - t0 > 10:
-                raise RuntimeError("ember did not open its socket")
-            time.sleep(0.00002)
-    return proc, sock, log, (time.monotonic() - t0) * 1000
+from emberapi import EMBER, GUEST, ROOT, UnixHTTP, request, start_ember
 
 
 def configure_and_start(sock, boot_args, mem=128):

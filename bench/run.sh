@@ -29,5 +29,11 @@ echo
 echo "== 13. snapshot load to vCPUs running, File and Uffd, against a cold start (this host's /dev/kvm)"
 bench/snapshot-load.sh 30
 echo
-echo "== 14. ember-run: a template run of true against a cold one, phases, runs/s, bwrap as the floor"
+echo "== 14. memory per clone: 8 clones of one snapshot, the pages each guest wrote against its private memory"
+bench/snapshot-clones.sh 8 256 4096
+echo
+echo "== 15. a Linux guest's snapshot load until it answers over vsock: against a cold boot and QEMU's -incoming"
+bench/snapshot-linux.sh -n 5
+echo
+echo "== 16. ember-run: a template run of true against a cold one, phases, runs/s, bwrap as the floor"
 bench/ember-run.sh -n 10 -c 3 -t 16

@@ -19,57 +19,23 @@ for f in build/ember build/ember-uffd-handler build/tests/guest.elf; do
 	[ -x "$f" ] || [ -f "$f" ] || { echo "$f missing: run 'make'" >&2; exit 1; }
 done
 exec python3 - "$runs" <<'PY'
-import http.client, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
+import os, re, shutil, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, "bench")
+from emberapi import EMBER, GUEST, UnixHTTP, request, start_ember as fresh_ember
 
 RUNS = int(sys.argv[1])
-EMBER, HANDLER = os.path.abspath("build/ember"), os.path.abspath("build/ember-uffd-handler")
-GUEST = os.path.abspath("build/tests/guest.elf")
+HANDLER = os.path.abspath("build/ember-uffd-handler")
 tmp = tempfile.mkdtemp(prefix="ember-snapbench.")
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=10)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
-
-
 def req(conn, method, path, body):
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status != 204:
-        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
-
-
-def wait_socket(path, proc):
-    t0 = time.monotonic()
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(path)
-            s.close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() - t0 > 10:
-                raise RuntimeError(f"{path} never accepted")
-            time.sleep(0.0005)
+    request(conn, method, path, body)
 
 
 def start_ember(name):
-    sock = os.path.join(tmp, name + ".sock")
-    out = os.path.join(tmp, name + ".out")
-    for p in (sock, out):
-        if os.path.exists(p):
-            os.unlink(p)
-    proc = subprocess.Popen([EMBER, "--api-sock", sock], stdout=open(out, "w"),
-                            stderr=subprocess.STDOUT)
-    wait_socket(sock, proc)
+    proc, sock, log, _ = fresh_ember(tmp, name)
     time.sleep(0.05)
-    return proc, UnixHTTP(sock), out
+    return proc, UnixHTTP(sock), log.name
 
 
 def stop(proc):

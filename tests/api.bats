@@ -153,7 +153,7 @@ print(out.decode())' "$SOCK"
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	grep -q "hello from the guest" "$D/ember.out"
 	grep -q "Guest-boot-time" "$D/ember.out"
 	expect_api 200 GET / "" '"state":"Running"'
@@ -176,7 +176,7 @@ print(out.decode())' "$SOCK"
 	expect_api 200 GET / "" "Not started"
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	grep -q halting "$D/ember.out"
 }
 
@@ -184,7 +184,7 @@ print(out.decode())' "$SOCK"
 	api_start
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"spin\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do [ "$(grep -c tick "$D/ember.out")" -ge 2 ] && break; sleep 0.05; done
+	for _ in $(seq 400); do [ "$(grep -c tick "$D/ember.out")" -ge 2 ] && break; sleep 0.05; done
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 	expect_api 200 GET / "" '"state":"Paused"'
 	expect_api 204 PATCH /vm '{"state": "Paused"}' # already paused: still 204, as Firecracker
@@ -193,7 +193,7 @@ print(out.decode())' "$SOCK"
 	[ "$(grep -c tick "$D/ember.out")" -eq "$before" ] # no progress while paused
 	expect_api 204 PATCH /vm '{"state": "Resumed"}'
 	expect_api 200 GET / "" '"state":"Running"'
-	for _ in $(seq 100); do [ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ] && break; sleep 0.05; done
+	for _ in $(seq 400); do [ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ] && break; sleep 0.05; done
 	[ "$(grep -c tick "$D/ember.out")" -gt $((before + 2)) ]
 	expect_api 204 PATCH /vm '{"state": "Resumed"}' # running: still 204
 	expect_api 400 PATCH /vm '{"state": "Sleeping"}' "must be \\\"Paused\\\" or \\\"Resumed\\\""
@@ -206,7 +206,7 @@ print(out.decode())' "$SOCK"
 	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"halt\"}"
 	expect_api 400 PUT /boot-source '{"kernel_image_path": 1}' ""
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
 	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
 	[ "$(wc -l <"$D/metrics")" -eq 2 ]
@@ -281,7 +281,7 @@ JSON
 @test "--config-file with the API starts the VM at once and keeps the API open" {
 	write_config "$D/vm.json" "$TEST_GUEST" "" "halt" 1 64
 	api_start --config-file "$D/vm.json"
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	expect_api 200 GET / "" '"state":"Running"'
 	expect_api 204 PATCH /vm '{"state": "Paused"}'
 }
@@ -306,7 +306,7 @@ JSON
 	truncate -s 8M "$D/rootfs.img"
 	truncate -s 4M "$D/data.img"
 	tests/fc-getting-started.sh "$SOCK" "$TEST_GUEST" "$D/rootfs.img" "console=ttyS0 halt" 1 64
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	grep -q "hello from the guest" "$D/ember.out"
 	expect_api 200 GET / "" '"state":"Running"'
 	expect_api 200 GET /vm/config "" '"drive_id":"rootfs"'

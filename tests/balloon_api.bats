@@ -2,9 +2,11 @@
 # The balloon device through the API with the freestanding test guest on this host's /dev/kvm:
 # PUT /balloon (Firecracker's body) before start, PATCH /balloon and /balloon/statistics
 # after, GET /balloon and /balloon/statistics, GET /vm/config, the config file's "balloon",
-# Firecracker's messages and phase rules, the "balloon" metrics, and a snapshot. The guest's
-# polling driver (tests/guest/balloon.c) follows the target and checks that inflated pages
-# read as zeros afterwards (the host took them back).
+# free page hinting (PATCH /balloon/hinting/start and /stop, GET /balloon/hinting/status),
+# Firecracker's messages and phase rules, the "balloon" metrics, and snapshots. The guest's
+# polling driver (tests/guest/balloon.c) follows the target and checks that inflated and
+# hinted pages read as zeros afterwards (the host took them back), and that a hint after DONE
+# leaves them alone.
 
 load lib/common
 
@@ -20,6 +22,11 @@ teardown() {
 
 NOT_FOUND="Balloon config error: No balloon device found."
 TOO_LARGE="Balloon config error: Amount of pages requested is too large."
+# The hinting endpoints came after Firecracker v1.10: its later messages.
+HINT_NOT_FOUND="Balloon update error: Failed perform action on device: Device not found"
+HINT_OFF="Balloon update error: Balloon: Attempting to use hinting when not enabled"
+HINT_INACTIVE="Balloon update error: Balloon: Device not activated yet."
+PRE_BOOT="The requested operation is not supported before starting the microVM."
 
 # wait_out TEXT [N]: until $D/ember.out holds TEXT (N times; 10 s at most).
 wait_out() {
@@ -44,6 +51,16 @@ boot_driver() {
 	wait_out "balloon: ready"
 }
 
+# expect_bodiless STATUS METHOD PATH [PATTERN]: expect_api for a request without a body.
+expect_bodiless() {
+	local out
+	out=$(api "$2" "$3")
+	if [ "${out##*$'\n'}" != "$1" ] || [[ "$out" != *"${4-}"* ]]; then
+		echo "$2 $3 (no body): expected $1 with '${4-}', got: $out" >&2
+		return 1
+	fi
+}
+
 # metric NAME: the balloon group's NAME summed over every metrics line.
 metric() {
 	jq -s "map(.balloon.$1 // 0) | add" "$D/metrics"
@@ -59,9 +76,13 @@ metric() {
 	# The whole object is replaced: the interval defaults to 0 again.
 	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false}'
 	expect_api 200 GET /balloon "" '{"amount_mib":0,"deflate_on_oom":false,"stats_polling_interval_s":0}'
-	# free_page_reporting (Firecracker's API after v1.10) shows only when on.
+	# free_page_hinting and free_page_reporting (Firecracker's API after v1.10) show only when
+	# on.
 	expect_api 204 PUT /balloon '{"amount_mib": 2, "deflate_on_oom": false, "free_page_reporting": true, "free_page_hinting": false}'
 	expect_api 200 GET /vm/config "" '"balloon":{"amount_mib":2,"deflate_on_oom":false,"stats_polling_interval_s":0,"free_page_reporting":true}'
+	expect_api 204 PUT /balloon '{"amount_mib": 2, "deflate_on_oom": false, "free_page_reporting": true, "free_page_hinting": true}'
+	expect_api 200 GET /vm/config "" '"balloon":{"amount_mib":2,"deflate_on_oom":false,"stats_polling_interval_s":0,"free_page_hinting":true,"free_page_reporting":true}'
+	expect_api 200 GET /balloon "" '{"amount_mib":2,"deflate_on_oom":false,"stats_polling_interval_s":0,"free_page_hinting":true,"free_page_reporting":true}'
 	# Firecracker ignores what follows /balloon in a PUT.
 	expect_api 204 PUT /balloon/anything '{"amount_mib": 3, "deflate_on_oom": false}'
 	expect_api 200 GET /balloon "" '"amount_mib":3'
@@ -77,22 +98,35 @@ metric() {
 	expect_api 400 PUT /balloon '{"amount_mib": 16777216, "deflate_on_oom": true}' "$TOO_LARGE"
 	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": 1}' "balloon: field 'deflate_on_oom' must be a boolean"
 	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": true, "stats_polling_interval_s": 65536}' "balloon: field 'stats_polling_interval_s' is 65536, must be between 0 and 65535"
-	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": true, "free_page_hinting": true}' "balloon: free_page_hinting is not supported"
+	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": true, "free_page_hinting": 1}' "balloon: field 'free_page_hinting' must be a boolean"
 	expect_api 400 PUT /balloon '{"amount_mib": 1, "deflate_on_oom": true, "target": 2}' "balloon: unknown field 'target'"
 	expect_api 400 PUT /balloon '[1]' "must be a JSON object"
 	expect_api 400 PUT /balloon "" "Empty PUT request."
 	expect_api 200 GET /balloon "" '{"amount_mib":5,"deflate_on_oom":true,"stats_polling_interval_s":0}'
 }
 
-@test "before boot: PATCH /balloon, PATCH and GET /balloon/statistics are post-boot operations; other sub-paths are unknown" {
+@test "before boot: PATCH /balloon sets the configured target; /balloon/statistics, /balloon/hinting/*, GET /balloon/statistics and /balloon/hinting/status are post-boot operations; other sub-paths are unknown" {
 	api_start
-	local pre="The requested operation is not supported before starting the microVM."
-	expect_api 204 PUT /balloon '{"amount_mib": 5, "deflate_on_oom": true, "stats_polling_interval_s": 1}'
-	expect_api 400 PATCH /balloon '{"amount_mib": 1}' "$pre"
-	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 2}' "$pre"
-	expect_api 400 GET /balloon/statistics "" "$pre"
+	expect_api 400 PATCH /balloon '{"amount_mib": 1}' "Balloon config error: No balloon device found."
+	expect_api 204 PUT /balloon '{"amount_mib": 5, "deflate_on_oom": true, "stats_polling_interval_s": 1, "free_page_hinting": true}'
+	expect_api 204 PATCH /balloon '{"amount_mib": 3}'
+	expect_api 200 GET /balloon "" '"amount_mib":3'
+	expect_api 200 GET /vm/config "" '"amount_mib":3'
+	expect_api 400 PATCH /balloon '{"amount_mib": 2, "deflate_on_oom": false}' "balloon: unknown field 'deflate_on_oom'"
+	expect_api 400 PATCH /balloon '{"amount_mib": -1}' "amount_mib"
+	expect_api 204 PATCH /balloon '{"amount_mib": 5}'
+	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 2}' "$PRE_BOOT"
+	expect_api 400 GET /balloon/statistics "" "$PRE_BOOT"
+	expect_bodiless 400 PATCH /balloon/hinting/start "$PRE_BOOT"
+	expect_api 400 PATCH /balloon/hinting/start '{"acknowledge_on_stop": false}' "$PRE_BOOT"
+	expect_bodiless 400 PATCH /balloon/hinting/stop "$PRE_BOOT"
+	expect_api 400 GET /balloon/hinting/status "" "$PRE_BOOT"
 	expect_api 400 GET /balloon/stats "" 'Unrecognized GET request path `stats`.'
-	expect_api 400 GET /balloon/hinting/status "" 'Unrecognized GET request path `hinting`.'
+	expect_api 400 GET /balloon/hinting "" 'Unrecognized GET request path `/hinting/`.'
+	expect_api 400 GET /balloon/hinting/stats "" 'Unrecognized GET request path `/hinting/stats`.'
+	# Only the hinting commands take a PATCH without a body.
+	expect_api 400 PATCH /balloon/statistics "" "Empty PATCH request."
+	expect_api 400 PATCH /balloon "" "Empty PATCH request."
 	expect_api 200 GET /balloon "" '"amount_mib":5'
 }
 
@@ -163,6 +197,47 @@ metric() {
 	kill -0 "$EMBER_PID"
 }
 
+@test "free page hinting with the guest's driver: a run's hinted pages go back, DONE on the guest's STOP or on stop, status shows both commands" {
+	boot_driver '{"amount_mib": 0, "deflate_on_oom": false, "free_page_hinting": true}'
+	wait_out "balloon: ready stats=0 hint=1"
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":0}'
+	expect_api 200 GET /balloon "" '{"amount_mib":0,"deflate_on_oom":false,"stats_polling_interval_s":0,"free_page_hinting":true}'
+	# Without a body acknowledge_on_stop is true: the guest's STOP gets DONE at once.
+	expect_bodiless 204 PATCH /balloon/hinting/start
+	wait_out "balloon: hinted cmd=2 zeroed=16"
+	# The guest hints again after DONE: those pages are its own again, the host leaves them.
+	wait_out "balloon: hint done late-zeroed=0"
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":1,"guest_cmd":0}'
+	expect_api 400 PATCH /balloon/hinting/go '{}' 'Unrecognized PATCH request path `/hinting/go`.'
+	expect_bodiless 400 PATCH /balloon/hinting 'Unrecognized PATCH request path `/hinting/`.'
+	expect_api 400 PATCH /balloon/hinting/start '{"acknowledge_on_stop": 1}' "balloon: field 'acknowledge_on_stop' must be a boolean"
+	# Without acknowledge_on_stop the run's id stays after the guest's STOP, until stop.
+	expect_api 204 PATCH /balloon/hinting/start '{"acknowledge_on_stop": false}'
+	wait_out "balloon: hinted cmd=3 zeroed=16"
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":3,"guest_cmd":0}'
+	[ "$(grep -ac "balloon: hint done" "$D/ember.out")" -eq 1 ]
+	expect_bodiless 204 PATCH /balloon/hinting/stop
+	wait_out "balloon: hint done late-zeroed=0" 2
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":1,"guest_cmd":0}'
+	expect_api 204 PUT /actions '{"action_type": "FlushMetrics"}'
+	[ "$(metric free_page_hint_count)" -eq 2 ]
+	[ "$(metric free_page_hint_freed)" -eq $((2 * 16 * 4096)) ]
+	[ "$(metric free_page_hint_fails)" -eq 0 ]
+	[ "$(metric event_fails)" -eq 0 ]
+	[ "$(jq -s 'map(.patch_api_requests.balloon_count // 0) | add' "$D/metrics")" -eq 6 ]
+	[ "$(jq -s 'map(.patch_api_requests.balloon_fails // 0) | add' "$D/metrics")" -eq 3 ]
+}
+
+@test "free page hinting before the guest's driver starts the device: no commands, status 0" {
+	api_start
+	boot_source halt
+	expect_api 204 PUT /balloon '{"amount_mib": 0, "deflate_on_oom": false, "free_page_hinting": true}'
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	expect_bodiless 400 PATCH /balloon/hinting/start "$HINT_INACTIVE"
+	expect_bodiless 400 PATCH /balloon/hinting/stop "$HINT_INACTIVE"
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":0}'
+}
+
 @test "after boot without a driver in the guest: PATCH says the device is inactive; statistics off: 400" {
 	api_start
 	boot_source halt
@@ -171,6 +246,10 @@ metric() {
 	expect_api 400 PATCH /balloon '{"amount_mib": 1}' "Balloon config error: Device is inactive, check if balloon driver is enabled in guest kernel."
 	expect_api 400 GET /balloon/statistics "" "Balloon config error: Statistics for the balloon device are not enabled"
 	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 1}' "Balloon config error: Cannot enable/disable the statistics after boot."
+	# Hinting off: Firecracker's answer before it looks at the driver.
+	expect_bodiless 400 PATCH /balloon/hinting/start "$HINT_OFF"
+	expect_bodiless 400 PATCH /balloon/hinting/stop "$HINT_OFF"
+	expect_api 400 GET /balloon/hinting/status "" "$HINT_OFF"
 	expect_api 200 GET /balloon "" '{"amount_mib":0,"deflate_on_oom":false,"stats_polling_interval_s":0}'
 }
 
@@ -182,6 +261,9 @@ metric() {
 	expect_api 400 GET /balloon/statistics "" "$NOT_FOUND"
 	expect_api 400 PATCH /balloon '{"amount_mib": 1}' "$NOT_FOUND"
 	expect_api 400 PATCH /balloon/statistics '{"stats_polling_interval_s": 1}' "$NOT_FOUND"
+	expect_bodiless 400 PATCH /balloon/hinting/start "$HINT_NOT_FOUND"
+	expect_api 400 PATCH /balloon/hinting/stop '{}' "$HINT_NOT_FOUND"
+	expect_api 400 GET /balloon/hinting/status "" "$HINT_NOT_FOUND"
 	expect_api 200 GET /vm/config "" '"balloon":null'
 }
 
@@ -220,4 +302,26 @@ metric() {
 	expect_api 204 PATCH /balloon '{"amount_mib": 0}'
 	wait_out "balloon: deflated actual=0"
 	expect_api 200 GET /balloon/statistics "" '"actual_pages":0'
+}
+
+@test "a snapshot keeps free page hinting: the run's id and the guest's command carry over, stop ends the run on the loaded VM" {
+	boot_driver '{"amount_mib": 0, "deflate_on_oom": false, "free_page_hinting": true}'
+	expect_api 204 PATCH /balloon/hinting/start '{"acknowledge_on_stop": false}'
+	wait_out "balloon: hinted cmd=2 zeroed=16"
+	expect_api 204 PATCH /vm '{"state": "Paused"}'
+	expect_api 204 PUT /snapshot/create "{\"snapshot_path\": \"$D/s.state\", \"mem_file_path\": \"$D/s.mem\", \"snapshot_type\": \"Full\"}"
+	kill -KILL "$EMBER_PID"
+	wait "$EMBER_PID" 2>/dev/null || true
+	mv "$D/ember.out" "$D/ember.out.first"
+	rm -f "$D/api.sock"
+	api_start
+	expect_api 204 PUT /snapshot/load "{\"snapshot_path\": \"$D/s.state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$D/s.mem\"}, \"resume_vm\": true}"
+	expect_api 200 GET /balloon "" '"free_page_hinting":true'
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":2,"guest_cmd":0}'
+	expect_bodiless 204 PATCH /balloon/hinting/stop
+	wait_out "balloon: hint done late-zeroed=0"
+	expect_api 200 GET /balloon/hinting/status "" '{"host_cmd":1,"guest_cmd":0}'
+	# The next run's id follows the saved one.
+	expect_bodiless 204 PATCH /balloon/hinting/start
+	wait_out "balloon: hinted cmd=3 zeroed=16"
 }

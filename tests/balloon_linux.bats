@@ -4,7 +4,8 @@
 # inflating by 128 MiB gives ember's memory back to the host and takes it from the guest,
 # deflating gives it back to the guest; with deflate_on_oom an allocation past the balloon
 # succeeds (without, it does not); statistics arrive at their interval with sane values;
-# free page reporting gives freed guest memory back to the host.
+# free page reporting gives freed guest memory back to the host; so does a free page hinting
+# run the host starts (in the inflate boot, after the deflate: no boot of its own).
 
 load lib/common
 source "$EMBER_ROOT/tests/lib/host-kind.sh"
@@ -48,7 +49,7 @@ metric() {
 	jq -s "map(.balloon.$1 // 0) | add" "$D/metrics"
 }
 
-@test "inflate by 128 MiB: ember's RSS falls by 100 MiB or more, the guest's MemTotal by 128 MiB; statistics each second; deflate: the guest fills 180 MiB" {
+@test "inflate by 128 MiB: ember's RSS falls by 100 MiB or more, the guest's MemTotal by 128 MiB; statistics each second; deflate: the guest fills 180 MiB; a hinting run gives the 180 MiB it frees back to the host" {
 	balloon_run inflate
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"EMBER-EXIT-STATUS=0"* ]]
@@ -76,7 +77,7 @@ metric() {
 	jq -e '.free_memory > 0 and .free_memory <= .total_memory' <<<"$st"
 	jq -e '.available_memory > 0 and .available_memory <= .total_memory' <<<"$st"
 	jq -e '.minor_faults > 0 and .disk_caches >= 0 and .swap_in == 0' <<<"$st"
-	[ "$(host HOST-BALLOON)" = '{"amount_mib":128,"deflate_on_oom":false,"stats_polling_interval_s":1}' ]
+	[ "$(host HOST-BALLOON)" = '{"amount_mib":128,"deflate_on_oom":false,"stats_polling_interval_s":1,"free_page_hinting":true}' ]
 	# The statistics interval: about one update a second over the flushes' window.
 	local window updates
 	window=$(host HOST-STATS-WINDOW-MS)
@@ -90,6 +91,25 @@ metric() {
 	[ "$(metric inflate_count)" -gt 0 ]
 	[ "$(metric deflate_count)" -gt 0 ]
 	[ "$(metric event_fails)" -eq 0 ]
+	# Free page hinting (acknowledge_on_stop false): the run's id is 2, the guest's STOP
+	# leaves it until the host's stop, which sends DONE (1).
+	[ "$(host HOST-HINT-STATUS-BEFORE)" = '{"host_cmd":0}' ]
+	[ "$(host HOST-HINT-START)" = "" ] # 204: no body
+	[ "$(host HOST-HINT-STATUS-STOPPED)" = '{"host_cmd":2,"guest_cmd":0}' ]
+	[ "$(host HOST-HINT-STOP)" = "" ]
+	[ "$(host HOST-HINT-STATUS-DONE)" = '{"host_cmd":1,"guest_cmd":0}' ]
+	local freed hinted a0 held back
+	freed=$(host HOST-RSS-FREED-KB) hinted=$(host HOST-RSS-HINTED-KB)
+	a0=$(guest GUEST-FREED-AGAIN avail) held=$(guest GUEST-HINT-HELD avail)
+	back=$(guest GUEST-HINT-RETURNED avail)
+	echo "hinting: $(host HOST-HINT-MS) ms to the guest's STOP; ember VmRSS $freed -> $hinted kB ($(((freed - hinted) / 1024)) MiB less); guest MemAvailable $a0 -> $held (held by the driver) -> $back kB"
+	[ "$freed" -ge $((200 * 1024)) ]
+	[ $((freed - hinted)) -ge $((100 * 1024)) ]
+	[ $((a0 - held)) -ge $((64 * 1024)) ]
+	[ "$back" -ge $((a0 - 16 * 1024)) ]
+	[ "$(metric free_page_hint_count)" -gt 0 ]
+	[ "$(metric free_page_hint_freed)" -ge $((100 << 20)) ]
+	[ "$(metric free_page_hint_fails)" -eq 0 ]
 }
 
 @test "deflate_on_oom: with a 128 MiB balloon the guest fills 170 MiB; the balloon gives way" {

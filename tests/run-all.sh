@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 passed=0 failed=0 skipped=0
 failures=()
+durations=() # "SECONDS SUITE", for the slowest-suites list at the end
 
 # fail SUITE WHY: one failure that no TAP line reported.
 fail() {
@@ -89,10 +90,12 @@ fi
 for f in "${suites[@]}"; do
 	[ -e "$f" ] || continue
 	echo "# $f"
+	start=$SECONDS
 	count_tap "$(basename "$f")" < <(
 		bats --tap "$f" 2>&1
 		echo "@@exit-status $?"
 	)
+	durations+=("$((SECONDS - start)) $f")
 done
 
 # The same unit tests and the suites that run ember on this host directly, against the build
@@ -129,10 +132,12 @@ else
 	done
 	for suite in "${SAN_SUITES[@]}"; do
 		echo "# san tests/$suite.bats"
+		start=$SECONDS
 		count_tap "san $suite.bats" < <(
 			EMBER_BUILD=$PWD/$SAN "${san_env[@]}" bats --tap "tests/$suite.bats" 2>&1
 			echo "@@exit-status $?"
 		)
+		durations+=("$((SECONDS - start)) san tests/$suite.bats")
 	done
 fi
 
@@ -144,6 +149,9 @@ count_tap fuzz < <(
 	echo "@@exit-status $?"
 )
 
+# Where the time went (CI's budget): the ten slowest bats suites.
+echo "== slowest suites (s), of ${SECONDS} s in all"
+printf '%s\n' "${durations[@]}" | sort -rn | head -10 | sed 's/^/  /'
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "== failures"
 	printf '  %s\n' "${failures[@]}"

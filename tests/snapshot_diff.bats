@@ -226,7 +226,7 @@ load_tracking() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = "snapshot: $D/full.state" ]
-	[ "${lines[1]}" = "format version: 1.3" ]
+	[ "${lines[1]}" = "format version: 1.4" ]
 	[ "${lines[2]}" = "type: Full" ]
 	[ "${lines[3]}" = "vcpus: 1" ]
 	[[ "${lines[4]}" =~ ^tsc:\ [1-9][0-9]*\ kHz$ ]]

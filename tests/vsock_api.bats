@@ -64,7 +64,7 @@ teardown() {
 	api_start
 	boot_source halt
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	grep -q "hello from the guest" "$D/ember.out"
 	expect_api 400 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$D/v.sock\"}" "The requested operation is not supported after starting the microVM."
 	expect_api 200 GET /vm/config "" '"vsock":null'
@@ -101,7 +101,7 @@ teardown() {
 	boot_source halt
 	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$D/v.sock\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
-	for _ in $(seq 100); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	grep -q "hello from the guest" "$D/ember.out"
 	[ -S "$D/v.sock" ]
 	expect_api 200 GET / "" '"state":"Running"'

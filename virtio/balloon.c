@@ -2,7 +2,7 @@
  * the guest and is checked against guest RAM before its page is given back. The statistics
  * buffer is held by the device until the polling timer returns it, which asks the driver for
  * fresh numbers. Free page reports are device-writable buffers over free guest memory, given
- * back whole pages at a time. */
+ * back whole pages at a time. Free page hinting is balloon_hint.c's. */
 #include "virtio/balloon.h"
 
 #include <errno.h>
@@ -15,51 +15,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "core/metrics.h"
+#include "virtio/balloon_internal.h"
 
 #define PAGE_4K	  (1ULL << BALLOON_PAGE_SHIFT)
 #define STAT_SIZE 10 /* le16 tag, le64 value, packed */
 
-/* What each queue is: the statistics and reporting queues exist only when negotiated, and the
- * driver numbers the queues it uses one after the other. */
-enum balloon_role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_REPORT };
-
-/* The configuration space (virtio 1.x): num_pages for the driver, actual from it. */
-struct balloon_space {
-	uint32_t num_pages;
-	uint32_t actual;
-};
-
-struct balloon_dev {
-	struct virtio_dev vdev; /* first: the transport hands us &vdev */
-	struct balloon_space space;
-	bool deflate_on_oom, reporting;
-	unsigned interval_s; /* 0: no statistics */
-	int timer_fd;
-	enum balloon_role role[VIRTIO_QUEUES_MAX];
-	/* The statistics buffer the driver gave, held until the timer returns it. */
-	bool stats_held;
-	uint16_t stats_head;
-	uint32_t have;
-	uint64_t stats[BALLOON_S_NR];
-	struct virtq_chain chain;
-};
-
-/* The "balloon" metrics group, with Firecracker's names. */
-enum balloon_metric {
-	BM_ACTIVATE_FAILS, /* never: activation has nothing that can fail */
-	BM_CFG_FAILS,	   /* configuration writes outside "actual" */
-	BM_INFLATE_COUNT,
-	BM_STATS_UPDATES,
-	BM_STATS_UPDATE_FAILS, /* the timer fired with no buffer to return */
-	BM_DEFLATE_COUNT,
-	BM_EVENT_FAILS, /* requests that broke the device, PFNs outside guest RAM */
-	BM_REPORT_COUNT,
-	BM_REPORT_FREED, /* bytes */
-	BM_REPORT_FAILS,
-	BM_METRIC_COUNT
-};
-static struct metric balloon_metrics[BM_METRIC_COUNT] = {
+struct metric balloon_metrics[BM_METRIC_COUNT] = {
 	[BM_ACTIVATE_FAILS] = { .name = "activate_fails" },
 	[BM_CFG_FAILS] = { .name = "cfg_fails" },
 	[BM_INFLATE_COUNT] = { .name = "inflate_count" },
@@ -70,15 +31,13 @@ static struct metric balloon_metrics[BM_METRIC_COUNT] = {
 	[BM_REPORT_COUNT] = { .name = "free_page_report_count" },
 	[BM_REPORT_FREED] = { .name = "free_page_report_freed" },
 	[BM_REPORT_FAILS] = { .name = "free_page_report_fails" },
+	[BM_HINT_COUNT] = { .name = "free_page_hint_count" },
+	[BM_HINT_FREED] = { .name = "free_page_hint_freed" },
+	[BM_HINT_FAILS] = { .name = "free_page_hint_fails" },
 };
 static struct metric_group balloon_group = { "balloon", balloon_metrics, BM_METRIC_COUNT, NULL };
 
-static struct balloon_dev *to_balloon(struct virtio_dev *dev)
-{
-	return (struct balloon_dev *)dev;
-}
-
-static void fail(struct balloon_dev *b, const char *why)
+void balloon_fail(struct balloon_dev *b, const char *why)
 {
 	metric_inc(&balloon_metrics[BM_EVENT_FAILS]);
 	virtio_needs_reset(&b->vdev, why);
@@ -134,14 +93,14 @@ static bool pfn_request(struct balloon_dev *b, enum balloon_role role)
 	char why[96];
 	if (c->nr_wr) {
 		snprintf(why, sizeof(why), "device-writable buffer in %s request", what);
-		fail(b, why);
+		balloon_fail(b, why);
 		return false;
 	}
 	if (c->rd_len % 4 || c->rd_len > 4 * BALLOON_PFNS_MAX) {
 		snprintf(why, sizeof(why),
 			 "%s request of %llu bytes (4-byte PFNs, at most %u of them)", what,
 			 (unsigned long long)c->rd_len, BALLOON_PFNS_MAX);
-		fail(b, why);
+		balloon_fail(b, why);
 		return false;
 	}
 	uint32_t pfns[BALLOON_PFNS_MAX];
@@ -162,7 +121,7 @@ static bool stats_request(struct balloon_dev *b, unsigned qi, bool *pushed)
 {
 	struct virtq_chain *c = &b->chain;
 	if (c->nr_wr) {
-		fail(b, "device-writable buffer in a statistics request");
+		balloon_fail(b, "device-writable buffer in a statistics request");
 		return false;
 	}
 	if (b->stats_held) {
@@ -200,7 +159,7 @@ static bool report_request(struct balloon_dev *b)
 {
 	struct virtq_chain *c = &b->chain;
 	if (c->nr_rd) {
-		fail(b, "device-readable buffer in a free page report");
+		balloon_fail(b, "device-readable buffer in a free page report");
 		return false;
 	}
 	metric_inc(&balloon_metrics[BM_REPORT_COUNT]);
@@ -237,6 +196,7 @@ static void process_queue(struct balloon_dev *b, unsigned qi)
 			break;
 		bool ok = role == ROLE_STATS	? stats_request(b, qi, &pushed)
 			  : role == ROLE_REPORT ? report_request(b)
+			  : role == ROLE_HINT	? balloon_hint_request(b)
 						: pfn_request(b, role);
 		if (!ok)
 			break;
@@ -314,13 +274,16 @@ static int balloon_activate(struct virtio_dev *dev)
 	b->role[n++] = ROLE_DEFLATE;
 	if (dev->driver_features & (1ULL << VIRTIO_BALLOON_F_STATS_VQ))
 		b->role[n++] = ROLE_STATS;
+	if (dev->driver_features & (1ULL << VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		b->role[n++] = ROLE_HINT;
 	if (dev->driver_features & (1ULL << VIRTIO_BALLOON_F_REPORTING))
 		b->role[n++] = ROLE_REPORT;
 	return 0;
 }
 
 /* Requests complete before process_queue returns; only the held statistics buffer and the
- * driver's count of pages belong to the driver that went away. */
+ * driver's count of pages belong to the driver that went away. The hinting commands stay:
+ * a new driver starts no run until the host starts one. */
 static void balloon_reset(struct virtio_dev *dev)
 {
 	struct balloon_dev *b = to_balloon(dev);
@@ -329,12 +292,12 @@ static void balloon_reset(struct virtio_dev *dev)
 	b->space.actual = 0;
 }
 
-/* The driver may write "actual" only: num_pages is the host's. */
+/* The driver may write "actual" only: num_pages and the hinting command are the host's. */
 static void balloon_config_write(struct virtio_dev *dev, uint64_t off, const uint8_t *data,
 				 unsigned len)
 {
 	struct balloon_dev *b = to_balloon(dev);
-	uint64_t at = offsetof(struct balloon_space, actual), end = sizeof(b->space);
+	uint64_t at = offsetof(struct balloon_space, actual), end = at + sizeof(b->space.actual);
 	if (off < at || off > end || len > end - off) {
 		metric_inc(&balloon_metrics[BM_CFG_FAILS]);
 		virtio_dev_warn(dev, "%u-byte configuration write at 0x%llx refused", len,
@@ -377,7 +340,9 @@ int balloon_create(struct machine *machine, const struct balloon_config *cfg,
 	b->vdev.machine = machine; /* balloon_destroy needs the event loop before the transport */
 	b->space.num_pages = cfg->amount_mib * BALLOON_PAGES_PER_MIB;
 	b->deflate_on_oom = cfg->deflate_on_oom;
+	b->hinting = cfg->free_page_hinting;
 	b->reporting = cfg->free_page_reporting;
+	b->space.hint_cmd = BALLOON_HINT_CMD_STOP;
 	b->interval_s = cfg->stats_polling_interval_s;
 	int rc = 0;
 	if (b->interval_s) {
@@ -402,6 +367,10 @@ int balloon_create(struct machine *machine, const struct balloon_config *cfg,
 	}
 	if (b->deflate_on_oom)
 		features |= 1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+	if (b->hinting) {
+		features |= 1ULL << VIRTIO_BALLOON_F_FREE_PAGE_HINT;
+		nr_queues++;
+	}
 	if (b->reporting) {
 		features |= 1ULL << VIRTIO_BALLOON_F_REPORTING;
 		nr_queues++;
@@ -422,8 +391,9 @@ int balloon_create(struct machine *machine, const struct balloon_config *cfg,
 		registered = true;
 	}
 	*out = &b->vdev;
-	log_debug("balloon: target %u MiB%s%s, statistics every %u s", cfg->amount_mib,
+	log_debug("balloon: target %u MiB%s%s%s, statistics every %u s", cfg->amount_mib,
 		  b->deflate_on_oom ? ", deflate on OOM" : "",
+		  b->hinting ? ", free page hinting" : "",
 		  b->reporting ? ", free page reporting" : "", b->interval_s);
 	return 0;
 }
@@ -437,8 +407,12 @@ void balloon_get_state(struct virtio_dev *dev, struct balloon_state *out)
 		.target_pages = b->space.num_pages,
 		.actual_pages = b->space.actual,
 		.deflate_on_oom = b->deflate_on_oom,
+		.free_page_hinting = b->hinting,
 		.free_page_reporting = b->reporting,
 		.stats_polling_interval_s = b->interval_s,
+		.hint_host_cmd = b->space.hint_cmd,
+		.hint_guest_cmd = b->hint.guest_cmd,
+		.hint_has_guest_cmd = b->hint.has_guest_cmd,
 		.have = b->have,
 	};
 	memcpy(out->stats, b->stats, sizeof(out->stats));
@@ -481,13 +455,16 @@ int balloon_set_stats_interval(struct virtio_dev *dev, unsigned interval_s)
 	return rc;
 }
 
-#define BALLOON_STATE_VERSION 1
+/* Version 2 is version 1 and the hinting state; a device without hinting writes version 1,
+ * which embers from before hinting read. */
+#define BALLOON_STATE_V1 1
+#define BALLOON_STATE_V2 2
 
 void balloon_save(struct virtio_dev *dev, struct snap_writer *w)
 {
 	struct balloon_dev *b = to_balloon(dev);
 	pthread_mutex_lock(&dev->lock);
-	snapw_u32(w, BALLOON_STATE_VERSION);
+	snapw_u32(w, b->hinting ? BALLOON_STATE_V2 : BALLOON_STATE_V1);
 	snapw_u32(w, b->space.num_pages);
 	snapw_u32(w, b->space.actual);
 	snapw_u32(w, b->interval_s);
@@ -496,6 +473,8 @@ void balloon_save(struct virtio_dev *dev, struct snap_writer *w)
 	snapw_u32(w, b->have);
 	for (unsigned i = 0; i < BALLOON_S_NR; i++)
 		snapw_u64(w, b->stats[i]);
+	if (b->hinting)
+		balloon_hint_save(b, w);
 	pthread_mutex_unlock(&dev->lock);
 }
 
@@ -510,11 +489,19 @@ int balloon_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
 	uint64_t stats[BALLOON_S_NR];
 	for (unsigned i = 0; i < BALLOON_S_NR; i++)
 		stats[i] = snapr_u64(r);
-	const char *why = NULL;
+	struct balloon_hint hint = { 0 };
+	uint32_t hint_cmd = BALLOON_HINT_CMD_STOP;
+	const char *hint_why = NULL, *why = NULL;
+	if (version == BALLOON_STATE_V2 && b->hinting)
+		hint_why = balloon_hint_load(r, &hint, &hint_cmd);
+	else if (version != BALLOON_STATE_V1 || b->hinting)
+		hint_why = "of another version, or with hinting other than the configuration's";
 	int q;
 	pthread_mutex_lock(&dev->lock);
-	if (!snapr_done(r) || version != BALLOON_STATE_VERSION)
-		why = "truncated, too long, or of another version";
+	if (hint_why)
+		why = hint_why;
+	else if (!snapr_done(r))
+		why = "truncated or too long";
 	else if ((uint64_t)target << BALLOON_PAGE_SHIFT > dev->machine->mem.size)
 		why = "a target larger than guest memory";
 	else if (interval != b->interval_s)
@@ -529,10 +516,12 @@ int balloon_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
 	}
 	b->space.num_pages = target;
 	b->space.actual = actual;
+	b->space.hint_cmd = hint_cmd;
 	b->stats_held = held;
 	b->stats_head = head;
 	b->have = have;
 	memcpy(b->stats, stats, sizeof(stats));
+	b->hint = hint;
 	pthread_mutex_unlock(&dev->lock);
 	return 0;
 }

@@ -1,6 +1,8 @@
 /* The balloon object: strict validation into a scratch balloon_config, then one commit; the
  * running device's requests and views. Messages after Firecracker's (vmm_config/balloon.rs,
- * request/balloon.rs): "Balloon config error: ..." for what the device refuses. */
+ * request/balloon.rs): "Balloon config error: ..." for what the device refuses; the hinting
+ * endpoints, which came after v1.10, answer with the messages of the Firecracker that has
+ * them ("Balloon update error: ..."). */
 #include "virtio/balloon_json.h"
 
 #include <errno.h>
@@ -18,6 +20,20 @@ static const char what[] = "balloon";
 #define INACTIVE       FC_PREFIX "Device is inactive, check if balloon driver is enabled in guest kernel."
 #define STATS_SWITCH   FC_PREFIX "Cannot enable/disable the statistics after boot."
 #define STATS_DISABLED FC_PREFIX "Statistics for the balloon device are not enabled"
+#define HINT_PREFIX    "Balloon update error: "
+#define HINT_NO_DEVICE HINT_PREFIX "Failed perform action on device: Device not found"
+#define HINT_OFF       HINT_PREFIX "Balloon: Attempting to use hinting when not enabled"
+#define HINT_INACTIVE  HINT_PREFIX "Balloon: Device not activated yet."
+
+/* The path after /balloon (NULL for /balloon itself) is cut at its slashes: seg gets the
+ * first segment, and the rest (NULL when there is none) is returned. */
+static const char *first_segment(const char *path, char *seg, size_t len)
+{
+	const char *slash = path ? strchr(path, '/') : NULL;
+	size_t n = path ? (slash ? (size_t)(slash - path) : strlen(path)) : 0;
+	snprintf(seg, len, "%.*s", (int)n, path ? path : "");
+	return slash && slash[1] ? slash + 1 : NULL;
+}
 
 int balloon_config_put(void *store, const char *path_id, json_t *body, char *err)
 {
@@ -29,7 +45,6 @@ int balloon_config_put(void *store, const char *path_id, json_t *body, char *err
 	if (!json_is_object(body))
 		return cfg_fail(err, "%s: expected a JSON object", what);
 	struct balloon_config next = { .configured = true };
-	bool hinting = false;
 	unsigned amount = 0;
 	if (cfg_check_keys(body, what, keys, err) ||
 	    cfg_get_uint(body, what, "amount_mib", true, 0, UINT32_MAX, &amount, err) ||
@@ -38,13 +53,8 @@ int balloon_config_put(void *store, const char *path_id, json_t *body, char *err
 			 BALLOON_STATS_INTERVAL_MAX, &next.stats_polling_interval_s, err) ||
 	    cfg_get_bool(body, what, "free_page_reporting", false, &next.free_page_reporting,
 			 err) ||
-	    cfg_get_bool(body, what, "free_page_hinting", false, &hinting, err))
+	    cfg_get_bool(body, what, "free_page_hinting", false, &next.free_page_hinting, err))
 		return -EINVAL;
-	if (hinting)
-		return cfg_fail(err,
-				"%s: free_page_hinting is not supported (ember implements "
-				"Firecracker's API of v1.10, which has no hinting)",
-				what);
 	/* The target in 4 KiB pages must fit the configuration space's u32. */
 	if (amount > UINT32_MAX / BALLOON_PAGES_PER_MIB)
 		return cfg_fail(err, TOO_LARGE);
@@ -61,14 +71,16 @@ static int kind_load(void *store, json_t *value, char *err)
 	return json_is_null(value) ? 0 : balloon_config_put(store, NULL, value, err);
 }
 
-/* Firecracker's Balloon object; free_page_reporting (from its API after v1.10) only when on,
- * so that a VM without it shows v1.10's shape. */
+/* Firecracker's Balloon object; free_page_hinting and free_page_reporting (from its API after
+ * v1.10) only when on, so that a VM without them shows v1.10's shape. */
 static json_t *config_json(uint32_t amount_mib, bool deflate_on_oom, unsigned interval,
-			   bool reporting)
+			   bool hinting, bool reporting)
 {
 	json_t *obj =
 		json_pack("{s:I, s:b, s:I}", "amount_mib", (json_int_t)amount_mib, "deflate_on_oom",
 			  deflate_on_oom, "stats_polling_interval_s", (json_int_t)interval);
+	if (obj && hinting)
+		json_object_set_new(obj, "free_page_hinting", json_true());
 	if (obj && reporting)
 		json_object_set_new(obj, "free_page_reporting", json_true());
 	return obj;
@@ -80,7 +92,7 @@ static json_t *kind_to_json(const void *store)
 	if (!cfg->configured)
 		return json_null();
 	return config_json(cfg->amount_mib, cfg->deflate_on_oom, cfg->stats_polling_interval_s,
-			   cfg->free_page_reporting);
+			   cfg->free_page_hinting, cfg->free_page_reporting);
 }
 
 static void kind_free(void *store)
@@ -110,16 +122,69 @@ static int unrecognized(char *err, const char *method, const char *id)
 	return cfg_fail(err, "Unrecognized %s request path `%.64s`.", method, id);
 }
 
-/* PATCH /balloon {amount_mib} and PATCH /balloon/statistics {stats_polling_interval_s}. */
+/* The device's answer to a hinting request, in Firecracker's words. */
+static int hint_result(int rc, char *err)
+{
+	return rc == -EOPNOTSUPP ? cfg_fail(err, HINT_OFF) : rc ? cfg_fail(err, HINT_INACTIVE) : 0;
+}
+
+/* PATCH /balloon/hinting/start [{acknowledge_on_stop}] and /balloon/hinting/stop; rest is
+ * what follows /hinting/. Neither needs a body; start reads only acknowledge_on_stop (true
+ * when absent) and, as Firecracker, ignores other fields; stop ignores its body. */
+static int hint_patch(struct virtio_dev *dev, const char *rest, json_t *body, char *err)
+{
+	char op[16];
+	first_segment(rest, op, sizeof(op));
+	bool start = strcmp(op, "start") == 0, ack = true;
+	if (!start && strcmp(op, "stop") != 0)
+		return cfg_fail(err, "Unrecognized PATCH request path `/hinting/%.64s`.",
+				rest ? op : "");
+	if (start && body && cfg_get_bool(body, what, "acknowledge_on_stop", false, &ack, err))
+		return -EINVAL;
+	if (!dev)
+		return cfg_fail(err, HINT_NO_DEVICE);
+	return hint_result(start ? balloon_hint_start(dev, ack) : balloon_hint_stop(dev), err);
+}
+
+/* PATCH /balloon {amount_mib} before start: the configured balloon's new target. The issue
+ * and Firecracker's swagger say "before or after machine startup"; Firecracker's code
+ * refuses it before (README's compatibility table). Statistics and hinting stay post-boot
+ * operations (-EPERM: the controller's message). */
+static int kind_patch(void *store, const char *id, json_t *body, char *err)
+{
+	static const char *const keys[] = { "amount_mib", NULL };
+	struct balloon_config *cfg = store;
+	unsigned v = 0;
+	if (id)
+		return -EPERM;
+	if (!body)
+		return cfg_fail(err, "Empty PATCH request.");
+	if (cfg_check_keys(body, what, keys, err) ||
+	    cfg_get_uint(body, what, "amount_mib", true, 0, UINT32_MAX, &v, err))
+		return -EINVAL;
+	if (!cfg->configured)
+		return cfg_fail(err, NO_DEVICE);
+	cfg->amount_mib = v;
+	return 0;
+}
+
+/* PATCH /balloon {amount_mib}, PATCH /balloon/statistics {stats_polling_interval_s}, and the
+ * hinting commands (whose body may be NULL: the kind's bodiless_patch). */
 static int kind_update(void *store, struct virtio_dev *dev, const char *id, json_t *body, char *err)
 {
 	static const char *const target_keys[] = { "amount_mib", NULL };
 	static const char *const stats_keys[] = { "stats_polling_interval_s", NULL };
 	struct balloon_config *cfg = store;
 	unsigned v = 0;
-	bool stats = id && strcmp(id, "statistics") == 0;
+	char seg[80];
+	const char *rest = first_segment(id, seg, sizeof(seg));
+	bool stats = id && strcmp(seg, "statistics") == 0;
+	if (id && strcmp(seg, "hinting") == 0)
+		return hint_patch(dev, rest, body, err);
 	if (id && !stats)
-		return unrecognized(err, "PATCH", id);
+		return unrecognized(err, "PATCH", seg);
+	if (!body)
+		return cfg_fail(err, "Empty PATCH request.");
 	if (stats ? cfg_check_keys(body, what, stats_keys, err) ||
 			    cfg_get_uint(body, what, "stats_polling_interval_s", true, 0,
 					 BALLOON_STATS_INTERVAL_MAX, &v, err)
@@ -173,13 +238,41 @@ json_t *balloon_stats_json(const struct balloon_state *st)
 	return obj;
 }
 
+/* GET /balloon/hinting/status: Firecracker's HintingStatus, guest_cmd once the driver sent
+ * one. */
+static int hint_status(struct virtio_dev *dev, bool started, const char *rest, json_t **out,
+		       char *err)
+{
+	char op[16];
+	first_segment(rest, op, sizeof(op));
+	if (strcmp(op, "status") != 0)
+		return cfg_fail(err, "Unrecognized GET request path `/hinting/%.64s`.",
+				rest ? op : "");
+	if (!started)
+		return -EPERM;
+	if (!dev)
+		return cfg_fail(err, HINT_NO_DEVICE);
+	struct balloon_state st;
+	balloon_get_state(dev, &st);
+	if (!st.free_page_hinting)
+		return cfg_fail(err, HINT_OFF);
+	*out = json_pack("{s:I}", "host_cmd", (json_int_t)st.hint_host_cmd);
+	if (st.hint_has_guest_cmd)
+		set_u64(*out, "guest_cmd", st.hint_guest_cmd);
+	return 0;
+}
+
 static int kind_get(const void *store, struct virtio_dev *dev, bool started, const char *id,
 		    json_t **out, char *err)
 {
 	const struct balloon_config *cfg = store;
-	bool stats = id && strcmp(id, "statistics") == 0;
+	char seg[80];
+	const char *rest = first_segment(id, seg, sizeof(seg));
+	bool stats = id && strcmp(seg, "statistics") == 0;
+	if (id && strcmp(seg, "hinting") == 0)
+		return hint_status(dev, started, rest, out, err);
 	if (id && !stats)
-		return unrecognized(err, "GET", id);
+		return unrecognized(err, "GET", seg);
 	if (!started) {
 		if (stats) /* Firecracker: not an operation before boot */
 			return -EPERM;
@@ -194,7 +287,8 @@ static int kind_get(const void *store, struct virtio_dev *dev, bool started, con
 	balloon_get_state(dev, &st);
 	if (!stats) {
 		*out = config_json(st.target_pages / BALLOON_PAGES_PER_MIB, st.deflate_on_oom,
-				   st.stats_polling_interval_s, st.free_page_reporting);
+				   st.stats_polling_interval_s, st.free_page_hinting,
+				   st.free_page_reporting);
 		return 0;
 	}
 	if (!st.stats_polling_interval_s)
@@ -219,12 +313,14 @@ const struct device_kind balloon_kind = {
 	.key = "balloon",
 	.metric = "balloon",
 	.subpaths = true,
+	.bodiless_patch = "hinting",
 	.store_size = sizeof(struct balloon_config),
 	.put = balloon_config_put,
 	.load = kind_load,
 	.to_json = kind_to_json,
 	.free = kind_free,
 	.create = kind_create,
+	.patch = kind_patch,
 	.update = kind_update,
 	.get = kind_get,
 	.save = kind_save,

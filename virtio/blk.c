@@ -486,19 +486,39 @@ const char *blk_root_arg(struct virtio_dev *dev)
 	return to_blk(dev)->root_arg;
 }
 
+int blk_quiesce(struct virtio_dev *dev, char *err)
+{
+	struct blk_dev *b = to_blk(dev);
+	pthread_mutex_lock(&dev->lock);
+	uint64_t deadline = monotonic_ns() + BLK_QUIESCE_MS * 1000000ULL;
+	while (b->in_flight && b->engine->ops->wait) {
+		uint64_t now = monotonic_ns();
+		if (now >= deadline)
+			break;
+		b->engine->ops->wait(b->engine, (unsigned)((deadline - now) / 1000000) + 1);
+	}
+	end_run(b); /* one used-ring update and interrupt for what finished */
+	unsigned left = b->in_flight;
+	pthread_mutex_unlock(&dev->lock);
+	/* The guest would wait forever for a request the restored VM never saw. */
+	if (left)
+		return errf(err, -EBUSY, "drive %s: %u requests still in flight after %u s", b->id,
+			    left, BLK_QUIESCE_MS / 1000);
+	return 0;
+}
+
 int blk_save(struct virtio_dev *dev, struct snap_writer *w, char *err)
 {
 	struct blk_dev *b = to_blk(dev);
-	unsigned free = 0;
 	pthread_mutex_lock(&dev->lock);
-	for (struct blk_req *r = b->free_reqs; r; r = r->next_free)
-		free++;
+	unsigned left = b->in_flight;
+	if (!left) {
+		snapw_u64(w, b->sectors);
+		rate_limiter_save(&b->rl, monotonic_ns(), w);
+	}
 	pthread_mutex_unlock(&dev->lock);
-	/* The guest would wait forever for a request the restored VM never saw. */
-	if (free != BLK_QUEUE_SIZE)
-		return errf(err, -EBUSY, "drive %s: %u requests in flight; try again", b->id,
-			    BLK_QUEUE_SIZE - free);
-	snapw_u64(w, b->sectors);
+	if (left) /* blk_quiesce came first; a request cannot start on a paused VM */
+		return errf(err, -EBUSY, "drive %s: %u requests in flight", b->id, left);
 	return 0;
 }
 
@@ -506,11 +526,25 @@ int blk_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
 {
 	struct blk_dev *b = to_blk(dev);
 	uint64_t sectors = snapr_u64(r);
-	if (!snapr_done(r))
+	if (r->bad)
 		return errf(err, -EINVAL, "drive %s: snapshot state truncated", b->id);
 	if (sectors != b->sectors)
 		return errf(err, -EINVAL,
 			    "drive %s: %s has %llu sectors, the snapshot's disk had %llu", b->id,
 			    b->path, (unsigned long long)b->sectors, (unsigned long long)sectors);
+	if (snapr_done(r))
+		return 0; /* format 1.3: no limiter state, the buckets start full */
+	pthread_mutex_lock(&dev->lock);
+	struct rate_limiter rl = b->rl;
+	int rc = rate_limiter_restore(&rl, r, monotonic_ns());
+	if (!rc && !snapr_done(r))
+		rc = -EINVAL;
+	if (!rc)
+		b->rl = rl;
+	pthread_mutex_unlock(&dev->lock);
+	if (rc)
+		return errf(err, rc,
+			    "drive %s: the saved rate limiter state does not fit its configuration",
+			    b->id);
 	return 0;
 }

@@ -70,6 +70,9 @@ struct blk_engine_ops {
 	/* Later requests go to fd (PATCH path_on_host); those in flight finish on the old. */
 	int (*set_fd)(struct blk_engine *e, int fd);
 	void (*destroy)(struct blk_engine *e);
+	/* Waits up to ms for a request in flight to finish, completing what finished. NULL
+	 * when every request completes inside submit. */
+	void (*wait)(struct blk_engine *e, unsigned ms);
 };
 
 struct blk_engine {
@@ -104,8 +107,13 @@ int blk_uring_probe(char *err);
  * naming the drive in err on failure. */
 int blk_create(struct machine *machine, const struct drive_config *cfg, struct virtio_dev **out,
 	       char *err);
-/* Snapshots (the VM paused): blk_save refuses while requests are in flight (the Async
- * engine's), and writes the disk size, which blk_restore requires again. */
+/* Snapshots (the VM paused): blk_quiesce waits for the requests in flight (the Async
+ * engine's) and gives them back to the driver, -EBUSY when they take more than
+ * BLK_QUIESCE_MS. blk_save writes the disk size, which blk_restore requires again, and the
+ * rate limiter's buckets; blk_restore takes a state without them (format 1.3) as full
+ * buckets. */
+#define BLK_QUIESCE_MS 10000
+int blk_quiesce(struct virtio_dev *dev, char *err);
 int blk_save(struct virtio_dev *dev, struct snap_writer *w, char *err);
 int blk_restore(struct virtio_dev *dev, struct snap_reader *r, char *err);
 /* PATCH /drives/{id} on the running device dev: cfg (already validated) gives the drive's

@@ -233,12 +233,12 @@ const struct device_kind blk_kind = {
 	.per_id = true,
 	.store_size = sizeof(struct drive_set),
 	.put = blk_config_put,
-	.patch = blk_config_patch,
 	.load = blk_config_load,
 	.to_json = kind_to_json,
 	.free = kind_free,
 	.create = kind_create,
 	.update = kind_update,
 	.save = blk_save,
+	.quiesce = blk_quiesce,
 	.restore = blk_restore,
 };

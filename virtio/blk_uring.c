@@ -137,6 +137,19 @@ static void uring_reap(struct blk_engine *e)
 	uring_flush_batch(e);
 }
 
+static void uring_wait(struct blk_engine *e, unsigned ms)
+{
+	struct uring_engine *u = to_uring(e);
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	if (u->pending)
+		submit_pending(u);
+	if (io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts) == 0)
+		reap_cqes(e);
+	if (u->pending) /* continuations of short transfers */
+		submit_pending(u);
+}
+
 static int uring_set_fd(struct blk_engine *e, int fd)
 {
 	/* Requests in flight hold their own reference to the old file. */
@@ -164,6 +177,7 @@ static const struct blk_engine_ops uring_ops = {
 	.reap = uring_reap,
 	.set_fd = uring_set_fd,
 	.destroy = uring_destroy,
+	.wait = uring_wait,
 };
 
 /* io_uring's work bypasses seccomp: the ring may only read, write and sync the registered

@@ -28,10 +28,15 @@ struct device_kind {
 	const char *key;    /* config-file key, API path (/drives) and GET /vm/config key */
 	const char *metric; /* the API's request metrics: "drive" counts drive_count/_fails */
 	bool per_id;	    /* /drives/{id}: objects with ids; else one object at /vsock */
-	/* A kind without ids whose object has parts (/balloon/statistics): the path's second
-	 * segment reaches its hooks as id (NULL for /balloon itself). false: the second
-	 * segment is ignored, as Firecracker ignores it. */
+	/* A kind without ids whose object has parts (/balloon/statistics): what follows the
+	 * path's first segment ("statistics", "hinting/start", without a trailing slash) reaches
+	 * its hooks as id (NULL for /balloon itself). false: the rest is ignored, as Firecracker
+	 * ignores it. */
 	bool subpaths;
+	/* A kind with parts whose part of this name takes PATCH without a body (Firecracker's
+	 * /balloon/hinting/start and /stop): update gets body NULL when none came. NULL: every
+	 * PATCH needs one. */
+	const char *bodiless_patch;
 	/* A field Firecracker deprecated in this object: a PUT that gives it is answered with
 	 * "Deprecation: true" and logged, as Firecracker does. NULL: none. */
 	const char *deprecated_field;
@@ -41,7 +46,9 @@ struct device_kind {
 	 * kinds, NULL otherwise and for the config file. */
 	size_t store_size;
 	int (*put)(void *store, const char *id, json_t *body, char *err);
-	int (*patch)(void *store, const char *id, json_t *body, char *err); /* NULL: no PATCH */
+	/* PATCH before start, on the configuration; -EPERM with err empty, or NULL: refused
+	 * with Firecracker's "not supported before starting" (drives and interfaces). */
+	int (*patch)(void *store, const char *id, json_t *body, char *err);
 	int (*load)(void *store, json_t *value, char *err); /* the config file's value */
 	json_t *(*to_json)(const void *store);		    /* GET /vm/config */
 	void (*free)(void *store); /* what the store points to, not the store */
@@ -64,6 +71,10 @@ struct device_kind {
 	 * configuration, with the transport restored; the bytes are untrusted. NULL: this kind
 	 * cannot be snapshotted yet, and a snapshot of a VM with one is refused. */
 	int (*save)(struct virtio_dev *dev, struct snap_writer *w, char *err);
+	/* Before anything is saved (the dirty log, the vCPUs' interrupt state): the device
+	 * finishes the work it holds, so that save finds it idle and the guest memory and
+	 * interrupts that finishing writes are in the snapshot. NULL: nothing to finish. */
+	int (*quiesce)(struct virtio_dev *dev, char *err);
 	int (*restore)(struct virtio_dev *dev, struct snap_reader *r, char *err);
 
 	/* Snapshot load: override_key is a key of the load request's body (Firecracker's

@@ -250,7 +250,6 @@ const struct device_kind net_kind = {
 	.per_id = true,
 	.store_size = sizeof(struct net_set),
 	.put = net_config_put,
-	.patch = net_config_patch,
 	.load = net_config_load,
 	.to_json = kind_to_json,
 	.free = kind_free,

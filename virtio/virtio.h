@@ -65,7 +65,7 @@
 
 /* IRQs 5 to 23 on the IOAPIC: the slots virtio-mmio devices can have. */
 #define VIRTIO_DEV_MAX	  19
-#define VIRTIO_QUEUES_MAX 4
+#define VIRTIO_QUEUES_MAX 5 /* virtio-balloon with statistics, hinting and reporting */
 
 struct virtio_dev;
 

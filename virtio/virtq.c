@@ -322,6 +322,11 @@ bool virtq_enable_notify_beyond(struct virtq *q)
 	return q->active && !q->broken && q->event_idx && notify_past(q, load16(&q->avail->idx));
 }
 
+uint16_t virtq_avail_idx(const struct virtq *q)
+{
+	return q->active ? load16(&q->avail->idx) : 0;
+}
+
 uint64_t iov_drop_front(struct iovec *iov, unsigned *nr, uint64_t len)
 {
 	uint64_t done = 0;

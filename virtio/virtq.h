@@ -124,6 +124,8 @@ bool virtq_enable_notify(struct virtq *q);
  * its current avail index, not on the next chain after next_avail, which is already
  * there. True if chains arrived meanwhile, in which case the device must look again. */
 bool virtq_enable_notify_beyond(struct virtq *q);
+/* The driver's avail index as it is now (0 while the queue is not active). */
+uint16_t virtq_avail_idx(const struct virtq *q);
 
 /* iovec helpers for devices: drop len bytes from the front of iov (in place); copy from
  * or into the front of an iovec array. They return the bytes dropped or copied. */

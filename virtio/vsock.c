@@ -38,6 +38,12 @@ struct vsock_dev {
 	struct virtio_dev vdev; /* first: the transport hands us &vdev */
 	char *uds_path;
 	bool was_active, event_owed; /* event_owed: TRANSPORT_RESET */
+	/* After a restore the TRANSPORT_RESET holds the receive queue (see process_event):
+	 * reset_holds_rx until it goes, then rx_held (since rx_held_since_ns) until the driver
+	 * posts an event buffer past reset_avail, or for VSOCK_RESET_ACK_MS. */
+	bool reset_holds_rx, rx_held;
+	uint16_t reset_avail;
+	uint64_t rx_held_since_ns;
 	struct vsock_conns conns;
 	struct vsock_host host;
 
@@ -59,6 +65,27 @@ static int next_chain(struct vsock_dev *v, unsigned qi, unsigned *budget)
 	return virtio_queue_pop(&v->vdev, qi, &v->chain);
 }
 
+/* Whether the receive queue still waits for the driver to take the TRANSPORT_RESET. */
+static bool rx_held(struct vsock_dev *v)
+{
+	if (!v->rx_held)
+		return false;
+	uint64_t now = v->conns.ops->now_ns(v->conns.host);
+	if (virtq_avail_idx(&v->vdev.queues[VSOCK_EVENT_QUEUE]) != v->reset_avail) {
+		v->rx_held = false;
+		log_debug("virtio-vsock %s: the driver took TRANSPORT_RESET after %llu us",
+			  v->vdev.label, (unsigned long long)(now - v->rx_held_since_ns) / 1000);
+	} else if (now - v->rx_held_since_ns >= VSOCK_RESET_ACK_MS * 1000000ULL) {
+		v->rx_held = false;
+		vsock_conns_warn(
+			&v->conns,
+			"the driver posted no event buffer in %d ms after TRANSPORT_RESET: "
+			"receiving goes on",
+			VSOCK_RESET_ACK_MS);
+	}
+	return v->rx_held;
+}
+
 /* Fills the guest's receive buffers with what the connections owe it; also the host side's
  * kick after host events. */
 static void process_rx(void *opaque)
@@ -68,7 +95,7 @@ static void process_rx(void *opaque)
 	struct virtq_chain *ch = &v->chain;
 	unsigned budget = VSOCK_QUEUE_SIZE, pushed = 0;
 	int rc = 0;
-	if (!virtio_dev_running(&v->vdev) || !q->active)
+	if (!virtio_dev_running(&v->vdev) || !q->active || rx_held(v))
 		return;
 	while (vsock_conns_have_rx(&v->conns) &&
 	       (rc = next_chain(v, VSOCK_RX_QUEUE, &budget)) > 0) {
@@ -156,8 +183,23 @@ static void process_event(struct vsock_dev *v)
 		return virtio_needs_reset(&v->vdev, "event buffer shorter than 4 bytes");
 	uint32_t id = 0;
 	iov_from_buf(v->chain.iov + v->chain.nr_rd, v->chain.nr_wr, &id, sizeof(id));
+	/* A restored guest's Linux handles the event on a work item of its own, which may run
+	 * after the one that takes the REQUEST of a host connection made right after the load:
+	 * that connection then goes with the old ones (the host saw OK, then the guest drops
+	 * it). So the receive queue waits until the driver posts an event buffer again, which
+	 * Linux does once it has handled the event (with the event index, it is asked to
+	 * notify that), or VSOCK_RESET_ACK_MS for a driver that does not. The index is read
+	 * before the push: once the event is in the used ring, a buffer may come at any time. */
+	uint16_t avail = virtq_avail_idx(q);
 	virtq_push(q, v->chain.head, sizeof(id));
 	v->event_owed = false;
+	if (v->reset_holds_rx) {
+		v->reset_holds_rx = false;
+		v->rx_held = true;
+		v->reset_avail = avail;
+		v->rx_held_since_ns = v->conns.ops->now_ns(v->conns.host);
+		virtq_enable_notify_beyond(q);
+	}
 	virtio_queue_interrupt(&v->vdev, VSOCK_EVENT_QUEUE);
 }
 
@@ -188,7 +230,7 @@ static void vsock_reset(struct virtio_dev *dev)
 {
 	struct vsock_dev *v = (struct vsock_dev *)dev;
 	vsock_conns_reset(&v->conns);
-	v->event_owed = false;
+	v->event_owed = v->reset_holds_rx = v->rx_held = false;
 }
 
 static void vsock_destroy(struct virtio_dev *dev)
@@ -285,7 +327,7 @@ int vsock_restore(struct virtio_dev *dev, struct snap_reader *r, char *err)
 	 * keeps its connections. A driver with no event buffer yet gets it with its next one. */
 	bool running = virtio_dev_running(dev);
 	v->was_active = running;
-	v->event_owed = running;
+	v->event_owed = v->reset_holds_rx = running;
 	pthread_mutex_unlock(&dev->lock);
 	if (running)
 		virtio_queue_kick(dev, VSOCK_EVENT_QUEUE);

@@ -61,7 +61,8 @@ enum vsock_op {
 #define VSOCK_PKT_MAX	    (64 * 1024)
 #define VSOCK_BUF_ALLOC	    (256 * 1024)
 #define VSOCK_CONN_MAX	    1024
-#define VSOCK_CONNECT_MS    2000       /* host-initiated: the guest must answer within this */
+#define VSOCK_CONNECT_MS    2000 /* host-initiated: the guest must answer within this */
+#define VSOCK_RESET_ACK_MS  1000 /* the longest the receive queue waits on a TRANSPORT_RESET */
 #define VSOCK_LOCAL_PORT_LO (1U << 30) /* host ports ember hands out for host connections */
 
 /* The "vsock" metrics group, with Firecracker's names; rx is to the guest. */

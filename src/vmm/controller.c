@@ -104,10 +104,15 @@ static int configure_device(struct vm *vm, int k, const char *id, json_t *body, 
 	void *store = vm->cfg.devices[k];
 	if (vm->state == VM_CONFIGURING) {
 		/* Firecracker: PUT replaces an object before boot, PATCH updates a running
-		 * device only (test_api_patch_pre_boot). */
-		if (patch)
-			return errf(err, -EPERM, POST_BOOT_ONLY);
-		return kind->put(store, id, body, err);
+		 * device only (test_api_patch_pre_boot), except where the kind takes a PATCH
+		 * before boot too (the balloon's target). */
+		if (!patch)
+			return kind->put(store, id, body, err);
+		err[0] = '\0';
+		int rc = kind->patch ? kind->patch(store, id, body, err) : -EPERM;
+		if (rc == -EPERM && !err[0])
+			snprintf(err, ERR_LEN, "%s", POST_BOOT_ONLY);
+		return rc;
 	}
 	if (!patch || !kind->update)
 		return errf(err, -EPERM, PRE_BOOT_ONLY);

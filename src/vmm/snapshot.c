@@ -169,6 +169,12 @@ static int create(struct vm *vm, json_t *body, char *err)
 	/* The CPU time too: on a busy host the wall time is mostly waiting for a core (vCPUs
 	 * are parked, so the process's CPU time is this thread's). */
 	uint64_t t0 = monotonic_ns(), cpu0 = process_cpu_ns();
+	for (unsigned i = 0; i < vm->devices.nr; i++) {
+		const struct device_kind *kind = device_kinds[vm->device_kind_of[i]];
+		int rc = kind->quiesce ? kind->quiesce(vm->devices.devs[i], err) : 0;
+		if (rc)
+			return rc;
+	}
 	struct snap_writer w = { 0 };
 	unsigned nr = 0;
 	/* With tracking, every snapshot starts the next Diff afresh: the log is taken (and
@@ -277,26 +283,15 @@ static int parse_machine(struct loaded *l, char *err)
 	return 0;
 }
 
-/* The devices' configuration into the (fresh) configuration, through each kind's checks. */
-static int parse_config(struct vm_config *cfg, const struct loaded *l, char *err)
+int snapshot_config_apply(struct vm_config *cfg, json_t *root, json_t *overrides, char *err)
 {
-	const struct snap_section *s = need(&l->file, SNAP_CONFIG, 0, "configuration", err);
-	if (!s)
-		return -EINVAL;
-	json_error_t jerr;
-	json_t *root = json_loadb((const char *)s->data, s->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(root)) {
-		json_decref(root);
-		return errf(err, -EINVAL,
-			    "the snapshot's device configuration is not a JSON object");
-	}
 	const char *key;
 	json_t *val;
 	int rc = 0;
-	for (int k = 0; l->overrides && device_kinds[k] && !rc; k++) {
+	for (int k = 0; json_is_object(overrides) && device_kinds[k] && !rc; k++) {
 		const struct device_kind *kind = device_kinds[k];
-		json_t *ov = kind->override_key ? json_object_get(l->overrides, kind->override_key)
-						: NULL;
+		json_t *ov =
+			kind->override_key ? json_object_get(overrides, kind->override_key) : NULL;
 		json_t *saved = json_object_get(root, kind->key);
 		if (ov && !json_is_null(ov))
 			rc = kind->override(saved ? saved : json_null(), ov, err);
@@ -313,6 +308,23 @@ static int parse_config(struct vm_config *cfg, const struct loaded *l, char *err
 		if ((rc = device_kinds[k]->load(cfg->devices[k], val, err)))
 			break;
 	}
+	return rc;
+}
+
+/* The devices' configuration into the (fresh) configuration, through each kind's checks. */
+static int parse_config(struct vm_config *cfg, const struct loaded *l, char *err)
+{
+	const struct snap_section *s = need(&l->file, SNAP_CONFIG, 0, "configuration", err);
+	if (!s)
+		return -EINVAL;
+	json_error_t jerr;
+	json_t *root = json_loadb((const char *)s->data, s->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return errf(err, -EINVAL,
+			    "the snapshot's device configuration is not a JSON object");
+	}
+	int rc = snapshot_config_apply(cfg, root, l->overrides, err);
 	json_decref(root);
 	return rc;
 }

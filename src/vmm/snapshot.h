@@ -21,6 +21,13 @@ int vmm_snapshot_load(struct vm *vm, json_t *body, char *err);
  * for the fuzz and unit tests. 0 or -errno with err. */
 int vmm_snapshot_check(const uint8_t *buf, size_t len, char *err);
 
+/* A load's device configuration: the load body's override keys (network_overrides,
+ * vsock_override; overrides may be NULL) applied to root, the saved configuration (a JSON
+ * object in GET /vm/config's shape, changed in place), then each kind's value loaded into
+ * cfg through the kind's checks. Both JSON values are untrusted. */
+struct vm_config;
+int snapshot_config_apply(struct vm_config *cfg, json_t *root, json_t *overrides, char *err);
+
 /* What a checked state file holds, for ember-snap inspect. */
 struct snapshot_device {
 	char kind[32]; /* its device table key: "drives", "network-interfaces", ... */

@@ -19,8 +19,9 @@
 #define SNAP_MAGIC "EMBERSNP"
 #define SNAP_MAJOR 1
 #define SNAP_MINOR                                                                                 \
-	3 /* 1.1: MEMF, the memory file's record (vmm/snapshot_mem.h); 1.2: WALL;                  \
-	   * 1.3: each VCPU section ends with the TSC frequency */
+	4 /* 1.1: MEMF, the memory file's record (vmm/snapshot_mem.h); 1.2: WALL;                  \
+	   * 1.3: each VCPU section ends with the TSC frequency; 1.4: a drive's state ends with    \
+	   * its rate limiter's buckets */
 #define SNAP_HEADER_LEN	  32
 #define SNAP_SECTIONS_MAX 256
 #define SNAP_FILE_MAX	  (64u << 20) /* far beyond 32 vCPUs and every device */

@@ -9,7 +9,11 @@
 #                inflates the balloon by 128 MiB through PATCH /balloon and waits for
 #                actual_mib; ember's VmRSS before and after; the guest's MemTotal and
 #                MemAvailable after; statistics (every second) read twice, the metrics
-#                flushed 6 s apart; then a deflate, after which the guest fills 180 MiB
+#                flushed 6 s apart; then a deflate, after which the guest fills 180 MiB;
+#                then free page hinting: the guest frees the 180 MiB, the host starts a run
+#                without acknowledge_on_stop and polls its status until the guest's STOP;
+#                ember's VmRSS before and after; the guest shows the hinted memory held by
+#                its driver until the host's stop, then back
 #   oom          a 128 MiB balloon with deflate_on_oom from boot: once it is inflated the
 #                guest fills 170 MiB, past the balloon
 #   oom-control  the same without deflate_on_oom
@@ -88,8 +92,8 @@ mkdir -p /mnt/fill && mount -t tmpfs -o size=100% tmpfs /mnt/fill
 fill() { dd if=/dev/zero of=/mnt/fill/f bs=1M count=$1 2>/dev/null; echo "rc=$? mib=$(($(wc -c </mnt/fill/f) >> 20))"; }
 '
 
-balloon_json() { # balloon_json AMOUNT DEFLATE_ON_OOM STATS REPORTING
-	echo "\"balloon\": { \"amount_mib\": $1, \"deflate_on_oom\": $2, \"stats_polling_interval_s\": $3, \"free_page_reporting\": $4 }"
+balloon_json() { # balloon_json AMOUNT DEFLATE_ON_OOM STATS REPORTING [HINTING]
+	echo "\"balloon\": { \"amount_mib\": $1, \"deflate_on_oom\": $2, \"stats_polling_interval_s\": $3, \"free_page_reporting\": $4, \"free_page_hinting\": ${5:-false} }"
 }
 
 case $MODE in
@@ -109,8 +113,19 @@ echo GUEST-INFLATED memtotal=\$(meminfo MemTotal) avail=\$(meminfo MemAvailable)
 for i in \$(seq 240); do [ \$(meminfo MemTotal) -ge \$((mt0 - 4096)) ] && break; sleep 1; done
 echo GUEST-DEFLATED memtotal=\$(meminfo MemTotal) avail=\$(meminfo MemAvailable)
 echo GUEST-USED-AGAIN \$(fill 180)
+# Free page hinting: the freed 180 MiB stay with the host until the host's run. The driver
+# holds the blocks it hints at (MemAvailable falls) until the host's stop (it rises again).
+rm /mnt/fill/f
+a0=\$(meminfo MemAvailable)
+echo GUEST-FREED-AGAIN avail=\$a0
+for i in \$(seq 480); do [ \$(meminfo MemAvailable) -le \$((a0 - 64 * 1024)) ] && break; sleep 0.25; done
+echo GUEST-HINT-HELD avail=\$(meminfo MemAvailable)
+for i in \$(seq 480); do [ \$(meminfo MemAvailable) -ge \$((a0 - 16 * 1024)) ] && break; sleep 0.25; done
+echo GUEST-HINT-RETURNED avail=\$(meminfo MemAvailable)
+# Time for the host's last reads before the VM ends.
+sleep 3
 SH
-	guest_config 256 "$(balloon_json 0 false 1 false)"
+	guest_config 256 "$(balloon_json 0 false 1 false true)"
 	start_ember
 	wait_console GUEST-TOUCHED 240
 	sleep 1
@@ -139,6 +154,24 @@ SH
 	echo "HOST-STATS-LATER=$(api GET /balloon/statistics)"
 	echo "HOST-PATCH-DEFLATE=$(api PATCH /balloon '{"amount_mib": 0}')"
 	wait_console GUEST-USED-AGAIN 240
+	wait_console GUEST-FREED-AGAIN 60
+	sleep 1
+	echo "HOST-RSS-FREED-KB=$(rss_kb)"
+	echo "HOST-HINT-STATUS-BEFORE=$(api GET /balloon/hinting/status)"
+	echo "HOST-HINT-START=$(api PATCH /balloon/hinting/start '{"acknowledge_on_stop": false}')"
+	t0=$(date +%s%N)
+	for _ in $(seq 1200); do
+		[ "$(api GET /balloon/hinting/status | jq -r .guest_cmd)" = 0 ] && break
+		sleep 0.1
+	done
+	echo "HOST-HINT-MS=$((($(date +%s%N) - t0) / 1000000))"
+	echo "HOST-HINT-STATUS-STOPPED=$(api GET /balloon/hinting/status)"
+	echo "HOST-RSS-HINTED-KB=$(rss_kb)"
+	wait_console GUEST-HINT-HELD 60
+	echo "HOST-HINT-STOP=$(api PATCH /balloon/hinting/stop)"
+	echo "HOST-HINT-STATUS-DONE=$(api GET /balloon/hinting/status)"
+	wait_console GUEST-HINT-RETURNED 60
+	api PUT /actions '{"action_type": "FlushMetrics"}' >/dev/null
 	finish_ember
 	;;
 oom | oom-control)

@@ -1,11 +1,13 @@
-/* virtio-balloon's request path (virtio/balloon.c): a driver script (fuzz_dev.h) against a
- * balloon device whose inflate requests, statistics and free page reports point wherever
- * the guest memory image says. The script's first byte picks the features the device offers
- * (bit 0 statistics, bit 1 deflate on OOM, bit 2 free page reporting). HOST is the API's
- * side: 0 a new target (within guest memory, as the API checks), 1 a new statistics interval
- * (which returns a held statistics buffer at once), 2 the state as GET /balloon/statistics
- * shows it, 3 a snapshot of the device's state restored onto it (which must load), 4 a state
- * block from the input restored onto it (balloon_restore's checks). */
+/* virtio-balloon's request path (virtio/balloon.c, balloon_hint.c): a driver script
+ * (fuzz_dev.h) against a balloon device whose inflate requests, statistics, free page reports
+ * and hinting commands and hints point wherever the guest memory image says. The script's
+ * first byte picks the features the device offers (bit 0 statistics, bit 1 deflate on OOM,
+ * bit 2 free page reporting, bit 3 free page hinting). HOST is the API's side: 0 a new target
+ * (within guest memory, as the API checks), 1 a new statistics interval (which returns a held
+ * statistics buffer at once), 2 the state as GET /balloon/statistics shows it, 3 a snapshot
+ * of the device's state restored onto it (which must load), 4 a state block from the input
+ * restored onto it (balloon_restore's checks), 5 a hinting run started (the next byte's bit 0:
+ * acknowledge_on_stop), 6 the hinting run stopped. */
 #include "core/log.h"
 #include "virtio/balloon.h"
 #include "virtio/balloon_json.h"
@@ -14,7 +16,7 @@
 static void host_op(struct fuzz_dev *s, struct fin *f)
 {
 	struct virtio_dev *dev = s->dev;
-	switch (fin8(f) % 5) {
+	switch (fin8(f) % 7) {
 	case 0:
 		/* The API checks a target against guest memory before it gets here. */
 		balloon_set_target(dev, fin16(f) % (FUZZ_MEM / 4096 + 1));
@@ -47,6 +49,12 @@ static void host_op(struct fuzz_dev *s, struct fin *f)
 		balloon_restore(dev, &r, err);
 		break;
 	}
+	case 5:
+		balloon_hint_start(dev, fin8(f) & 1);
+		break;
+	case 6:
+		balloon_hint_stop(dev);
+		break;
 	}
 }
 
@@ -66,6 +74,7 @@ static bool create(struct fin *f)
 		.stats_polling_interval_s = features & 1 ? 1 : 0,
 		.deflate_on_oom = features & 2,
 		.free_page_reporting = features & 4,
+		.free_page_hinting = features & 8,
 	};
 	char err[ERR_LEN];
 	if (balloon_create(&fuzz_dev()->m, &cfg, &fuzz_dev()->dev, err))

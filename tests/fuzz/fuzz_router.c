@@ -44,6 +44,12 @@ static const char *const paths[] = {
 	"/mmds",
 	"/balloon",
 	"/balloon/statistics",
+	"/balloon/hinting/start",
+	"/balloon/hinting/stop",
+	"/balloon/hinting/status",
+	"/entropy",
+	"/snapshot/create",
+	"/snapshot/load",
 };
 static const char *const methods[] = { "GET", "PUT", "PATCH", "DELETE", "POST" };
 

@@ -161,6 +161,22 @@ def balloon():
     ops = [op_init(), op_avail(2, 0), op_notify(2), bytes([HOST, 4, len(state)]) + state,
            bytes([HOST, 2, HOST, 1, 3])]
     write("fuzz_balloon", "restore", device_input(b"\x01", ops, m))
+    # Free page hinting alone (first byte 8): its queue is the third. The host starts a run
+    # (HOST 5, acknowledge_on_stop), the driver sends the run's id (2), a hint of two pages
+    # and STOP (which the host answers with DONE); then a second run, stopped by the host
+    # (HOST 6), and the state saved and restored (HOST 3).
+    m = Mem()
+    m.put(buf, struct.pack("<I", 2))
+    m.put(buf + 0x10, struct.pack("<I", 0))
+    m.put(buf + 0x20, struct.pack("<I", 3))
+    m.chain(2, 0, [(buf, 4, 0)])
+    m.chain(2, 1, [(0xB000, 0x2000, F_WRITE)])
+    m.chain(2, 2, [(buf + 0x10, 4, 0)])
+    m.chain(2, 3, [(buf + 0x20, 4, 0)])
+    ops = [op_init(), bytes([HOST, 5, 1]), op_avail(2, 0), op_avail(2, 1), op_avail(2, 2),
+           op_notify(2), op_read(0x108), bytes([HOST, 5, 0]), op_avail(2, 3), op_notify(2),
+           bytes([HOST, 6, HOST, 3, HOST, 2])]
+    write("fuzz_balloon", "hinting", device_input(b"\x08", ops, m))
 
 
 def virtio_mmio():
@@ -282,7 +298,8 @@ def router():
     paths = ["/", "/version", "/machine-config", "/boot-source", "/drives/rootfs", "/drives/d1",
              "/network-interfaces/eth0", "/network-interfaces/eth1", "/vsock", "/logger",
              "/metrics", "/serial", "/actions", "/vm", "/vm/config", "/drives", "/drives/", "/mmds",
-             "/balloon", "/balloon/statistics"]
+             "/balloon", "/balloon/statistics", "/balloon/hinting/start", "/balloon/hinting/stop",
+             "/balloon/hinting/status"]
     GET, PUT, PATCH = 0, 1, 2
     START = b"\xff"
 
@@ -342,6 +359,17 @@ def router():
            req(GET, "/actions"), req(PUT, "/drives/rootfs", None),
            bytes([PUT, 200]) + b"/drives/a/b\0" + struct.pack("<H", 2) + b"{}"]
     write("fuzz_router", "refusals", b"".join(bad))
+    # Free page hinting: configured, then its commands without and with a body, and its
+    # status, on the running VM (the device has no driver: the commands are refused).
+    hinting = [
+        req(PUT, "/balloon", {"amount_mib": 0, "deflate_on_oom": False,
+                              "free_page_hinting": True}),
+        req(PATCH, "/balloon/hinting/start"), START, req(GET, "/balloon/hinting/status"),
+        req(PATCH, "/balloon/hinting/start"),
+        req(PATCH, "/balloon/hinting/start", {"acknowledge_on_stop": False}),
+        req(PATCH, "/balloon/hinting/stop"), req(GET, "/balloon"), req(GET, "/vm/config"),
+    ]
+    write("fuzz_router", "hinting", b"".join(hinting))
 
 
 def config():

@@ -1,11 +1,17 @@
 /* A polling virtio-balloon driver for the test guest (device id 5): inflate and deflate
- * queues, and the statistics queue when the device offers it. Words:
+ * queues, and the statistics and free page hinting queues when the device offers them.
+ * Words:
  *   balloon-driver  follows the host's target for ever (at most POOL_PAGES pages): each
  *                   inflate marks its pages with a pattern first and checks afterwards that
  *                   they read as zeros (the host took them back); statistics go out at once
  *                   and again each time the device returns the buffer. Lines:
  *                   "balloon: ready stats=0|1", "balloon: inflated actual=N zeroed=N",
- *                   "balloon: deflated actual=N", "balloon: stats sent n=N"
+ *                   "balloon: deflated actual=N", "balloon: stats sent n=N".
+ *                   With hinting, each run the host starts (a new free_page_hint_cmd_id)
+ *                   sends the id, hints HINT_PAGES marked pages, checks they read as zeros,
+ *                   and sends STOP: "balloon: hinted cmd=N zeroed=N"; on DONE it hints the
+ *                   same pages, marked again, once more, which the host must leave alone:
+ *                   "balloon: hint done late-zeroed=N" (0)
  *   balloon-oob     before that, an inflate request whose PFNs lie outside guest memory
  *                   around one good one: "balloon: oob used=1 reset=0 zeroed=1" */
 #include "guest.h"
@@ -13,10 +19,16 @@
 #define BALLOON_ID  5
 #define QN	    16
 #define F_STATS	    (1ULL << 1)
+#define F_HINT	    (1ULL << 3)
 #define POOL_PAGES  256
 #define SPINS	    200000000UL
 #define PATTERN	    0xa5
-#define NQ	    3
+#define NQ	    4
+#define CMD_STOP    0
+#define CMD_DONE    1
+#define HINT_PAGES  16
+#define HINT_BASE   0x3100000UL /* 49 MiB, after the pool */
+#define D_WRITE	    2
 #define STAT_MEMTOT 5
 #define STAT_MINFLT 3
 
@@ -47,7 +59,9 @@ static struct __attribute__((packed)) {
 	uint64_t val;
 } stats[2];
 static uintptr_t base;
-static bool have_stats;
+static bool have_stats, have_hint;
+static unsigned hint_q;
+static uint32_t hint_cmd; /* the command id the driver sends (device-readable) */
 
 static uint32_t reg_rd(unsigned off)
 {
@@ -74,8 +88,10 @@ static bool balloon_init(void)
 	uint64_t offered = reg_rd(R_DEV_FEATURES);
 	reg_wr(R_DEV_FEATURES_SEL, 1);
 	offered |= (uint64_t)reg_rd(R_DEV_FEATURES) << 32;
-	uint64_t features = offered & (F_VERSION_1 | F_STATS);
+	uint64_t features = offered & (F_VERSION_1 | F_STATS | F_HINT);
 	have_stats = features & F_STATS;
+	have_hint = features & F_HINT;
+	hint_q = have_stats ? 3 : 2; /* the queues the driver took, numbered in turn */
 	reg_wr(R_DRV_FEATURES_SEL, 0);
 	reg_wr(R_DRV_FEATURES, (uint32_t)features);
 	reg_wr(R_DRV_FEATURES_SEL, 1);
@@ -86,7 +102,7 @@ static bool balloon_init(void)
 		return false;
 	}
 	memset((void *)vqs, 0, sizeof(vqs));
-	for (unsigned q = 0; q < (have_stats ? 3u : 2u); q++) {
+	for (unsigned q = 0; q < 2u + have_stats + have_hint; q++) {
 		volatile struct queue *v = &vqs[q];
 		reg_wr(R_QUEUE_SEL, q);
 		reg_wr(R_QUEUE_NUM, QN);
@@ -102,19 +118,24 @@ static bool balloon_init(void)
 	return true;
 }
 
-/* One readable buffer on queue q, at descriptor 0 (one request in flight per queue). */
-static void submit(unsigned q, const void *p, uint32_t len)
+/* One buffer on queue q, at descriptor 0 (one request in flight per queue). */
+static void submit_flags(unsigned q, const void *p, uint32_t len, uint16_t flags)
 {
 	volatile struct queue *v = &vqs[q];
 	v->desc[0].addr = (uint64_t)(uintptr_t)p;
 	v->desc[0].len = len;
-	v->desc[0].flags = 0;
+	v->desc[0].flags = flags;
 	v->desc[0].next = 0;
 	v->avail.ring[avail_idx[q] % QN] = 0;
 	mb(); /* the descriptor and ring entry before the index */
 	v->avail.idx = ++avail_idx[q];
 	mb(); /* the index before the notification */
 	reg_wr(R_QUEUE_NOTIFY, q);
+}
+
+static void submit(unsigned q, const void *p, uint32_t len)
+{
+	submit_flags(q, p, len, 0);
 }
 
 static bool used_ready(unsigned q)
@@ -154,19 +175,79 @@ static void send_stats(void)
 
 /* A byte of every 64 is enough to tell a page the host took back (zeros) from one it did
  * not. Filling whole pages took about 60 ms a page on the PVM development host. */
-static void mark(unsigned p)
+static void mark_page(uint8_t *pg)
 {
 	for (unsigned i = 0; i < 4096; i += 64)
-		((volatile uint8_t *)pool[p])[i] = PATTERN;
+		((volatile uint8_t *)pg)[i] = PATTERN;
+}
+
+static bool page_zeroed(const uint8_t *pg)
+{
+	for (unsigned i = 0; i < 4096; i += 64)
+		if (((const volatile uint8_t *)pg)[i])
+			return false;
+	return true;
+}
+
+static void mark(unsigned p)
+{
+	mark_page(pool[p]);
 }
 
 static bool zeroed(unsigned from, unsigned to)
 {
 	for (unsigned p = from; p < to; p++)
-		for (unsigned i = 0; i < 4096; i += 64)
-			if (((volatile uint8_t *)pool[p])[i])
-				return false;
+		if (!page_zeroed(pool[p]))
+			return false;
 	return true;
+}
+
+/* Free page hinting: the pages it hints at, marked first; how many read as zeros after. */
+static unsigned hint_pages(void)
+{
+	uint8_t *area = (uint8_t *)HINT_BASE;
+	for (unsigned p = 0; p < HINT_PAGES; p++)
+		mark_page(area + 4096 * p);
+	submit_flags(hint_q, area, HINT_PAGES * 4096, D_WRITE);
+	if (wait_used(hint_q) != 1)
+		return 0;
+	unsigned n = 0;
+	for (unsigned p = 0; p < HINT_PAGES; p++)
+		n += page_zeroed(area + 4096 * p);
+	return n;
+}
+
+static bool send_cmd(uint32_t cmd)
+{
+	hint_cmd = cmd;
+	submit(hint_q, &hint_cmd, sizeof(hint_cmd));
+	return wait_used(hint_q) == 1;
+}
+
+/* Looks at the host's command: a new run is hinted for at once, DONE answered with the late
+ * hint. */
+static void hint_poll(void)
+{
+	static uint32_t seen = CMD_STOP;
+	uint32_t cmd = reg_rd(R_CONFIG + 8);
+	if (cmd == seen)
+		return;
+	seen = cmd;
+	if (cmd == CMD_DONE) {
+		line("hint done");
+		kv("late-zeroed", hint_pages());
+		puts_uart("\n");
+		return;
+	}
+	if (cmd == CMD_STOP)
+		return;
+	unsigned n = send_cmd(cmd) ? hint_pages() : 0;
+	if (!send_cmd(CMD_STOP))
+		line("hint STOP failed\n");
+	line("hinted");
+	kv("cmd", cmd);
+	kv("zeroed", n);
+	puts_uart("\n");
 }
 
 /* Moves actual towards target; returns the new actual. */
@@ -225,6 +306,7 @@ void balloon_run(const char *cmdline)
 		return;
 	line("ready");
 	kv("stats", have_stats);
+	kv("hint", have_hint);
 	puts_uart("\n");
 	if (has_word(cmdline, "balloon-oob"))
 		oob();
@@ -237,6 +319,8 @@ void balloon_run(const char *cmdline)
 		actual = follow(actual, reg_rd(R_CONFIG));
 		if (have_stats && used_ready(2))
 			send_stats();
+		if (have_hint)
+			hint_poll();
 		for (volatile unsigned i = 0; i < 10000; i++)
 			;
 	}

@@ -7,84 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
-#include "core/log.h"
-#include "virtio/balloon.h"
-#include "virtio/balloon_json.h"
-
-#define NUM	  16
-#define RING(q)	  (0x10000ULL * ((q) + 1)) /* desc; avail at + 0x1000, used at + 0x2000 */
-#define REQ	  0x80000ULL		   /* request buffers, 0x1000 apart */
-#define PAGES	  0x800000ULL		   /* pages the driver gives up */
-#define MEM_BYTES (16 * MIB)
-#define FILL	  0xaa
-
-struct t {
-	struct machine *vm;
-	struct virtio_dev *dev;
-	uint16_t next_desc[VIRTIO_QUEUES_MAX];
-};
-
-static struct t *t(void)
-{
-	static struct t s;
-	return &s;
-}
-
-static int balloon_teardown(void **state)
-{
-	unit_device_machine_free(t()->vm, t()->dev);
-	memset(t(), 0, sizeof(*t()));
-	return unit_teardown(state);
-}
-
-#define BALLOON_TEST(fn) cmocka_unit_test_teardown(fn, balloon_teardown)
-
-static const struct unit_ring rings[VIRTIO_QUEUES_MAX] = {
-	{ NUM, RING(0), RING(0) + 0x1000, RING(0) + 0x2000 },
-	{ NUM, RING(1), RING(1) + 0x1000, RING(1) + 0x2000 },
-	{ NUM, RING(2), RING(2) + 0x1000, RING(2) + 0x2000 },
-	{ NUM, RING(3), RING(3) + 0x1000, RING(3) + 0x2000 },
-};
-
-/* A device made from cfg; the driver takes features (VERSION_1 added) unless driver is
- * false. */
-static void start(struct balloon_config cfg, uint64_t features, bool driver)
-{
-	t()->vm = unit_vm_new(MEM_BYTES);
-	assert_int_equal(evloop_init(&t()->vm->loop), 0);
-	cfg.configured = true;
-	char err[ERR_LEN];
-	if (balloon_create(t()->vm, &cfg, &t()->dev, err))
-		fail_msg("balloon_create: %s", err);
-	assert_int_equal(unit_mmio_rd(t()->vm, t()->dev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BALLOON);
-	if (driver)
-		unit_driver_init(t()->vm, t()->dev, features | (1ULL << VIRTIO_F_VERSION_1), rings,
-				 t()->dev->nr_queues);
-}
-
-static struct virtq_used *used(unsigned q)
-{
-	return (struct virtq_used *)unit_gpa(t()->vm, RING(q) + 0x2000, 6 + 8 * NUM + 2);
-}
-
-/* Offers one chain of n buffers on queue q; returns its head. */
-static uint16_t offer(unsigned q, const uint64_t *gpa, const uint32_t *len, const uint16_t *flags,
-		      unsigned n)
-{
-	struct virtq_desc *d = (struct virtq_desc *)unit_gpa(t()->vm, RING(q), 16 * NUM);
-	uint16_t head = t()->next_desc[q];
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t at = (uint16_t)((head + i) % NUM);
-		uint16_t f = (uint16_t)(flags[i] | (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-		d[at] = (struct virtq_desc){ gpa[i], len[i], f, (uint16_t)((at + 1) % NUM) };
-	}
-	t()->next_desc[q] = (uint16_t)((head + n) % NUM);
-	struct virtq_avail *a =
-		(struct virtq_avail *)unit_gpa(t()->vm, RING(q) + 0x1000, 6 + 2 * NUM);
-	a->ring[a->idx % NUM] = head;
-	a->idx++;
-	return head;
-}
+#include "balloon_driver.h"
 
 /* An inflate or deflate request: the PFNs in one readable buffer at REQ + 0x1000 * slot. */
 static uint16_t offer_pfns(unsigned q, unsigned slot, const uint32_t *pfns, unsigned n)
@@ -93,25 +16,6 @@ static uint16_t offer_pfns(unsigned q, unsigned slot, const uint32_t *pfns, unsi
 	memcpy(unit_gpa(t()->vm, gpa, 4 * n), pfns, 4 * n);
 	uint32_t len = 4 * n;
 	return offer(q, &gpa, &len, (uint16_t[]){ 0 }, 1);
-}
-
-static uint8_t *page(uint64_t gpa)
-{
-	return unit_gpa(t()->vm, gpa, 4096);
-}
-
-static bool all(const uint8_t *p, size_t n, uint8_t v)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != v)
-			return false;
-	return true;
-}
-
-static bool needs_reset(void)
-{
-	return unit_mmio_rd(t()->vm, t()->dev, VIRTIO_MMIO_STATUS) &
-	       VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 }
 
 static void inflate_gives_pages_back_and_skips_pfns_outside_memory(void **state)
@@ -368,10 +272,12 @@ static void the_api_body_is_checked(void **state)
 	(void)state;
 	struct balloon_config cfg = { 0 };
 	char err[ERR_LEN];
-	json_t *ok = json_pack("{s:i, s:b, s:i, s:b}", "amount_mib", 64, "deflate_on_oom", 1,
-			       "stats_polling_interval_s", 2, "free_page_reporting", 1);
+	json_t *ok = json_pack("{s:i, s:b, s:i, s:b, s:b}", "amount_mib", 64, "deflate_on_oom", 1,
+			       "stats_polling_interval_s", 2, "free_page_reporting", 1,
+			       "free_page_hinting", 1);
 	assert_int_equal(balloon_config_put(&cfg, NULL, ok, err), 0);
 	assert_true(cfg.configured && cfg.deflate_on_oom && cfg.free_page_reporting);
+	assert_true(cfg.free_page_hinting);
 	assert_int_equal(cfg.amount_mib, 64);
 	assert_int_equal(cfg.stats_polling_interval_s, 2);
 	json_decref(ok);
@@ -383,7 +289,7 @@ static void the_api_body_is_checked(void **state)
 		"{\"amount_mib\": 1, \"deflate_on_oom\": true, \"stats_polling_interval_s\": "
 		"65536}",
 		"{\"amount_mib\": 1, \"deflate_on_oom\": 1}",
-		"{\"amount_mib\": 1, \"deflate_on_oom\": true, \"free_page_hinting\": true}",
+		"{\"amount_mib\": 1, \"deflate_on_oom\": true, \"free_page_hinting\": 1}",
 		"{\"amount_mib\": 1, \"deflate_on_oom\": true, \"extra\": 0}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -3,9 +3,6 @@
  * a throttled queue back. */
 #include "unit_util.h"
 
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
-
 #include "core/log.h"
 #include "virtio/rng.h"
 
@@ -181,39 +178,15 @@ static void readable_buffers_break_the_device(void **state)
 	}
 }
 
-struct tick {
-	int fd;
-	uint64_t deadline_ns;
-	uint16_t want;
-};
-
-static void on_tick(void *opaque, uint32_t events)
+static bool used_reached(void *want)
 {
-	struct tick *tk = opaque;
-	(void)events;
-	uint64_t n;
-	ssize_t r = read(tk->fd, &n, sizeof(n));
-	(void)r;
-	if (used()->idx == tk->want || monotonic_ns() >= tk->deadline_ns)
-		t()->vm->loop.stop = true;
+	return used()->idx == *(uint16_t *)want;
 }
 
 /* Runs the VMM event loop until want chains are used or 3 s passed; the milliseconds it ran. */
 static uint64_t run_loop(uint16_t want)
 {
-	uint64_t t0 = monotonic_ns();
-	struct tick tk = { .deadline_ns = t0 + 3000000000ULL, .want = want };
-	tk.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	assert_true(tk.fd >= 0);
-	struct itimerspec its = { .it_interval = { 0, 2000000 }, .it_value = { 0, 2000000 } };
-	assert_int_equal(timerfd_settime(tk.fd, 0, &its, NULL), 0);
-	struct evloop *loop = &t()->vm->loop;
-	assert_int_equal(evloop_add(loop, tk.fd, EPOLLIN, on_tick, &tk), 0);
-	loop->stop = false;
-	assert_int_equal(evloop_run(loop), 0);
-	evloop_remove(loop, tk.fd);
-	close(tk.fd);
-	return (monotonic_ns() - t0) / 1000000;
+	return unit_run_loop(&t()->vm->loop, 3000, used_reached, &want);
 }
 
 static void the_rate_limiter_timer_resumes_the_queue(void **state)

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -100,6 +102,47 @@ static inline void unit_device_machine_free(struct machine *vm, struct virtio_de
 		virtio_dev_destroy(dev);
 	io_bus_free(&vm->mmio_bus);
 	evloop_close(&vm->loop);
+}
+
+/* unit_run_loop's 2 ms tick: stops the loop once done(arg) holds or the deadline passed. */
+struct unit_tick {
+	int fd;
+	uint64_t deadline_ns;
+	bool (*done)(void *arg);
+	void *arg;
+	struct evloop *loop;
+};
+
+static inline void unit_on_tick(void *opaque, uint32_t events)
+{
+	struct unit_tick *tk = opaque;
+	(void)events;
+	uint64_t n;
+	ssize_t r = read(tk->fd, &n, sizeof(n));
+	(void)r;
+	if ((tk->done && tk->done(tk->arg)) || monotonic_ns() >= tk->deadline_ns)
+		tk->loop->stop = true;
+}
+
+/* Runs the VMM event loop (queue eventfds, engines, timers) until done(arg) holds, checked
+ * every 2 ms, or ms passed (done NULL: for ms). Returns the milliseconds it ran. */
+static inline uint64_t unit_run_loop(struct evloop *loop, unsigned ms, bool (*done)(void *arg),
+				     void *arg)
+{
+	uint64_t t0 = monotonic_ns();
+	struct unit_tick tk = {
+		.deadline_ns = t0 + (uint64_t)ms * 1000000, .done = done, .arg = arg, .loop = loop
+	};
+	tk.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	assert_true(tk.fd >= 0);
+	struct itimerspec its = { .it_interval = { 0, 2000000 }, .it_value = { 0, 2000000 } };
+	assert_int_equal(timerfd_settime(tk.fd, 0, &its, NULL), 0);
+	assert_int_equal(evloop_add(loop, tk.fd, EPOLLIN, unit_on_tick, &tk), 0);
+	loop->stop = false;
+	assert_int_equal(evloop_run(loop), 0);
+	evloop_remove(loop, tk.fd);
+	close(tk.fd);
+	return (monotonic_ns() - t0) / 1000000;
 }
 
 /* Per-test teardown: frees guest memory and removes the test's files. */

@@ -1,0 +1,54 @@
+"""What the Python benchmarks share: ember's API over its Unix socket, and a fresh ember.
+Imported by bench/api.py and by the Python inside bench/snapshot-load.sh and
+bench/snapshot-clones.sh (run from the repository root)."""
+import http.client
+import os
+import socket
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBER = os.path.join(ROOT, "build", "ember")
+GUEST = os.path.join(ROOT, "build", "tests", "guest.elf")
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.unix_path)
+
+
+def request(conn, method, path, body=None):
+    """The reply's body; an error for any status of 300 or more."""
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
+    return data
+
+
+def start_ember(tmp, name, *args):
+    """A fresh ember on tmp/NAME.sock, output in tmp/NAME.out: (process, socket path, log
+    file, ms until the socket accepted)."""
+    sock = os.path.join(tmp, name + ".sock")
+    log = open(os.path.join(tmp, name + ".out"), "w+")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([EMBER, "--api-sock", sock, *args], stdout=log, stderr=log)
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sock)
+            s.close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - t0 > 10:
+                raise RuntimeError(f"ember did not open {sock}")
+            time.sleep(0.00002)
+    return proc, sock, log, (time.monotonic() - t0) * 1000
