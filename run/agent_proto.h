@@ -4,17 +4,20 @@
  *
  * A frame is an 8-byte header, then its payload:
  *     u32 type, u32 length (little-endian), length bytes.
- * On accept the agent sends READY; the host waits for it before it sends anything else. A
- * restored guest's vsock driver resets the connections it has when it handles the restore's
- * TRANSPORT_RESET event, which can come after the host's connect, and tells the host
- * nothing; the guest answers the next packet for such a connection with a reset, though. So
- * the host sends PING (ignored by the agent, in any phase) while it waits, learns of a reset
- * connection as its end, and starts over on a new one while nothing has run (before
- * STARTED; it reads its own stdin only after STARTED). The host sends REQUEST, then FILE (each
- * followed by FILE_DATA frames that add up to the file's size exactly), then START, then STDIN
- * frames and one STDIN_EOF. The agent answers STARTED (the command runs) or ERROR (it could not set
- * it up), then STDOUT and STDERR frames, then one EXIT; then it closes. Anything out of this order,
- * a type unknown in its direction, or a length beyond its type's bound ends the connection. */
+ * On accept the agent sends READY; the host waits for it before it sends anything else.
+ * The host sends REQUEST, then FILE (each followed by FILE_DATA frames that add up to the
+ * file's size exactly), then START, then STDIN frames and one STDIN_EOF. The agent answers
+ * STARTED (the command runs) or ERROR (it could not set it up), then STDOUT and STDERR
+ * frames, then one EXIT; then it closes. Anything out of this order, a type unknown in its
+ * direction, or a length beyond its type's bound ends the connection.
+ *
+ * A restored guest's vsock driver resets the connections it has when it handles the
+ * restore's TRANSPORT_RESET event, and tells the host nothing (it answers the next packet
+ * for such a connection with a reset, though). ember holds a restored guest's connections
+ * until the driver took the event, for a second at most; for a guest slower than that (or
+ * another VMM) the host sends PING (ignored by the agent, in any phase) while it waits,
+ * learns of a reset connection as its end, and starts over on a new one while nothing has
+ * run (before STARTED; it reads its own stdin only after STARTED). */
 #ifndef EMBER_RUN_AGENT_PROTO_H
 #define EMBER_RUN_AGENT_PROTO_H
 
