@@ -307,6 +307,7 @@ JSON
 	truncate -s 4M "$D/data.img"
 	tests/fc-getting-started.sh "$SOCK" "$TEST_GUEST" "$D/rootfs.img" "console=ttyS0 halt" 1 64
 	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
+	cat "$D/ember.out" # bats shows it when the test fails (it failed once in 20 s, sanitized)
 	grep -q "hello from the guest" "$D/ember.out"
 	expect_api 200 GET / "" '"state":"Running"'
 	expect_api 200 GET /vm/config "" '"drive_id":"rootfs"'
