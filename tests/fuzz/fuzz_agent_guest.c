@@ -5,6 +5,7 @@
  * their limits, inside the payload, with env strings of the KEY=VALUE shape. */
 #include "fuzz.h"
 #include "run/agent_proto.c"
+#include "fuzz_agent.h"
 
 struct ctx {
 	struct agent_in_order order;
@@ -57,26 +58,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct agent_dec d;
 	struct ctx c = { 0 };
-	char why[256];
 
-	if (size < 1)
-		return 0;
-	size_t chunk = (size_t)data[0] * 7 + 1;
-	data++, size--;
-	agent_dec_init(&d, AGENT_SIDE_AGENT);
-	while (size) {
-		size_t n = size < chunk ? size : chunk;
-		uint8_t *copy = malloc(n); /* exactly the chunk: ASan sees any overrun */
-		if (!copy)
-			abort();
-		memcpy(copy, data, n);
-		int r = agent_dec_feed(&d, copy, n, on_frame, &c, why, sizeof(why));
-		free(copy);
-		if (r)
-			break;
-		data += n, size -= n;
-	}
+	fuzz_agent_feed(AGENT_SIDE_AGENT, data, size, on_frame, &c);
 	return 0;
 }

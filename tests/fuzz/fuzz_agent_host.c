@@ -5,6 +5,7 @@
  * type's bound and that an accepted EXIT is an exit code 0-255 or a signal 1-64. */
 #include "fuzz.h"
 #include "run/agent_proto.c"
+#include "fuzz_agent.h"
 
 struct ctx {
 	struct agent_out_order order;
@@ -47,26 +48,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct agent_dec d;
 	struct ctx c = { 0 };
-	char why[256];
 
-	if (size < 1)
-		return 0;
-	size_t chunk = (size_t)data[0] * 7 + 1;
-	data++, size--;
-	agent_dec_init(&d, AGENT_SIDE_HOST);
-	while (size) {
-		size_t n = size < chunk ? size : chunk;
-		uint8_t *copy = malloc(n);
-		if (!copy)
-			abort();
-		memcpy(copy, data, n);
-		int r = agent_dec_feed(&d, copy, n, on_frame, &c, why, sizeof(why));
-		free(copy);
-		if (r)
-			break;
-		data += n, size -= n;
-	}
+	fuzz_agent_feed(AGENT_SIDE_HOST, data, size, on_frame, &c);
 	return 0;
 }
