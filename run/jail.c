@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -19,16 +18,6 @@ struct jail {
 	char root[PATH_MAX];
 	const struct template *t;
 };
-
-static int fail(char *err, int e, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_MAX, fmt, ap);
-	va_end(ap);
-	return e;
-}
 
 /* mkdir -p for path's parents, then an empty file at path (a bind mount's target). */
 static int placeholder(char *path)

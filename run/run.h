@@ -10,6 +10,8 @@
 #include <sys/types.h>
 
 #define ERR_MAX 512
+/* Writes the message into err (ERR_MAX bytes) and returns e: "return fail(err, -EIO, ...)". */
+int fail(char *err, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The exit statuses of ember-run itself, as timeout(1) and docker use them. */
 #define RUN_TIMEOUT 124

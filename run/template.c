@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +18,6 @@
 
 #define TEMPLATE_FORMAT 1
 #define BOOT_ARGS	"console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
-
-static int fail(char *err, int e, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_MAX, fmt, ap);
-	va_end(ap);
-	return e;
-}
 
 /* A sparse copy: blocks of zeros become holes. */
 static int copy_sparse(const char *from, const char *to, char *err)

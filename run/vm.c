@@ -28,7 +28,7 @@ uint64_t run_deadline_ms;
 int run_sigfd = -1;
 int run_signal;
 
-static int fail(char *err, int e, const char *fmt, ...)
+int fail(char *err, int e, const char *fmt, ...)
 {
 	va_list ap;
 
