@@ -116,21 +116,27 @@ static uint64_t run_until_rx(void)
 	return ms;
 }
 
-/* A driver that started the device and posted its buffers; saved; its device gone; a new
- * device restored from the state, which sends TRANSPORT_RESET as the loop first runs. */
-static void saved_and_restored(void)
+/* A fresh device (create's slot i) whose driver started it and posted its buffers. */
+static void started_device(unsigned i)
 {
 	const char *base = getenv("TMPDIR");
 	snprintf(t()->dir, PATH_MAX, "%s/ember-unit-XXXXXX", base && *base ? base : "/tmp");
 	assert_non_null(mkdtemp(t()->dir));
 	t()->vm = unit_vm_new(4 * MIB);
-	create(0);
+	create(i);
 	unit_driver_init(t()->vm, t()->dev, FEATURES, rings, 3);
-	for (uint16_t i = 0; i < NR_RX; i++)
-		post(RX, i, RX_BUF + 0x1000 * i, 0x1000);
-	for (uint16_t i = 0; i < NR_EV; i++)
-		post(EVQ, i, EV_BUF + 0x10 * i, 4);
+	for (uint16_t b = 0; b < NR_RX; b++)
+		post(RX, b, RX_BUF + 0x1000 * b, 0x1000);
+	for (uint16_t b = 0; b < NR_EV; b++)
+		post(EVQ, b, EV_BUF + 0x10 * b, 4);
 	run_loop(20);
+}
+
+/* A driver that started the device and posted its buffers; saved; its device gone; a new
+ * device restored from the state, which sends TRANSPORT_RESET as the loop first runs. */
+static void saved_and_restored(void)
+{
+	started_device(0);
 	assert_int_equal(used(EVQ)->idx, 0); /* a first start owes no event */
 
 	struct snap_writer transport = { 0 }, own = { 0 };
@@ -218,17 +224,7 @@ static void a_started_device_sends_a_request_at_once(void **state)
 {
 	(void)state;
 	/* The same driver and host without a snapshot in between: nothing waits. */
-	const char *base = getenv("TMPDIR");
-	snprintf(t()->dir, PATH_MAX, "%s/ember-unit-XXXXXX", base && *base ? base : "/tmp");
-	assert_non_null(mkdtemp(t()->dir));
-	t()->vm = unit_vm_new(4 * MIB);
-	create(1);
-	unit_driver_init(t()->vm, t()->dev, FEATURES, rings, 3);
-	for (uint16_t i = 0; i < NR_RX; i++)
-		post(RX, i, RX_BUF + 0x1000 * i, 0x1000);
-	for (uint16_t i = 0; i < NR_EV; i++)
-		post(EVQ, i, EV_BUF + 0x10 * i, 4);
-	run_loop(20);
+	started_device(1);
 	host_connect();
 	uint64_t ms = run_until_rx();
 	if (ms > 200)
