@@ -50,9 +50,9 @@ $(BUILD)/ember-jailer: $(JAILER_SRC:%.c=$(BUILD)/obj/%.o)
 
 # The vsock tool, for the guest (rootfs/build-rootfs.sh installs it) and the host: static,
 # so the busybox guest runs it as it is; stripped, as it goes into every guest image.
-$(BUILD)/ember-vsock: rootfs/ember-vsock.c
+$(BUILD)/ember-vsock: rootfs/ember-vsock.c run/fd_io.h
 	@mkdir -p $(dir $@)
-	$(CC) -static -O2 -s -Wall -Wextra -Werror -o $@ $<
+	$(CC) -static -O2 -s -Wall -Wextra -Werror -I. -o $@ $<
 
 # The guest agent of ember-run (rootfs/build-rootfs.sh installs it in both guest images):
 # static and stripped like ember-vsock; it shares the wire format's code with ember-run.

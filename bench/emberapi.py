@@ -41,14 +41,21 @@ def start_ember(tmp, name, *args):
         os.unlink(sock)
     t0 = time.monotonic()
     proc = subprocess.Popen([EMBER, "--api-sock", sock, *args], stdout=log, stderr=log)
+    wait_accepting(sock, proc)
+    return proc, sock, log, (time.monotonic() - t0) * 1000
+
+
+def wait_accepting(path, proc, limit=10, poll=0.00002):
+    """Until the Unix socket at path accepts a connection; an error when proc exits first
+    or limit seconds pass."""
+    t0 = time.monotonic()
     while True:
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
+            s.connect(path)
             s.close()
-            break
+            return
         except OSError:
-            if proc.poll() is not None or time.monotonic() - t0 > 10:
-                raise RuntimeError(f"ember did not open {sock}")
-            time.sleep(0.00002)
-    return proc, sock, log, (time.monotonic() - t0) * 1000
+            if proc.poll() is not None or time.monotonic() - t0 > limit:
+                raise RuntimeError(f"{path} never accepted")
+            time.sleep(poll)

@@ -49,6 +49,7 @@ import json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 sys.dont_write_bytecode = True  # no bench/__pycache__ in the tree
 sys.path.insert(0, "bench")
+import emberapi
 from emberapi import EMBER, ROOT, UnixHTTP, request
 
 RUNS = int(sys.argv[1])
@@ -121,17 +122,7 @@ class QMP:
 
 
 def wait_accepting(path, proc):
-    t0 = time.monotonic()
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(path)
-            s.close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() - t0 > LIMIT:
-                raise RuntimeError(f"{path} never accepted")
-            time.sleep(0.001)
+    emberapi.wait_accepting(path, proc, LIMIT, 0.001)
 
 
 def spawn(argv, name):

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run/fd_io.h"
 #include "run/agent_proto.h"
 
 #define STDIN_PENDING_MAX (1 << 20) /* stop reading the host while this much waits */
@@ -64,21 +65,6 @@ static void say(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-}
-
-static int write_all(int fd, const void *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p = (const char *)p + n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static int send_frame(int conn, uint32_t type, const void *data, uint32_t len)

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run/fd_io.h"
+
 #define BUF_SIZE (64 * 1024)
 #define MAX_PING 100000
 
@@ -83,22 +85,6 @@ static uint64_t now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* 0, or -errno. */
-static int write_all(int fd, const void *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p = (const char *)p + n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static ssize_t read_some(int fd, void *p, size_t len)

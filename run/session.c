@@ -4,6 +4,7 @@
  * stderr (or are kept for --json), until its EXIT. The agent is the guest: each frame is
  * checked (run/agent_proto.c), its order too, and the run ends with an error at the first
  * that is wrong, at the deadline, or when ember ends. */
+#include "run/fd_io.h"
 #include "run/run.h"
 #include "run/agent_proto.h"
 
@@ -192,16 +193,9 @@ static int refill(struct sess *s)
 
 static void write_out(int fd, bool *gone, const uint8_t *p, size_t n)
 {
-	while (n && !*gone) {
-		ssize_t k = write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) { /* our reader went: the run goes on, its output is dropped */
-			*gone = true;
-			return;
-		}
-		p += k, n -= (size_t)k;
-	}
+	/* Our reader went: the run goes on, its output is dropped. */
+	if (!*gone && write_all(fd, p, n))
+		*gone = true;
 }
 
 static int keep(struct sess *s, char **buf, size_t *len, const uint8_t *p, uint32_t n)
