@@ -204,7 +204,12 @@ jail() {
 	done
 	say JAIL-IDS "$(ps -o uid=,gid= -p "$pid" | tr -s ' ')"
 	say JAIL-CGROUP "pids.max=$(cat /sys/fs/cgroup/ember/run-*/pids.max 2>&1) member=$(grep -cx "$pid" /sys/fs/cgroup/ember/run-*/cgroup.procs 2>&1)"
-	say JAIL-ROOT "$(cd /proc/"$pid"/root && ls | tr '\n' ' ')"
+	# The root image keeps its host path inside the jail, so the root's listing has that
+	# path's first directory too (whatever the checkout is under): named apart.
+	local top=${T#/}
+	top=${top%%/*}
+	say JAIL-ROOT "$(cd /proc/"$pid"/root && ls | grep -vx "$top" | tr '\n' ' ')"
+	say JAIL-ROOTFS "$(cd /proc/"$pid"/root && [ -f ".$T/rootfs.ext4" ] && [ "$(ls -A "$top" | wc -l)" -eq 1 ] && echo bound)"
 	wait "$run"
 	say JAIL-RUN "$(cat "$D/j.out") rc=$?"
 	say JAIL-NOT-ROOT "$(HOME=/ setpriv --reuid 1000 "$ER" --template "$T" --jail -- true 2>&1)"
