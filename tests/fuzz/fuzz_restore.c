@@ -5,18 +5,22 @@
  * activates its queues and is kicked, so a driver script (fuzz_dev.h) then goes on from the
  * state the input claimed. The script starts with four blocks, each a u16 length and its
  * bytes: serial, i8042, transport, the device's own; then a byte picks the device (modulo
- * 3): the entropy device, virtio-net (its "TAP" one end of a socketpair; rate-limited both
- * ways, so that the saved bucket levels meet buckets to be checked against) or
- * virtio-vsock (bound at a path of its own; its restore owes the guest a TRANSPORT_RESET).
- * Inputs without that byte restore the entropy device, as before it existed. */
+ * 4): the entropy device, virtio-net (its "TAP" one end of a socketpair; rate-limited both
+ * ways, so that the saved bucket levels meet buckets to be checked against),
+ * virtio-vsock (bound at a path of its own; its restore owes the guest a TRANSPORT_RESET) or
+ * virtio-blk (a 64-sector memfd image, rate-limited: its block is the disk's size and the
+ * buckets). Inputs without that byte restore the entropy device, as before it existed. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "legacy/i8042.h"
 #include "legacy/serial.h"
+#include "virtio/blk.h"
+#include "virtio/blk_json.h"
 #include "virtio/net.h"
 #include "virtio/net_json.h"
 #include "virtio/rng.h"
@@ -31,7 +35,7 @@ static struct machine legacy;
 static struct serial *uart;
 static struct i8042 *kbd;
 static int net_peer = -1;
-static char dir[64], uds[96];
+static char dir[64], uds[96], img_path[64];
 
 static void remove_dir(void)
 {
@@ -57,6 +61,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	atexit(remove_dir);
 	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
+	int img = memfd_create("fuzz-restore-blk", MFD_CLOEXEC);
+	if (img < 0 || ftruncate(img, 64 * 512))
+		abort();
+	snprintf(img_path, sizeof(img_path), "/proc/self/fd/%d", img);
 	return 0;
 }
 
@@ -77,7 +85,7 @@ static bool create(struct fin *f)
 	const struct device_kind *kind = &rng_kind;
 	struct virtio_dev **dev = &fuzz_dev()->dev;
 	int rc, sv[2];
-	switch (fin8(f) % 3) {
+	switch (fin8(f) % 4) {
 	case 1: {
 		struct net_config cfg = { .iface_id = "eth0",
 					  .host_dev_name = "socketpair",
@@ -97,6 +105,17 @@ static bool create(struct fin *f)
 		struct vsock_config cfg = { .guest_cid = 3, .uds_path = uds };
 		rc = vsock_create(&fuzz_dev()->m, &cfg, dev, err);
 		kind = &vsock_kind;
+		break;
+	}
+	case 3: {
+		struct drive_config cfg = { .drive_id = "rootfs",
+					    .path_on_host = img_path,
+					    .cache_type = DRIVE_CACHE_WRITEBACK,
+					    .io_engine = DRIVE_ENGINE_SYNC };
+		cfg.rate_limiter.bandwidth = (struct token_bucket_config){ 4096, 0, 1000 };
+		cfg.rate_limiter.ops = (struct token_bucket_config){ 8, 100, 1000 };
+		rc = blk_create(&fuzz_dev()->m, &cfg, dev, err);
+		kind = &blk_kind;
 		break;
 	}
 	default: {

@@ -485,9 +485,31 @@ def agent():
     write("fuzz_agent_host", "error", b"\x09" + frame(0x80) + frame(0x85, b"copy-in /x: No space left"))
 
 
+def restore_blk():
+    """fuzz_restore's virtio-blk: a running drive's transport and own blocks as ember saves
+    them (virtio/mmio_snap.c, blk_save), the serial and i8042 blocks of a real state file, and
+    a read request waiting on the avail ring, which the restored device's kick finds."""
+    blocks = lambda *bs: b"".join(struct.pack("<H", len(b)) + b for b in bs)
+    serial, i8042 = bytes.fromhex("000008000000000100"), bytes.fromhex("14050000")
+    features = sum(1 << b for b in (2, 6, 9, 28, 29, 32))  # SEG_MAX BLK_SIZE FLUSH INDIRECT EVENT_IDX V1
+    transport = struct.pack("<QQ7I", features, features, 0, 0, 0, 0xF, 0, 0, 1)
+    transport += struct.pack("<HBQQQHHHB", NUM, 1, ring(0), ring(0) + 0x100, ring(0) + 0x200, 0, 0, 0, 0)
+    # 64 sectors; buckets as fuzz_restore configures them (size, refill in ns, burst left,
+    # budget, remainder, elapsed): bandwidth half spent, ops with its burst unused.
+    bucket = lambda size, burst, budget: struct.pack("<6Q", size, 10**9, burst, budget, 0, 1000)
+    own = struct.pack("<Q", 64) + bucket(4096, 0, 2048) + bucket(8, 100, 8)
+    m = Mem()
+    m.put(DATA, struct.pack("<IIQ", 0, 0, 3))
+    m.chain(0, 0, [(DATA, 16, 0), (DATA + 0x100, 512, F_WRITE), (DATA + 0x300, 1, F_WRITE)])
+    m.put(ring(0) + 0x100, struct.pack("<HHH", 0, 1, 0))
+    cfg = blocks(serial, i8042, transport, own) + b"\x03"
+    write("fuzz_restore", "blk-running", struct.pack("<H", len(cfg)) + cfg + bytes(m.b))
+
+
 TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
-           "virtq": virtq, "rng": rng, "balloon": balloon, "agent": agent}
+           "virtq": virtq, "rng": rng, "balloon": balloon, "agent": agent,
+           "restore_blk": restore_blk}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:
