@@ -102,7 +102,9 @@ struct template;
 int jail_spawn(struct vm *vm, const struct run_opts *o, const struct template *t, const char *tap,
 	       char *err);
 
-/* --- template.c --- */
+/* --- template.c, template_json.c --- */
+
+#define TEMPLATE_FORMAT 1 /* template.json's "format" */
 
 struct template
 {

@@ -82,7 +82,12 @@ good='{"format": 1, "snapshot": "vm.state", "memory": "vm.mem", "rootfs": "rootf
 	[ "$output" = "ember-run: $T/template.json: 'memory' must be a file name in the directory" ]
 	meta "${good/\"rootfs.ext4\"/\"gone.ext4\"}"
 	run "$ER" --template "$T" -- true
-	[ "$output" = "ember-run: $T/gone.ext4: not a file (template incomplete?)" ]
+	[ "$output" = "ember-run: $T/gone.ext4: not a regular file (template incomplete?)" ]
+	# A link could name any file of the host (bound into a jail as root): refused.
+	ln -s /etc/passwd "$T/link.ext4"
+	meta "${good/\"rootfs.ext4\"/\"link.ext4\"}"
+	run "$ER" --template "$T" -- true
+	[ "$output" = "ember-run: $T/link.ext4: not a regular file (template incomplete?)" ]
 	meta "${good/\"agent_port\": 52/\"agent_port\": 0}"
 	run "$ER" --template "$T" -- true
 	[ "$output" = "ember-run: $T/template.json: 'agent_port' must be a number from 1 to 4294967294" ]

@@ -506,10 +506,18 @@ def restore_blk():
     write("fuzz_restore", "blk-running", struct.pack("<H", len(cfg)) + cfg + bytes(m.b))
 
 
+def template():
+    """ember-run's template.json, as --make-template writes it, with a TAP and without."""
+    t = {"format": 1, "snapshot": "vm.state", "memory": "vm.mem", "rootfs": "rootfs.ext4",
+         "agent_port": 52, "mem_mib": 128, "vcpus": 1}
+    write("fuzz_template", "made", json.dumps(t).encode())
+    write("fuzz_template", "with-tap", json.dumps(dict(t, tap="tap0", vcpus=2)).encode())
+
+
 TARGETS = {"api_server": api_server, "blk": blk, "virtio_mmio": virtio_mmio, "net": net, "vsock": vsock, "http": http,
            "router": router, "config": config, "loader": loader, "rate_limiter": rate_limiter,
            "virtq": virtq, "rng": rng, "balloon": balloon, "agent": agent,
-           "restore_blk": restore_blk}
+           "restore_blk": restore_blk, "template": template}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TARGETS:
