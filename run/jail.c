@@ -2,7 +2,12 @@
  * default 65534). The jail's root is <run dir>/ember/run-XXXXXX/root; the template's state, memory
  * and root image are bind-mounted into it read-only, in a mount namespace of the child's own
  * (made before it execs the jailer, whose namespace copies it), so the mounts go with the
- * run however it ends. The root image keeps its path: the snapshot names it. */
+ * run however it ends. The root image keeps its path: the snapshot names it.
+ *
+ * ember's PR_SET_PDEATHSIG (vm.c) does not survive the jailer's setuid, so the child runs in a
+ * PID namespace of its own, as its pid 1: it stays root with the death signal, runs the
+ * jailer as its child and ends with its status. When it dies, even after a SIGKILL of
+ * ember-run, the kernel kills everything in the namespace: the jailed ember too. */
 #include "run/run.h"
 
 #include <errno.h>
@@ -12,6 +17,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct jail {
@@ -61,7 +67,18 @@ static int prep(void *ctx)
 	if (bind_ro(j->t->state, j->root, "/vm.state") || bind_ro(j->t->mem, j->root, "/vm.mem") ||
 	    bind_ro(j->t->rootfs, j->root, j->t->rootfs))
 		return -1;
-	return 0;
+	pid_t jailer = fork();
+	if (jailer < 0) {
+		dprintf(2, "ember-run: fork in the jail's PID namespace: %s\n", strerror(errno));
+		return -1;
+	}
+	if (jailer == 0)
+		return 0; /* goes on to exec the jailer */
+	int st;
+	while (waitpid(jailer, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(127);
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
 int jail_spawn(struct vm *vm, const struct run_opts *o, const struct template *t, const char *tap,
@@ -111,5 +128,8 @@ int jail_spawn(struct vm *vm, const struct run_opts *o, const struct template *t
 	args[n++] = "--config-file";
 	args[n++] = "/restore.json";
 	args[n] = NULL;
+	/* ember-run's next child (its only one) is pid 1 of a new PID namespace. */
+	if (unshare(CLONE_NEWPID) < 0)
+		return fail(err, -errno, "a PID namespace for the jail: %s", strerror(errno));
 	return vm_spawn_prep(vm, args, prep, &j, err);
 }

@@ -131,15 +131,22 @@ int vm_spawn(struct vm *vm, char *const args[], char *err)
 int vm_spawn_prep(struct vm *vm, char *const args[], int (*prep)(void *ctx), void *ctx, char *err)
 {
 	char log[PATH_MAX];
-	pid_t parent = getpid();
+	/* The child's check that we are still there: getppid() reads 0 in a PID namespace of
+	 * the child's own (--jail), a pidfd of ours works in any. */
+	int parent = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (parent < 0)
+		return fail(err, -errno, "pidfd_open: %s", strerror(errno));
 
 	vm_path(vm, "ember.log", log);
 	int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (lfd < 0)
+	if (lfd < 0) {
+		close(parent);
 		return fail(err, -errno, "%s: %s", log, strerror(errno));
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		close(lfd);
+		close(parent);
 		return fail(err, -errno, "fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
@@ -147,8 +154,10 @@ int vm_spawn_prep(struct vm *vm, char *const args[], int (*prep)(void *ctx), voi
 		sigemptyset(&none);
 		/* ember goes with us, however we end */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
+		struct pollfd gone = { parent, POLLIN, 0 };
+		if (poll(&gone, 1, 0) != 0)
 			_exit(127);
+		close(parent);
 		signal(SIGPIPE, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		int nul = open("/dev/null", O_RDONLY);
@@ -161,6 +170,7 @@ int vm_spawn_prep(struct vm *vm, char *const args[], int (*prep)(void *ctx), voi
 		_exit(127);
 	}
 	close(lfd);
+	close(parent);
 	vm->pid = pid;
 	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (vm->pidfd < 0)

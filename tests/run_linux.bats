@@ -25,7 +25,7 @@ nothing_left() {
 	[ "$(value RUN-LEFT)" = "procs=0 dirs=0 taps=0" ]
 }
 
-@test "ember-run from a template: output, exit codes, stdin, env, workdir, 4 MiB out, copy-in, overlay, --json, timeout, SIGTERM, entropy, clock, cold boot" {
+@test "ember-run from a template: output, exit codes, stdin, env, workdir, 4 MiB out, copy-in, overlay, --json, timeout, SIGTERM, SIGKILL, entropy, clock, cold boot" {
 	run ember_on_linux_host "$EMBER_ROOT/tests/run/l1-run.sh" basics "$D"
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -71,6 +71,7 @@ nothing_left() {
 	[ "$(value RUN-TIMEOUT-JSON)" = '{"exit_code":124,"timed_out":true}' ]
 	# SIGTERM while the command runs: 128+15, the VM killed, nothing left.
 	[ "$(value RUN-SIGTERM)" = "rc=143 out=started ember-run: interrupted by signal 15; the VM was killed procs=0 dirs=0 taps=0" ]
+	[ "$(value RUN-SIGKILL)" = "procs=0 dirs=0 taps=0" ]
 	# Two runs of one template: different random UUIDs (the agent reseeded the CRNG).
 	local u
 	u=$(value RUN-UUIDS)
@@ -135,7 +136,7 @@ nothing_left() {
 	nothing_left
 }
 
-@test "ember-run --jail: ember under ember-jailer as another user in a cgroup, the template bound in read-only; root only; no cgroup or mount left" {
+@test "ember-run --jail: ember under ember-jailer as another user in a cgroup, the template bound in read-only; root only; no cgroup or mount left; a SIGKILLed ember-run takes the jailed ember with it" {
 	run ember_on_linux_host "$EMBER_ROOT/tests/run/l1-run.sh" jail "$D"
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -144,6 +145,7 @@ nothing_left() {
 	[ "$(value RUN-JAIL-ROOT)" = "dev ember restore.json v.sock vm.mem vm.state " ]
 	[ "$(value RUN-JAIL-ROOTFS)" = "bound" ]
 	[ "$(value RUN-JAIL-RUN)" = "jailed rc=0" ]
+	[ "$(value RUN-JAIL-SIGKILL)" = "ember before=1 after=0" ]
 	[ "$(value RUN-JAIL-NOT-ROOT)" = "ember-run: --jail needs root (ember-jailer makes the jail, then drops to --jail-uid)" ]
 	[ "$(value RUN-JAIL-LEFT)" = "cgroups=0 mounts=0" ]
 	nothing_left

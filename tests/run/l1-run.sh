@@ -106,6 +106,23 @@ basics() {
 	wait "$p"
 	rc=$?
 	say SIGTERM "rc=$rc out=$(cat "$D/term.out") $(cat "$D/err") $(leftovers)"
+	# SIGKILL as soon as ember runs, before the agent's connection (whose end would stop the
+	# guest anyway): ember goes too, by its death signal; only the directory stays, removed
+	# here.
+	"$ER" --template "$T" --timeout 120 -- true &
+	p=$!
+	for ((i = 0; i < 3000; i++)); do
+		pgrep -x ember >/dev/null && break
+		sleep 0.01
+	done
+	kill -KILL "$p"
+	wait "$p"
+	for ((i = 0; i < 50; i++)); do
+		[ "$(pgrep -x ember | wc -l)" -eq 0 ] && break
+		sleep 0.1
+	done
+	rm -rf "$TMPDIR"/ember-run.*
+	say SIGKILL "$(leftovers)"
 	"$ER" --template "$T" --timeout 3 --json -- sleep 100 >"$D/t.json" 2>/dev/null
 	say TIMEOUT-JSON "$(jq -c '{exit_code, timed_out}' "$D/t.json")"
 	# Each run: fresh entropy, the host's time.
@@ -212,6 +229,29 @@ jail() {
 	say JAIL-ROOTFS "$(cd /proc/"$pid"/root && [ -f ".$T/rootfs.ext4" ] && [ "$(ls -A "$top" | wc -l)" -eq 1 ] && echo bound)"
 	wait "$run"
 	say JAIL-RUN "$(cat "$D/j.out") rc=$?"
+	# ember-run killed with SIGKILL mid-run: the jailed ember (another uid: no death signal of
+	# its own) goes with it, through the PID namespace whose init it was; what only a live
+	# ember-run removes (its directory, the cgroup) is removed here.
+	"$ER" --template "$T" --timeout 120 --jail --jail-uid 4242 --jail-gid 4243 \
+		--cgroup pids.max=64 -- true >/dev/null 2>&1 &
+	run=$!
+	# As soon as ember runs: before the agent's connection, whose end stops the guest anyway.
+	for ((i = 0; i < 3000; i++)); do
+		pgrep -x ember >/dev/null && break
+		sleep 0.01
+	done
+	local before after
+	before=$(pgrep -x ember | wc -l)
+	kill -KILL "$run"
+	wait "$run"
+	for ((i = 0; i < 50; i++)); do
+		after=$(pgrep -x ember | wc -l)
+		[ "$after" -eq 0 ] && break
+		sleep 0.1
+	done
+	say JAIL-SIGKILL "ember before=$before after=$after"
+	rm -rf "$TMPDIR"/ember-run.*
+	rmdir /sys/fs/cgroup/ember/run-* 2>/dev/null
 	say JAIL-NOT-ROOT "$(HOME=/ setpriv --reuid 1000 "$ER" --template "$T" --jail -- true 2>&1)"
 	say JAIL-LEFT "cgroups=$(find /sys/fs/cgroup/ember -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l) mounts=$(grep -c ember-run /proc/mounts)"
 	say LEFT "$(leftovers)"
