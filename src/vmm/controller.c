@@ -230,14 +230,11 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* A snapshot load's clock_realtime: clock, read at wall-clock time then_ns, goes forward by
- * the wall-clock time since (never back). A kernel with KVM_CLOCK_REALTIME in
- * KVM_CAP_ADJUST_CLOCK (5.16 and later; PVM's too) does it in KVM_SET_CLOCK against its own
- * reading of the time; an older one gets the sum. */
-static void advance_by_realtime(struct machine *m, struct kvm_clock_data *clock, uint64_t then_ns)
+/* controller.h says what it does; an older kernel gets the sum. */
+void vmm_clock_advance(int vm_fd, struct kvm_clock_data *clock, uint64_t then_ns)
 {
 	uint64_t now = realtime_ns(), gap = now > then_ns ? now - then_ns : 0;
-	int caps = ioctl(m->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK);
+	int caps = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK);
 	if (caps > 0 && (caps & KVM_CLOCK_REALTIME)) {
 		clock->flags = KVM_CLOCK_REALTIME;
 		clock->realtime = then_ns;
@@ -285,7 +282,7 @@ int vmm_resume(struct vm *vm, char *err)
 		return 0; /* resuming a running VM succeeds, as in Firecracker */
 	struct kvm_clock_data clock = { .clock = vm->saved_clock.clock };
 	if (vm->clock_saved && vm->clock_realtime)
-		advance_by_realtime(m, &clock, vm->saved_clock.realtime);
+		vmm_clock_advance(m->vm_fd, &clock, vm->saved_clock.realtime);
 	vm->clock_realtime = false; /* once, for the time the snapshot was on disk */
 	if (vm->clock_saved && ioctl(m->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 		log_warn("KVM_SET_CLOCK at resume: %s", strerror(errno));

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "vmm/vm.h"
 
@@ -39,6 +40,14 @@ int vmm_pause(struct vm *vm, char *err);
 int vmm_resume(struct vm *vm, char *err);
 int vmm_send_ctrl_alt_del(struct vm *vm, char *err);
 int vmm_flush_metrics(struct vm *vm, char *err);
+
+/* A snapshot load's clock_realtime: clock (for KVM_SET_CLOCK on vm_fd), read at wall-clock
+ * time then_ns, goes forward by the wall-clock time since, never back. A kernel with
+ * KVM_CLOCK_REALTIME in KVM_CAP_ADJUST_CLOCK (5.16 and later; PVM's too) does it in
+ * KVM_SET_CLOCK against its own reading of the time (the flag and then_ns are set);
+ * elsewhere clock->clock gets the gap added. */
+struct kvm_clock_data;
+void vmm_clock_advance(int vm_fd, struct kvm_clock_data *clock, uint64_t then_ns);
 
 /* "Not started", "Running" or "Paused", as GET / shows it. */
 const char *vmm_state_name(const struct vm *vm);
