@@ -28,16 +28,6 @@ uint64_t run_deadline_ms;
 int run_sigfd = -1;
 int run_signal;
 
-int fail(char *err, int e, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_MAX, fmt, ap);
-	va_end(ap);
-	return e;
-}
-
 uint64_t now_ms(void)
 {
 	struct timespec ts;

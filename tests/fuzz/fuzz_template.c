@@ -4,21 +4,10 @@
  * accepted template names regular files directly inside the directory (no link, no path
  * out of it), with every number in its range. */
 #include <fcntl.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 
 #include "fuzz.h"
 #include "run/template_json.c"
-
-/* ember-run's message helper (run/vm.c), which the rest of vm.c would drag in. */
-int fail(char *err, int e, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, ERR_MAX, fmt, ap);
-	va_end(ap);
-	return e;
-}
 
 static char dir[PATH_MAX], meta[PATH_MAX + 32];
 
