@@ -291,6 +291,9 @@ JSON
 	python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$SOCK"
 	[ -S "$SOCK" ]
 	api_start
+	# api_start finds the stale socket at once: wait until ember's own accepts (the stale
+	# one refuses; a sanitized ember took long enough for a request to meet it).
+	for _ in $(seq 400); do curl -s --unix-socket "$SOCK" http://localhost/ >/dev/null && break; sleep 0.01; done
 	expect_api 200 GET / "" "Not started"
 	run timeout 5 "$EMBER" --api-sock "$SOCK"
 	[ "$status" -eq 1 ]
