@@ -34,6 +34,7 @@ struct blk_dev {
 
 	struct blk_req *reqs; /* BLK_QUEUE_SIZE of them: one per chain in flight */
 	struct blk_req *free_reqs;
+	unsigned nr_fresh;  /* reqs[nr_fresh...] never used yet, not in free_reqs */
 	unsigned epoch;	    /* bumped by every reset: older completions leave the rings alone */
 	unsigned in_flight; /* requests the engine holds (any epoch) */
 	bool pushed;	    /* used entries added since the last interrupt decision */
@@ -50,6 +51,19 @@ static void put_req(struct blk_dev *b, struct blk_req *req)
 {
 	req->next_free = b->free_reqs;
 	b->free_reqs = req;
+}
+
+/* The next free request slot (b->free_reqs), or NULL. Slots never used join the pool only
+ * when it runs dry: each holds a chain's iovecs (4 KiB), so a drive touches the slots of the
+ * depth its guest uses, not a megabyte at creation. */
+static struct blk_req *free_req(struct blk_dev *b)
+{
+	if (!b->free_reqs && b->nr_fresh < BLK_QUEUE_SIZE) {
+		struct blk_req *req = &b->reqs[b->nr_fresh++];
+		req->blk = b;
+		put_req(b, req);
+	}
+	return b->free_reqs;
 }
 
 /* Writes the status byte and gives the chain back to the driver, unpublished: the run that
@@ -185,7 +199,7 @@ static int take_chains(struct blk_dev *b, unsigned *budget)
 {
 	struct virtq *q = &b->vdev.queues[0];
 	/* An empty pool refills on completions, which run the queue again. */
-	while (b->free_reqs && !b->rl.blocked) {
+	while (free_req(b) && !b->rl.blocked) {
 		if ((*budget)-- == 0) {
 			virtio_queue_kick(&b->vdev, 0);
 			return RUN_STOPPED;
@@ -377,10 +391,6 @@ int blk_create(struct machine *machine, const struct drive_config *cfg, struct v
 	else if (cfg->is_root_device)
 		snprintf(b->root_arg, sizeof(b->root_arg), "root=/dev/vda %s",
 			 b->read_only ? "ro" : "rw");
-	for (unsigned i = BLK_QUEUE_SIZE; i-- > 0;) {
-		b->reqs[i].blk = b;
-		put_req(b, &b->reqs[i]);
-	}
 	rc = open_image(b->id, b->path, b->read_only, &b->sectors, err);
 	if (rc < 0)
 		goto fail;
