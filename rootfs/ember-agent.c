@@ -179,7 +179,7 @@ static void file_data(struct session *s, const uint8_t *p, uint32_t len)
 	}
 }
 
-static void child_exec(struct session *s, int in_r, int out_w, int err_w)
+__attribute__((noreturn)) static void child_exec(struct session *s, int in_r, int out_w, int err_w)
 {
 	sigset_t none;
 
@@ -209,14 +209,16 @@ static int spawn(struct session *s)
 		return -1;
 	}
 	/* vfork: no copy of the agent's page tables (see main). The child only makes
-	 * system calls before its exec; it writes nothing the agent reads. */
-	s->pid = vfork();
-	if (s->pid < 0) {
+	 * system calls before its exec; it writes nothing the agent reads (the pid goes into
+	 * the session after the child is gone). */
+	pid_t pid = vfork();
+	if (pid == 0)
+		child_exec(s, in[0], out[1], err[1]);
+	if (pid < 0) {
 		setup_fail(s, "fork: %s", strerror(errno));
 		return -1;
 	}
-	if (s->pid == 0)
-		child_exec(s, in[0], out[1], err[1]);
+	s->pid = pid;
 	close(in[0]), close(out[1]), close(err[1]);
 	s->in_w = in[1], s->out_r = out[0], s->err_r = err[0];
 	fcntl(s->in_w, F_SETFL, O_NONBLOCK);

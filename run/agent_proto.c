@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int proto_fail(char *why, size_t why_len, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void proto_why(char *why, size_t why_len,
+							    const char *fmt, ...)
 {
 	va_list ap;
 
@@ -16,8 +17,10 @@ static int proto_fail(char *why, size_t why_len, const char *fmt, ...)
 		vsnprintf(why, why_len, fmt, ap);
 		va_end(ap);
 	}
-	return -EPROTO;
 }
+/* The message into why, and -EPROTO: a macro, so that the static analyzer sees the failure
+ * (it does not follow a variadic function's return value). */
+#define proto_fail(why, why_len, ...) (proto_why(why, why_len, __VA_ARGS__), -EPROTO)
 
 static uint32_t get32(const uint8_t *p)
 {

@@ -34,7 +34,9 @@ static char *base64(const char *p, size_t n)
 static void put_output(json_t *obj, const char *key, const char *p, size_t n)
 {
 	char key64[32];
-	json_t *s = json_stringn(p ? p : "", n);
+	if (!p) /* nothing was captured */
+		p = "", n = 0;
+	json_t *s = json_stringn(p, n);
 
 	if (s) {
 		json_object_set_new(obj, key, s);

@@ -332,7 +332,7 @@ static void frame_order(void **state)
 	assert_int_equal(agent_in_step(&in, AGENT_STDIN, NULL, 1, why, sizeof(why)), -EPROTO);
 	/* At most AGENT_FILES_MAX files. */
 	struct agent_in_order many = { .phase = 1 };
-	n = agent_file_encode(buf, 0, 0644, "/f");
+	assert_int_equal(agent_file_encode(buf, 0, 0644, "/f"), n); /* size 0: none pending */
 	for (int i = 0; i < AGENT_FILES_MAX; i++)
 		assert_int_equal(agent_in_step(&many, AGENT_FILE, fp, flen, why, sizeof(why)), 0);
 	assert_int_equal(agent_in_step(&many, AGENT_FILE, fp, flen, why, sizeof(why)), -EPROTO);
