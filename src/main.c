@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,19 @@ static void make_terminal_raw(void)
 	raw.c_cc[VMIN] = 1;
 	raw.c_cc[VTIME] = 0;
 	tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+}
+
+/* Each of up to 1024 vsock connections holds a host socket, on top of ember's own
+ * descriptors: a soft limit of 1024 open files (the kernel's default, which a shell or a
+ * service manager often leaves) refused the last connections. The soft limit goes up to the
+ * hard one, which the jailer (no-file) or the caller chose. */
+static void raise_open_file_limit(void)
+{
+	struct rlimit r;
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
 }
 
 static void usage(FILE *out)
@@ -208,6 +222,7 @@ int main(int argc, char **argv)
 		die("--snapshot and --config-file exclude each other (a config file names its "
 		    "snapshot with \"" SNAPSHOT_LOAD_KEY "\")");
 
+	raise_open_file_limit();
 	char err[ERR_LEN] = "";
 	/* With a config file the VM starts at once; through the API, its slow parts are built
 	 * while the client configures it. */
