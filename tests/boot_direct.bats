@@ -113,6 +113,8 @@ stop_with() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"ember test guest: triple fault next"* ]]
 	[[ "$output" == *"vCPU 0: guest shut down (triple fault)"* ]]
+	# Where it was, for a crashed guest's symbols: the guest had loaded an empty IDT at 0.
+	[[ "$output" =~ "vCPU 0: at the triple fault rip 0x"[0-9a-f]+" rsp ".*" idt 0x0 gdt " ]]
 	[[ "$output" != *"requested a reset"* ]]
 }
 

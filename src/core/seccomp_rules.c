@@ -188,8 +188,8 @@ static const struct seccomp_rule vmm[] = {
  * write to descriptors (the console, irqfds, eventfds towards the VMM thread). */
 static const struct seccomp_rule vcpu[] = {
 	ALLOW_IF_EQ(ioctl, 1, KVM_RUN),
-	ALLOW_IF_EQ(ioctl, 1, KVM_GET_REGS),	  /* reporting a KVM internal error */
-	ALLOW_IF_EQ(ioctl, 1, KVM_GET_SREGS),	  /* the same */
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_REGS),	  /* reporting a KVM internal error or */
+	ALLOW_IF_EQ(ioctl, 1, KVM_GET_SREGS),	  /* a triple fault */
 	ALLOW_IF_EQ(ioctl, 1, KVM_KVMCLOCK_CTRL), /* on resume: the guest's clock stood still */
 	FAIL_OPEN,
 };

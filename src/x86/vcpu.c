@@ -209,6 +209,27 @@ static void report_internal_error(struct vcpu *vcpu)
 			"the emulated KVM host (tests/vmhost/run) or on a host with VMX/SVM");
 }
 
+/* Where a guest that triple-faulted was: a crashed guest's last state, for its symbols
+ * (reboot=t ends here too, harmlessly). */
+static void report_shutdown(struct vcpu *vcpu)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0)
+		return;
+	log_info("vCPU %u: at the triple fault rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx "
+		 "cr2 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx idt 0x%llx gdt 0x%llx tr 0x%llx",
+		 vcpu->index, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+		 (unsigned long long)r.rflags, (unsigned long long)s.cr0, (unsigned long long)s.cr2,
+		 (unsigned long long)s.cr3, (unsigned long long)s.cr4, (unsigned long long)s.efer,
+		 (unsigned long long)s.idt.base, (unsigned long long)s.gdt.base,
+		 (unsigned long long)s.tr.base);
+	if (r.rip == 0xfff0 && !(s.cr0 & 1))
+		log_info("vCPU %u: that is the reset state: KVM on AMD (SVM) resets a vCPU at a "
+			 "shutdown and keeps nothing of where the guest was",
+			 vcpu->index);
+}
+
 /* The status ember exits with when this exit ends the VM; -1: the guest runs on. */
 static int handle_exit(struct vcpu *vcpu)
 {
@@ -227,6 +248,7 @@ static int handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_SHUTDOWN:
 		/* A triple fault: what reboot=t does, and how a crashed guest ends. */
 		log_info("vCPU %u: guest shut down (triple fault)", vcpu->index);
+		report_shutdown(vcpu);
 		return 0;
 	case KVM_EXIT_SYSTEM_EVENT:
 		log_info("vCPU %u: guest system event %u", vcpu->index, run->system_event.type);
