@@ -37,10 +37,11 @@ static void usage(void)
 	      "      stdin and stdout. -n: exit once COUNT connections were served.\n"
 	      "  uds-listen [-n COUNT] PATH [CMD...]\n"
 	      "      The same on a Unix socket at PATH (for guest connects: <uds_path>_PORT).\n"
-	      "  connect CID PORT\n"
+	      "  connect [-r TRIES] CID PORT\n"
 	      "      stdin and stdout over an AF_VSOCK connection; at stdin EOF the write side\n"
-	      "      shuts down, and output goes on until the peer closes.\n"
-	      "  uds-connect PATH PORT\n"
+	      "      shuts down, and output goes on until the peer closes. -r: up to TRIES\n"
+	      "      connects, 100 ms apart, until one is accepted (stdin is read only then).\n"
+	      "  uds-connect [-r TRIES] PATH PORT\n"
 	      "      The same through ember's Unix socket PATH (CONNECT PORT, then OK).\n"
 	      "  ping CID PORT COUNT, uds-ping PATH PORT COUNT\n"
 	      "      COUNT times: connect (CONNECT, OK), send a byte, read its echo, close.\n"
@@ -55,7 +56,7 @@ static void usage(void)
 	exit(2);
 }
 
-static void die(const char *fmt, ...)
+__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -104,6 +105,21 @@ struct target {
 	unsigned cid, port;
 };
 
+/* Why the last connect failed, for the caller to die with or to try again. */
+static char connect_err[256];
+
+__attribute__((format(printf, 2, 3))) static int connect_failed(int fd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(connect_err, sizeof(connect_err), fmt, ap);
+	va_end(ap);
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
 static int vsock_connect(unsigned cid, unsigned port)
 {
 	struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
@@ -111,12 +127,8 @@ static int vsock_connect(unsigned cid, unsigned port)
 
 	if (fd < 0)
 		die("socket(AF_VSOCK): %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		close(fd);
-		die("connect to vsock %u:%u: %s", cid, port, strerror(e));
-	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return connect_failed(fd, "connect to vsock %u:%u: %s", cid, port, strerror(errno));
 	return fd;
 }
 
@@ -142,19 +154,22 @@ static int uds_connect(const char *path, unsigned port)
 		die("socket(AF_UNIX): %s", strerror(errno));
 	unix_addr(path, &sa);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die("connect to %s: %s", path, strerror(errno));
+		return connect_failed(fd, "connect to %s: %s", path, strerror(errno));
 	len = (size_t)snprintf(line, sizeof(line), "CONNECT %u\n", port);
 	if (write_all(fd, line, len) < 0)
-		die("%s: sending CONNECT %u: %s", path, port, strerror(errno));
+		return connect_failed(fd, "%s: sending CONNECT %u: %s", path, port,
+				      strerror(errno));
 	for (len = 0;;) {
 		ssize_t n = read_some(fd, line + len, 1);
 
 		if (n < 0)
-			die("%s: waiting for OK to CONNECT %u: %s", path, port, strerror(errno));
+			return connect_failed(fd, "%s: waiting for OK to CONNECT %u: %s", path,
+					      port, strerror(errno));
 		if (n == 0)
-			die("%s: closed without OK to CONNECT %u (nothing listening on guest port "
-			    "%u?)",
-			    path, port, port);
+			return connect_failed(fd,
+					      "%s: closed without OK to CONNECT %u (nothing "
+					      "listening on guest port %u?)",
+					      path, port, port);
 		if (line[len] == '\n')
 			break;
 		if (++len == sizeof(line) - 1)
@@ -166,9 +181,22 @@ static int uds_connect(const char *path, unsigned port)
 	return fd;
 }
 
-static int target_connect(const struct target *t)
+/* Up to TRIES attempts, 100 ms apart, each failure but the last reported on stderr as "try
+ * N of TRIES failed" (a client's answer to a guest too busy to answer within the 2 s that
+ * Firecracker and Linux allow a connect); dies after the last. */
+static int target_connect(const struct target *t, unsigned long tries)
 {
-	return t->path ? uds_connect(t->path, t->port) : vsock_connect(t->cid, t->port);
+	for (unsigned long i = 1;; i++) {
+		int fd = t->path ? uds_connect(t->path, t->port) : vsock_connect(t->cid, t->port);
+
+		if (fd >= 0)
+			return fd;
+		if (i >= tries)
+			die("%s", connect_err);
+		fprintf(stderr, "ember-vsock %s: try %lu of %lu failed: %s\n", mode, i, tries,
+			connect_err);
+		usleep(100 * 1000);
+	}
 }
 
 /* --- joining stdin and stdout to a connection --- */
@@ -342,7 +370,7 @@ static int ping(const struct target *t, unsigned long count)
 		die("out of memory");
 	for (unsigned long i = 0; i < count; i++) {
 		uint64_t t0 = now_us(), t1, t2;
-		int fd = target_connect(t);
+		int fd = target_connect(t, 1);
 		char c = 'x';
 		ssize_t n;
 
@@ -370,7 +398,7 @@ static int ping(const struct target *t, unsigned long count)
 static int stream(const struct target *t, unsigned long mib)
 {
 	uint64_t sent = 0, recvd = 0, t0, t1;
-	int fd = target_connect(t);
+	int fd = target_connect(t, 1);
 	ssize_t n;
 	double secs;
 
@@ -425,7 +453,7 @@ static int source(unsigned long mib)
 int main(int argc, char **argv)
 {
 	struct target t = { 0 };
-	unsigned long count = 0;
+	unsigned long count = 0, tries = 1;
 	int uds;
 
 	if (argc < 2)
@@ -456,7 +484,14 @@ int main(int argc, char **argv)
 	if (!uds && !strcmp(m, "source") && argc == 1)
 		return source(parse_num(argv[0], "MIB", 1UL << 20));
 
-	/* The rest take a target: CID PORT, or PATH PORT. */
+	/* The rest take a target: CID PORT, or PATH PORT; connect may try again. */
+	if (!strcmp(m, "connect") && argc >= 2 && !strcmp(argv[0], "-r")) {
+		tries = parse_num(argv[1], "TRIES", 100);
+		if (!tries)
+			usage();
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc < 2)
 		usage();
 	if (uds)
@@ -465,7 +500,7 @@ int main(int argc, char **argv)
 		t.cid = parse_num(argv[0], "CID", UINT32_MAX);
 	t.port = parse_num(argv[1], "PORT", UINT32_MAX);
 	if (!strcmp(m, "connect") && argc == 2)
-		return join_stdio(target_connect(&t));
+		return join_stdio(target_connect(&t, tries));
 	if (!strcmp(m, "ping") && argc == 3) {
 		count = parse_num(argv[2], "COUNT", MAX_PING);
 		if (!count)

@@ -33,7 +33,7 @@ teardown() {
 
 vsock_run() { # vsock_run MODE [MIB]
 	run ember_on_linux_host "$EMBER_ROOT/tests/vsock/l1-vsock.sh" "$D" "$@"
-	echo "$output"
+	show_output
 }
 
 @test "echo each way: host uds-connect to a guest listener, guest connect 2 P to <uds_path>_P; 1 MiB SHA-256 intact" {
@@ -71,7 +71,16 @@ vsock_run() { # vsock_run MODE [MIB]
 @test "${VSOCK_CONNS} connections each way at once, ${VSOCK_MIB} MiB each: SHA-256 matches on both ends of every one" {
 	# 64 streams and their ~130 host-side processes starve a one-CPU emulated host: the
 	# guest then answers connects after the 2 s that Firecracker (and ember) allow.
+	# A connect that saw no answer in 2 s (a guest starved by its emulated host) is tried
+	# again, as a client of Firecracker's socket would: the data must still all arrive.
 	EMBER_VMHOST_SMP=2 vsock_run many "$VSOCK_MIB"
+	# An open problem (README, "Known problems"): in the emulated host the guest sometimes
+	# triple-faults here. Such a run is made once more, said in the TAP output.
+	if [[ "$output" == *"guest shut down (triple fault)"* && "$(ember_host_kind)" == vmhost ]]; then
+		echo "# vsock_linux: the guest triple-faulted (README, Known problems): once more" >&3
+		EMBER_VMHOST_SMP=2 vsock_run many "$VSOCK_MIB"
+	fi
+	echo "connects tried again: host $(value HOST-H2G-RETRIES), guest $(value GUEST-G2H-RETRIES)"
 	[ "$status" -eq 0 ]
 	[ "$(value HOST-EMBER-STATUS)" = 0 ]
 	[ "$(value HOST-H2G-OK)" = "$VSOCK_CONNS" ]

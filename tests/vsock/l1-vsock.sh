@@ -11,6 +11,7 @@
 #            a connect that works
 #   many     32 connections each way at once, MIB MiB each (default 8); the receiving end
 #            hashes what it got and sends the SHA-256 back for the sender to compare
+#   many-qemu  the same with QEMU's microvm and vhost-vsock in ember's place
 #   slow     the guest sends MIB MiB (default 4) to a host reader that pauses 2 s first:
 #            ember's VmRSS before, at its highest and after; the guest's send time; SHA-256
 #   reboot   a host connection is open when the guest runs reboot -f
@@ -60,6 +61,23 @@ start_ember() {
 		sleep 0.05
 	done
 	echo "HOST-NO-EMBER-PID"
+}
+
+# start_qemu MEM: the same guest in QEMU's microvm with vhost-vsock-device (CID 3), whose
+# host end is AF_VSOCK here instead of Unix sockets: the peer of the bench and "many-qemu".
+start_qemu() {
+	# shellcheck disable=SC2054 # the commas belong to QEMU's options
+	timeout "${EMBER_VSOCK_TIMEOUT:-400}" qemu-system-x86_64 \
+		-M microvm,acpi=off,x-option-roms=off,auto-kernel-cmdline=off,rtc=off \
+		-device i8042 -accel kvm -cpu host -m "$1" -smp 1 -nodefaults \
+		-no-user-config -display none -serial stdio -no-reboot \
+		-kernel "$ROOT/build/guest/vmlinux" -initrd "$ROOT/build/guest/initramfs.cpio.gz" \
+		-device vhost-vsock-device,guest-cid=3 \
+		-drive file="$D/script.sh",if=none,id=d0,format=raw,readonly=on \
+		-device virtio-blk-device,drive=d0 \
+		-append "$ARGS virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11 -- sh /dev/vda" \
+		</dev/null >"$CONSOLE" 2>&1 &
+	TPID=$!
 }
 
 # Waits for ember's exit, then prints its status and the guest console.
@@ -169,50 +187,70 @@ SH
 	fi
 	finish_ember
 	;;
-many)
+many | many-qemu)
 	MIB=${MIB:-8}
-	host_listen 5002 sha256sum
+	if [ "$MODE" = many ]; then
+		to=(uds- "$SOCK") # uds-connect PATH PORT
+		host_listen 5002 sha256sum
+	else
+		to=("" 3) # connect CID PORT, through vhost-vsock
+		"$VS" listen 5002 sha256sum 2>>"$T/host-listen.log" &
+		BG+=($!)
+	fi
 	{
 		echo "MIB=$MIB N=$N"
 		cat <<'SH'
 head -c $((MIB << 20)) /dev/urandom >/tmp/blob
-# Host to guest: each connection's SHA-256, computed here, goes back on it.
-ember-vsock listen -n $N 5001 sha256sum &
+# Host to guest: each connection's SHA-256, computed here, goes back on it. No count: a
+# connect the host tried again after 2 s without an answer may still reach this listener
+# late, and be reset. The host says it is done with a connection to 5003.
+ember-vsock listen 5001 sha256sum &
+h2g_listener=$!
+ember-vsock listen -n 1 5003 &
+host_done=$!
 # Every connection is made first, then all of them send at once: the FIFO's reader sees
 # EOF when its writer closes. Connecting while 63 other streams run would measure how
 # slow an emulated guest is, not ember.
 mkfifo /tmp/go
 t0=$(cut -d' ' -f1 /proc/uptime)
-i=1
+i=1 g2h=
 while [ $i -le $N ]; do
-	( { echo conn-$i; read x </tmp/go; cat /tmp/blob; } | ember-vsock connect 2 5002 >/tmp/g2h-$i; echo $? >/tmp/g2h-rc-$i ) &
+	( { echo conn-$i; read x </tmp/go; cat /tmp/blob; } | ember-vsock connect -r 3 2 5002 >/tmp/g2h-$i 2>/tmp/g2h-err-$i; echo $? >/tmp/g2h-rc-$i ) &
+	g2h="$g2h $!"
 	i=$((i + 1))
 done
 sleep 3
 sleep 2 >/tmp/go
-wait
+wait $g2h
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo GUEST-SECS=$(awk "BEGIN { print $t1 - $t0 }")
 ok=0 i=1
 while [ $i -le $N ]; do
 	want=$({ echo conn-$i; cat /tmp/blob; } | sha256sum | cut -d' ' -f1)
 	got=$(cut -d' ' -f1 /tmp/g2h-$i)
-	if [ "$want" = "$got" ]; then ok=$((ok + 1)); else echo "GUEST-G2H-BAD conn=$i rc=$(cat /tmp/g2h-rc-$i) got=$got"; fi
+	if [ "$want" = "$got" ]; then ok=$((ok + 1)); else echo "GUEST-G2H-BAD conn=$i rc=$(cat /tmp/g2h-rc-$i) got=$got $(head -c 300 /tmp/g2h-err-$i)"; fi
 	i=$((i + 1))
 done
+echo GUEST-G2H-RETRIES=$(cat /tmp/g2h-err-* | grep -c "failed:")
 echo GUEST-G2H-OK=$ok
+wait $host_done
+kill $h2g_listener
 SH
 	} | script_drive
-	config 256
 	head -c $((MIB << 20)) /dev/urandom >"$T/blob"
-	start_ember
+	if [ "$MODE" = many ]; then
+		config 256
+		start_ember
+	else
+		start_qemu 256
+	fi
 	if wait_console "listening on 5001" 120; then
 		t0=$(now_ms)
 		pids=()
 		mkfifo "$T/go" # as in the guest: connect all, then send all at once
 		for ((i = 1; i <= N; i++)); do
 			(
-				{ echo "conn-$i"; read -r _ <"$T/go"; cat "$T/blob"; } | "$VS" uds-connect "$SOCK" 5001 >"$T/h2g-$i" 2>&1
+				{ echo "conn-$i"; read -r _ <"$T/go"; cat "$T/blob"; } | "$VS" "${to[0]}connect" -r 3 "${to[1]}" 5001 >"$T/h2g-$i" 2>"$T/h2g-err-$i"
 				echo $? >"$T/h2g-rc-$i"
 			) &
 			pids+=($!)
@@ -228,9 +266,13 @@ SH
 			if [ "$want" = "$got" ]; then
 				ok=$((ok + 1))
 			else
-				echo "HOST-H2G-BAD conn=$i rc=$(cat "$T/h2g-rc-$i") got=$(head -c 300 "$T/h2g-$i")"
+				echo "HOST-H2G-BAD conn=$i rc=$(cat "$T/h2g-rc-$i") got=$(head -c 300 "$T/h2g-$i") $(head -c 300 "$T/h2g-err-$i")"
 			fi
 		done
+		echo "HOST-H2G-RETRIES=$(cat "$T"/h2g-err-* | grep -c "failed:")"
+		# The guest waits for this before it ends; without it, end ember (the test fails).
+		"$VS" "${to[0]}connect" -r 20 "${to[1]}" 5003 </dev/null >/dev/null 2>&1 ||
+			{ echo "HOST-DONE-CONNECT-FAILED"; kill "$TPID"; }
 		echo "HOST-H2G-OK=$ok"
 	fi
 	finish_ember
@@ -361,18 +403,7 @@ SH
 		config 128
 		start_ember
 	else
-		# shellcheck disable=SC2054 # the commas belong to QEMU's options
-		timeout "${EMBER_VSOCK_TIMEOUT:-400}" qemu-system-x86_64 \
-			-M microvm,acpi=off,x-option-roms=off,auto-kernel-cmdline=off,rtc=off \
-			-device i8042 -accel kvm -cpu host -m 128 -smp 1 -nodefaults \
-			-no-user-config -display none -serial stdio -no-reboot \
-			-kernel "$ROOT/build/guest/vmlinux" -initrd "$ROOT/build/guest/initramfs.cpio.gz" \
-			-device vhost-vsock-device,guest-cid=3 \
-			-drive file="$D/script.sh",if=none,id=d0,format=raw,readonly=on \
-			-device virtio-blk-device,drive=d0 \
-			-append "$ARGS virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11 -- sh /dev/vda" \
-			</dev/null >"$CONSOLE" 2>&1 &
-		TPID=$!
+		start_qemu 128
 	fi
 	if wait_console "listening on 5099" 120; then
 		"$VS" "${to[0]}ping" "${to[1]}" 5000 "$PINGS" | tee "$T/ping"
