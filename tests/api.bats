@@ -154,7 +154,7 @@ print(out.decode())' "$SOCK"
 	expect_api 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}'
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
-	grep -q "hello from the guest" "$D/ember.out"
+	console_text "$D/ember.out" | grep -q "hello from the guest"
 	grep -q "Guest-boot-time" "$D/ember.out"
 	expect_api 200 GET / "" '"state":"Running"'
 	expect_api 400 PUT /actions '{"action_type": "InstanceStart"}' "not supported after starting the microVM"
@@ -311,7 +311,7 @@ JSON
 	tests/fc-getting-started.sh "$SOCK" "$TEST_GUEST" "$D/rootfs.img" "console=ttyS0 halt" 1 64
 	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
 	cat "$D/ember.out" # bats shows it when the test fails (it failed once in 20 s, sanitized)
-	grep -q "hello from the guest" "$D/ember.out"
+	console_text "$D/ember.out" | grep -q "hello from the guest"
 	expect_api 200 GET / "" '"state":"Running"'
 	expect_api 200 GET /vm/config "" '"drive_id":"rootfs"'
 	expect_api 400 PUT /drives/data "{\"drive_id\": \"data\", \"path_on_host\": \"$D/data.img\", \"is_root_device\": false, \"is_read_only\": true}" "not supported after starting"

@@ -77,7 +77,7 @@ JSON
 	expect_api 400 PUT /serial "{\"serial_out_path\": \"$D/c\"}" "not supported after starting"
 	api_stop
 	cat "$D/ember.out"
-	grep -q "hello from the guest" "$D/ember.out"
+	console_text "$D/ember.out" | grep -q "hello from the guest"
 	# 1000 bytes hold the hello line and 14 lines of 65 bytes, not the 256 the guest printed.
 	flood=$(grep -c "ember test guest: flood" "$D/ember.out")
 	[ "$flood" -ge 14 ]

@@ -65,7 +65,7 @@ teardown() {
 	boot_source halt
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
-	grep -q "hello from the guest" "$D/ember.out"
+	console_text "$D/ember.out" | grep -q "hello from the guest"
 	expect_api 400 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$D/v.sock\"}" "The requested operation is not supported after starting the microVM."
 	expect_api 200 GET /vm/config "" '"vsock":null'
 	[ ! -e "$D/v.sock" ]
@@ -102,7 +102,7 @@ teardown() {
 	expect_api 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$D/v.sock\"}"
 	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
 	for _ in $(seq 400); do grep -q halting "$D/ember.out" && break; sleep 0.05; done
-	grep -q "hello from the guest" "$D/ember.out"
+	console_text "$D/ember.out" | grep -q "hello from the guest"
 	[ -S "$D/v.sock" ]
 	expect_api 200 GET / "" '"state":"Running"'
 	write_device_config "$D/vm2.json" "console=ttyS0" vsock "{ \"guest_cid\": 4, \"uds_path\": \"$D/v.sock\" }"

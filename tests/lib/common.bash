@@ -15,10 +15,22 @@ GUEST_INITRAMFS="$EMBER_ROOT/build/guest/initramfs.cpio.gz"
 LINUX_ARGS="console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
 
 # A scratch directory inside the repository, so that the emulated KVM host (which sees
-# the repository at the same path) can read the files written here.
+# the repository at the same path) can read the files written here. EMBER_TEST_TMP puts it
+# elsewhere: a suite run whole inside the emulated host (run-all.sh on a host without
+# /dev/kvm) keeps it on that host's tmpfs, where Unix sockets can be bound (not on 9p).
 scratch_dir() {
-	local d="$EMBER_ROOT/build/test-tmp/${BATS_TEST_FILENAME##*/}-$BATS_TEST_NUMBER-$$"
+	local d="${EMBER_TEST_TMP:-$EMBER_ROOT/build/test-tmp}/${BATS_TEST_FILENAME##*/}-$BATS_TEST_NUMBER-$$"
 	rm -rf "$d" && mkdir -p "$d" && echo "$d"
+}
+
+# Inside the emulated KVM host (QEMU TCG) the CPU has no constant TSC, and its KVM gives VMs
+# made at different times different TSC rates (1.05 GHz, then 2.10 GHz, in one run) and
+# kvmclocks that do not carry across a load: tests of TSC rates and clocks across snapshots
+# say nothing there. They run on a host whose /dev/kvm runs the test guest directly.
+skip_without_constant_tsc() {
+	if [ -n "${EMBER_IN_VMHOST:-}" ]; then
+		skip "the emulated KVM host has no constant TSC (TCG): its VMs' TSC rates and clocks move between VMs"
+	fi
 }
 
 # write_config FILE KERNEL INITRD|"" BOOT_ARGS VCPUS MEM_MIB
@@ -77,8 +89,24 @@ api_start() {
 	return 1
 }
 
+# console_text FILE: FILE (ember's stdout and stderr together) with ember's log records cut
+# out. The two streams share the file, so a record ("...Z [id] [Info] ...") written while the
+# guest prints lands in the middle of the guest's line: CI once saw "hello from<record> the
+# guest". Grep the guest's words in this, not in the file.
+console_text() {
+	perl -0pe 's/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[[^\]\n]*\] \[[^\]\n]*\][^\n]*\n//g' "$1"
+}
+
 api_stop() {
 	[ -n "${EMBER_PID:-}" ] || return 0
+	# An ember that ended before the test was done says how (a signal: a crash, a seccomp
+	# kill), in the output of a failed test.
+	local state st=0
+	state=$(cut -d' ' -f3 "/proc/$EMBER_PID/stat" 2>/dev/null) || state=gone
+	if [ "$state" = Z ] || [ "$state" = gone ]; then
+		wait "$EMBER_PID" 2>/dev/null || st=$?
+		echo "ember (pid $EMBER_PID) had already ended with status $st" >&2
+	fi
 	kill -TERM "$EMBER_PID" 2>/dev/null || true
 	wait "$EMBER_PID" 2>/dev/null || true
 	EMBER_PID=
@@ -100,14 +128,15 @@ sanitizer_quiet() {
 	done
 }
 
-# api METHOD PATH [BODY]: prints the body, then the status on the last line.
+# api METHOD PATH [BODY]: prints the body, then the status on the last line; curl gives up
+# after API_MAX_TIME seconds (10).
 api() {
 	local method=$1 path=$2 body=${3-}
 	if [ $# -ge 3 ]; then
-		curl -s --max-time 10 --unix-socket "$SOCK" -X "$method" -H 'Content-Type: application/json' \
+		curl -s --max-time "${API_MAX_TIME:-10}" --unix-socket "$SOCK" -X "$method" -H 'Content-Type: application/json' \
 			-d "$body" -w '\n%{http_code}' "http://localhost$path"
 	else
-		curl -s --max-time 10 --unix-socket "$SOCK" -X "$method" -w '\n%{http_code}' "http://localhost$path"
+		curl -s --max-time "${API_MAX_TIME:-10}" --unix-socket "$SOCK" -X "$method" -w '\n%{http_code}' "http://localhost$path"
 	fi
 }
 
@@ -141,6 +170,16 @@ require_linux_host() {
 # echo to the console) holds only the split form, so the echo cannot pass for the output.
 unechoed() {
 	printf "%s''%s" "${1:0:1}" "${1:1}"
+}
+
+# show_output: $output, then again the KEY=VALUE lines the test reads (HOST-..., GUEST-...)
+# and the lines that say what went wrong, the last 10 of them: a failed test's last lines
+# are what a truncated log (run-all.sh's summary) keeps.
+show_output() {
+	echo "$output"
+	echo "-- the result lines, last 10:"
+	grep -aE '^[A-Z][A-Z0-9]*-[A-Z0-9-]+(=| )|BAD|[Tt]imed? ?out|refused|failed|[Pp]anic|Oops|BUG|triple fault|shut down' <<<"$output" |
+		grep -v ': try [0-9]* of [0-9]* failed:' | tr -d '\r' | tail -10
 }
 
 # value KEY: the value of the last KEY=VALUE line in $output.
