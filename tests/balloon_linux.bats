@@ -29,7 +29,7 @@ teardown() {
 
 balloon_run() { # balloon_run MODE
 	run ember_on_linux_host "$EMBER_ROOT/tests/balloon/l1-balloon.sh" "$D" "$1"
-	echo "$output"
+	show_output
 	echo "--- balloon metrics:"
 	jq -c .balloon "$D/metrics" 2>/dev/null || true
 }

@@ -38,7 +38,7 @@ root_drive() { # root_drive ENGINE
 
 run_linux() {
 	run ember_on_linux_host timeout 240 "$EMBER" --no-api --config-file "$D/vm.json"
-	echo "$output"
+	show_output
 }
 
 # fsck_root: the ext4 root after the guest powered off or ember was killed. Its journal is
@@ -149,7 +149,7 @@ integrity() {
 	linux_config "$D/vm.json" "$cmd" "$(root_drive "$engine")" \
 		"{ \"drive_id\": \"data\", \"path_on_host\": \"$D/data.img\", \"is_root_device\": false, \"io_engine\": \"$engine\", \"cache_type\": \"Writeback\" }"
 	run ember_on_linux_host bash -c "$KILL_AT_MARKER" _ "$D/vm.json" "$D/console" "$EMBER" "$D/data.img"
-	echo "$output"
+	show_output
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"KILLED-AT-MARKER"* ]]
 	[[ "$output" == *"EMBER-STATUS=137"* ]]

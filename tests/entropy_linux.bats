@@ -37,7 +37,7 @@ run_linux() {
 }
 JSON
 	run ember_on_linux_host timeout 240 "$EMBER" --no-api --config-file "$D/vm.json"
-	echo "$output"
+	show_output
 	echo "--- entropy metrics:"
 	jq -c .entropy "$D/metrics" 2>/dev/null || true
 }

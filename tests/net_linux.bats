@@ -25,7 +25,7 @@ teardown() {
 
 net_run() { # net_run MODE [MIB]
 	run ember_on_linux_host "$EMBER_ROOT/tests/net/l1-net.sh" "$D" "$@"
-	echo "$output"
+	show_output
 }
 
 @test "the guest pings the host over a TAP; ${NET_MIB} MiB over TCP each way arrive with matching SHA-256" {

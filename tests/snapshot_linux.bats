@@ -26,7 +26,7 @@ teardown() {
 
 @test "a snapshot loads on another TAP and uds_path: the counter goes on, tmpfs, ping, vsock both ways and the disk work; $CLONES clones run and share pages" {
 	run ember_on_linux_host "$EMBER_ROOT/tests/snapshot/l1-snapshot.sh" "$D" "$CLONES"
-	echo "$output"
+	show_output
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"HOST-DONE"* ]]
 	[[ "$output" == *"GUEST-PING-BEFORE-OK"* ]]

@@ -13,9 +13,10 @@ first_count() {
 	grep -ao 'count=[0-9]*'$'\r' "$1" | head -1 | tr -dc 0-9
 }
 
-# wait_count FILE N: until the guest printed count N or more (10 s at most).
+# wait_count FILE N: until the guest printed count N or more (30 s at most: a guest counts
+# several times a second, but a loaded emulated host can stall it for seconds).
 wait_count() {
-	for _ in $(seq 200); do
+	for _ in $(seq 600); do
 		[ "$(last_count "$1")" -ge "$2" ] && return 0
 		sleep 0.05
 	done
