@@ -105,7 +105,8 @@ api_stop() {
 	state=$(cut -d' ' -f3 "/proc/$EMBER_PID/stat" 2>/dev/null) || state=gone
 	if [ "$state" = Z ] || [ "$state" = gone ]; then
 		wait "$EMBER_PID" 2>/dev/null || st=$?
-		echo "ember (pid $EMBER_PID) had already ended with status $st" >&2
+		echo "ember (pid $EMBER_PID) had already ended with status $st; its last output:" >&2
+		tail -n 15 "$D/ember.out" 2>/dev/null | sed 's/^/  | /' >&2
 	fi
 	kill -TERM "$EMBER_PID" 2>/dev/null || true
 	wait "$EMBER_PID" 2>/dev/null || true
