@@ -118,6 +118,17 @@ stop_with() {
 	[[ "$output" != *"requested a reset"* ]]
 }
 
+@test "the test guest's trap-report IDT names an exception that would have been a silent triple fault" {
+	write_config "$D/vm.json" "$TEST_GUEST" "" "trap-report ud2" 1 64
+	run timeout 5 "$EMBER" --no-api --config-file "$D/vm.json"
+	echo "$output"
+	[ "$status" -eq 124 ] # the guest reported and halted: ember runs on until the timeout
+	[[ "$output" == *"ember test guest: ud2 next"* ]]
+	# #UD pushes no error code: the frame's first word is the RIP of the ud2.
+	[[ "$output" =~ "cpu: trap vector=6 cr2=0x"[0-9a-f]+" frame=0x"[0-9a-f]+",0x" ]]
+	[[ "$output" != *"triple fault"* ]]
+}
+
 @test "a vCPU that KVM cannot run (code fetched from the MMIO gap) ends ember with status 3" {
 	write_config "$D/vm.json" "$TEST_GUEST" "" "exec-mmio" 1 64
 	run timeout 20 "$EMBER" --no-api --config-file "$D/vm.json"

@@ -39,7 +39,7 @@ static volatile uint32_t ap_count, ap_mask;
 /* Page directories for RAM from 4 GiB up to 64 GiB, 2 MiB pages. */
 static uint64_t high_pd[60][512] __attribute__((aligned(4096)));
 
-extern char isr_device[], isr_spurious[], isr_other[];
+extern char isr_device[], isr_spurious[], isr_other[], trap_stubs[];
 extern char ap_trampoline[], ap_trampoline_end[], ap_cr3[];
 
 static uint32_t lapic_rd(unsigned off)
@@ -86,6 +86,36 @@ static void set_gate(unsigned vec, const void *fn)
 void cpu_unexpected(void)
 {
 	puts_uart("cpu: unexpected interrupt or exception\n");
+}
+
+/* Called by every trap-report entry with the stack it left: the vector, then what the CPU
+ * pushed (an error code for some exceptions, then RIP, CS, RFLAGS, RSP, SS). */
+void cpu_trap_report(const uint64_t *frame)
+{
+	uint64_t cr2;
+	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+	puts_uart("\ncpu: trap vector=");
+	put_dec(frame[0]);
+	puts_uart(" cr2=");
+	put_hex(cr2);
+	puts_uart(" frame=");
+	for (int i = 1; i <= 6; i++) {
+		put_hex(frame[i]);
+		puts_uart(i < 6 ? "," : "\n");
+	}
+}
+
+/* trap-report: an IDT in which every vector reports itself (cpu_trap_report) instead of
+ * the empty one that turns any exception or stray interrupt into a silent triple fault. */
+void cpu_trap_report_setup(void)
+{
+	for (unsigned v = 0; v < 256; v++)
+		set_gate(v, trap_stubs + 16 * v);
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
+	__asm__ volatile("lidt %0" : : "m"(idtr));
 }
 
 void cpu_device_irq(void)

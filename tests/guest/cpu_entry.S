@@ -39,6 +39,28 @@ isr_other:
 	hlt
 	jmp 1b
 
+/* trap-report (cpu.c): one entry per vector that pushes its number, then a common part
+ * that hands the frame to cpu_trap_report and stops. The CPU pushed an error code below
+ * the vector for some exceptions; the report prints the words either way. */
+	.globl trap_stubs, trap_stub_size
+	.align 16
+trap_stubs:
+	.set vec, 0
+	.rept 256
+	.align 16
+	push $vec
+	jmp trap_common
+	.set vec, vec + 1
+	.endr
+trap_stub_size:
+	.quad 16
+trap_common:
+	mov %rsp, %rdi
+	call cpu_trap_report
+3:	cli
+	hlt
+	jmp 3b
+
 /* Copied to AP_TRAMPOLINE (0x8000, page 8: the SIPI vector) and run by each AP from
  * real mode: a GDT of its own, protected mode, then long mode on the page tables the
  * BSP runs on (their address is patched in at ap_cr3), a stack per APIC ID, ap_main(). */

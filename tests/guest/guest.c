@@ -8,6 +8,8 @@
  * words that start with "blk-" or "net-" exercise the virtio-blk or virtio-net devices by
  * polling (virtio.c), "vsock-" words the virtio-vsock device (vsock.c), "rng-" words the
  * virtio-rng device (rng.c), "balloon-" words the virtio-balloon device (balloon.c).
+ * "trap-report" first loads an IDT in which every vector prints itself (cpu.c) instead of
+ * a silent triple fault, and "ud2" then raises #UD (vector 6) to show it.
  * "uart-flood" prints 16 KiB of lines before it goes on, for the
  * console's rate limiter; "boot-timer-repeat" writes the boot-timer byte 1000 times more.
  * "dirty-pages" (or "dirty-pages=N") counts like "count" and writes a known set of pages
@@ -181,6 +183,8 @@ void guest_main(const uint8_t *boot_params)
 	 * path to here. The greeting after it costs ~80 port exits (2 ms on PVM). */
 	*BOOT_TIMER = 123;
 	puts_uart("ember test guest: hello from the guest\n");
+	if (has_word(cmdline, "trap-report"))
+		cpu_trap_report_setup();
 	/* smp and high-mem (cpu.c). */
 	cpu_run(cmdline, boot_params);
 	/* Words like blk-rw or blk-loop drive the virtio-blk devices (virtio.c). */
@@ -218,6 +222,10 @@ void guest_main(const uint8_t *boot_params)
 			uint64_t base;
 		} __attribute__((packed)) idtr = { 0, 0 };
 		__asm__ volatile("lidt %0; ud2" : : "m"(idtr));
+	}
+	if (has_word(cmdline, "ud2")) {
+		puts_uart("ember test guest: ud2 next\n");
+		__asm__ volatile("ud2");
 	}
 	if (has_word(cmdline, "exec-mmio")) {
 		/* Code fetched from the gap below 4 GiB, where no RAM and no device is: KVM

@@ -105,6 +105,8 @@ void cpu_run(const char *cmdline, const uint8_t *boot_params);
  * (cpu_device_irqs) and EOIs; the 8259s are masked. Interrupts stay off (cli). */
 void cpu_irq_setup(unsigned irq, unsigned vector);
 uint32_t cpu_device_irqs(void);
+/* The trap-report word: every vector reports itself on the UART (cpu.c). */
+void cpu_trap_report_setup(void);
 /* The count-timer word: counts LAPIC timer interrupts forever (cpu.c). */
 void cpu_count_timer(void) __attribute__((noreturn));
 
