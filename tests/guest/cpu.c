@@ -83,6 +83,15 @@ static void set_gate(unsigned vec, const void *fn)
 				       .off2 = (uint32_t)(a >> 32) };
 }
 
+static void load_idt(void)
+{
+	struct {
+		uint16_t limit;
+		uint64_t base;
+	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
+	__asm__ volatile("lidt %0" : : "m"(idtr));
+}
+
 void cpu_unexpected(void)
 {
 	puts_uart("cpu: unexpected interrupt or exception\n");
@@ -111,11 +120,7 @@ void cpu_trap_report_setup(void)
 {
 	for (unsigned v = 0; v < 256; v++)
 		set_gate(v, trap_stubs + 16 * v);
-	struct {
-		uint16_t limit;
-		uint64_t base;
-	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
-	__asm__ volatile("lidt %0" : : "m"(idtr));
+	load_idt();
 }
 
 void cpu_device_irq(void)
@@ -135,11 +140,7 @@ void cpu_irq_setup(unsigned irq, unsigned vector)
 		set_gate(v, isr_other);
 	set_gate(vector, isr_device);
 	set_gate(SPURIOUS_VEC, isr_spurious);
-	struct {
-		uint16_t limit;
-		uint64_t base;
-	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
-	__asm__ volatile("lidt %0" : : "m"(idtr));
+	load_idt();
 	/* The 8259s masked: the line must arrive through the IOAPIC, nowhere else. */
 	outb(0x21, 0xff);
 	outb(0xa1, 0xff);

@@ -42,7 +42,7 @@ isr_other:
 /* trap-report (cpu.c): one entry per vector that pushes its number, then a common part
  * that hands the frame to cpu_trap_report and stops. The CPU pushed an error code below
  * the vector for some exceptions; the report prints the words either way. */
-	.globl trap_stubs, trap_stub_size
+	.globl trap_stubs
 	.align 16
 trap_stubs:
 	.set vec, 0
@@ -52,8 +52,6 @@ trap_stubs:
 	jmp trap_common
 	.set vec, vec + 1
 	.endr
-trap_stub_size:
-	.quad 16
 trap_common:
 	mov %rsp, %rdi
 	call cpu_trap_report
