@@ -2,6 +2,7 @@
  * loop, each request handed to the VMM thread and answered once it was routed. The thread
  * is ours, with its own seccomp filter, and the process carries no HTTP or TLS library. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,16 @@ static int prepare_socket_path(const char *path, char *err)
 	return unlink(path) < 0 ? -errno : 0;
 }
 
+/* rename() that refuses to replace: another ember that bound the same path meanwhile keeps
+ * it (EEXIST), as bind() would have refused. A file system without RENAME_NOREPLACE gets a
+ * plain rename. */
+static int move_into_place(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	return errno == EINVAL ? rename(from, to) : -1;
+}
+
 struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_t max_payload,
 				    char *err)
 {
@@ -437,11 +448,22 @@ struct api_server *api_server_start(struct api_ctx *ctx, const char *path, size_
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->done_cond, NULL);
 	srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	strcpy(addr.sun_path, path);
+	/* The socket appears at its path only once it listens: bound under a temporary name
+	 * beside it, then renamed. A client that waits for the file and connects at once
+	 * (as scripts for Firecracker do) would otherwise meet ECONNREFUSED between bind and
+	 * listen. A path too long for the temporary name is bound directly. */
+	char tmp[sizeof(addr.sun_path)];
+	int n = snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	bool renamed = n > 0 && (size_t)n < sizeof(tmp);
+	strcpy(addr.sun_path, renamed ? tmp : path);
+	if (renamed)
+		unlink(tmp);
 	if (srv->listen_fd < 0 ||
 	    bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(srv->listen_fd, 64) < 0) {
+	    listen(srv->listen_fd, 64) < 0 || (renamed && move_into_place(tmp, path) < 0)) {
 		snprintf(err, ERR_LEN, "API socket %s: %s", path, strerror(errno));
+		if (renamed)
+			unlink(tmp);
 		goto fail;
 	}
 	srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);

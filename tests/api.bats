@@ -304,6 +304,23 @@ JSON
 	[[ "$output" == *"exists and is not a socket"* ]]
 }
 
+@test "the socket appears only once it accepts: listen() held back 300 ms, the first connect still succeeds" {
+	command -v strace >/dev/null || skip "strace is not installed: it holds listen() back"
+	SOCK="$D/api.sock"
+	# Before, ember bound the path and then listened: a client connecting as soon as the file
+	# appeared met ECONNREFUSED in between (a sanitized ember under load, curl 7 in a full run).
+	strace -f -qq -o /dev/null -e trace=listen -e inject=listen:delay_enter=300000 \
+		"${UNDER_PTRACE[@]}" "$EMBER" --api-sock "$SOCK" >"$D/ember.out" 2>&1 &
+	local tracer=$!
+	for _ in $(seq 500); do [ -S "$SOCK" ] && break; sleep 0.005; done
+	[ -S "$SOCK" ]
+	# teardown ends ember itself (strace holds SIGTERM back while its tracee waits).
+	EMBER_PID=$(pgrep -P "$tracer" | head -n 1)
+	expect_api 200 GET / "" "Not started"
+	# No temporary name is left beside it.
+	[ "$(find "$D" -name 'api.sock*' | wc -l)" -eq 1 ]
+}
+
 @test "Firecracker's getting-started curl sequence boots the test guest with drives" {
 	api_start
 	truncate -s 8M "$D/rootfs.img"
