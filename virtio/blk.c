@@ -40,6 +40,7 @@ struct blk_dev {
 	bool pushed;	    /* used entries added since the last interrupt decision */
 	/* For the log line at exit: how the requests came and went. */
 	uint64_t nr_notify, nr_reqs, nr_batches, nr_irqs;
+	uint64_t nr_engine_events; /* wake-ups by the engine's eventfd (Async completions) */
 };
 
 static struct blk_dev *to_blk(struct virtio_dev *dev)
@@ -271,6 +272,7 @@ static void on_engine_event(void *opaque, uint32_t events)
 	struct blk_dev *b = opaque;
 	(void)events;
 	pthread_mutex_lock(&b->vdev.lock);
+	b->nr_engine_events++;
 	b->engine->ops->reap(b->engine);
 	if (virtio_dev_running(&b->vdev))
 		process_queue(b);
@@ -302,9 +304,10 @@ static void blk_destroy(struct virtio_dev *dev)
 	struct blk_dev *b = to_blk(dev);
 	if (b->nr_reqs)
 		log_debug("drive %s: %llu requests in %llu batches, %llu notifications, %llu "
-			  "interrupts",
+			  "interrupts, %llu engine events",
 			  b->id, (unsigned long long)b->nr_reqs, (unsigned long long)b->nr_batches,
-			  (unsigned long long)b->nr_notify, (unsigned long long)b->nr_irqs);
+			  (unsigned long long)b->nr_notify, (unsigned long long)b->nr_irqs,
+			  (unsigned long long)b->nr_engine_events);
 	if (b->engine) {
 		if (b->engine->event_fd >= 0)
 			evloop_remove(&dev->machine->loop, b->engine->event_fd);

@@ -49,13 +49,19 @@ static void submit_pending(struct uring_engine *u)
 
 /* Submits the batch, then takes what already completed: on filesystems that serve cached
  * data without blocking, io_uring completes such requests inside the submit call, and
- * waiting for the eventfd would cost a trip through the event loop per batch. */
+ * waiting for the eventfd would cost a trip through the event loop per batch. Those inline
+ * completions signalled the eventfd too: it is emptied before the reap, so that the loop
+ * does not wake again for CQEs already taken (a completion after the read signals anew). */
 static void uring_flush_batch(struct blk_engine *e)
 {
 	struct uring_engine *u = to_uring(e);
 	if (!u->pending)
 		return;
 	submit_pending(u);
+	if (!u->pending && io_uring_cq_ready(&u->ring)) {
+		eventfd_t count;
+		eventfd_read(e->event_fd, &count);
+	}
 	reap_cqes(e);
 	if (u->pending) /* continuations of short transfers */
 		submit_pending(u);
