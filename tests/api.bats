@@ -290,7 +290,7 @@ JSON
 	SOCK="$D/api.sock"
 	python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$SOCK"
 	[ -S "$SOCK" ]
-	api_start
+	API_KEEP_STALE_SOCKET=1 api_start
 	# api_start finds the stale socket at once: wait until ember's own accepts (the stale
 	# one refuses; a sanitized ember took long enough for a request to meet it).
 	for _ in $(seq 400); do curl -s --unix-socket "$SOCK" http://localhost/ >/dev/null && break; sleep 0.01; done

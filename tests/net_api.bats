@@ -35,12 +35,7 @@ tap() { # tap NAME [up]
 
 # api_start in the namespace (the API socket is a path: it works from anywhere).
 ns_api_start() {
-	SOCK="$D/api.sock"
-	ip netns exec "$NS" "$EMBER" --api-sock "$SOCK" "$@" >"$D/ember.out" 2>&1 &
-	EMBER_PID=$!
-	for _ in $(seq 200); do [ -S "$SOCK" ] && return 0; sleep 0.01; done
-	cat "$D/ember.out" >&2
-	return 1
+	api_launch ip netns exec "$NS" "$EMBER" "$@"
 }
 
 @test "PUT /network-interfaces: a missing TAP, bad fields and a path mismatch are refused with the interface named" {

@@ -81,12 +81,7 @@ echo_listener() {
 
 # ns_api_start: ember in the namespace (the API socket is a path: it works from anywhere).
 ns_api_start() {
-	SOCK="$D/api.sock"
-	ip netns exec "$NS" "$EMBER" --api-sock "$SOCK" >"$D/ember.out" 2>&1 &
-	EMBER_PID=$!
-	for _ in $(seq 200); do [ -S "$SOCK" ] && return 0; sleep 0.01; done
-	cat "$D/ember.out" >&2
-	return 1
+	api_launch ip netns exec "$NS" "$EMBER"
 }
 
 # fresh_ember: ends the current ember (SIGKILL: nothing of it may matter) and starts another.

@@ -80,8 +80,18 @@ JSON
 
 # api_start [ember args...]: starts ember with an API socket in $D; sets EMBER_PID, SOCK.
 api_start() {
+	api_launch "$EMBER" "$@"
+}
+
+# api_launch CMD...: CMD (ember, maybe behind a prefix such as ip netns exec) with
+# --api-sock $D/api.sock; returns once the socket is there. ember puts it there only once it
+# listens, so a file there is one that accepts, unless a killed ember left it: that one goes
+# first (API_KEEP_STALE_SOCKET=1 keeps it, for the test of ember replacing it; a request
+# right after this would meet it and fail with curl's 7).
+api_launch() {
 	SOCK="$D/api.sock"
-	"$EMBER" --api-sock "$SOCK" "$@" >"$D/ember.out" 2>&1 &
+	[ -n "${API_KEEP_STALE_SOCKET:-}" ] || rm -f "$SOCK"
+	"$@" --api-sock "$SOCK" >"$D/ember.out" 2>&1 &
 	EMBER_PID=$!
 	for _ in $(seq 200); do [ -S "$SOCK" ] && return 0; sleep 0.01; done
 	echo "API socket never appeared" >&2

@@ -586,8 +586,9 @@ static void inline_completions_leave_no_wakeup(void **state)
 	 * blocking where the file system can (ext4 since long; tmpfs only on newer kernels,
 	 * 6.1's hands every read to a worker). */
 	if (used()->idx != 4) {
-		fprintf(stderr, "skipped: cached reads of %s go to an io_uring worker on this "
-				"kernel's file system (TMPDIR elsewhere to run this)\n",
+		fprintf(stderr,
+			"skipped: cached reads of %s go to an io_uring worker on this "
+			"kernel's file system (TMPDIR elsewhere to run this)\n",
 			t()->img);
 		skip();
 	}
