@@ -350,6 +350,7 @@ static void close_idle(struct api_server *srv)
 static void *api_thread(void *arg)
 {
 	struct api_server *srv = arg;
+	pthread_setname_np(pthread_self(), "ember_api");
 	/* Before the first request: from here on clients drive this thread. */
 	int rc = seccomp_install(SECCOMP_API);
 	if (rc) {

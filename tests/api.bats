@@ -199,6 +199,19 @@ print(out.decode())' "$SOCK"
 	expect_api 400 PATCH /vm '{"state": "Sleeping"}' "must be \\\"Paused\\\" or \\\"Resumed\\\""
 }
 
+@test "threads are named: ember_api, and ember_vcpu N for each vCPU once booted" {
+	api_start
+	expect_api 204 PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 128}'
+	expect_api 204 PUT /boot-source "{\"kernel_image_path\": \"$TEST_GUEST\", \"boot_args\": \"spin\"}"
+	expect_api 204 PUT /actions '{"action_type": "InstanceStart"}'
+	names=$(cat /proc/"$EMBER_PID"/task/*/comm | sort)
+	echo "$names"
+	[ "$(head -1 /proc/"$EMBER_PID"/comm)" = ember ] # the VMM thread keeps the process name
+	[ "$(grep -c '^ember_api$' <<<"$names")" -eq 1 ]
+	[ "$(grep -c '^ember_vcpu 0$' <<<"$names")" -eq 1 ]
+	[ "$(grep -c '^ember_vcpu 1$' <<<"$names")" -eq 1 ]
+}
+
 @test "metrics lines parse as JSON and their counters move" {
 	api_start
 	expect_api 204 PUT /metrics "{\"metrics_path\": \"$D/metrics\"}"

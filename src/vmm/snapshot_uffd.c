@@ -211,6 +211,7 @@ static void handler_gone(struct snapshot_uffd *u)
 static void *watch(void *arg)
 {
 	struct snapshot_uffd *u = arg;
+	pthread_setname_np(pthread_self(), "ember_uffd");
 	/* The VMM thread's list has what it needs; without it the load fails (the check). */
 	int rc = seccomp_install(SECCOMP_VMM);
 	for (;;) {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -287,6 +288,10 @@ static void wait_while_paused(struct machine *machine)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
+	/* Named for top -H, perf and pinning scripts (Firecracker's is "fc_vcpu N"). */
+	char name[16];
+	snprintf(name, sizeof(name), "ember_vcpu %u", vcpu->index);
+	pthread_setname_np(pthread_self(), name);
 	/* Before the first KVM_RUN: from here on the guest drives this thread. */
 	int rc = seccomp_install(SECCOMP_VCPU);
 	if (rc) {
