@@ -3,7 +3,7 @@
 # guest (bench/blk-image.sh) on an image on ext4 with each engine given, and once the row's
 # QD1 result is out `perf record -a -g` samples the whole host for SECONDS during its QD16
 # run. Prints the guest's results, ember's request/batch/interrupt counts, and the samples by
-# thread and by function.
+# thread, by CPU and thread, and by function.
 #
 #   bench/blk-profile.sh [-m write|read|randread] [-t SECONDS] ENGINE...   (Sync, Async)
 #
@@ -79,6 +79,9 @@ JSON
     echo "-- samples by thread"
     perf report -i "$tmp/$eng.perf" --no-children --sort comm -g none --stdio 2>/dev/null |
         sed -e '/^#/d' -e '/^$/d' | sed -n 1,8p
+    echo "-- samples by CPU and thread (which threads share the vCPU thread's CPU)"
+    perf report -i "$tmp/$eng.perf" --no-children --sort cpu,comm -g none --stdio 2>/dev/null |
+        sed -e '/^#/d' -e '/^$/d' | sed -n 1,10p
     echo "-- samples by function"
     perf report -i "$tmp/$eng.perf" --no-children --sort comm,sym -g none --stdio 2>/dev/null |
         sed -e '/^#/d' -e '/^$/d' | sed -n 1,20p
