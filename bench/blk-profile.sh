@@ -8,8 +8,7 @@
 #   bench/blk-profile.sh [-m write|read|randread] [-t SECONDS] ENGINE...   (Sync, Async)
 #
 # Needs a standard /dev/kvm; on a PVM host it re-runs itself inside the emulated KVM host
-# with the ext4 disk of bench/blk.sh (build/bench/blk-disk.img, made by `bench/blk.sh -p
-# ext4` or here).
+# with the ext4 disk of bench/blk.sh (bench/lib.sh's blk_make_disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=write
@@ -25,16 +24,12 @@ done
 (($#)) || set -- Sync Async
 command -v perf >/dev/null || { echo "blk-profile: perf is not installed" >&2; exit 1; }
 
+. bench/lib.sh
 . tests/lib/host-kind.sh
 if [[ "$(ember_host_kind)" == vmhost ]]; then
     bench/blk-image.sh >/dev/null
-    disk=build/bench/blk-disk.img
-    if [[ ! -f "$disk" ]]; then
-        mkdir -p build/bench
-        truncate -s 1G "$disk"
-        mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$disk"
-    fi
-    exec tests/vmhost/run --mem 2048 --smp 2 --disk "$disk" -- \
+    blk_make_disk
+    exec tests/vmhost/run --mem 2048 --smp 2 --disk "$BLK_DISK" -- \
         bench/blk-profile.sh -m "$mode" -t "$secs" "$@"
 fi
 
@@ -46,26 +41,15 @@ cleanup() {
 }
 trap cleanup EXIT
 if [[ -n "${EMBER_IN_VMHOST:-}" ]]; then
-    mkdir -p "$mnt"
-    mountpoint -q "$mnt" || mount -t ext4 /dev/vda "$mnt"
+    blk_mount_ext4 "$mnt"
     img=$mnt/profile.img
 else
     img=$tmp/profile.img # a standard host: wherever mktemp puts it
 fi
 # The guest's run: QD1 for 6 s, then QD16 for 6 s (sampled after the QD1 line).
-dd if=/dev/zero of="$img" bs=1M count=256 status=none
-sync
+blk_write_image "$img"
 for eng in "$@"; do
-    cat >"$tmp/vm.json" <<JSON
-{
-  "boot-source": { "kernel_image_path": "build/guest/vmlinux",
-                   "initrd_path": "build/bench/initramfs-blk.cpio.gz",
-                   "boot_args": "console=ttyS0 reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.dumbkbd -- /blk-bench.sh 6 $mode" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": 256 },
-  "drives": [ { "drive_id": "data", "path_on_host": "$img", "is_root_device": false,
-                "io_engine": "$eng" } ]
-}
-JSON
+    blk_ember_config "$eng" "$img" "6 $mode" >"$tmp/vm.json"
     log=$tmp/$eng.log
     timeout 120 build/ember --no-api --level Debug --config-file "$tmp/vm.json" </dev/null >"$log" 2>&1 &
     pid=$!

@@ -42,33 +42,23 @@ esac
 [[ -z "$dir" ]] || placements=(dir)
 for m in $modes; do [[ "$m" =~ ^(write|read|randread)$ ]] || usage; done
 
-# The ext4 placement's disk: made here, where mkfs is quick, and attached to the emulated
-# host (or found as the one disk of a standard host's ... nothing: there, use -d).
-disk=build/bench/blk-disk.img
-make_disk() {
-    mkdir -p build/bench
-    rm -f "$disk"
-    truncate -s 1G "$disk"
-    # Initialised up front: no lazy-init thread writing while the VMMs are measured.
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$disk"
-}
-
+. bench/lib.sh
 . tests/lib/host-kind.sh
 if [[ "$(ember_host_kind)" == vmhost ]]; then
     bench/blk-image.sh >/dev/null
     export EMBER_VMHOST_TIMEOUT=${EMBER_VMHOST_TIMEOUT:-3600}
     disk_arg=()
     if [[ " ${placements[*]} " == *" ext4 "* ]]; then
-        make_disk
-        disk_arg=(--disk "$disk")
+        blk_make_disk
+        disk_arg=(--disk "$BLK_DISK")
     fi
     exec tests/vmhost/run --mem 2048 --smp 2 "${disk_arg[@]}" -- \
         bench/blk.sh -t "$secs" -r "$rounds" -p "$placement" -m "$modes" ${dir:+-d "$dir"}
 fi
 [[ -n "${EMBER_IN_VMHOST:-}" ]] || bench/blk-image.sh >/dev/null
 
-kernel=build/guest/vmlinux
-initrd=build/bench/initramfs-blk.cpio.gz
+kernel=$BLK_KERNEL
+initrd=$BLK_INITRD
 for f in "$kernel" "$initrd" build/ember; do
     [[ -f "$f" ]] || { echo "blk: $f missing; run 'make all kernel rootfs'" >&2; exit 1; }
 done
@@ -90,27 +80,17 @@ place_image() {
             echo "blk: -p ext4 runs in the emulated host; elsewhere give -d DIR on ext4" >&2
             exit 2
         fi
-        [[ -b /dev/vda ]] || { echo "blk: no /dev/vda in the emulated host" >&2; exit 1; }
-        mkdir -p "$mnt"
-        mountpoint -q "$mnt" || mount -t ext4 /dev/vda "$mnt"
+        blk_mount_ext4 "$mnt"
         dir=$mnt
         ;;
     esac
 }
 
-args="console=ttyS0 reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.dumbkbd"
+args=$BLK_ARGS
 per_boot=$((secs * 6 + 120))
 
 ember_run() { # ember_run ENGINE LOG
-    cat >"$tmp/vm.json" <<JSON
-{
-  "boot-source": { "kernel_image_path": "$kernel", "initrd_path": "$initrd",
-                   "boot_args": "$args -- /blk-bench.sh $secs $modes_arg" },
-  "machine-config": { "vcpu_count": 1, "mem_size_mib": 256 },
-  "drives": [ { "drive_id": "data", "path_on_host": "$img", "is_root_device": false,
-                "io_engine": "$1" } ]
-}
-JSON
+    blk_ember_config "$1" "$img" "$secs $modes_arg" >"$tmp/vm.json"
     timeout "$per_boot" build/ember --no-api --level Debug --config-file "$tmp/vm.json" </dev/null >"$2" 2>&1
 }
 
@@ -138,10 +118,7 @@ run_placement() {
 place_image "$1"
 tmp=$(mktemp -d "$dir/ember-blk-bench.XXXXXX")
 img=$tmp/data.img
-# Written out (not sparse), so that both VMMs read real pages, and on disk before the
-# first boot.
-dd if=/dev/zero of="$img" bs=1M count=256 status=none
-sync
+blk_write_image "$img"
 declare -A results=()
 for ((r = 1; r <= rounds; r++)); do
     for v in "${vmms[@]}"; do

@@ -46,3 +46,49 @@ interleaved_medians() {
 		}
 	}'
 }
+
+# --- virtio-blk benchmarks (bench/blk.sh, bench/blk-profile.sh) ---
+
+# The ext4 placement's disk: a file of this machine, attached to the emulated host as its
+# virtio disk. Made afresh here, where mkfs is quick; initialised up front, so that no
+# lazy-init thread writes while the VMMs are measured.
+BLK_DISK=build/bench/blk-disk.img
+blk_make_disk() {
+	mkdir -p build/bench
+	rm -f "$BLK_DISK"
+	truncate -s 1G "$BLK_DISK"
+	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$BLK_DISK"
+}
+
+# blk_mount_ext4 MNT: inside the emulated host, that disk (/dev/vda) mounted at MNT.
+blk_mount_ext4() {
+	[[ -b /dev/vda ]] || { echo "blk: no /dev/vda in the emulated host" >&2; exit 1; }
+	mkdir -p "$1"
+	mountpoint -q "$1" || mount -t ext4 /dev/vda "$1"
+}
+
+# blk_write_image IMG: 256 MiB written out (not sparse), so that the VMMs read real pages,
+# and on disk before the first boot.
+blk_write_image() {
+	dd if=/dev/zero of="$1" bs=1M count=256 status=none
+	sync
+}
+
+# The blk bench guest (bench/blk-image.sh's initramfs) as both VMMs boot it.
+BLK_KERNEL=build/guest/vmlinux
+BLK_INITRD=build/bench/initramfs-blk.cpio.gz
+BLK_ARGS="console=ttyS0 reboot=k panic=1 quiet i8042.noaux i8042.nomux i8042.dumbkbd"
+
+# blk_ember_config ENGINE IMG BENCH_ARGS: ember's config file for that guest (1 vCPU,
+# 256 MiB) with IMG as its data drive; the guest runs /blk-bench.sh BENCH_ARGS.
+blk_ember_config() {
+	cat <<JSON
+{
+  "boot-source": { "kernel_image_path": "$BLK_KERNEL", "initrd_path": "$BLK_INITRD",
+                   "boot_args": "$BLK_ARGS -- /blk-bench.sh $3" },
+  "machine-config": { "vcpu_count": 1, "mem_size_mib": 256 },
+  "drives": [ { "drive_id": "data", "path_on_host": "$2", "is_root_device": false,
+                "io_engine": "$1" } ]
+}
+JSON
+}
