@@ -15,6 +15,8 @@ passed=0 failed=0 skipped=0
 failures=()
 failure_notes=() # per failed test: where it failed and the last lines it printed
 durations=() # "SECONDS SUITE", for the slowest-suites list at the end
+started=$(mktemp) # its time: the emulated hosts that froze during this run are newer
+trap 'rm -f "$started"' EXIT
 
 # fail SUITE WHY: one failure that no TAP line reported.
 fail() {
@@ -218,6 +220,13 @@ count_tap fuzz < <(
 # Where the time went (CI's budget): the ten slowest bats suites.
 echo "== slowest suites (s), of ${SECONDS} s in all"
 printf '%s\n' "${durations[@]}" | sort -rn | head -10 | sed 's/^/  /'
+# Emulated hosts that froze (TCG), after which tests/vmhost/run ran the command again in a
+# fresh one: their directories keep the registers (README, "Known problems").
+mapfile -t froze < <(find build/vmhost/runs -name 'stalled-registers.log*' -newer "$started" 2>/dev/null)
+if [ ${#froze[@]} -gt 0 ]; then
+	echo "== the emulated host froze ${#froze[@]} time(s); tests/vmhost/run ran the command again"
+	printf '  %s\n' "${froze[@]}"
+fi
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "== failures"
 	printf '  %s\n' "${failures[@]}"
