@@ -50,14 +50,18 @@ note_failure() {
 # says "running the command again"): only the results after that count.
 count_tap() {
 	local suite=$1 line plan="" results=0 suite_failed=0 rc="" notes=() noting=""
-	local s_passed=0 s_skipped=0 s_failures=() n_notes=${#failure_notes[@]}
+	# The totals as they were before this suite, for a start over.
+	local passed0=$passed failed0=$failed skipped0=$skipped
+	local n_failures=${#failures[@]} n_notes=${#failure_notes[@]}
 	while IFS= read -r line; do
 		case "$line" in
 		"@@exit-status "*) rc=${line#@@exit-status }; continue ;;
 		"tests/vmhost/run: running the command again"*)
 			printf '%s\n' "$line"
 			echo "# $suite: the results above do not count; the suite starts over"
-			plan="" results=0 suite_failed=0 s_passed=0 s_skipped=0 s_failures=() notes=() noting=""
+			plan="" results=0 suite_failed=0 notes=() noting=""
+			passed=$passed0 failed=$failed0 skipped=$skipped0
+			failures=("${failures[@]:0:n_failures}")
 			failure_notes=("${failure_notes[@]:0:n_notes}")
 			continue
 			;;
@@ -77,19 +81,17 @@ count_tap() {
 		fi
 		case "$line" in
 		"ok "*"# skip"* | "ok "*"# SKIP"* | "not ok "*"# SKIP"*) # cmocka writes "not ok N # SKIP"
-			s_skipped=$((s_skipped + 1)) results=$((results + 1))
+			skipped=$((skipped + 1)) results=$((results + 1))
 			;;
 		"not ok"*)
-			results=$((results + 1)) suite_failed=$((suite_failed + 1))
-			s_failures+=("$suite: ${line#not ok }")
+			failed=$((failed + 1)) results=$((results + 1)) suite_failed=$((suite_failed + 1))
+			failures+=("$suite: ${line#not ok }")
 			noting="$suite: ${line#not ok }"
 			;;
-		"ok "*) s_passed=$((s_passed + 1)) results=$((results + 1)) ;;
+		"ok "*) passed=$((passed + 1)) results=$((results + 1)) ;;
 		esac
 	done
 	[ -z "$noting" ] || note_failure "$noting" "${notes[@]}"
-	passed=$((passed + s_passed)) skipped=$((skipped + s_skipped)) failed=$((failed + suite_failed))
-	failures+=("${s_failures[@]}")
 	if [ -z "$rc" ]; then
 		fail "$suite" "no exit status reported"
 	elif [ "$rc" -ge 128 ]; then
